@@ -1,0 +1,321 @@
+"""Writes: every change to the database goes through a function here.
+
+Functions are keyword-only and named ``<entity>_<action>``. Views, serializers, admin and tasks call
+them; they never write to the ORM themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from ocrapp.errors import ApplicationError
+from ocrapp.imagecheck import inspect_image
+from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
+from ocrapp.schemas import TRACED_FIELDS, normalise_serial, schema_problems, serial_skeleton
+
+log = logging.getLogger(__name__)
+User = get_user_model()
+
+
+# --- product types and stations -------------------------------------------------------------
+
+
+def product_type_create(
+    *,
+    name: str,
+    field_schema: dict,
+    description: str = "",
+    auto_accept_threshold: float = 0.85,
+) -> ProductType:
+    problems = schema_problems(field_schema)
+    if problems:
+        raise ApplicationError("invalid_schema", " ".join(problems), details={"schema": problems})
+    if not 0.0 <= auto_accept_threshold <= 1.0:
+        raise ApplicationError("invalid", "auto_accept_threshold must be between 0 and 1.")
+    return ProductType.objects.create(
+        name=name,
+        field_schema=field_schema,
+        description=description,
+        auto_accept_threshold=auto_accept_threshold,
+    )
+
+
+def station_create(*, line: str, name: str, token_owner=None) -> Station:
+    return Station.objects.create(line=line, name=name, token_owner=token_owner)
+
+
+@transaction.atomic
+def station_token_issue(*, station: Station, rotate: bool = False) -> str:
+    """Give the station a service user (if it has none) and return that user's API token."""
+    if station.token_owner is None:
+        username = f"station-{station.pk}-{uuid.uuid4().hex[:6]}"
+        station.token_owner = User.objects.create_user(username=username, password=None)
+        station.save(update_fields=["token_owner"])
+    if rotate:
+        Token.objects.filter(user=station.token_owner).delete()
+    token, _ = Token.objects.get_or_create(user=station.token_owner)
+    return token.key
+
+
+# --- captures --------------------------------------------------------------------------------
+
+
+def _station_for(*, user, station: Station | None) -> Station:
+    owned = Station.objects.filter(token_owner=user).first()
+    if station is None:
+        if owned is None:
+            raise ApplicationError(
+                "invalid", "station is required.", details={"station": ["This field is required."]}
+            )
+        return owned
+    if owned is not None and owned.pk != station.pk:
+        raise ApplicationError(
+            "station_mismatch",
+            "This token belongs to another station.",
+            status_code=403,
+        )
+    if not station.active:
+        raise ApplicationError("station_inactive", f"Station {station} is not active.")
+    return station
+
+
+def capture_create(
+    *,
+    user,
+    image_bytes: bytes,
+    original_filename: str = "",
+    product_type: ProductType,
+    station: Station | None = None,
+    client_ref: str = "",
+    idempotency_key: str | None = None,
+) -> tuple[Capture, bool]:
+    """Validate and store an uploaded photo, create its Capture and enqueue the read on commit.
+
+    Returns ``(capture, created)``; with an ``idempotency_key`` already used by this user for the
+    same image, the existing capture is returned with ``created=False``. Nothing is stored when
+    validation fails, and the stored file is removed if the database write fails.
+    """
+    station = _station_for(user=user, station=station)
+    if len(image_bytes) > settings.MAX_UPLOAD_BYTES:
+        raise ApplicationError(
+            "file_too_large",
+            f"The file is {len(image_bytes)} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes.",
+            details={"max_bytes": settings.MAX_UPLOAD_BYTES},
+            status_code=413,
+        )
+    sha256 = hashlib.sha256(image_bytes).hexdigest()
+    if idempotency_key:
+        existing = _capture_for_idempotency_key(user=user, key=idempotency_key, sha256=sha256)
+        if existing is not None:
+            return existing, False
+    info = inspect_image(
+        image_bytes, max_pixels=settings.MAX_IMAGE_PIXELS, max_side=settings.MAX_IMAGE_SIDE
+    )
+    capture = Capture(
+        sha256=sha256,
+        size_bytes=len(image_bytes),
+        width=info.width,
+        height=info.height,
+        image_format=info.format,
+        original_filename=os.path.basename(original_filename)[:255],
+        station=station,
+        product_type=product_type,
+        uploaded_by=user,
+        client_ref=client_ref[:128],
+        idempotency_key=idempotency_key or None,
+    )
+    capture.image.save(f"{uuid.uuid4().hex}{info.extension}", ContentFile(image_bytes), save=False)
+    stored_name = capture.image.name
+    try:
+        with transaction.atomic():
+            capture.save(force_insert=True)
+            transaction.on_commit(lambda: _enqueue_read(capture_id=capture.pk), robust=False)
+    except IntegrityError:
+        capture.image.storage.delete(stored_name)
+        if idempotency_key:  # a concurrent request with the same key won the race
+            existing = _capture_for_idempotency_key(user=user, key=idempotency_key, sha256=sha256)
+            if existing is not None:
+                return existing, False
+        raise
+    except QueueUnavailable:
+        capture.image.storage.delete(stored_name)
+        Capture.objects.filter(pk=capture.pk).delete()
+        raise ApplicationError(
+            "queue_unavailable",
+            "The reading queue is unavailable; nothing was stored. Retry shortly.",
+            status_code=503,
+        ) from None
+    except BaseException:
+        capture.image.storage.delete(stored_name)
+        raise
+    return capture, True
+
+
+def _capture_for_idempotency_key(*, user, key: str, sha256: str) -> Capture | None:
+    existing = Capture.objects.filter(uploaded_by=user, idempotency_key=key).first()
+    if existing is not None and existing.sha256 != sha256:
+        raise ApplicationError(
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used for a different image.",
+            details={"capture_id": str(existing.pk)},
+            status_code=409,
+        )
+    return existing
+
+
+class QueueUnavailable(Exception):
+    pass
+
+
+def _enqueue_read(*, capture_id: uuid.UUID) -> None:
+    from workers.celery import app  # celery only; the task body imports the pipeline
+
+    try:
+        app.send_task("workers.tasks.read_capture", args=[str(capture_id)], queue="ocr")
+    except Exception as exc:  # kombu raises OperationalError and friends
+        log.error("could not enqueue capture %s: %s", capture_id, exc)
+        raise QueueUnavailable(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class ClaimedCapture:
+    capture_id: uuid.UUID
+    image_path: str
+    field_schema: dict
+    product_type: str
+    attempts: int
+
+
+def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
+    """Move a capture to PROCESSING; None when it is already finished (or gone).
+
+    PROCESSING is claimable again so that a message redelivered after a worker died is processed;
+    ``read_save`` makes sure only one result is ever stored.
+    """
+    now = timezone.now()
+    updated = Capture.objects.filter(
+        pk=capture_id, status__in=[Capture.Status.PENDING, Capture.Status.PROCESSING]
+    ).update(status=Capture.Status.PROCESSING, attempts=F("attempts") + 1, started_at=now)
+    if not updated:
+        return None
+    capture = Capture.objects.select_related("product_type").get(pk=capture_id)
+    return ClaimedCapture(
+        capture_id=capture.pk,
+        image_path=capture.image.path,
+        field_schema=capture.product_type.field_schema,
+        product_type=capture.product_type.name,
+        attempts=capture.attempts,
+    )
+
+
+def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool:
+    """Mark a capture FAILED unless it already finished; returns whether it changed."""
+    return bool(
+        Capture.objects.filter(
+            pk=capture_id, status__in=[Capture.Status.PENDING, Capture.Status.PROCESSING]
+        ).update(
+            status=Capture.Status.FAILED,
+            failure_code=code[:64],
+            failure_reason=reason,
+            finished_at=timezone.now(),
+        )
+    )
+
+
+def read_save(*, capture_id: uuid.UUID | str, result: dict[str, Any], worker: str = "") -> Read | None:
+    """Store one pipeline result (``ReadResult.to_dict()``) and mark the capture DONE, atomically.
+
+    Idempotent: if the capture is already DONE or FAILED nothing is written and None is returned.
+    """
+    with transaction.atomic():
+        capture = Capture.objects.select_for_update().filter(pk=capture_id).first()
+        if capture is None or capture.status not in (
+            Capture.Status.PENDING,
+            Capture.Status.PROCESSING,
+        ):
+            return None
+        run = capture.reads.count() + 1
+        read = Read.objects.create(
+            capture=capture,
+            run=run,
+            models_used=result.get("models", []),
+            pipeline_config=result.get("config", {}),
+            timings_ms=result.get("timings_ms", {}),
+            quality=result.get("quality", {}),
+            image_info=result.get("image", {}),
+            device=result.get("device", "")[:32],
+            providers=result.get("providers", []),
+            worker=worker[:255],
+        )
+        lines = TextLine.objects.bulk_create(
+            [
+                TextLine(
+                    read=read,
+                    order=i,
+                    text=line.get("text", ""),
+                    confidence=float(line.get("confidence", 0.0)),
+                    char_confidences=line.get("char_confidences", []),
+                    alternatives=line.get("alternatives", []),
+                    polygon=line.get("polygon", []),
+                )
+                for i, line in enumerate(result.get("lines", []))
+            ]
+        )
+        fields = Field.objects.bulk_create(
+            [
+                Field(
+                    read=read,
+                    name=f["name"],
+                    raw_value=f.get("raw_value", ""),
+                    value=f.get("value", ""),
+                    confidence=float(f.get("confidence", 0.0)),
+                    line=_line_at(lines, f.get("line_index")),
+                    box=f.get("box"),
+                    valid=bool(f.get("valid", False)),
+                    reason=f.get("reason", ""),
+                )
+                for f in result.get("fields", [])
+            ]
+        )
+        SerialRecord.objects.bulk_create(
+            [
+                SerialRecord(
+                    value=normalise_serial(field.value)[:128],
+                    skeleton=serial_skeleton(field.value)[:128],
+                    field=field,
+                    field_name=field.name,
+                    capture=capture,
+                    product_type_id=capture.product_type_id,
+                    station_id=capture.station_id,
+                    created_at=capture.created_at,
+                )
+                for field in fields
+                if field.name in TRACED_FIELDS and normalise_serial(field.value)
+            ]
+        )
+        capture.status = Capture.Status.DONE
+        capture.failure_code = ""
+        capture.failure_reason = ""
+        capture.finished_at = timezone.now()
+        capture.save(update_fields=["status", "failure_code", "failure_reason", "finished_at",
+                                    "updated_at"])
+        return read
+
+
+def _line_at(lines: list[TextLine], index: Any) -> TextLine | None:
+    if isinstance(index, int) and 0 <= index < len(lines):
+        return lines[index]
+    return None
