@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "ocrapp",
 ]
 
@@ -127,6 +128,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Upload product photos, get serial numbers and key fields back, trace serial history.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # self-hosted assets, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # Celery (the app lives in workers/celery.py and reads CELERY_* from here).

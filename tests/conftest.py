@@ -76,12 +76,13 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker_proc(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real ``celery worker`` subprocess on queue ``ocr`` (prefork, 1 process), real broker.
 
     It talks to the same test database and media folder as the tests; tests that use it must
-    commit their data (``transactional_db`` or ``live_server``).
+    commit their data (``transactional_db`` or ``live_server``). Module-scoped, so that it does
+    not consume tasks that other modules enqueue and expect to stay PENDING.
     """
     from django.conf import settings
 

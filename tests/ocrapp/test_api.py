@@ -133,3 +133,41 @@ def test_openapi_schema_and_docs(station_client):
             "/api/v1/serials/{value}/history"} <= set(doc["paths"])
     docs = station_client.get("/api/docs")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiting_request_does_not_block_other_requests(live_server, product_type, station_token):
+    """A ?wait=N call holds only its own server thread: other calls are answered meanwhile."""
+    import json
+    import urllib.request
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {station_token}")
+    capture_id = client.post(
+        "/api/v1/captures",
+        {"image": SimpleUploadedFile("a.png", label_png(["S/N: 1"]), "image/png"),
+         "product_type": product_type.name},
+        format="multipart",
+    ).json()["id"]
+    headers = {"Authorization": f"Token {station_token}"}
+
+    def get(path):
+        req = urllib.request.Request(live_server.url + path, headers=headers)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    waited = {}
+    waiter = threading.Thread(
+        target=lambda: waited.update(get(f"/api/v1/captures/{capture_id}?wait=8"))
+    )
+    waiter.start()
+    threading.Event().wait(0.5)
+    other = get("/api/v1/serials?q=SN1")  # served while the waiter is still waiting
+    still_waiting = waiter.is_alive()
+    waiter.join()
+    assert other == {"query": "SN1", "results": []}
+    assert still_waiting
+    assert waited["status"] == "PENDING"
