@@ -1,0 +1,889 @@
+"""Field schemas and validation of extracted key-field values.
+
+A product type carries a *field schema* (JSON, editable in the admin)::
+
+    {
+      "auto_accept": 0.9,
+      "fields": [
+        {
+          "name": "serial_number",          # required, ^[a-z][a-z0-9_]*$, unique
+          "label": "Serial number",         # optional, defaults to name
+          "required": true,                 # optional, default false
+          "pattern": "^[A-Z0-9-]{6,20}$",   # optional Python regex, always full-matched
+          "format": "AA999-99999",          # optional format grammar (below)
+          "check_digit": "luhn",            # optional, a key of checkdigits.CHECK_DIGITS
+          "date": {                         # optional, makes it a date field
+            "not_future": true,             # optional, default false
+            "max_age_days": 3650,           # optional int >= 0
+            "formats": ["YYYY-MM-DD"]       # optional, default DEFAULT_DATE_FORMATS
+          },
+          "normalise": ["upper", "strip_spaces"],  # optional list of NORMALISE_OPS
+          "keywords": ["S/N", "Serial No"]  # optional list of label keywords
+        }
+      ]
+    }
+
+``auto_accept`` (0..1, default 0.9) is the confidence at or above which a read
+whose fields all validate is accepted without review.
+
+Format grammar (``format``), matched against the *whole normalised* value:
+
+=============  ==============================================================
+``A``          one letter ``A-Z``
+``9``          one digit ``0-9``
+``X``          one letter or digit ``A-Z0-9``
+``H``          one hexadecimal digit ``0-9A-F``
+``\\c``        the literal character ``c`` (e.g. ``\\A`` for a literal A)
+``{n}``        the preceding token exactly ``n`` times (1 <= n <= 64)
+``{m,n}``      the preceding token ``m`` to ``n`` times (0 <= m <= n, 1 <= n <= 64)
+anything else  itself, literally (``-``, ``/``, ``:``, space, lowercase, digits 0-8...)
+=============  ==============================================================
+
+Examples: ``AA999-99999`` = two letters, three digits, a dash, five digits;
+``SN9{6,10}`` = literal ``SN`` then 6 to 10 digits; ``HH:HH:HH:HH:HH:HH`` = MAC.
+
+Normalisation always applies Unicode NFKC (full-width to ASCII) and trims outer
+whitespace, then the listed ``normalise`` operations in order:
+
+- per character: ``upper``, ``lower``, ``strip_spaces`` (all whitespace),
+  ``strip_dashes`` (``-`` and Unicode dashes), ``strip_separators``
+  (whitespace, dashes, ``.``, ``/``, ``:``, ``_``)
+- whole string: ``collapse_spaces`` (runs of whitespace to one space),
+  ``mac`` (12 hex digits, any separators, to ``AA:BB:CC:DD:EE:FF``)
+
+Check digits are verified on the normalised value with separators (whitespace,
+dashes, ``.``, ``/``, ``:``) removed, so ``49-015420-323751-8`` can be checked
+as an IMEI even when the format keeps the dashes.
+
+Date formats (``date.formats``) use the tokens ``YYYY``, ``YY``, ``MM``, ``DD``,
+``MON`` (English month name or abbreviation), ``ww`` (ISO week); any other
+character is literal (case-insensitive) and whitespace matches any amount of
+whitespace. A format without a day gives the first day of the month, an ISO
+week gives its Monday. In ``YYMMDD`` (GS1), ``DD = 00`` means the last day of
+the month. Two-digit years are 20YY.
+
+This module is pure Python (no Django); the admin form and the API call
+:func:`schema_errors`, the pipeline calls :func:`validate_field`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+from workers.pipeline.checkdigits import CHECK_DIGITS
+
+__all__ = [
+    "DEFAULT_AUTO_ACCEPT",
+    "DEFAULT_DATE_FORMATS",
+    "DEFAULT_FIELD_SPECS",
+    "NORMALISE_OPS",
+    "DateRule",
+    "FieldCheck",
+    "FieldSpec",
+    "FormatError",
+    "FormatToken",
+    "ProductSchema",
+    "Reason",
+    "SchemaError",
+    "check_digit_text",
+    "compile_format",
+    "default_schema",
+    "format_to_regex",
+    "normalise",
+    "normalise_char",
+    "parse_date",
+    "schema_errors",
+    "validate_field",
+]
+
+DEFAULT_AUTO_ACCEPT = 0.9
+MAX_REPEAT = 64
+FIELD_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_SEPARATORS_RE = re.compile(rf"[\s{re.escape(_DASHES)}./:_]")
+_CHECK_SEPARATORS_RE = re.compile(rf"[\s{re.escape(_DASHES)}./:]")
+
+PER_CHAR_OPS: frozenset[str] = frozenset(
+    {"upper", "lower", "strip_spaces", "strip_dashes", "strip_separators"}
+)
+STRING_OPS: frozenset[str] = frozenset({"collapse_spaces", "mac"})
+NORMALISE_OPS: frozenset[str] = PER_CHAR_OPS | STRING_OPS
+"""All known ``normalise`` operation names."""
+
+_FIELD_KEYS = frozenset(
+    {
+        "name",
+        "label",
+        "required",
+        "pattern",
+        "format",
+        "check_digit",
+        "date",
+        "normalise",
+        "keywords",
+    }
+)
+_DATE_KEYS = frozenset({"not_future", "max_age_days", "formats"})
+_SCHEMA_KEYS = frozenset({"auto_accept", "fields"})
+
+
+class SchemaError(ValueError):
+    """A schema dict is invalid; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+class FormatError(ValueError):
+    """A format-grammar string is malformed."""
+
+
+# --------------------------------------------------------------------------------------
+# Format grammar
+# --------------------------------------------------------------------------------------
+
+_CLASSES: dict[str, str] = {
+    "A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "9": "0123456789",
+    "X": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "H": "0123456789ABCDEF",
+}
+_CLASS_REGEX = {"A": "[A-Z]", "9": "[0-9]", "X": "[A-Z0-9]", "H": "[0-9A-F]"}
+_REPEAT_RE = re.compile(r"\{(\d{1,3})(?:,(\d{1,3}))?\}")
+
+
+@dataclass(frozen=True)
+class FormatToken:
+    """One token of a compiled format: a character set repeated ``min..max`` times.
+
+    ``chars`` is the set of allowed characters (one char for a literal);
+    ``symbol`` is the grammar symbol (``A``, ``9``, ``X``, ``H``) or the literal.
+    """
+
+    chars: frozenset[str]
+    symbol: str
+    literal: bool
+    min: int = 1
+    max: int = 1
+
+    def to_regex(self) -> str:
+        body = re.escape(self.symbol) if self.literal else _CLASS_REGEX[self.symbol]
+        if (self.min, self.max) == (1, 1):
+            return body
+        if self.min == self.max:
+            return f"{body}{{{self.min}}}"
+        return f"{body}{{{self.min},{self.max}}}"
+
+
+@lru_cache(maxsize=512)
+def compile_format(fmt: str) -> tuple[FormatToken, ...]:
+    """Compile a format-grammar string into tokens; raises :class:`FormatError`."""
+    if not isinstance(fmt, str) or not fmt:
+        raise FormatError("format must be a non-empty string")
+    tokens: list[FormatToken] = []
+    i = 0
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch == "\\":
+            if i + 1 >= len(fmt):
+                raise FormatError("format ends with a lone backslash")
+            lit = fmt[i + 1]
+            tokens.append(FormatToken(frozenset(lit), lit, True))
+            i += 2
+        elif ch == "{":
+            m = _REPEAT_RE.match(fmt, i)
+            if not m:
+                raise FormatError(
+                    f"malformed repetition at position {i}: expected {{n}} or {{m,n}}"
+                )
+            if not tokens:
+                raise FormatError("repetition at the start of the format has nothing to repeat")
+            prev = tokens[-1]
+            if (prev.min, prev.max) != (1, 1):
+                raise FormatError(f"repetition at position {i} follows another repetition")
+            lo = int(m.group(1))
+            hi = int(m.group(2)) if m.group(2) is not None else lo
+            if hi < 1 or lo > hi or hi > MAX_REPEAT:
+                raise FormatError(
+                    f"bad repetition {m.group(0)}: need 0 <= m <= n, 1 <= n <= {MAX_REPEAT}"
+                )
+            tokens[-1] = FormatToken(prev.chars, prev.symbol, prev.literal, lo, hi)
+            i = m.end()
+        elif ch == "}":
+            raise FormatError(f"unmatched '}}' at position {i}")
+        elif ch in _CLASSES:
+            tokens.append(FormatToken(frozenset(_CLASSES[ch]), ch, False))
+            i += 1
+        else:
+            tokens.append(FormatToken(frozenset(ch), ch, True))
+            i += 1
+    if all(t.max == 0 for t in tokens):
+        raise FormatError("format matches nothing")
+    return tuple(tokens)
+
+
+@lru_cache(maxsize=512)
+def format_to_regex(fmt: str) -> str:
+    """Anchored regex (``^...$``) equivalent to a format-grammar string.
+
+    >>> format_to_regex("AA999-9{2,3}")
+    '^[A-Z]{2}[0-9]{3}\\\\-[0-9]{2,3}$'
+    """
+    tokens = compile_format(fmt)
+    # Merge runs of identical single class tokens for readability: AA -> [A-Z]{2}.
+    parts: list[str] = []
+    merged: list[FormatToken] = []
+    for t in tokens:
+        if (
+            merged
+            and not t.literal
+            and (t.min, t.max) == (1, 1)
+            and merged[-1].symbol == t.symbol
+            and not merged[-1].literal
+            and merged[-1].min == merged[-1].max
+        ):
+            last = merged[-1]
+            merged[-1] = FormatToken(last.chars, last.symbol, False, last.min + 1, last.max + 1)
+        else:
+            merged.append(t)
+    parts = [t.to_regex() for t in merged]
+    return "^" + "".join(parts) + "$"
+
+
+@lru_cache(maxsize=512)
+def _format_re(fmt: str) -> re.Pattern[str]:
+    return re.compile(format_to_regex(fmt))
+
+
+@lru_cache(maxsize=512)
+def _pattern_re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+# --------------------------------------------------------------------------------------
+# Dates
+# --------------------------------------------------------------------------------------
+
+DEFAULT_DATE_FORMATS: tuple[str, ...] = (
+    "YYYY-MM-DD",
+    "YYYY.MM.DD",
+    "YYYY/MM/DD",
+    "YYYYMMDD",
+    "YYYY년 MM월 DD일",
+    "DD/MM/YYYY",
+    "DD.MM.YYYY",
+    "DD-MM-YYYY",
+    "DD MON YYYY",
+    "DD-MON-YYYY",
+    "YYYY-MM",
+    "YYYY.MM",
+    "YYYY/MM",
+    "YYYY년 MM월",
+    "MM/YYYY",
+    "MM.YYYY",
+    "MM-YYYY",
+    "MON YYYY",
+    "MON-YYYY",
+    "YYYY-Www",
+    "YYWww",
+)
+"""Formats tried by :func:`parse_date` when none are given (day-first before month-first;
+``MM/DD/YYYY`` and ``YYMMDD`` only when listed explicitly, being ambiguous)."""
+
+_MONTHS = {
+    name.lower(): i
+    for i in range(1, 13)
+    for name in (calendar.month_name[i], calendar.month_abbr[i])
+    if name
+}
+_MONTHS["sept"] = 9
+_DATE_TOKEN_RE = re.compile(r"(YYYY|YY|MM|DD|MON|ww)")
+_NUMERIC_TOKENS = {"YYYY", "YY", "MM", "DD", "ww"}
+
+
+@lru_cache(maxsize=256)
+def _compile_date_format(fmt: str) -> re.Pattern[str]:
+    parts = [p for p in _DATE_TOKEN_RE.split(fmt) if p]
+    if not any(p in ("YYYY", "YY") for p in parts):
+        raise ValueError(f"date format {fmt!r} has no year (YYYY or YY)")
+    if not any(p in ("MM", "MON", "ww") for p in parts):
+        raise ValueError(f"date format {fmt!r} has no month (MM, MON) or week (ww)")
+    seen: set[str] = set()
+    out: list[str] = []
+    for idx, p in enumerate(parts):
+        if p in _NUMERIC_TOKENS or p == "MON":
+            if p in seen:
+                raise ValueError(f"date format {fmt!r} repeats {p}")
+            seen.add(p)
+        prev_num = idx > 0 and parts[idx - 1] in _NUMERIC_TOKENS
+        next_num = idx + 1 < len(parts) and parts[idx + 1] in _NUMERIC_TOKENS
+        tight = prev_num or next_num  # digits run together: fixed widths
+        if p == "YYYY":
+            out.append(r"(?P<Y>\d{4})")
+        elif p == "YY":
+            out.append(r"(?P<y>\d{2})")
+        elif p in ("MM", "DD", "ww"):
+            group = {"MM": "m", "DD": "d", "ww": "w"}[p]
+            out.append(rf"(?P<{group}>\d{{2}})" if tight else rf"(?P<{group}>\d{{1,2}})")
+        elif p == "MON":
+            out.append(r"(?P<b>[A-Za-z]{3,9})\.?")
+        else:
+            for ch in p:
+                out.append(r"\s*" if ch.isspace() else r"\s*" + re.escape(ch) + r"\s*")
+    return re.compile("".join(out), re.IGNORECASE)
+
+
+def _expand_year(yy: int, today: date | None) -> int:
+    """Two-digit year to four digits: 20YY, or with ``today`` the GS1 sliding
+    window (more than 50 years ahead -> previous century, 50 or more years back
+    -> next century)."""
+    if today is None:
+        return 2000 + yy
+    century = today.year // 100 * 100
+    diff = yy - today.year % 100
+    if diff >= 51:
+        return century - 100 + yy
+    if diff <= -50:
+        return century + 100 + yy
+    return century + yy
+
+
+def parse_date(
+    value: str, formats: Iterable[str] | None = None, *, today: date | None = None
+) -> date | None:
+    """Parse a printed date; ``None`` when no format matches a real date.
+
+    Args:
+        value: the text, e.g. ``2024-03-15``, ``15/03/2024``, ``03/2024``, ``24W11``,
+            ``2024년 03월 15일``, ``240315`` (with ``YYMMDD`` in ``formats``).
+        formats: date-format strings (module docstring); default
+            :data:`DEFAULT_DATE_FORMATS`. Tried in order; the first real date wins.
+        today: enables the GS1 century window for two-digit years.
+    """
+    if not isinstance(value, str):
+        return None
+    text = unicodedata.normalize("NFKC", value).strip()
+    if not text:
+        return None
+    for fmt in tuple(formats) if formats else DEFAULT_DATE_FORMATS:
+        try:
+            rx = _compile_date_format(fmt)
+        except ValueError:
+            continue
+        m = rx.fullmatch(text)
+        if not m:
+            continue
+        d = _date_from_groups(m.groupdict(), gs1_zero_day=(fmt == "YYMMDD"), today=today)
+        if d is not None:
+            return d
+    return None
+
+
+def _date_from_groups(g: Mapping[str, str | None], *, gs1_zero_day: bool, today: date | None):
+    if g.get("Y"):
+        year = int(g["Y"])  # type: ignore[arg-type]
+    else:
+        year = _expand_year(int(g["y"]), today)  # type: ignore[arg-type]
+    if year < 1900 or year > 2199:
+        return None
+    if g.get("w"):
+        try:
+            return date.fromisocalendar(year, int(g["w"]), 1)  # type: ignore[arg-type]
+        except ValueError:
+            return None
+    if g.get("b"):
+        month = _MONTHS.get(g["b"].lower().rstrip("."))  # type: ignore[union-attr]
+        if month is None:
+            return None
+    else:
+        month = int(g["m"])  # type: ignore[arg-type]
+    if not 1 <= month <= 12:
+        return None
+    day = int(g["d"]) if g.get("d") else 1
+    if day == 0 and gs1_zero_day:
+        day = calendar.monthrange(year, month)[1]
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# Schema model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DateRule:
+    """Rules for a date field."""
+
+    not_future: bool = False
+    max_age_days: int | None = None
+    formats: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DateRule:
+        return cls(
+            not_future=bool(d.get("not_future", False)),
+            max_age_days=d.get("max_age_days"),
+            formats=tuple(d.get("formats") or ()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"not_future": self.not_future}
+        if self.max_age_days is not None:
+            out["max_age_days"] = self.max_age_days
+        if self.formats:
+            out["formats"] = list(self.formats)
+        return out
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One key field of a product type (see the module docstring for the JSON form)."""
+
+    name: str
+    label: str = ""
+    required: bool = False
+    pattern: str | None = None
+    format: str | None = None
+    check_digit: str | None = None
+    date: DateRule | None = None
+    normalise: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FieldSpec:
+        """Build from the JSON form; raises :class:`SchemaError` when invalid."""
+        errors = _field_errors(d, "field")
+        if errors:
+            raise SchemaError(errors)
+        return cls(
+            name=d["name"],
+            label=d.get("label") or d["name"].replace("_", " ").capitalize(),
+            required=bool(d.get("required", False)),
+            pattern=d.get("pattern") or None,
+            format=d.get("format") or None,
+            check_digit=d.get("check_digit") or None,
+            date=DateRule.from_dict(d["date"]) if d.get("date") is not None else None,
+            normalise=tuple(d.get("normalise") or ()),
+            keywords=tuple(d.get("keywords") or ()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "label": self.display_label}
+        out["required"] = self.required
+        if self.pattern:
+            out["pattern"] = self.pattern
+        if self.format:
+            out["format"] = self.format
+        if self.check_digit:
+            out["check_digit"] = self.check_digit
+        if self.date is not None:
+            out["date"] = self.date.to_dict()
+        if self.normalise:
+            out["normalise"] = list(self.normalise)
+        if self.keywords:
+            out["keywords"] = list(self.keywords)
+        return out
+
+
+@dataclass(frozen=True)
+class ProductSchema:
+    """The field schema of a product type."""
+
+    fields: tuple[FieldSpec, ...] = ()
+    auto_accept: float = DEFAULT_AUTO_ACCEPT
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProductSchema:
+        """Build from the JSON form; raises :class:`SchemaError` listing all problems."""
+        errors = schema_errors(d)
+        if errors:
+            raise SchemaError(errors)
+        return cls(
+            fields=tuple(FieldSpec.from_dict(f) for f in d.get("fields", [])),
+            auto_accept=float(d.get("auto_accept", DEFAULT_AUTO_ACCEPT)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"auto_accept": self.auto_accept, "fields": [f.to_dict() for f in self.fields]}
+
+    def field(self, name: str) -> FieldSpec | None:
+        """The spec named ``name`` or ``None``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _str_list_errors(v: Any, where: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        return [f"{where}: must be a list of strings"]
+    return []
+
+
+def _field_errors(f: Any, where: str) -> list[str]:
+    if not isinstance(f, Mapping):
+        return [f"{where}: must be an object"]
+    errors: list[str] = []
+    unknown = sorted(set(f) - _FIELD_KEYS)
+    if unknown:
+        errors.append(f"{where}: unknown keys {unknown}; allowed {sorted(_FIELD_KEYS)}")
+    name = f.get("name")
+    if not isinstance(name, str) or not FIELD_NAME_RE.fullmatch(name):
+        errors.append(f"{where}.name: required, lowercase identifier like 'serial_number'")
+    if "label" in f and not isinstance(f["label"], str):
+        errors.append(f"{where}.label: must be a string")
+    if "required" in f and not isinstance(f["required"], bool):
+        errors.append(f"{where}.required: must be true or false")
+    pattern = f.get("pattern")
+    if pattern is not None:
+        if not isinstance(pattern, str) or not pattern:
+            errors.append(f"{where}.pattern: must be a non-empty string")
+        else:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                errors.append(f"{where}.pattern: invalid regular expression: {exc}")
+    fmt = f.get("format")
+    if fmt is not None:
+        try:
+            compile_format(fmt if isinstance(fmt, str) else "")
+        except FormatError as exc:
+            errors.append(f"{where}.format: {exc}")
+    cd = f.get("check_digit")
+    if cd is not None and cd not in CHECK_DIGITS:
+        errors.append(f"{where}.check_digit: unknown {cd!r}; known {sorted(CHECK_DIGITS)}")
+    if "date" in f and f["date"] is not None:
+        errors.extend(_date_errors(f["date"], f"{where}.date"))
+    if "normalise" in f:
+        errs = _str_list_errors(f["normalise"], f"{where}.normalise")
+        if not errs:
+            bad = [op for op in f["normalise"] if op not in NORMALISE_OPS]
+            if bad:
+                errs = [f"{where}.normalise: unknown {bad}; known {sorted(NORMALISE_OPS)}"]
+        errors.extend(errs)
+    if "keywords" in f:
+        errors.extend(_str_list_errors(f["keywords"], f"{where}.keywords"))
+    return errors
+
+
+def _date_errors(d: Any, where: str) -> list[str]:
+    if not isinstance(d, Mapping):
+        return [f"{where}: must be an object"]
+    errors: list[str] = []
+    unknown = sorted(set(d) - _DATE_KEYS)
+    if unknown:
+        errors.append(f"{where}: unknown keys {unknown}; allowed {sorted(_DATE_KEYS)}")
+    if "not_future" in d and not isinstance(d["not_future"], bool):
+        errors.append(f"{where}.not_future: must be true or false")
+    mad = d.get("max_age_days")
+    if mad is not None and (not _is_int(mad) or mad < 0):
+        errors.append(f"{where}.max_age_days: must be a non-negative integer")
+    if "formats" in d:
+        errs = _str_list_errors(d["formats"], f"{where}.formats")
+        if not errs:
+            for fmt in d["formats"]:
+                try:
+                    _compile_date_format(fmt)
+                except ValueError as exc:
+                    errs.append(f"{where}.formats: {exc}")
+        errors.extend(errs)
+    return errors
+
+
+def schema_errors(d: Any) -> list[str]:
+    """Every problem with a schema dict (empty list when valid).
+
+    Used by the admin form and the API before storing a schema. Messages name
+    the offending path, e.g. ``fields[1].pattern: invalid regular expression: ...``.
+    """
+    if not isinstance(d, Mapping):
+        return ["schema: must be an object"]
+    errors: list[str] = []
+    unknown = sorted(set(d) - _SCHEMA_KEYS)
+    if unknown:
+        errors.append(f"schema: unknown keys {unknown}; allowed {sorted(_SCHEMA_KEYS)}")
+    if "auto_accept" in d:
+        aa = d["auto_accept"]
+        if isinstance(aa, bool) or not isinstance(aa, int | float) or not 0.0 <= aa <= 1.0:
+            errors.append("auto_accept: must be a number between 0 and 1")
+    fields = d.get("fields", [])
+    if not isinstance(fields, list):
+        errors.append("fields: must be a list")
+        return errors
+    seen: set[str] = set()
+    for i, f in enumerate(fields):
+        errors.extend(_field_errors(f, f"fields[{i}]"))
+        name = f.get("name") if isinstance(f, Mapping) else None
+        if isinstance(name, str):
+            if name in seen:
+                errors.append(f"fields[{i}].name: duplicate field name {name!r}")
+            seen.add(name)
+    return errors
+
+
+# --------------------------------------------------------------------------------------
+# Normalisation and validation
+# --------------------------------------------------------------------------------------
+
+
+def _char_op(op: str) -> Callable[[str], str]:
+    if op == "upper":
+        return str.upper
+    if op == "lower":
+        return str.lower
+    if op == "strip_spaces":
+        return lambda s: "" if s.isspace() else s
+    if op == "strip_dashes":
+        return lambda s: "" if s in _DASHES else s
+    if op == "strip_separators":
+        return lambda s: "" if _SEPARATORS_RE.fullmatch(s) else s
+    raise KeyError(op)
+
+
+def normalise_char(ch: str, spec: FieldSpec) -> str:
+    """Per-character part of :func:`normalise`: NFKC then the per-character ops
+    of ``spec`` (whole-string ops are ignored). Returns '' for a removed char.
+    Used by the corrector to normalise its alternatives position by position."""
+    out = unicodedata.normalize("NFKC", ch)
+    for op in spec.normalise:
+        if op in PER_CHAR_OPS:
+            out = "".join(_char_op(op)(c) for c in out)
+    return out
+
+
+def _normalise_mac(s: str) -> str:
+    hexes = _SEPARATORS_RE.sub("", s).upper()
+    if len(hexes) == 12 and all(c in _CLASSES["H"] for c in hexes):
+        return ":".join(hexes[i : i + 2] for i in range(0, 12, 2))
+    return hexes
+
+
+def normalise(value: str, spec: FieldSpec) -> str:
+    """Normalised value: NFKC, outer whitespace trimmed, then ``spec.normalise`` in order."""
+    s = unicodedata.normalize("NFKC", value or "").strip()
+    for op in spec.normalise:
+        if op in PER_CHAR_OPS:
+            fn = _char_op(op)
+            s = "".join(fn(c) for c in s)
+        elif op == "collapse_spaces":
+            s = re.sub(r"\s+", " ", s)
+        elif op == "mac":
+            s = _normalise_mac(s)
+        s = s.strip()
+    return s
+
+
+def check_digit_text(value: str) -> str:
+    """The text a check digit is verified on: separators removed, upper-cased."""
+    return _CHECK_SEPARATORS_RE.sub("", value).upper()
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a value failed validation. ``code`` is stable (``required``, ``pattern``,
+    ``format``, ``check_digit``, ``date_unparsed``, ``date_future``, ``date_too_old``);
+    ``message`` is for people."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class FieldCheck:
+    """Result of :func:`validate_field`.
+
+    ``value`` is the normalised value; ``iso_date`` the parsed date (ISO 8601)
+    for date fields that parsed.
+    """
+
+    name: str
+    valid: bool
+    value: str
+    reasons: tuple[Reason, ...] = ()
+    iso_date: str | None = None
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "valid": self.valid,
+            "value": self.value,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "iso_date": self.iso_date,
+        }
+
+
+def validate_field(value: str | None, spec: FieldSpec, *, today: date) -> FieldCheck:
+    """Normalise ``value`` and check it against ``spec``.
+
+    An empty value is valid unless the field is required. All failing rules are
+    reported, not just the first. ``today`` anchors the date rules.
+    """
+    v = normalise(value or "", spec)
+    if not v:
+        if spec.required:
+            return FieldCheck(
+                spec.name, False, v, (Reason("required", f"{spec.display_label} is required"),)
+            )
+        return FieldCheck(spec.name, True, v)
+    reasons: list[Reason] = []
+    if spec.pattern and not _pattern_re(spec.pattern).fullmatch(v):
+        reasons.append(Reason("pattern", f"{v!r} does not match the pattern {spec.pattern!r}"))
+    if spec.format and not _format_re(spec.format).fullmatch(v):
+        reasons.append(Reason("format", f"{v!r} does not match the format {spec.format!r}"))
+    if spec.check_digit:
+        algo = CHECK_DIGITS[spec.check_digit]
+        if not algo.validate(check_digit_text(v)):
+            reasons.append(Reason("check_digit", f"{v!r} fails the {spec.check_digit} check digit"))
+    iso: str | None = None
+    if spec.date is not None:
+        d = parse_date(v, spec.date.formats or None)
+        if d is None:
+            reasons.append(Reason("date_unparsed", f"{v!r} is not a recognised date"))
+        else:
+            iso = d.isoformat()
+            if spec.date.not_future and d > today:
+                reasons.append(Reason("date_future", f"{iso} is in the future"))
+            if spec.date.max_age_days is not None and (today - d).days > spec.date.max_age_days:
+                reasons.append(
+                    Reason("date_too_old", f"{iso} is more than {spec.date.max_age_days} days ago")
+                )
+    return FieldCheck(spec.name, not reasons, v, tuple(reasons), iso)
+
+
+# --------------------------------------------------------------------------------------
+# Defaults
+# --------------------------------------------------------------------------------------
+
+DEFAULT_FIELD_SPECS: dict[str, FieldSpec] = {
+    s.name: s
+    for s in (
+        FieldSpec(
+            name="serial_number",
+            label="Serial number",
+            required=True,
+            pattern=r"[A-Z0-9][A-Z0-9./-]{3,39}",
+            normalise=("upper", "strip_spaces"),
+            keywords=(
+                "S/N",
+                "SN",
+                "SER",
+                "SER.NO",
+                "Serial",
+                "Serial No",
+                "Serial Number",
+                "시리얼",
+                "제조번호",
+                "일련번호",
+            ),
+        ),
+        FieldSpec(
+            name="part_number",
+            label="Part number",
+            pattern=r"[A-Z0-9][A-Z0-9./-]{2,39}",
+            normalise=("upper", "strip_spaces"),
+            keywords=("P/N", "PN", "Part No", "Part Number", "REF", "품번", "부품번호"),
+        ),
+        FieldSpec(
+            name="lot",
+            label="Lot",
+            pattern=r"[A-Z0-9][A-Z0-9./-]{0,19}",
+            normalise=("upper", "strip_spaces"),
+            keywords=("LOT", "Lot No", "Batch", "Batch No", "로트", "LOT NO"),
+        ),
+        FieldSpec(
+            name="mfg_date",
+            label="Manufacturing date",
+            date=DateRule(not_future=True, max_age_days=36500),
+            normalise=("upper", "collapse_spaces"),
+            keywords=(
+                "MFG",
+                "MFD",
+                "Mfg. Date",
+                "Date of manufacture",
+                "DOM",
+                "Manufactured",
+                "제조일",
+                "제조일자",
+                "제조년월",
+            ),
+        ),
+        FieldSpec(
+            name="model",
+            label="Model",
+            pattern=r"[A-Z0-9][A-Z0-9 ./_+-]{0,39}",
+            normalise=("upper", "collapse_spaces"),
+            keywords=("Model", "Model No", "Model Name", "Type", "모델", "모델명"),
+        ),
+        FieldSpec(
+            name="mac",
+            label="MAC address",
+            format="HH:HH:HH:HH:HH:HH",
+            normalise=("mac",),
+            keywords=("MAC", "MAC Address", "MAC ID", "LAN MAC", "WLAN MAC", "BT"),
+        ),
+        FieldSpec(
+            name="imei",
+            label="IMEI",
+            format="9{15}",
+            check_digit="luhn",
+            normalise=("strip_separators",),
+            keywords=("IMEI", "IMEI1", "IMEI 1", "IMEI2"),
+        ),
+        FieldSpec(
+            name="gtin",
+            label="GTIN",
+            pattern=r"\d{8}|\d{12,14}",
+            check_digit="gs1",
+            normalise=("strip_separators",),
+            keywords=("GTIN", "EAN", "UPC", "(01)"),
+        ),
+        FieldSpec(
+            name="manufacturer",
+            label="Manufacturer",
+            normalise=("collapse_spaces",),
+            keywords=("Manufacturer", "Mfr", "Made by", "Manufactured by", "제조사", "제조원"),
+        ),
+    )
+}
+"""Default specs of the well-known fields, by name."""
+
+
+def default_schema(
+    names: Iterable[str] | None = None, *, auto_accept: float = DEFAULT_AUTO_ACCEPT
+) -> ProductSchema:
+    """A :class:`ProductSchema` made of default field specs (all when ``names`` is None)."""
+    chosen = list(names) if names is not None else list(DEFAULT_FIELD_SPECS)
+    return ProductSchema(
+        fields=tuple(DEFAULT_FIELD_SPECS[n] for n in chosen), auto_accept=auto_accept
+    )
