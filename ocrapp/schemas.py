@@ -5,53 +5,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-FIELD_KEYS = {"name", "label", "required", "pattern", "keywords", "format", "check_digit",
-              "date", "normalise"}
 # Fields whose values are traced in serial search (SerialRecord rows).
 TRACED_FIELDS = ("serial_number", "part_number", "lot", "imei", "mac", "gtin", "model")
 
 
 def schema_problems(schema: Any) -> list[str]:
-    """Return human-readable problems with a field schema; empty when it is usable."""
-    if not isinstance(schema, dict):
-        return ["The schema must be a JSON object with a 'fields' list."]
-    fields = schema.get("fields")
-    if not isinstance(fields, list) or not fields:
-        return ["The schema needs a non-empty 'fields' list."]
-    problems: list[str] = []
-    seen: set[str] = set()
-    for i, field in enumerate(fields):
-        where = f"fields[{i}]"
-        if not isinstance(field, dict):
-            problems.append(f"{where} must be an object.")
-            continue
-        unknown = set(field) - FIELD_KEYS
-        if unknown:
-            problems.append(f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
-        name = field.get("name")
-        if not isinstance(name, str) or not FIELD_NAME_RE.match(name):
-            problems.append(f"{where}.name must be lower_snake_case (got {name!r}).")
-        elif name in seen:
-            problems.append(f"{where}.name {name!r} is repeated.")
-        else:
-            seen.add(name)
-        if "required" in field and not isinstance(field["required"], bool):
-            problems.append(f"{where}.required must be true or false.")
-        pattern = field.get("pattern")
-        if pattern is not None:
-            if not isinstance(pattern, str):
-                problems.append(f"{where}.pattern must be a string.")
-            else:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    problems.append(f"{where}.pattern is not a valid regular expression: {exc}.")
-        keywords = field.get("keywords")
-        if keywords is not None and (
-            not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords)
-        ):
-            problems.append(f"{where}.keywords must be a list of non-empty strings.")
+    """Human-readable problems with a field schema; empty when it is usable.
+
+    The grammar is the pipeline's (``workers.pipeline.validation``, pure Python and cheap to
+    import); a product type also needs at least one field.
+    """
+    from workers.pipeline.validation import schema_errors
+
+    problems = list(schema_errors(schema))
+    if not problems and not schema.get("fields"):
+        problems.append("fields: at least one field is needed")
     return problems
 
 

@@ -11,8 +11,11 @@ pytestmark = pytest.mark.django_db
 
 def _capture(user, product_type, station, **kw):
     capture, created = services.capture_create(
-        user=user, image_bytes=kw.pop("data", label_png(["S/N: X"])), product_type=product_type,
-        station=station, **kw,
+        user=user,
+        image_bytes=kw.pop("data", label_png(["S/N: X"])),
+        product_type=product_type,
+        station=station,
+        **kw,
     )
     return capture
 
@@ -28,7 +31,7 @@ def test_product_type_schema_is_validated():
             name="bad", field_schema={"fields": [{"name": "Serial", "pattern": "([A-Z"}]}
         )
     assert err.value.code == "invalid_schema"
-    assert "lower_snake_case" in err.value.message
+    assert "lowercase identifier" in err.value.message
     assert "regular expression" in err.value.message
 
 
@@ -66,19 +69,28 @@ def test_token_owner_station_is_used_and_enforced(product_type, station):
 def test_idempotency_key_returns_first_capture(user, product_type, station):
     data = label_png(["S/N: AB1234567"])
     first, created1 = services.capture_create(
-        user=user, image_bytes=data, product_type=product_type, station=station,
+        user=user,
+        image_bytes=data,
+        product_type=product_type,
+        station=station,
         idempotency_key="k-1",
     )
     second, created2 = services.capture_create(
-        user=user, image_bytes=data, product_type=product_type, station=station,
+        user=user,
+        image_bytes=data,
+        product_type=product_type,
+        station=station,
         idempotency_key="k-1",
     )
     assert (created1, created2) == (True, False)
     assert first.pk == second.pk
     with pytest.raises(ApplicationError) as err:
         services.capture_create(
-            user=user, image_bytes=label_png(["other"]), product_type=product_type,
-            station=station, idempotency_key="k-1",
+            user=user,
+            image_bytes=label_png(["other"]),
+            product_type=product_type,
+            station=station,
+            idempotency_key="k-1",
         )
     assert err.value.code == "idempotency_key_reused" and err.value.status_code == 409
     assert Capture.objects.count() == 1
