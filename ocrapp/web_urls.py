@@ -1,0 +1,18 @@
+"""HTML pages (owned by views.py)."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from ocrapp import views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.upload_page, name="upload"),
+    path("captures/", views.capture_list_page, name="capture-list"),
+    path("captures/<uuid:capture_id>/", views.capture_page, name="capture-detail"),
+    path("captures/<uuid:capture_id>/image", views.capture_image, name="capture-image"),
+    path("search/", views.search_page, name="search"),
+    # path: part numbers and lots may contain "/" (normalise_serial keeps it).
+    path("serials/<path:value>/", views.serial_page, name="serial-history"),
+]

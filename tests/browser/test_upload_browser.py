@@ -1,0 +1,183 @@
+"""Browser: log in, upload a label photo with the file input, see the serial on the result card.
+
+Real everything: headless Debian Chromium driven by Playwright, pytest-django's live server, the
+REST API, a real Celery worker (``celery_worker_proc``) running the real OCR pipeline against the
+same test database. Skips when Chromium is missing unless ``REQUIRE_BROWSER=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.images import label_png
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+]
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", "/tmp"))
+READ_TIMEOUT_MS = 120_000  # the worker loads its models on the first task
+
+
+def _missing(reason: str):
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        _missing(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright package is not installed")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    yield page
+    context.close()
+
+
+def _login(page, live_server) -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "op-pass-1234")
+    page.click("button[type=submit].btn-primary")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def _upload(page, name: str, data: bytes, mime: str = "image/png"):
+    before = page.locator("#results .result").count()
+    page.set_input_files("#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}])
+    card = page.locator("#results .result").first
+    page.wait_for_function(
+        "n => document.querySelectorAll('#results .result').length > n", arg=before
+    )
+    return card
+
+
+def _assert_fits_phone(page) -> None:
+    """Nothing sticks out sideways at 390 px (no horizontal scrolling on a phone)."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"{page.url} is {width}px wide"
+
+
+def _wait_finished(page, card, timeout: int = READ_TIMEOUT_MS) -> None:
+    page.wait_for_function(
+        "el => el.dataset.status === 'DONE' || el.dataset.status === 'FAILED'",
+        arg=card.element_handle(),
+        timeout=timeout,
+    )
+
+
+def test_upload_shows_serial_on_result_card(
+    celery_worker_proc, page, live_server, user, station, product_type
+):
+    _login(page, live_server)
+    page.select_option("#station", str(station.pk))
+    page.select_option("#product_type", str(product_type.pk))
+    photo = label_png(["S/N: SN20260042", "P/N: PN-7731"], size=(900, 320), font_size=48)
+
+    card = _upload(page, "label.png", photo)
+    card.locator(".result-name").wait_for()
+    assert card.locator(".result-name").inner_text() == "label.png"
+    # upload accepted, then the read finishes
+    _wait_finished(page, card)
+    assert card.get_attribute("data-status") == "DONE", (
+        card.inner_text(),
+        celery_worker_proc.log()[-3000:],
+    )
+    assert card.locator(".serial-value").inner_text() == "SN20260042"
+    assert card.locator(".result-status").inner_text() == "Done"
+    # the photo with polygons drawn in image pixels over it
+    img = card.locator(".shot-frame img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    assert card.locator("svg.overlay").get_attribute("viewBox") == "0 0 900 320"
+    assert card.locator("polygon.poly-line").count() >= 1
+    assert card.locator('polygon.poly-field[data-field="serial_number"]').count() == 1
+    # overlay and image share one box, so polygons land on the text
+    img_box, svg_box = img.bounding_box(), card.locator("svg.overlay").bounding_box()
+    assert abs(img_box["width"] - svg_box["width"]) < 1.5
+    assert abs(img_box["height"] - svg_box["height"]) < 1.5
+    assert card.locator('tr[data-field="serial_number"] .badge-ok').count() == 1
+    assert "SN20260042" in card.locator("ol.lines").inner_text().replace(" ", "")
+
+    card.screenshot(path=str(SCREENSHOT_DIR / "result_card_390x844.png"))
+    page.screenshot(path=str(SCREENSHOT_DIR / "upload_page_390x844.png"), full_page=True)
+    _assert_fits_phone(page)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    card.screenshot(path=str(SCREENSHOT_DIR / "result_card_1280x800.png"))
+    page.screenshot(path=str(SCREENSHOT_DIR / "upload_page_1280x800.png"))
+
+    # the card links to the server-rendered capture page, which shows the same read
+    card.locator(".result-foot a").click()
+    page.wait_for_url("**/captures/*/")
+    assert page.locator(".serial-value").inner_text() == "SN20260042"
+    assert page.locator("polygon.poly-line").count() >= 1
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SCREENSHOT_DIR / "capture_detail_390x844.png"), full_page=True)
+    _assert_fits_phone(page)
+
+    # search -> serial history, both readable on the phone
+    page.goto(f"{live_server.url}/search/?q=SN2026")
+    link = page.locator("a.serial-link", has_text="SN20260042")
+    assert link.count() == 1
+    _assert_fits_phone(page)
+    page.screenshot(path=str(SCREENSHOT_DIR / "search_390x844.png"), full_page=True)
+    link.click()
+    page.wait_for_url("**/serials/SN20260042/")
+    assert page.locator("table.history tbody tr").count() == 1
+    _assert_fits_phone(page)
+    page.screenshot(path=str(SCREENSHOT_DIR / "serial_history_390x844.png"), full_page=True)
+
+    # Korean: switch language, upload again, the script's strings are Korean too
+    page.goto(f"{live_server.url}/")
+    page.click('.lang-switch button[value="ko"]')
+    page.wait_for_selector('html[lang="ko"]')
+    assert page.locator("label[for=camera-input]").inner_text().strip().endswith("사진 촬영")
+    card = _upload(page, "label-ko.png", photo)
+    _wait_finished(page, card)
+    assert card.get_attribute("data-status") == "DONE", card.inner_text()
+    assert card.locator(".result-status").inner_text() == "완료"
+    assert card.locator(".serial-value").inner_text() == "SN20260042"
+    assert "신뢰도" in card.inner_text()
+    card.screenshot(path=str(SCREENSHOT_DIR / "result_card_ko_390x844.png"))
+    assert page.errors == []
+
+
+def test_upload_error_message_from_api(page, live_server, user, station, product_type):
+    """An upload the API refuses shows the API's error message; nothing waits for a worker."""
+    _login(page, live_server)
+    card = _upload(page, "broken.png", b"this is not a png at all")
+    _wait_finished(page, card, timeout=15_000)
+    assert card.get_attribute("data-status") == "FAILED"
+    message = card.locator(".result-message").inner_text()
+    assert "not an image we can read" in message
+    assert page.errors == []
