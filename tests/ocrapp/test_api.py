@@ -129,8 +129,12 @@ def test_openapi_schema_and_docs(station_client):
     assert schema.status_code == 200
     doc = schema.json()
     assert doc["openapi"].startswith("3.")
-    assert {"/api/v1/captures", "/api/v1/captures/{capture_id}", "/api/v1/serials",
-            "/api/v1/serials/{value}/history"} <= set(doc["paths"])
+    assert {
+        "/api/v1/captures",
+        "/api/v1/captures/{capture_id}",
+        "/api/v1/serials",
+        "/api/v1/serials/{value}/history",
+    } <= set(doc["paths"])
     docs = station_client.get("/api/docs")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
 
@@ -148,8 +152,10 @@ def test_waiting_request_does_not_block_other_requests(live_server, product_type
     client.credentials(HTTP_AUTHORIZATION=f"Token {station_token}")
     capture_id = client.post(
         "/api/v1/captures",
-        {"image": SimpleUploadedFile("a.png", label_png(["S/N: 1"]), "image/png"),
-         "product_type": product_type.name},
+        {
+            "image": SimpleUploadedFile("a.png", label_png(["S/N: 1"]), "image/png"),
+            "product_type": product_type.name,
+        },
         format="multipart",
     ).json()["id"]
     headers = {"Authorization": f"Token {station_token}"}

@@ -68,13 +68,17 @@ def test_bad_images_are_refused(
 
 def test_too_large_file_is_413(station_client, product_type, nothing_stored, settings):
     settings.MAX_UPLOAD_BYTES = 10_000
-    resp = _upload(station_client, product_type, "big.png", label_png(["S/N: 1"] * 3) + b"\0" * 20_000)
+    resp = _upload(
+        station_client, product_type, "big.png", label_png(["S/N: 1"] * 3) + b"\0" * 20_000
+    )
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "file_too_large"
 
 
 def test_missing_image_and_product_type(station_client, product_type, nothing_stored):
-    resp = station_client.post("/api/v1/captures", {"product_type": "nameplate"}, format="multipart")
+    resp = station_client.post(
+        "/api/v1/captures", {"product_type": "nameplate"}, format="multipart"
+    )
     assert resp.status_code == 400
     body = resp.json()["error"]
     assert body["code"] == "invalid" and "image" in body["details"]
@@ -89,8 +93,10 @@ def test_missing_image_and_product_type(station_client, product_type, nothing_st
 def test_unknown_product_type_and_station(station_client, product_type, nothing_stored):
     resp = station_client.post(
         "/api/v1/captures",
-        {"image": SimpleUploadedFile("a.png", label_png(["x"]), "image/png"),
-         "product_type": "no-such-type"},
+        {
+            "image": SimpleUploadedFile("a.png", label_png(["x"]), "image/png"),
+            "product_type": "no-such-type",
+        },
         format="multipart",
     )
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unknown_product_type"
