@@ -1,0 +1,7 @@
+"""``python -m workers.pipeline`` -> ``cli.main``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""Pipeline configuration, read from the environment and validated once.
+
+Environment variables (all optional):
+
+=========================  ==========================================================  =========
+variable                   meaning                                                     default
+=========================  ==========================================================  =========
+OCR_DEVICE                 ``auto`` (CUDA via onnxruntime when available, else CPU),   auto
+                           ``cpu`` or ``cuda:N``
+OCR_THREADS                onnxruntime intra-op threads per session; 0 = all CPUs      0
+OCR_MAX_IMAGE_PIXELS       refuse images with more pixels (checked from the header)    40000000
+OCR_MAX_IMAGE_BYTES        refuse uploads larger than this many bytes                  52428800
+OCR_MODEL                  OCR model set, see ``models.MODEL_SETS``                    ppocrv6_small
+OCR_DET_LIMIT_SIDE         detector input: long side scaled down to this (``max``)     960
+OCR_DET_LIMIT_TYPE         ``max`` (cap the long side) or ``min`` (raise short side)   max
+OCR_DET_THRESH             DB probability threshold for the binary map                 0.3
+OCR_DET_BOX_THRESH         minimum mean probability inside a box                       0.5
+OCR_DET_UNCLIP_RATIO       DB unclip ratio (box expansion)                             1.6
+OCR_USE_CLS                run the 0/180 line classifier (1/0)                         1
+OCR_CLS_THRESH             rotate a line only when the 180 score is above this         0.9
+OCR_REC_BATCH_SIZE         recognition batch size                                      8
+OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
+OCR_TOP_K                  alternatives kept per character                             3
+OCR_FIELD_EXTRACTOR        field extractor (``rules``)                                 rules
+=========================  ==========================================================  =========
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Effective pipeline configuration (immutable, hashable, JSON-safe via ``to_dict``)."""
+
+    device: str = "auto"
+    threads: int = 0
+    max_image_pixels: int = 40_000_000
+    max_image_bytes: int = 50 * 1024 * 1024
+    model: str = "ppocrv6_small"
+    det_limit_side: int = 960
+    det_limit_type: str = "max"
+    det_thresh: float = 0.3
+    det_box_thresh: float = 0.5
+    det_unclip_ratio: float = 1.6
+    det_max_candidates: int = 1000
+    use_cls: bool = True
+    cls_thresh: float = 0.9
+    rec_batch_size: int = 8
+    min_line_score: float = 0.3
+    top_k: int = 3
+    field_extractor: str = "rules"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` with every problem found."""
+        from .models import MODEL_SETS  # local: models imports nothing heavy, but keep acyclic
+
+        problems: list[str] = []
+        if not _DEVICE_RE.match(self.device):
+            problems.append(f"OCR_DEVICE must be auto, cpu or cuda:N, got {self.device!r}")
+        if self.threads < 0:
+            problems.append("OCR_THREADS must be >= 0")
+        if self.max_image_pixels < 1:
+            problems.append("OCR_MAX_IMAGE_PIXELS must be positive")
+        if self.max_image_bytes < 1:
+            problems.append("OCR_MAX_IMAGE_BYTES must be positive")
+        if self.model not in MODEL_SETS:
+            problems.append(f"OCR_MODEL must be one of {sorted(MODEL_SETS)}, got {self.model!r}")
+        if not 32 <= self.det_limit_side <= 4096:
+            problems.append("OCR_DET_LIMIT_SIDE must be in [32, 4096]")
+        if self.det_limit_type not in ("max", "min"):
+            problems.append("OCR_DET_LIMIT_TYPE must be max or min")
+        for name in ("det_thresh", "det_box_thresh", "cls_thresh", "min_line_score"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1]")
+        if not 1.0 <= self.det_unclip_ratio <= 4.0:
+            problems.append("OCR_DET_UNCLIP_RATIO must be in [1, 4]")
+        if self.det_max_candidates < 1:
+            problems.append("det_max_candidates must be positive")
+        if not 1 <= self.rec_batch_size <= 256:
+            problems.append("OCR_REC_BATCH_SIZE must be in [1, 256]")
+        if not 1 <= self.top_k <= 10:
+            problems.append("OCR_TOP_K must be in [1, 10]")
+        if self.field_extractor not in ("rules",):
+            problems.append(f"OCR_FIELD_EXTRACTOR must be 'rules', got {self.field_extractor!r}")
+        if problems:
+            raise ConfigError("invalid pipeline config: " + "; ".join(problems))
+
+    @property
+    def effective_threads(self) -> int:
+        """Threads actually given to onnxruntime (``threads`` or the CPUs this process may use)."""
+        if self.threads:
+            return self.threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - non-Linux
+            return max(1, os.cpu_count() or 1)
+
+    def replace(self, **changes: Any) -> PipelineConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["effective_threads"] = self.effective_threads
+        return d
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+        """Build from ``OCR_*`` environment variables; raise ``ConfigError`` on bad values."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in dataclasses.fields(cls):
+            key = "OCR_" + f.name.upper()
+            if key not in env or env[key].strip() == "":
+                continue
+            raw = env[key].strip()
+            try:
+                kwargs[f.name] = _parse(raw, f.type)
+            except ValueError:
+                problems.append(f"{key}={raw!r} is not a valid {f.type}")
+        if problems:
+            raise ConfigError("invalid pipeline config: " + "; ".join(problems))
+        return cls(**kwargs)
+
+
+def _parse(raw: str, type_name: Any) -> Any:
+    t = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    if t == "bool":
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(raw)
+    if t == "int":
+        return int(raw)
+    if t == "float":
+        return float(raw)
+    return raw.lower() if t == "str" else raw

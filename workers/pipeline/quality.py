@@ -1,0 +1,169 @@
+"""Stage: photo quality (blur, exposure, glare), computed on a downscaled gray/HSV copy.
+
+Input: the decoded RGB (H, W, 3) uint8 image and the text quads (original pixels).
+All measures are computed at a canonical working size (long side ``WORK_SIDE`` = 1024 px,
+never upscaled) so they are comparable across image sizes.
+
+Measures and thresholds (module constants; checked on rendered labels, see the tests):
+
+- ``blur``: variance of the Laplacian of the gray working image, over the text boxes when any
+  were detected (plain background would look "blurry"), else over the whole image.
+  Warning ``blur`` when < ``BLUR_MIN``.
+- ``exposure``: mean gray level / 255 in [0, 1]. Warning ``underexposed`` when the 95th
+  percentile < ``DARK_P95`` (0.35) or the mean < ``DARK_MEAN`` (0.15); ``overexposed`` when
+  the 5th percentile > ``BRIGHT_P5`` (0.75) or more than ``CLIPPED_MAX`` (40 %) of the pixels
+  are clipped (>= 250).
+- ``glare_fraction``: share of the image covered by glare blobs: near-white (V >= 250),
+  low-saturation (S <= 40, HSV 0..255) pixels, opened with a 1 %-of-short-side kernel, kept
+  when the blob covers >= 0.05 % of the image and the median of a ring around it (0.5 to 1
+  equivalent radius away, past the soft falloff) is darker by >= 20 grey levels (a specular
+  hot spot, not an evenly lit white sheet). Warning ``glare`` when > ``GLARE_MAX`` (3 %).
+- ``text_glare_fraction``: share of the text area (quads extended along the line by one line
+  height each side, since glare often cuts a line short) covered by glare blobs. Warning
+  ``glare`` with the "Strong glare over the text" message when > ``TEXT_GLARE_MAX`` (5 %).
+- ``no_text``: no text line was read.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .types import QualityReport, QualityWarning
+
+WORK_SIDE = 1024
+BLUR_MIN = 300.0
+DARK_P95 = 0.35
+DARK_MEAN = 0.15
+BRIGHT_P5 = 0.75
+CLIPPED_MAX = 0.40
+GLARE_V = 250
+GLARE_S = 40
+GLARE_MIN_BLOB = 0.0005
+GLARE_RING_DELTA = 20.0
+GLARE_MAX = 0.03
+TEXT_GLARE_MAX = 0.05
+
+MSG = {
+    "blur": "The photo is blurred: hold the camera still and focus on the label.",
+    "underexposed": "The photo is too dark: add light or move closer to a light source.",
+    "overexposed": "The photo is too bright: reduce the light or avoid direct flash.",
+    "glare": "Glare on the photo: avoid direct light or flash reflections on the label.",
+    "text_glare": "Strong glare over the text: retake the photo at a different angle.",
+    "no_text": "No text was found: frame the label so the text is clearly visible.",
+}
+
+
+class QualityAssessor:
+    """``__call__(rgb, polygons, n_lines) -> QualityReport``. No model."""
+
+    def __init__(self, work_side: int = WORK_SIDE) -> None:
+        self.work_side = work_side
+
+    def __call__(
+        self,
+        rgb: np.ndarray,
+        polygons: list[np.ndarray] | None = None,
+        n_lines: int | None = None,
+    ) -> QualityReport:
+        """``rgb``: (H, W, 3) uint8; ``polygons``: (4, 2) float quads in original pixels;
+        ``n_lines``: number of recognised lines (None: do not judge ``no_text``)."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.work_side / max(h, w))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        else:
+            small = rgb
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        polys = [np.asarray(p, dtype=np.float32) * scale for p in (polygons or [])]
+
+        text_mask = self._text_mask(gray.shape, polys) if polys else None
+        blur = self._blur(gray, text_mask)
+        g = gray.astype(np.float32) / 255.0
+        exposure = float(g.mean())
+        p5, p95 = (float(v) for v in np.percentile(g, [5, 95]))
+        clipped = float((gray >= GLARE_V).mean())
+
+        glare = self._glare_mask(small, gray)
+        glare_fraction = float(glare.mean())
+        text_glare = 0.0
+        if text_mask is not None and text_mask.any():
+            text_glare = float(glare[text_mask > 0].mean())
+
+        warnings: list[QualityWarning] = []
+        if blur < BLUR_MIN:
+            warnings.append(QualityWarning("blur", MSG["blur"]))
+        if p95 < DARK_P95 or exposure < DARK_MEAN:
+            warnings.append(QualityWarning("underexposed", MSG["underexposed"]))
+        elif p5 > BRIGHT_P5 or clipped > CLIPPED_MAX:
+            warnings.append(QualityWarning("overexposed", MSG["overexposed"]))
+        if text_glare > TEXT_GLARE_MAX:
+            warnings.append(QualityWarning("glare", MSG["text_glare"]))
+        elif glare_fraction > GLARE_MAX:
+            warnings.append(QualityWarning("glare", MSG["glare"]))
+        if n_lines is not None and n_lines == 0:
+            warnings.append(QualityWarning("no_text", MSG["no_text"]))
+        return QualityReport(
+            blur=blur,
+            exposure=exposure,
+            glare_fraction=glare_fraction,
+            text_glare_fraction=text_glare,
+            warnings=tuple(warnings),
+        )
+
+    @staticmethod
+    def _text_mask(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:
+        """uint8 (h, w) mask of the text quads, each extended along its line by its height."""
+        mask = np.zeros(shape[:2], dtype=np.uint8)
+        for q in polys:
+            tl, tr, br, bl = q
+            along = (tr - tl) + (br - bl)
+            n = float(np.linalg.norm(along))
+            height = 0.5 * (np.linalg.norm(bl - tl) + np.linalg.norm(br - tr))
+            d = along / n * height if n > 0 else np.zeros(2, np.float32)
+            ext = np.stack([tl - d, tr + d, br + d, bl - d])
+            cv2.fillPoly(mask, [np.round(ext).astype(np.int32)], 1)
+        return mask
+
+    @staticmethod
+    def _blur(gray: np.ndarray, mask: np.ndarray | None) -> float:
+        lap = cv2.Laplacian(gray, cv2.CV_64F, ksize=3)
+        if mask is not None and mask.sum() >= 64:
+            return float(lap[mask > 0].var())
+        return float(lap.var())
+
+    @staticmethod
+    def _glare_mask(small_rgb: np.ndarray, gray: np.ndarray) -> np.ndarray:
+        """bool (h, w): pixels inside glare blobs (see module docstring)."""
+        hsv = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2HSV)
+        cand = ((hsv[:, :, 2] >= GLARE_V) & (hsv[:, :, 1] <= GLARE_S)).astype(np.uint8)
+        h, w = gray.shape
+        out = np.zeros((h, w), dtype=bool)
+        if not cand.any():
+            return out
+        k = max(3, int(round(0.01 * min(h, w))) | 1)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, kernel)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+        min_area = GLARE_MIN_BLOB * h * w
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[i])
+            if area < min_area:
+                continue
+            r = max(k, int(round(np.sqrt(area / np.pi))))
+            x0, y0 = max(0, x - r - 1), max(0, y - r - 1)
+            x1, y1 = min(w, x + bw + r + 1), min(h, y + bh + r + 1)
+            blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+            ri = max(1, r // 2)
+            outer = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+            inner = cv2.dilate(
+                blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ri + 1,) * 2)
+            )
+            ring = outer.astype(bool) & ~inner.astype(bool)
+            if not ring.any():
+                continue
+            g = gray[y0:y1, x0:x1]
+            if float(g[blob > 0].mean()) - float(np.median(g[ring])) >= GLARE_RING_DELTA:
+                out[y0:y1, x0:x1] |= blob > 0
+        return out

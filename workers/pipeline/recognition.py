@@ -1,0 +1,150 @@
+"""Stages: 0/180 line classification and CTC text recognition (PP-OCR ONNX models).
+
+Inputs of both stages are line crops: list of (h, w, 3) uint8 RGB arrays (upright, from
+``geometry.crop_quad``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .config import PipelineConfig
+from .errors import TransientError
+from .types import RecognizedText
+
+_REC_H = 48
+_REC_MIN_W = 320
+_CLS_SHAPE = (48, 192)
+
+
+def _normalise_bgr(resized_rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (3, h, w) float32 BGR in [-1, 1] (PaddleOCR rec/cls input)."""
+    x = resized_rgb[:, :, ::-1].astype(np.float32) * (2.0 / 255.0) - 1.0
+    return x.transpose(2, 0, 1)
+
+
+class LineClassifier:
+    """0/180 degree line classifier. ``__call__`` returns the crops (rotated where the model is
+    confident the line is upside down) and a flag per crop telling whether it was rotated."""
+
+    def __init__(self, config: PipelineConfig, session: Any) -> None:
+        self.config = config
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.batch_size = max(1, config.rec_batch_size)
+
+    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+        """(h, w, 3) uint8 -> (3, 48, 192) float32, aspect kept, right-padded with zeros."""
+        ih, iw = _CLS_SHAPE
+        h, w = crop.shape[:2]
+        rw = min(iw, max(1, int(math.ceil(ih * w / h))))
+        out = np.zeros((3, ih, iw), dtype=np.float32)
+        out[:, :, :rw] = _normalise_bgr(cv2.resize(crop, (rw, ih), interpolation=cv2.INTER_LINEAR))
+        return out
+
+    def __call__(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
+        out = list(crops)
+        flipped = [False] * len(crops)
+        for start in range(0, len(crops), self.batch_size):
+            chunk = crops[start : start + self.batch_size]
+            x = np.stack([self.preprocess(c) for c in chunk])
+            try:
+                probs = self.session.run(None, {self.input_name: x})[0]  # (n, 2): [p0, p180]
+            except Exception as exc:
+                raise TransientError(f"line classification failed: {exc}") from exc
+            for j, p in enumerate(probs):
+                if int(np.argmax(p)) == 1 and float(p[1]) > self.config.cls_thresh:
+                    out[start + j] = np.ascontiguousarray(np.rot90(chunk[j], 2))
+                    flipped[start + j] = True
+        return out, flipped
+
+
+class TextRecognizer:
+    """CRNN/SVTR CTC recogniser.
+
+    pre:  each crop resized to height 48 keeping aspect; a batch is padded (zeros, right) to the
+          width of its widest member (at least 320); crops are sorted by aspect ratio so a batch
+          holds similar widths, and results are returned in the input order.
+    fwd:  (n, 3, 48, W) float32 -> (n, T, C) softmax probabilities, T = W / 8.
+    post: greedy CTC: argmax per step, collapse repeats, drop blank (class 0). Class i in
+          1..len(chars) maps to chars[i-1], class len(chars)+1 is a space.
+    """
+
+    def __init__(self, config: PipelineConfig, session: Any, chars: list[str]) -> None:
+        self.config = config
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.labels = np.array(["", *chars, " "], dtype=object)
+        self.top_k = config.top_k
+        self.batch_size = config.rec_batch_size
+
+    def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
+        """list of (h, w, 3) uint8 -> (n, 3, 48, W) float32, W = max(320, 48 * max aspect)."""
+        ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
+        width = max(_REC_MIN_W, int(math.ceil(_REC_H * max(ratios))))
+        width = int(math.ceil(width / 8) * 8)
+        batch = np.zeros((len(crops), 3, _REC_H, width), dtype=np.float32)
+        for i, (c, r) in enumerate(zip(crops, ratios, strict=True)):
+            rw = min(width, max(1, int(math.ceil(_REC_H * r))))
+            batch[i, :, :, :rw] = _normalise_bgr(
+                cv2.resize(c, (rw, _REC_H), interpolation=cv2.INTER_LINEAR)
+            )
+        return batch
+
+    def decode(self, probs: np.ndarray) -> RecognizedText:
+        """(T, C) float32 softmax -> RecognizedText (greedy CTC + per-char top-k)."""
+        idx = probs.argmax(axis=1)
+        n_classes = probs.shape[1]
+        if n_classes != len(self.labels):
+            raise TransientError(
+                f"recogniser outputs {n_classes} classes but the char list has {len(self.labels)}"
+            )
+        text: list[str] = []
+        confs: list[float] = []
+        alts: list[tuple[tuple[str, float], ...]] = []
+        t, T = 0, len(idx)
+        while t < T:
+            c = int(idx[t])
+            end = t + 1
+            while end < T and idx[end] == c:
+                end += 1
+            if c != 0:
+                run = probs[t:end, c]
+                peak = t + int(run.argmax())
+                step = probs[peak].copy()
+                step[0] = -1.0  # blank is never an alternative character
+                top = np.argpartition(-step, self.top_k)[: self.top_k]
+                top = top[np.argsort(-step[top])]
+                text.append(str(self.labels[c]))
+                confs.append(float(probs[peak, c]))
+                alts.append(tuple((str(self.labels[k]), float(step[k])) for k in top))
+            t = end
+        conf = float(np.mean(confs)) if confs else 0.0
+        return RecognizedText(
+            text="".join(text),
+            confidence=conf,
+            char_confidences=tuple(confs),
+            alternatives=tuple(alts),
+        )
+
+    def __call__(self, crops: list[np.ndarray]) -> list[RecognizedText]:
+        if not crops:
+            return []
+        order = sorted(
+            range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1)
+        )
+        results: list[RecognizedText | None] = [None] * len(crops)
+        for start in range(0, len(order), self.batch_size):
+            ids = order[start : start + self.batch_size]
+            x = self.preprocess([crops[i] for i in ids])
+            try:
+                probs = self.session.run(None, {self.input_name: x})[0]
+            except Exception as exc:
+                raise TransientError(f"text recognition failed: {exc}") from exc
+            for j, i in enumerate(ids):
+                results[i] = self.decode(np.asarray(probs[j], dtype=np.float32))
+        return [r for r in results if r is not None]
