@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 
+import django
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
+# Set Django up before Celery configures logging, so that Celery's handlers win and task logs
+# reach the worker log (a later django.setup() in a pool process would reconfigure logging).
+django.setup()
 
 app = Celery("serialread")
 app.config_from_object("django.conf:settings", namespace="CELERY")

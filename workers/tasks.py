@@ -27,9 +27,6 @@ MAX_RETRIES = 3
 )
 def read_capture(self, capture_id: str) -> str:
     """Run the vision pipeline on one capture and store the read. Safe to run twice."""
-    import django
-
-    django.setup()
     from ocrapp import services
 
     claim = services.capture_claim(capture_id=capture_id)
