@@ -233,8 +233,8 @@ class SerialSearchApi(APIView):
         ],
         responses={
             200: inline_serializer(
-                "SerialSearchResult", {"query": serializers.CharField(),
-                                       "results": SerialHitOutput(many=True)}
+                "SerialSearchResult",
+                {"query": serializers.CharField(), "results": SerialHitOutput(many=True)},
             )
         },
     )
@@ -249,7 +249,10 @@ class SerialSearchApi(APIView):
         limit = max(1, min(limit, 200))
         hits = selectors.serial_search(q=q, limit=limit)
         return Response(
-            {"query": q, "results": SerialHitOutput(hits, many=True, context={"request": request}).data}
+            {
+                "query": q,
+                "results": SerialHitOutput(hits, many=True, context={"request": request}).data,
+            }
         )
 
 
@@ -258,8 +261,8 @@ class SerialHistoryApi(APIView):
         operation_id="serials_history",
         responses={
             200: inline_serializer(
-                "SerialHistory", {"value": serializers.CharField(),
-                                  "history": SerialHistoryItemOutput(many=True)}
+                "SerialHistory",
+                {"value": serializers.CharField(), "history": SerialHistoryItemOutput(many=True)},
             )
         },
     )

@@ -39,7 +39,9 @@ def database_from_url(url: str) -> dict:
     """Turn ``postgresql://user:pass@host:port/name?host=/socket/dir`` into a DATABASES entry."""
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-        raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, got {parsed.scheme!r}")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgresql:// URL, got {parsed.scheme!r}"
+        )
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     host = query.pop("host", None) or (unquote(parsed.hostname) if parsed.hostname else "")
     name = unquote(parsed.path.lstrip("/"))

@@ -7,10 +7,18 @@ DEMO_PRODUCT_TYPES: dict[str, dict] = {
         "description": "Metal or plastic nameplate: serial, part number, model, date.",
         "field_schema": {
             "fields": [
-                {"name": "serial_number", "label": "Serial number", "required": True,
-                 "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$"},
-                {"name": "part_number", "label": "Part number", "required": False,
-                 "pattern": r"^[A-Z0-9][A-Z0-9-./]{2,31}$"},
+                {
+                    "name": "serial_number",
+                    "label": "Serial number",
+                    "required": True,
+                    "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$",
+                },
+                {
+                    "name": "part_number",
+                    "label": "Part number",
+                    "required": False,
+                    "pattern": r"^[A-Z0-9][A-Z0-9-./]{2,31}$",
+                },
                 {"name": "model", "label": "Model", "required": False},
                 {"name": "lot", "label": "Lot", "required": False},
                 {"name": "mfg_date", "label": "Manufacturing date", "required": False},
@@ -21,10 +29,18 @@ DEMO_PRODUCT_TYPES: dict[str, dict] = {
         "description": "Paper label: serial, MAC, IMEI.",
         "field_schema": {
             "fields": [
-                {"name": "serial_number", "label": "Serial number", "required": True,
-                 "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$"},
-                {"name": "mac", "label": "MAC", "required": False,
-                 "pattern": r"^([0-9A-F]{2}[:-]?){5}[0-9A-F]{2}$"},
+                {
+                    "name": "serial_number",
+                    "label": "Serial number",
+                    "required": True,
+                    "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$",
+                },
+                {
+                    "name": "mac",
+                    "label": "MAC",
+                    "required": False,
+                    "pattern": r"^([0-9A-F]{2}[:-]?){5}[0-9A-F]{2}$",
+                },
                 {"name": "imei", "label": "IMEI", "required": False, "pattern": r"^\d{15}$"},
             ]
         },

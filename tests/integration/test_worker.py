@@ -13,8 +13,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(t
 def _upload(client, data, name="label.png", ctype="image/png", **headers):
     return client.post(
         "/api/v1/captures",
-        {"image": SimpleUploadedFile(name, data, ctype), "product_type": "nameplate",
-         "client_ref": "it-1"},
+        {
+            "image": SimpleUploadedFile(name, data, ctype),
+            "product_type": "nameplate",
+            "client_ref": "it-1",
+        },
         format="multipart",
         **headers,
     )
@@ -65,7 +68,9 @@ def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, p
 
     with transaction.atomic():  # the task is enqueued when this block commits
         capture, _ = services.capture_create(
-            user=user, image_bytes=label_png(["S/N: X1"]), product_type=product_type,
+            user=user,
+            image_bytes=label_png(["S/N: X1"]),
+            product_type=product_type,
             station=station,
         )
         Path(capture.image.path).write_bytes(b"\x89PNG\r\n\x1a\n garbage after a PNG signature")
