@@ -4,11 +4,12 @@
 # missing when it can (root + apt-get); otherwise says what is missing and the tests that need it
 # skip with that reason (CI sets REQUIRE_BROWSER=1 so the browser test fails instead).
 set -u
-want=(chromium)
+want=(chromium tesseract-ocr)  # package names; the command each provides is checked below
 fonts_list="$(dirname "$0")/../workers/training/synth/FONTS.txt"
 [ -f "$fonts_list" ] && mapfile -t fonts < <(grep -vE '^\s*(#|$)' "$fonts_list") || fonts=()
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 for pkg in "${fonts[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -22,6 +22,13 @@ OCR_REC_BATCH_SIZE         recognition batch size                               
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
 OCR_FIELD_EXTRACTOR        field extractor (``rules``)                                 rules
+OCR_RECTIFY                geometric rectification: ``auto`` (label perspective when   auto
+                           an outline is found and tilted, per-line rectified crops,
+                           recogniser-checked 0/180), ``lines`` (per-line only, no
+                           label warp) or ``off`` (the v0 path: ``crop_quad`` + the
+                           0/180 classifier)
+OCR_GLARE_AWARE            glare mask -> per-line glare, lowered confidences, the      1
+                           ``glare_text`` warning (1/0)
 =========================  ==========================================================  =========
 """
 
@@ -60,6 +67,8 @@ class PipelineConfig:
     min_line_score: float = 0.3
     top_k: int = 3
     field_extractor: str = "rules"
+    rectify: str = "auto"
+    glare_aware: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,6 +105,8 @@ class PipelineConfig:
             problems.append("OCR_TOP_K must be in [1, 10]")
         if self.field_extractor not in ("rules",):
             problems.append(f"OCR_FIELD_EXTRACTOR must be 'rules', got {self.field_extractor!r}")
+        if self.rectify not in ("auto", "lines", "off"):
+            problems.append(f"OCR_RECTIFY must be auto, lines or off, got {self.rectify!r}")
         if problems:
             raise ConfigError("invalid pipeline config: " + "; ".join(problems))
 

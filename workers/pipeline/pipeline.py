@@ -1,4 +1,11 @@
-"""The recipe: decode -> detection -> (0/180 classification) -> recognition -> quality -> fields.
+"""The recipe: decode -> glare mask -> detection (on the fronto-parallel label when one is found
+and tilted) -> per-line rectified crops -> 0/180 (classifier + recogniser check) -> recognition
+-> glare-aware confidences + quality -> fields. ``OCR_RECTIFY=off`` is the v0 path
+(``crop_quad`` + classifier only); ``OCR_GLARE_AWARE=0`` skips the per-line glare step.
+
+Coordinate frame of every polygon in the result: original (decoded, EXIF-upright) image pixels,
+also when detection ran on the rectified label (quads are mapped back through the inverse
+homography).
 
 ``build_pipeline(config)`` is the only place that creates onnxruntime sessions and wires the
 stages; ``Pipeline.run`` is pure orchestration plus timing.
@@ -6,10 +13,12 @@ stages; ``Pipeline.run`` is pure orchestration plus timing.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .config import PipelineConfig
@@ -17,11 +26,42 @@ from .detection import TextDetector
 from .errors import ConfigError, TerminalError
 from .fields import FieldExtractor, RuleFieldExtractor, parse_schema
 from .geometry import crop_quad, reading_order
+from .glare import glare_mask, line_glare
 from .io import DecodedImage, ImageDecoder
 from .models import MODEL_SETS, create_session, load_char_list, model_info, resolve_device
 from .quality import QualityAssessor
 from .recognition import LineClassifier, TextRecognizer
-from .types import ModelInfo, ReadResult, TextLine
+from .rectification import (
+    _corner_deviation_deg as corner_deviation_deg,
+)
+from .rectification import (
+    _order_corners as order_corners,
+)
+from .rectification import (
+    decide_orientation,
+    find_label_quad,
+    rectify_label,
+    rectify_line,
+    rectify_quad,
+)
+from .types import (
+    LineQuality,
+    ModelInfo,
+    QualityWarning,
+    ReadResult,
+    RecognizedText,
+    TextLine,
+)
+
+# Whole-label warp only when the outline is tilted by more than this (degrees, max deviation of
+# its corners from 90 and of its sides from the axes): smaller tilts are handled per line and
+# would cost a second detection pass for nothing.
+LABEL_RECTIFY_MIN_DEG = 6.0
+# Lines read with a lower mean character confidence are also read rotated by 180 degrees.
+ORIENT_CHECK_CONF = 0.9
+# A character cell (line split proportionally by the characters read) this much in glare -> retake.
+CHAR_RETAKE_COVER = 0.5
+GLARE_TEXT_MSG = "Glare covers characters on line {n}: retake the photo at a different angle."
 
 
 class Pipeline:
@@ -85,28 +125,32 @@ class Pipeline:
         t_start: float,
     ) -> ReadResult:
         rgb = decoded.rgb
+        cfg = self.config
         t = time.perf_counter()
-        boxes = self.detector(rgb)
+        glare = self._glare(rgb) if cfg.glare_aware else None
+        timings["quality"] = (time.perf_counter() - t) * 1000.0
+
+        t = time.perf_counter()
+        cands = self._detect(rgb)
         timings["detection"] = (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
-        quads = [np.asarray(b.polygon, dtype=np.float32) for b in boxes]
-        crops = [crop_quad(rgb, q) for q in quads]
+        crops = [self._crop(c) for c in cands]
         flipped = [False] * len(crops)
         if self.classifier is not None and crops:
             crops, flipped = self.classifier(crops)
         texts = self.recognizer(crops)
+        if cfg.rectify != "off":
+            texts, flipped = self._check_orientation(crops, texts, flipped)
         kept: list[int] = [
-            i
-            for i, r in enumerate(texts)
-            if r.text.strip() and r.confidence >= self.config.min_line_score
+            i for i, r in enumerate(texts) if r.text.strip() and r.confidence >= cfg.min_line_score
         ]
-        order = reading_order([quads[i] for i in kept])
+        order = reading_order([cands[i].polygon for i in kept])
         lines: list[TextLine] = []
         for n, k in enumerate(order):
             i = kept[k]
             r = texts[i]
-            poly = boxes[i].polygon
+            poly = [(float(x), float(y)) for x, y in cands[i].polygon]
             if flipped[i]:  # the text runs the other way: start the polygon at its own top-left
                 poly = poly[2:] + poly[:2]
             lines.append(
@@ -116,15 +160,30 @@ class Pipeline:
                     confidence=r.confidence,
                     char_confidences=r.char_confidences,
                     alternatives=r.alternatives,
-                    polygon=poly,
+                    polygon=tuple(poly),
                     rotated_180=flipped[i],
                 )
             )
         timings["recognition"] = (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
-        quality = self.quality(rgb, [np.asarray(ln.polygon) for ln in lines] or quads, len(lines))
-        timings["quality"] = (time.perf_counter() - t) * 1000.0
+        line_q: tuple[LineQuality, ...] = ()
+        if glare is not None:
+            lines, line_q = apply_line_glare(lines, glare)
+        quality = self.quality(
+            rgb,
+            [np.asarray(ln.polygon) for ln in lines] or [c.polygon for c in cands],
+            len(lines),
+            glare=glare,
+        )
+        if glare is not None:
+            extra = tuple(
+                QualityWarning("glare_text", GLARE_TEXT_MSG.format(n=q.order + 1))
+                for q in line_q
+                if q.retake
+            )
+            quality = dataclasses.replace(quality, warnings=quality.warnings + extra, lines=line_q)
+        timings["quality"] += (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
         fields = self.field_extractor(lines, schema)
@@ -144,8 +203,199 @@ class Pipeline:
             models=self.models,
             device=self.device,
             providers=self.providers,
-            config=self.config.to_dict(),
+            config=cfg.to_dict(),
         )
+
+    def _glare(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W) uint8 glare mask, once per image: ``glare.glare_mask`` (clipped cores + bloom,
+        dark surroundings) united with the quality stage's blob test (hot spots on white
+        stickers, which the ring test of ``glare_mask`` rejects)."""
+        return np.maximum(glare_mask(rgb).mask, self.quality.blob_glare_mask(rgb))
+
+    # ---- detection (+ whole-label perspective) ----------------------------------------------
+    def _detect(self, rgb: np.ndarray) -> list[_Candidate]:
+        """Detect text lines. With ``rectify=auto``, when a label outline that holds most of the
+        detected lines is found and is tilted by more than ``LABEL_RECTIFY_MIN_DEG``, the label
+        is warped fronto-parallel (``rectification.rectify_label``, turned by 90 degrees when its
+        text would run vertically), detection runs again on it and its quads are mapped back to
+        original pixels through the inverse homography; lines detected outside the outline on
+        the original image are kept as they are. Candidates keep the frame they are cut from."""
+        boxes = self.detector(rgb)
+        cands = [
+            _Candidate(np.asarray(b.polygon, np.float64), rgb, np.asarray(b.polygon, np.float64))
+            for b in boxes
+        ]
+        if self.config.rectify != "auto" or not cands:
+            return cands
+        view = label_view(rgb, [c.polygon for c in cands])
+        if view is None:
+            return cands
+        image, hom = view
+        inner = self.detector(image)
+        if not inner:
+            return cands
+        inv = np.linalg.inv(hom)
+        h, w = rgb.shape[:2]
+        out: list[_Candidate] = []
+        for b in inner:
+            q = np.asarray(b.polygon, np.float64)
+            back = cv2.perspectiveTransform(q.reshape(-1, 1, 2), inv).reshape(-1, 2)
+            back[:, 0] = np.clip(back[:, 0], 0, w - 1)
+            back[:, 1] = np.clip(back[:, 1], 0, h - 1)
+            out.append(_Candidate(back, image, q))
+        outline = cv2.perspectiveTransform(
+            np.array(
+                [
+                    [0, 0],
+                    [image.shape[1] - 1, 0],
+                    [image.shape[1] - 1, image.shape[0] - 1],
+                    [0, image.shape[0] - 1],
+                ],
+                np.float64,
+            ).reshape(-1, 1, 2),
+            inv,
+        ).astype(np.float32)
+        for c in cands:
+            cx, cy = c.polygon.mean(axis=0)
+            if cv2.pointPolygonTest(outline, (float(cx), float(cy)), False) < 0:
+                out.append(c)
+        return out
+
+    def _crop(self, c: _Candidate) -> np.ndarray:
+        """Upright crop of one candidate: ``crop_quad`` (v0) with ``rectify=off``, else
+        ``rectification.rectify_line`` (flat, axis-aligned text is sliced without resampling;
+        tilted text is perspective-warped); tall crops (h / w >= 1.5, vertical lines) are turned
+        90 degrees counter-clockwise as in ``crop_quad``."""
+        if self.config.rectify == "off":
+            return crop_quad(c.source, c.quad.astype(np.float32))
+        crop = rectify_line(c.source, c.quad).crop
+        if crop.shape[0] / max(crop.shape[1], 1) >= 1.5:
+            crop = np.ascontiguousarray(np.rot90(crop))
+        return crop
+
+    def _check_orientation(
+        self,
+        crops: list[np.ndarray],
+        texts: list[RecognizedText],
+        flipped: list[bool],
+    ) -> tuple[list[RecognizedText], list[bool]]:
+        """0/180 decision beyond the classifier: lines read with a confidence below
+        ``ORIENT_CHECK_CONF`` are read again rotated by 180 degrees (one batch) and the rotation
+        is kept when the recogniser is more confident by ``rectification.ORIENT_MARGIN``
+        (``rectification.decide_orientation``)."""
+        doubt = [i for i, r in enumerate(texts) if r.confidence < ORIENT_CHECK_CONF]
+        if not doubt:
+            return texts, flipped
+        rotated = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in doubt]
+        again = self.recognizer(rotated)
+        texts, flipped = list(texts), list(flipped)
+        for i, r2 in zip(doubt, again, strict=True):
+            d = decide_orientation(texts[i].confidence, r2.confidence)
+            if d.rotate_180:
+                texts[i] = r2
+                flipped[i] = not flipped[i]
+        return texts, flipped
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """One detected line: ``polygon`` (4, 2) float64 in original image pixels (TL, TR, BR, BL by
+    image position); ``source`` the (H', W', 3) uint8 image it is cut from (the original or the
+    rectified label); ``quad`` (4, 2) the same line in ``source`` pixels."""
+
+    polygon: np.ndarray
+    source: np.ndarray
+    quad: np.ndarray
+
+
+def label_view(
+    rgb: np.ndarray, text_polygons: list[np.ndarray], *, min_dev_deg: float = LABEL_RECTIFY_MIN_DEG
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fronto-parallel label image and the (3, 3) homography original pixels -> label pixels,
+    or None (no outline holding at least half of ``text_polygons``, or one tilted by at most
+    ``min_dev_deg``: corner angles and side directions, see ``rectification``). When the text
+    quads, mapped into the label, run closer to vertical than to horizontal, the label image
+    is turned by 90 degrees counter-clockwise (and the homography with it)."""
+    quad = find_label_quad(rgb, text_polygons=text_polygons)
+    if quad is None:
+        return None
+    if corner_deviation_deg(order_corners(quad)) <= min_dev_deg:
+        return None
+    rect = rectify_label(rgb, quad)
+    if rect is None or min(rect.image.shape[:2]) < 32:
+        return None
+    image, hom = rect.image, rect.homography
+    # dominant text direction inside the label (length-weighted, angle doubled: 0 == 180)
+    vx = vy = 0.0
+    for p in text_polygons:
+        q = np.asarray(p, np.float64).reshape(4, 2)
+        a, b = q[1] - q[0], q[3] - q[0]
+        axis = a if np.linalg.norm(a) >= np.linalg.norm(b) else b
+        c = q.mean(axis=0)
+        ends = rect.map_points(np.stack([c - axis / 2, c + axis / 2]))
+        d = ends[1] - ends[0]
+        ang = 2.0 * np.arctan2(d[1], d[0])
+        ln = float(np.linalg.norm(d))
+        vx += ln * np.cos(ang)
+        vy += ln * np.sin(ang)
+    if vx < 0 and abs(vx) > abs(vy):  # mean doubled angle near 180 deg: vertical text
+        hh, ww = image.shape[:2]
+        image = np.ascontiguousarray(np.rot90(image))  # CCW: (x, y) -> (y, ww - 1 - x)
+        turn = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, ww - 1.0], [0.0, 0.0, 1.0]])
+        hom = turn @ hom
+    return image, hom
+
+
+def apply_line_glare(
+    lines: list[TextLine], mask: np.ndarray
+) -> tuple[list[TextLine], tuple[LineQuality, ...]]:
+    """Glare-aware confidences. ``mask``: (H, W) uint8 glare mask (original pixels, nonzero =
+    glare); line polygons in original pixels, starting at the text's own top-left.
+
+    Per line: ``glare.line_glare`` (area and column fractions, ``retake``). Per character: the
+    mask is warped into the line's reading frame (``rectify_quad`` of the polygon) and cut into
+    ``len(text)`` equal columns -- character positions are mapped proportionally along the
+    polygon; character i's confidence is multiplied by (1 - share of its cell in glare). The
+    line confidence becomes mean(lowered char confidences) x (1 - column_fraction), since glare
+    can also hide characters the recogniser never emitted. Lines without glare are untouched.
+    ``retake``: ``line_glare``'s column rule, or some character cell at least
+    ``CHAR_RETAKE_COVER`` washed out (one hidden character already spoils a serial)."""
+    out: list[TextLine] = []
+    report: list[LineQuality] = []
+    for ln in lines:
+        poly = np.asarray(ln.polygon, np.float64).reshape(-1, 2)
+        lg = line_glare(mask, poly)
+        if lg.area_fraction <= 0.0 or not ln.char_confidences:
+            report.append(LineQuality(ln.order, lg.area_fraction, lg.column_fraction, lg.retake))
+            out.append(ln)
+            continue
+        cell = rectify_quad(mask, poly[:4] if len(poly) == 4 else _corners(poly)) > 127
+        if cell.ndim == 3:
+            cell = cell[..., 0]
+        w = cell.shape[1]
+        n = len(ln.char_confidences)
+        bounds = np.linspace(0, w, n + 1)
+        confs = []
+        worst = 0.0
+        for i, c in enumerate(ln.char_confidences):
+            a, b = int(bounds[i]), max(int(bounds[i + 1]), int(bounds[i]) + 1)
+            cov = float(cell[:, a:b].mean()) if b <= w else 0.0
+            worst = max(worst, cov)
+            confs.append(float(c) * (1.0 - cov))
+        retake = lg.retake or worst >= CHAR_RETAKE_COVER
+        report.append(LineQuality(ln.order, lg.area_fraction, lg.column_fraction, retake))
+        conf = float(np.mean(confs)) * (1.0 - lg.column_fraction)
+        out.append(
+            dataclasses.replace(
+                ln, confidence=min(conf, ln.confidence), char_confidences=tuple(confs)
+            )
+        )
+    return out, tuple(report)
+
+
+def _corners(poly: np.ndarray) -> np.ndarray:
+    n = len(poly) // 2
+    return np.stack([poly[0], poly[n - 1], poly[n], poly[2 * n - 1]])
 
 
 def build_field_extractor(config: PipelineConfig) -> FieldExtractor:

@@ -22,6 +22,9 @@ Measures and thresholds (module constants; checked on rendered labels, see the t
   height each side, since glare often cuts a line short) covered by glare blobs. Warning
   ``glare`` with the "Strong glare over the text" message when > ``TEXT_GLARE_MAX`` (5 %).
 - ``no_text``: no text line was read.
+
+The pipeline passes the mask of ``glare.glare_mask`` (computed once per image) and adds the
+per-line ``glare_text`` warnings itself (``pipeline.GLARE_TEXT_MSG``).
 """
 
 from __future__ import annotations
@@ -65,9 +68,14 @@ class QualityAssessor:
         rgb: np.ndarray,
         polygons: list[np.ndarray] | None = None,
         n_lines: int | None = None,
+        *,
+        glare: np.ndarray | None = None,
     ) -> QualityReport:
         """``rgb``: (H, W, 3) uint8; ``polygons``: (4, 2) float quads in original pixels;
-        ``n_lines``: number of recognised lines (None: do not judge ``no_text``)."""
+        ``n_lines``: number of recognised lines (None: do not judge ``no_text``);
+        ``glare``: optional precomputed (H, W) uint8 glare mask (nonzero = glare, original
+        pixels, e.g. ``glare.glare_mask(rgb).mask``), used instead of this module's own blob
+        mask so the pipeline computes glare once per image."""
         h, w = rgb.shape[:2]
         scale = min(1.0, self.work_side / max(h, w))
         if scale < 1.0:
@@ -85,7 +93,17 @@ class QualityAssessor:
         p5, p95 = (float(v) for v in np.percentile(g, [5, 95]))
         clipped = float((gray >= GLARE_V).mean())
 
-        glare = self._glare_mask(small, gray)
+        if glare is not None:
+            glare = np.asarray(glare)
+            if glare.shape[:2] != gray.shape:
+                glare = cv2.resize(
+                    (glare > 0).astype(np.uint8),
+                    (gray.shape[1], gray.shape[0]),
+                    interpolation=cv2.INTER_NEAREST,
+                )
+            glare = glare > 0
+        else:
+            glare = self._glare_mask(small, gray)
         glare_fraction = float(glare.mean())
         text_glare = 0.0
         if text_mask is not None and text_mask.any():
@@ -111,6 +129,21 @@ class QualityAssessor:
             text_glare_fraction=text_glare,
             warnings=tuple(warnings),
         )
+
+    def blob_glare_mask(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) uint8 mask (255 = glare) of this module's blob test
+        (computed at the working size, scaled back with nearest neighbour). Unlike
+        ``glare.glare_mask`` (ring >= 25 levels below a clipped core) it also accepts a hot
+        spot on a white sticker (ring only 20 levels darker than the blob's mean)."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.work_side / max(h, w))
+        small = (
+            cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
+            if scale < 1.0
+            else rgb
+        )
+        m = self._glare_mask(small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)).astype(np.uint8) * 255
+        return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) if scale < 1.0 else m
 
     @staticmethod
     def _text_mask(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:

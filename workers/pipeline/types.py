@@ -40,7 +40,7 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class QualityWarning:
-    code: str  # "blur" | "underexposed" | "overexposed" | "glare" | "no_text"
+    code: str  # "blur" | "underexposed" | "overexposed" | "glare" | "glare_text" | "no_text"
     message: str
 
     def to_dict(self) -> dict[str, str]:
@@ -48,14 +48,35 @@ class QualityWarning:
 
 
 @dataclass(frozen=True)
+class LineQuality:
+    """Glare over one recognised line (``TextLine.order``): ``glare_fraction`` = share of the
+    line polygon's pixels in the glare mask; ``column_fraction`` = share of the line's length
+    at least half washed out; ``retake`` = glare hides characters (see ``glare.line_glare``)."""
+
+    order: int
+    glare_fraction: float
+    column_fraction: float
+    retake: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order": int(self.order),
+            "glare_fraction": round(float(self.glare_fraction), 5),
+            "retake": bool(self.retake),
+        }
+
+
+@dataclass(frozen=True)
 class QualityReport:
-    """Photo quality measures (see ``quality.py`` for definitions and thresholds)."""
+    """Photo quality measures (see ``quality.py`` for definitions and thresholds).
+    ``lines``: per-line glare (empty when glare-aware inference is off)."""
 
     blur: float
     exposure: float
     glare_fraction: float
     text_glare_fraction: float
     warnings: tuple[QualityWarning, ...] = ()
+    lines: tuple[LineQuality, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -69,6 +90,7 @@ class QualityReport:
             "text_glare_fraction": round(float(self.text_glare_fraction), 5),
             "ok": self.ok,
             "warnings": [w.to_dict() for w in self.warnings],
+            "lines": [ln.to_dict() for ln in self.lines],
         }
 
 

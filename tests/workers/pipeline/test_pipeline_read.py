@@ -93,6 +93,7 @@ def test_to_dict_shape_and_json(pipeline):
         "text_glare_fraction",
         "ok",
         "warnings",
+        "lines",
     }
     assert set(d["lines"][0]) == {
         "order",
