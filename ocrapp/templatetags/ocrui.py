@@ -6,6 +6,7 @@ server-rendered and script-rendered result cards say the same thing in the same 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import template
@@ -24,7 +25,12 @@ QUALITY_MESSAGES = {
     "underexposed": _("The photo is too dark: add light or move closer to a light source."),
     "overexposed": _("The photo is too bright: reduce the light or avoid direct flash."),
     "no_text": _("No text was found: frame the label so the text is clearly visible."),
+    # %(n)s is the 1-based line number taken from the pipeline's message.
+    "glare_text": _(
+        "Glare covers characters on line %(n)s: retake the photo at a different angle."
+    ),
 }
+_LINE_NUMBER = re.compile(r"line (\d+)")
 
 FAILURE_MESSAGES = {
     "bad_image": _("The file is not a readable image. Take the photo again."),
@@ -79,8 +85,14 @@ def quality_message(warning: Any) -> str:
     """Translated text of one ``read.quality.warnings[]`` item (falls back to its message)."""
     if not isinstance(warning, dict):
         return str(warning)
-    msg = QUALITY_MESSAGES.get(quality_key(warning))
-    return str(msg) if msg is not None else str(warning.get("message") or warning.get("code", ""))
+    key = quality_key(warning)
+    msg = QUALITY_MESSAGES.get(key)
+    if msg is None:
+        return str(warning.get("message") or warning.get("code", ""))
+    if key == "glare_text":
+        found = _LINE_NUMBER.search(str(warning.get("message", "")))
+        return str(msg) % {"n": found.group(1) if found else "?"}
+    return str(msg)
 
 
 @register.filter

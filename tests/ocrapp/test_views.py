@@ -379,3 +379,18 @@ def test_korean_catalog_is_complete_and_compiled():
     for path in templates.rglob("*.html"):
         for m in pattern.finditer(path.read_text()):
             assert (m.group(1) or m.group(2)) in msgids, (path.name, m.group(0))
+
+
+def test_glare_text_warning_is_translated_with_its_line_number():
+    from django.utils import translation
+
+    from ocrapp.templatetags.ocrui import quality_message
+
+    warning = {
+        "code": "glare_text",
+        "message": "Glare covers characters on line 3: retake the photo at a different angle.",
+    }
+    with translation.override("en"):
+        assert quality_message(warning) == warning["message"]
+    with translation.override("ko"):
+        assert quality_message(warning).startswith("3번째 줄")

@@ -81,7 +81,13 @@
   function warningText(w) {
     var key = w.code;
     if (key === "glare" && w.message && w.message !== T.text_glare_message) key = "glare_photo";
-    return T.warnings[key] || w.message || w.code;
+    var text = T.warnings[key];
+    if (!text) return w.message || w.code;
+    if (key === "glare_text") {
+      var m = /line (\d+)/.exec(w.message || "");
+      text = text.replace("%(n)s", m ? m[1] : "?");
+    }
+    return text;
   }
 
   function errorMessage(xhrStatus, body) {
