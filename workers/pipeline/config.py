@@ -21,7 +21,7 @@ OCR_CLS_THRESH             rotate a line only when the 180 score is above this  
 OCR_REC_BATCH_SIZE         recognition batch size                                      8
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
-OCR_FIELD_EXTRACTOR        field extractor (``rules``)                                 rules
+OCR_FIELD_EXTRACTOR        field extractor (``rules`` | ``transformer``)              rules
 OCR_RECTIFY                geometric rectification: ``auto`` (label perspective when   auto
                            an outline is found and tilted, per-line rectified crops,
                            recogniser-checked 0/180), ``lines`` (per-line only, no
@@ -103,8 +103,11 @@ class PipelineConfig:
             problems.append("OCR_REC_BATCH_SIZE must be in [1, 256]")
         if not 1 <= self.top_k <= 10:
             problems.append("OCR_TOP_K must be in [1, 10]")
-        if self.field_extractor not in ("rules",):
-            problems.append(f"OCR_FIELD_EXTRACTOR must be 'rules', got {self.field_extractor!r}")
+        if self.field_extractor not in ("rules", "transformer"):
+            problems.append(
+                "OCR_FIELD_EXTRACTOR must be 'rules' or 'transformer', "
+                f"got {self.field_extractor!r}"
+            )
         if self.rectify not in ("auto", "lines", "off"):
             problems.append(f"OCR_RECTIFY must be auto, lines or off, got {self.rectify!r}")
         if problems:

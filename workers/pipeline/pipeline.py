@@ -399,9 +399,17 @@ def _corners(poly: np.ndarray) -> np.ndarray:
 
 
 def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
-    """The swappable field step (``OCR_FIELD_EXTRACTOR``)."""
+    """The swappable field step (``OCR_FIELD_EXTRACTOR``).
+
+    ``rules`` (v0) stays the default until the transformer extractor meets issue 4's accuracy
+    targets (see workers/models/extractor/MODEL_CARD.md); ``transformer`` selects it.
+    """
     if config.field_extractor == "rules":
         return RuleFieldExtractor()
+    if config.field_extractor == "transformer":
+        from .extraction import TransformerFieldExtractor
+
+        return TransformerFieldExtractor()
     raise ConfigError(f"unknown field extractor {config.field_extractor!r}")
 
 

@@ -285,3 +285,17 @@ def test_known_shortfalls_of_model_v1(extractor):
     lines = [line(t, 20, 20 + 25 * i, i) for i, t in enumerate(texts)]
     serial = {r.name: r for r in extractor(lines, None)}["serial_number"].value
     assert full_company and serial == "QZ88231045"
+
+
+def test_pipeline_selects_transformer_extractor_by_config():
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.errors import ConfigError
+    from workers.pipeline.extraction import TransformerFieldExtractor
+    from workers.pipeline.fields import RuleFieldExtractor
+    from workers.pipeline.pipeline import build_field_extractor
+
+    assert isinstance(build_field_extractor(PipelineConfig()), RuleFieldExtractor)
+    chosen = build_field_extractor(PipelineConfig(field_extractor="transformer"))
+    assert isinstance(chosen, TransformerFieldExtractor)
+    with pytest.raises(ConfigError):
+        PipelineConfig(field_extractor="magic").validate()
