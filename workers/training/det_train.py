@@ -1,0 +1,572 @@
+"""Fine-tune the converted PP-OCRv5 DB text detector on synthetic photos (CPU-friendly).
+
+Training-side only (never imported by the app).
+
+Network: the shipped PP-OCRv5 det converted by ``workers.training.convert`` (whole network
+trained; BatchNorm running statistics frozen, affine weights trained) gives the probability
+map logits P (N, 1, H, W). The inference graph has no threshold branch, so a DB threshold head
+of PaddleOCR's shape (conv3x3 96->24, BN, ReLU, deconv x2, BN, ReLU, deconv x2 -> 1) is added
+on the 96-channel fused FPN feature (the input of the probability head's first conv, captured
+with a forward pre-hook). It exists only for training (as in PaddleOCR): ``export`` writes the
+probability network's weights back into the shipped graph.
+
+Data: ``synth.generate_sample`` photos from ``TRAIN_SEEDS`` (validation ``VAL_SEEDS``; never
+the evaluation seeds 9_000_000+), resized to ``--size`` on the long side (multiples of 32),
+line polygons (4 points, or 2N for curved lines) scaled alike. Glare: the engine's own glare
+(p_glare raised to 0.5) plus :func:`extra_highlights` (random specular blobs/streaks anywhere
+on the image, p = ``--p-highlight``).
+
+Targets (:func:`db_targets`, DBNet / PaddleOCR MakeShrinkMap + MakeBorderMap), all (H, W)
+float32 in input pixels:
+
+- ``shrink``: 1 inside each polygon shrunk by D = A (1 - r^2) / L (pyclipper offset, r = 0.4);
+- ``shrink_mask``: 0 inside polygons too small to learn from (short side < ``min_text``) or
+  whose shrink vanishes, else 1;
+- ``thresh``: in the band between the polygon dilated by D and ... its distance-to-edge
+  profile: 0.3 + 0.4 * (1 - min(dist_to_polygon_edge / D, 1)), 0.3 elsewhere;
+- ``thresh_mask``: 1 inside the dilated polygon.
+
+Loss: 5 * BCE(P, shrink) with 3:1 hard-negative mining + 1 * dice(B, shrink) where
+B = sigmoid(50 (sigmoid(P) - T)) is DB's approximate binary map + 10 * L1(T, thresh) inside
+``thresh_mask``. AdamW, warmup + cosine, gradient clipping, checkpoints + ``--resume`` like
+``rec_train``.
+
+CLI::
+
+    nice -n 10 python -m workers.training.det_train --max-steps 300 --batch-size 4 \
+        --size 640 --out var/train/det [--resume]
+    python -m workers.training.det_train --export var/train/det/best.pt \
+        --onnx workers/models/det_ours/det.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyclipper
+
+from workers.training.rec_train import (
+    TRAIN_SEEDS,
+    VAL_SEEDS,
+    latest_checkpoint,
+    make_scheduler,
+    trim_log,
+)
+
+MODEL_SET = "ppocrv5"
+FEATURE_TENSOR = "p2o.pd_op.concat.0.0"  # fused FPN feature (N, 96, H/4, W/4) of PP-OCRv5 det
+SHRINK_RATIO = 0.4
+THRESH_MIN, THRESH_MAX = 0.3, 0.7
+
+
+# ---- targets ---------------------------------------------------------------------------------
+def _offset(poly: np.ndarray, dist: float) -> list[np.ndarray]:
+    pco = pyclipper.PyclipperOffset()
+    pco.AddPath(
+        [tuple(p) for p in np.round(poly).astype(int)],
+        pyclipper.JT_ROUND,
+        pyclipper.ET_CLOSEDPOLYGON,
+    )
+    return [np.asarray(p, dtype=np.float64) for p in pco.Execute(dist)]
+
+
+def _poly_area_perimeter(poly: np.ndarray) -> tuple[float, float]:
+    p = poly.astype(np.float32)
+    return abs(float(cv2.contourArea(p))), float(cv2.arcLength(p, True))
+
+
+def _segment_distance(xs: np.ndarray, ys: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of every grid point (xs, ys) to the segment a-b."""
+    d = b - a
+    L2 = float(d @ d)
+    if L2 <= 1e-12:
+        return np.hypot(xs - a[0], ys - a[1])
+    t = np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / L2, 0.0, 1.0)
+    return np.hypot(xs - (a[0] + t * d[0]), ys - (a[1] + t * d[1]))
+
+
+def db_targets(
+    polygons: Sequence[np.ndarray],
+    hw: tuple[int, int],
+    *,
+    shrink_ratio: float = SHRINK_RATIO,
+    min_text: float = 6.0,
+    ignore: Sequence[bool] | None = None,
+) -> dict[str, np.ndarray]:
+    """DB training targets for ``polygons`` (each (K, 2) float, K >= 4, in pixels of an image of
+    size ``hw`` = (H, W)). Returns float32 (H, W) maps ``shrink``, ``shrink_mask``, ``thresh``,
+    ``thresh_mask`` (see the module docstring)."""
+    h, w = hw
+    shrink = np.zeros((h, w), np.float32)
+    smask = np.ones((h, w), np.float32)
+    canvas = np.zeros((h, w), np.float32)
+    tmask = np.zeros((h, w), np.float32)
+    for i, poly in enumerate(polygons):
+        poly = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        area, peri = _poly_area_perimeter(poly)
+        rect = cv2.minAreaRect(poly.astype(np.float32))
+        bad = (ignore is not None and ignore[i]) or min(rect[1]) < min_text or area < 1 or peri <= 0
+        if bad:
+            cv2.fillPoly(smask, [np.round(poly).astype(np.int32)], 0.0)
+            continue
+        dist = area * (1 - shrink_ratio**2) / peri
+        shr = _offset(poly, -dist)
+        if len(shr) != 1 or len(shr[0]) < 3:
+            cv2.fillPoly(smask, [np.round(poly).astype(np.int32)], 0.0)
+            continue
+        cv2.fillPoly(shrink, [np.round(shr[0]).astype(np.int32)], 1.0)
+        # threshold map: distance to the polygon's edges inside the polygon dilated by dist
+        pad = _offset(poly, dist)
+        if not pad:
+            continue
+        padded = pad[0]
+        cv2.fillPoly(tmask, [np.round(padded).astype(np.int32)], 1.0)
+        x0, y0 = np.floor(padded.min(0)).astype(int)
+        x1, y1 = np.ceil(padded.max(0)).astype(int)
+        xa, ya = max(x0, 0), max(y0, 0)
+        xb, yb = min(x1, w - 1), min(y1, h - 1)
+        if xb < xa or yb < ya:
+            continue
+        ys, xs = np.mgrid[ya : yb + 1, xa : xb + 1].astype(np.float64)
+        dmin = np.full(xs.shape, np.inf)
+        for k in range(len(poly)):
+            dmin = np.minimum(dmin, _segment_distance(xs, ys, poly[k], poly[(k + 1) % len(poly)]))
+        val = (1.0 - np.clip(dmin / dist, 0.0, 1.0)).astype(np.float32)
+        region = canvas[ya : yb + 1, xa : xb + 1]
+        np.maximum(region, val, out=region)
+    thresh = canvas * (THRESH_MAX - THRESH_MIN) + THRESH_MIN
+    return {"shrink": shrink, "shrink_mask": smask, "thresh": thresh, "thresh_mask": tmask}
+
+
+# ---- data ------------------------------------------------------------------------------------
+def extra_highlights(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1-3 random specular highlights (blob or streak, clipped white core, soft bloom) anywhere
+    on the (H, W, 3) uint8 RGB image."""
+    h, w = img.shape[:2]
+    f = 4
+    sh, sw = max(h // f, 1), max(w // f, 1)
+    ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    field = np.zeros((sh, sw), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy = rng.uniform(0, sw), rng.uniform(0, sh)
+        s = rng.uniform(0.01, 0.06) * max(sw, sh)
+        s_long = s * (rng.uniform(2, 6) if rng.random() < 0.4 else rng.uniform(1, 1.8))
+        ang = rng.uniform(0, math.pi)
+        ca, sa = math.cos(ang), math.sin(ang)
+        a = ((xs - cx) * ca + (ys - cy) * sa) / s_long
+        b = (-(xs - cx) * sa + (ys - cy) * ca) / s
+        field += rng.uniform(0.6, 3.0) * np.exp(-0.5 * (a * a + b * b))
+    core = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+    bloom = cv2.resize(cv2.GaussianBlur(field, (0, 0), rng.uniform(3, 8)), (w, h))
+    out = img.astype(np.float32) + (core * 255.0 + bloom * rng.uniform(30, 90))[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def normalise(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 BGR normalised with PP-OCRv5 det mean/std (as
+    ``workers.pipeline.detection.TextDetector.preprocess``)."""
+    from workers.pipeline.models import MODEL_SETS
+
+    ms = MODEL_SETS[MODEL_SET]
+    mean = np.array(ms.det_mean, np.float32).reshape(1, 1, 3)
+    std = np.array(ms.det_std, np.float32).reshape(1, 1, 3)
+    bgr = rgb[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
+    return np.ascontiguousarray(((bgr - mean) / std).transpose(2, 0, 1))
+
+
+def resized_sample(
+    seed: int,
+    size: int,
+    rng: np.random.Generator | None,
+    p_highlight: float,
+    conditions: set[str] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(rgb (h, w, 3) uint8 with the long side ``size`` (multiples of 32), [polygons (K, 2)])."""
+    from workers.training.synth import SynthConfig, generate_sample
+
+    cfg = SynthConfig(p_glare=0.5, p_curved=0.25, p_perspective=0.45)
+    s = generate_sample(seed, conditions=conditions, size=None, config=cfg)
+    h, w = s.image.shape[:2]
+    r = size / max(h, w)
+    nh, nw = max(32, int(round(h * r / 32)) * 32), max(32, int(round(w * r / 32)) * 32)
+    img = cv2.resize(s.image, (nw, nh), interpolation=cv2.INTER_AREA)
+    polys = [ln.polygon * np.array([nw / w, nh / h]) for ln in s.lines]
+    if rng is not None and rng.random() < p_highlight:
+        img = extra_highlights(img, rng)
+    return img, polys
+
+
+def make_batch(items: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> dict[str, Any]:
+    import torch
+
+    hmax = max(i[0].shape[0] for i in items)
+    wmax = max(i[0].shape[1] for i in items)
+    n = len(items)
+    x = np.zeros((n, 3, hmax, wmax), np.float32)
+    maps = {
+        k: np.zeros((n, hmax, wmax), np.float32)
+        for k in ("shrink", "shrink_mask", "thresh", "thresh_mask")
+    }
+    for i, (img, polys) in enumerate(items):
+        h, w = img.shape[:2]
+        x[i, :, :h, :w] = normalise(img)
+        t = db_targets(polys, (h, w))
+        for k in maps:
+            maps[k][i, :h, :w] = t[k]
+    out = {k: torch.from_numpy(v) for k, v in maps.items()}
+    out["x"] = torch.from_numpy(x)
+    return out
+
+
+# ---- model -----------------------------------------------------------------------------------
+def _build_thresh_head(channels: int = 96, mid: int = 24) -> Any:
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Conv2d(channels, mid, 3, padding=1, bias=False),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(mid, mid, 2, 2),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(mid, 1, 2, 2),
+    )
+
+
+class DBTrainer:
+    """Converted detector + training-only threshold head. ``forward(x)`` -> (prob logits
+    (N, 1, H, W), threshold map (N, 1, H, W) in [0, 1])."""
+
+    def __init__(self, net: Any | None = None) -> None:
+        import torch
+
+        from workers.training import convert
+
+        self.net = net if net is not None else convert.build(MODEL_SET, "det")
+        self.thresh_head = _build_thresh_head()
+        self._feat: list[Any] = []
+        target = None
+        for _name, mod in self.net.net.named_children():
+            mapping = getattr(mod, "onnx_mapping", None)
+            if mapping is not None and mapping.inputs and mapping.inputs[0] == FEATURE_TENSOR:
+                if isinstance(mod, torch.nn.Conv2d):
+                    target = mod
+                    break
+        if target is None:
+            raise RuntimeError(f"no conv consumes {FEATURE_TENSOR} (not a PP-OCRv5 det graph?)")
+        target.register_forward_pre_hook(lambda _m, inp: self._feat.append(inp[0]))
+
+    def parameters(self) -> list[Any]:
+        return [*self.net.parameters(), *self.thresh_head.parameters()]
+
+    def train_mode(self) -> None:
+        """Train mode, BatchNorm statistics frozen in the pretrained network (new head: live)."""
+        import torch
+
+        self.net.train()
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        self.thresh_head.train()
+
+    def eval_mode(self) -> None:
+        self.net.eval()
+        self.thresh_head.eval()
+
+    def __call__(self, x: Any) -> tuple[Any, Any]:
+        import torch
+
+        self._feat.clear()
+        logits = self.net.logits(x)
+        t = torch.sigmoid(self.thresh_head(self._feat[-1]))
+        self._feat.clear()
+        if t.shape[-2:] != logits.shape[-2:]:
+            t = torch.nn.functional.interpolate(t, size=logits.shape[-2:], mode="bilinear")
+        return logits, t
+
+
+def db_loss(
+    logits: Any, thresh: Any, batch: dict[str, Any], *, k: float = 50.0, ohem: float = 3.0
+) -> dict[str, Any]:
+    """DB loss. ``logits`` (N, 1, H, W) probability logits, ``thresh`` (N, 1, H, W) in [0, 1].
+    Returns {"loss", "bce", "dice", "l1"} (0-dim tensors)."""
+    import torch
+    import torch.nn.functional as F
+
+    lg, t = logits[:, 0], thresh[:, 0]
+    gt, mask = batch["shrink"], batch["shrink_mask"]
+    bce_map = F.binary_cross_entropy_with_logits(lg, gt, reduction="none")
+    pos = (gt * mask) > 0.5
+    neg = ((1 - gt) * mask) > 0.5
+    n_pos = int(pos.sum())
+    n_neg = min(int(neg.sum()), int(max(n_pos, 1) * ohem))
+    neg_loss = bce_map[neg]
+    if n_neg < neg_loss.numel():
+        neg_loss = torch.topk(neg_loss, n_neg).values
+    bce = (bce_map[pos].sum() + neg_loss.sum()) / max(n_pos + n_neg, 1)
+    p = torch.sigmoid(lg)
+    b = torch.sigmoid(k * (p - t))
+    inter = (b * gt * mask).sum()
+    union = (b * mask).sum() + (gt * mask).sum() + 1e-6
+    dice = 1 - 2 * inter / union
+    tm = batch["thresh_mask"]
+    l1 = (torch.abs(t - batch["thresh"]) * tm).sum() / (tm.sum() + 1e-6)
+    loss = 5.0 * bce + dice + 10.0 * l1
+    return {"loss": loss, "bce": bce, "dice": dice, "l1": l1}
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+class _Stub:
+    def get_inputs(self) -> list[Any]:
+        class _I:
+            name = "x"
+
+        return [_I()]
+
+
+def recall(prob: np.ndarray, polys: Sequence[np.ndarray], cover: float = 0.6) -> tuple[int, int]:
+    """(GT lines >= ``cover`` covered by the pipeline's detected quads, GT lines) on one
+    (H, W) probability map, post-processed by ``workers.pipeline.detection.TextDetector``."""
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.detection import TextDetector
+
+    det = TextDetector(PipelineConfig(), _Stub(), mean=(0, 0, 0), std=(1, 1, 1))
+    h, w = prob.shape
+    boxes = det.postprocess(prob, (1.0, 1.0), (h, w))
+    m = np.zeros((h, w), np.uint8)
+    for bx in boxes:
+        cv2.fillPoly(m, [np.round(np.array(bx.polygon)).astype(np.int32)], 1)
+    hit = 0
+    for p in polys:
+        g = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(g, [np.round(p).astype(np.int32)], 1)
+        tot = int(g.sum())
+        if tot and (g & m).sum() / tot >= cover:
+            hit += 1
+    return hit, len(polys)
+
+
+def validate(
+    model: DBTrainer, val: Sequence[tuple[np.ndarray, list[np.ndarray]]]
+) -> dict[str, float]:
+    import torch
+
+    model.eval_mode()
+    hits = total = 0
+    losses = []
+    with torch.inference_mode():
+        for item in val:
+            b = make_batch([item])
+            lg, t = model(b["x"])
+            losses.append(float(db_loss(lg, t, b)["loss"]))
+            h_, n_ = recall(torch.sigmoid(lg)[0, 0].numpy(), item[1])
+            hits, total = hits + h_, total + n_
+    model.train_mode()
+    return {"val_loss": float(np.mean(losses)), "recall": hits / max(total, 1), "lines": total}
+
+
+# ---- checkpoints / loop ----------------------------------------------------------------------
+def save_checkpoint(
+    path: Path, model: DBTrainer, opt: Any, sched: Any, state: dict[str, Any]
+) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "spec": model.net.spec.to_dict(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
+        "thresh_head": model.thresh_head.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "train_state": json.dumps(state),
+        "rng_torch": torch.get_rng_state(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resume = latest_checkpoint(out) if args.resume else None
+    model = DBTrainer()
+    if resume is not None:
+        ck = torch.load(resume, map_location="cpu", weights_only=True)
+        model.net.load_state_dict(ck["state_dict"], strict=True)
+        model.thresh_head.load_state_dict(ck["thresh_head"])
+        state = json.loads(ck["train_state"])
+        total = args.max_steps or state["max_steps"]
+    else:
+        total = args.max_steps or 300
+        state = {
+            "step": 0,
+            "cursor": args.seed_start,
+            "max_steps": total,
+            "best": None,
+            "rng_np": None,
+        }
+    state["max_steps"] = total
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = make_scheduler(opt, args.warmup, total)
+    rng = np.random.default_rng(args.seed)
+    if resume is not None:
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["rng_torch"])
+        rng.bit_generator.state = state["rng_np"]
+        print(f"resumed {resume} at step {state['step']}", flush=True)
+    else:
+        torch.manual_seed(args.seed)
+    val = [resized_sample(VAL_SEEDS[0] + i, args.size, None, 0.0) for i in range(args.val_samples)]
+    logp = out / "log.csv"
+    if resume is not None:
+        trim_log(logp, state["step"])
+    new = not logp.exists()
+    logf = logp.open("a", newline="")
+    log = csv.writer(logf)
+    if new:
+        log.writerow(
+            [
+                "step",
+                "loss",
+                "bce",
+                "dice",
+                "l1",
+                "lr",
+                "step_s",
+                "data_s",
+                "val_loss",
+                "recall",
+                "wall",
+            ]
+        )
+
+    def ckpt(step: int, name: str | None = None) -> None:
+        state["step"], state["rng_np"] = step, rng.bit_generator.state
+        save_checkpoint(out / (name or f"ckpt_{step:07d}.pt"), model, opt, sched, state)
+        if name is None:
+            for old in sorted(out.glob("ckpt_*.pt"))[:-3]:
+                old.unlink()
+
+    step = state["step"]
+    model.train_mode()
+    while step < total:
+        t0 = time.perf_counter()
+        items = []
+        for _ in range(args.batch_size):
+            seed = TRAIN_SEEDS[0] + state["cursor"]
+            state["cursor"] += 1
+            if seed >= TRAIN_SEEDS[1]:
+                raise ValueError("training seeds exhausted")
+            items.append(resized_sample(seed, args.size, rng, args.p_highlight))
+        b = make_batch(items)
+        t1 = time.perf_counter()
+        lg, t = model(b["x"])
+        parts = db_loss(lg, t, b)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        sched.step()
+        step += 1
+        t2 = time.perf_counter()
+        vals = {k: float(v.detach()) for k, v in parts.items()}
+        if not math.isfinite(vals["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {step}")
+        row: list[Any] = [step, *(f"{vals[k]:.4f}" for k in ("loss", "bce", "dice", "l1"))]
+        row += [
+            f"{sched.get_last_lr()[0]:.2e}",
+            f"{t2 - t1:.2f}",
+            f"{t1 - t0:.2f}",
+            "",
+            "",
+            time.time(),
+        ]
+        if args.val_every and (step % args.val_every == 0 or step == total):
+            v = validate(model, val)
+            row[8], row[9] = f"{v['val_loss']:.4f}", f"{v['recall']:.4f}"
+            print(f"step {step} val {v}", flush=True)
+            if state["best"] is None or v["val_loss"] < state["best"]:
+                state["best"] = v["val_loss"]
+                ckpt(step, "best.pt")
+        log.writerow(row)
+        logf.flush()
+        if step % args.log_every == 0:
+            print(f"step {step} " + " ".join(f"{k} {v:.3f}" for k, v in vals.items()), flush=True)
+        if step % args.ckpt_every == 0 or step == total:
+            ckpt(step)
+    logf.close()
+    return {"step": step, **vals, "best_val_loss": state["best"]} if step else {"step": step}
+
+
+def export(ckpt: str, onnx_path: str) -> Path:
+    """Checkpoint -> ONNX: the shipped PP-OCRv5 det graph with the trained weights."""
+    import torch
+
+    from workers.training import convert
+    from workers.training.rec_train import write_manifest
+
+    model = convert.load(ckpt)
+    path = convert.export_onnx(model, onnx_path)
+    st = json.loads(torch.load(ckpt, map_location="cpu", weights_only=True)["train_state"])
+    write_manifest(
+        path,
+        name="det_ours",
+        version=f"{MODEL_SET}-det-ft-step{st.get('step')}",
+        base_model=MODEL_SET,
+        base_sha256=model.spec.source_sha256,
+        trained_steps=st.get("step"),
+    )
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="var/train/det")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--size", type=int, default=640, help="long side of the training images")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--clip", type=float, default=5.0)
+    p.add_argument("--p-highlight", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed-start", type=int, default=4_000_000, help="first training seed offset")
+    p.add_argument("--val-samples", type=int, default=12)
+    p.add_argument("--val-every", type=int, default=50)
+    p.add_argument("--ckpt-every", type=int, default=25)
+    p.add_argument("--log-every", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--export", default=None)
+    p.add_argument("--onnx", default="workers/models/det_ours/det.onnx")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.export:
+        print(export(args.export, args.onnx))
+        return 0
+    print(json.dumps(train(args)), file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
