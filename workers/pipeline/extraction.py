@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .fields import normalize_value, parse_schema
+from .fields import missing_required, normalize_value, parse_schema
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "extractor"
@@ -660,18 +660,7 @@ class TransformerFieldExtractor:
             hit = found.get(spec.name)
             if hit is None:
                 if spec.required:
-                    out.append(
-                        FieldResult(
-                            name=spec.name,
-                            raw_value="",
-                            value="",
-                            confidence=0.0,
-                            line_index=None,
-                            box=None,
-                            valid=False,
-                            reason="required field not found",
-                        )
-                    )
+                    out.append(missing_required(spec.name))
                 continue
             raw, score, ws = hit
             value = normalize_value(clean_value(spec.name, raw), spec.normalize)

@@ -193,6 +193,20 @@ def parse_schema(schema: dict[str, Any] | None) -> list[FieldSpec]:
     return specs
 
 
+def missing_required(name: str) -> FieldResult:
+    """The result for a required field that was not found (what every extractor reports)."""
+    return FieldResult(
+        name=name,
+        raw_value="",
+        value="",
+        confidence=0.0,
+        line_index=None,
+        box=None,
+        valid=False,
+        reason="required field not found",
+    )
+
+
 def normalize_value(raw: str, mode: str) -> str:
     v = raw.strip().strip(_TRAILING)
     if mode == "serial":
@@ -249,18 +263,7 @@ class RuleFieldExtractor:
             if spec.name in results:
                 out.append(results[spec.name])
             elif spec.required:
-                out.append(
-                    FieldResult(
-                        name=spec.name,
-                        raw_value="",
-                        value="",
-                        confidence=0.0,
-                        line_index=None,
-                        box=None,
-                        valid=False,
-                        reason="required field not found",
-                    )
-                )
+                out.append(missing_required(spec.name))
         return out
 
     # ---- helpers ---------------------------------------------------------------------------
