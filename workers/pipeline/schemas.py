@@ -7,43 +7,22 @@ from typing import Any
 
 from .fields import DEFAULT_SCHEMA
 
-_SERIAL = {
-    "name": "serial_number",
-    "label": "Serial number",
-    "required": True,
-    "pattern": r"^(?=.*[0-9])[A-Z0-9][A-Z0-9-]{4,24}$",
-}
+_FIELDS = {f["name"]: f for f in DEFAULT_SCHEMA["fields"]}
+
+
+def _schema(*names: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A schema of the default field specs named, in that order (``required`` overrides)."""
+    return {
+        "fields": [{**_FIELDS[n], "required": True} if n in required else _FIELDS[n] for n in names]
+    }
+
 
 BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
     "default": DEFAULT_SCHEMA,
-    "nameplate": {
-        "fields": [
-            _SERIAL,
-            {"name": "model", "label": "Model", "required": True},
-            {"name": "part_number", "label": "Part number", "required": False},
-            {
-                "name": "mfg_date",
-                "label": "Manufacturing date",
-                "required": False,
-                "pattern": r"^\d{2,4}[-./ ]?\d{1,2}([-./ ]?\d{1,4})?$",
-            },
-            {"name": "manufacturer", "label": "Manufacturer", "required": False},
-        ]
-    },
-    "sticker": {
-        "fields": [
-            _SERIAL,
-            {"name": "part_number", "label": "Part number", "required": False},
-            {"name": "lot", "label": "Lot / batch", "required": False},
-            {
-                "name": "mac",
-                "label": "MAC address",
-                "required": False,
-                "pattern": r"^([0-9A-F]{2}[:-]?){5}[0-9A-F]{2}$",
-            },
-            {"name": "imei", "label": "IMEI", "required": False, "pattern": r"^[0-9]{15}$"},
-        ]
-    },
+    "nameplate": _schema(
+        "serial_number", "model", "part_number", "mfg_date", "manufacturer", required=("model",)
+    ),
+    "sticker": _schema("serial_number", "part_number", "lot", "mac", "imei"),
 }
 
 
