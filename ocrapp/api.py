@@ -164,13 +164,7 @@ class CaptureCreateApi(APIView):
         data = CaptureCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["image"]
-        if upload.size > settings.MAX_UPLOAD_BYTES:
-            raise ApplicationError(
-                "file_too_large",
-                f"The file is {upload.size} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes.",
-                details={"max_bytes": settings.MAX_UPLOAD_BYTES},
-                status_code=413,
-            )
+        services.upload_check_size(size=upload.size)  # before reading the file into memory
         product_type = selectors.product_type_find(ref=data.validated_data["product_type"])
         station_ref = data.validated_data.get("station")
         station = selectors.station_find(ref=station_ref) if station_ref else None

@@ -109,13 +109,7 @@ def capture_create(
     validation fails, and the stored file is removed if the database write fails.
     """
     station = _station_for(user=user, station=station)
-    if len(image_bytes) > settings.MAX_UPLOAD_BYTES:
-        raise ApplicationError(
-            "file_too_large",
-            f"The file is {len(image_bytes)} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes.",
-            details={"max_bytes": settings.MAX_UPLOAD_BYTES},
-            status_code=413,
-        )
+    upload_check_size(size=len(image_bytes))
     sha256 = hashlib.sha256(image_bytes).hexdigest()
     if idempotency_key:
         existing = _capture_for_idempotency_key(user=user, key=idempotency_key, sha256=sha256)
@@ -162,6 +156,17 @@ def capture_create(
         capture.image.storage.delete(stored_name)
         raise
     return capture, True
+
+
+def upload_check_size(*, size: int) -> None:
+    """Refuse an upload over MAX_UPLOAD_BYTES (413); callers with a stream check before reading."""
+    if size > settings.MAX_UPLOAD_BYTES:
+        raise ApplicationError(
+            "file_too_large",
+            f"The file is {size} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes.",
+            details={"max_bytes": settings.MAX_UPLOAD_BYTES},
+            status_code=413,
+        )
 
 
 def _capture_for_idempotency_key(*, user, key: str, sha256: str) -> Capture | None:
