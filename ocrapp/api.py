@@ -43,6 +43,18 @@ class FieldOutput(serializers.Serializer):
     confidence = serializers.FloatField()
     valid = serializers.BooleanField()
     reason = serializers.CharField()
+    reasons = serializers.JSONField(help_text="Failed schema rules: [{code, message}].")
+    corrected = serializers.BooleanField(
+        help_text="value was corrected to fit the format/check digit (raw_value is the read)."
+    )
+    correction = serializers.JSONField(help_text="{from, to, probability, changes} or null.")
+    source = serializers.CharField(help_text="text, code or text+code.")
+    code_value = serializers.CharField(allow_null=True, help_text="What a code on the label says.")
+    code_match = serializers.BooleanField(
+        allow_null=True, help_text="Whether the code agrees with the print (null: no code)."
+    )
+    iso_date = serializers.DateField(allow_null=True)
+    confidence_parts = serializers.JSONField()
     line = serializers.SerializerMethodField()
     box = serializers.JSONField()
 
@@ -61,6 +73,10 @@ class ReadOutput(serializers.Serializer):
     quality = serializers.JSONField()
     lines = TextLineOutput(many=True)
     fields = FieldOutput(many=True)
+    codes = serializers.JSONField(help_text="Decoded DataMatrix/QR/1-D codes with GS1 elements.")
+    mismatches = serializers.JSONField(help_text="Printed fields a code contradicts (mislabel).")
+    needs_review = serializers.BooleanField()
+    review = serializers.JSONField(help_text="{needs_review, auto_accept, reasons}.")
 
 
 class CaptureOutput(serializers.Serializer):
@@ -81,6 +97,7 @@ class CaptureOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField()
     fields = serializers.SerializerMethodField(method_name="get_field_values")
+    needs_review = serializers.SerializerMethodField()
     read = serializers.SerializerMethodField()
 
     def _url(self, name: str, obj: Capture) -> str:
@@ -106,6 +123,11 @@ class CaptureOutput(serializers.Serializer):
         """Convenience map: field name -> normalised value (empty when not found)."""
         read = selectors.capture_latest_read(capture=obj)
         return {f.name: f.value for f in read.fields.all()} if read else {}
+
+    def get_needs_review(self, obj: Capture) -> bool | None:
+        """Whether a person must check this read (null until it is read)."""
+        read = selectors.capture_latest_read(capture=obj)
+        return read.needs_review if read else None
 
     def get_read(self, obj: Capture) -> dict | None:
         read = selectors.capture_latest_read(capture=obj)

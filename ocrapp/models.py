@@ -139,12 +139,21 @@ class Read(models.Model):
     device = models.CharField(max_length=32, blank=True)
     providers = models.JSONField(default=list)
     worker = models.CharField(max_length=255, blank=True)
+    codes = models.JSONField(default=list)  # decoded symbols (format, text, GS1 elements, polygon)
+    mismatches = models.JSONField(default=list)  # printed field vs code disagreements
+    needs_review = models.BooleanField(default=True)
+    review = models.JSONField(default=dict)  # {needs_review, auto_accept, reasons: [...]}
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["capture", "run"], name="read_capture_run_uniq")
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(needs_review=True), name="read_needs_review_idx"
+            )
         ]
 
 
@@ -174,6 +183,14 @@ class Field(models.Model):
     box = models.JSONField(null=True, blank=True)
     valid = models.BooleanField(default=False)
     reason = models.TextField(blank=True)
+    reasons = models.JSONField(default=list)  # [{code, message}] of the failed rules
+    corrected = models.BooleanField(default=False)
+    correction = models.JSONField(null=True, blank=True)  # {from, to, probability, changes}
+    source = models.CharField(max_length=16, default="text")  # text | code | text+code
+    code_value = models.TextField(null=True, blank=True)
+    code_match = models.BooleanField(null=True)
+    iso_date = models.DateField(null=True, blank=True)
+    confidence_parts = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["id"]

@@ -202,6 +202,7 @@ class ClaimedCapture:
     field_schema: dict
     product_type: str
     attempts: int
+    auto_accept: float = 0.85
 
 
 def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
@@ -223,6 +224,7 @@ def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
         field_schema=capture.product_type.field_schema,
         product_type=capture.product_type.name,
         attempts=capture.attempts,
+        auto_accept=capture.product_type.auto_accept_threshold,
     )
 
 
@@ -266,6 +268,10 @@ def read_save(
             device=result.get("device", "")[:32],
             providers=result.get("providers", []),
             worker=worker[:255],
+            codes=result.get("codes", []),
+            mismatches=result.get("mismatches", []),
+            needs_review=bool(result.get("needs_review", True)),
+            review=result.get("review") or {},
         )
         lines = TextLine.objects.bulk_create(
             [
@@ -293,6 +299,14 @@ def read_save(
                     box=f.get("box"),
                     valid=bool(f.get("valid", False)),
                     reason=f.get("reason", ""),
+                    reasons=f.get("reasons", []),
+                    corrected=bool(f.get("corrected", False)),
+                    correction=f.get("correction"),
+                    source=(f.get("source") or "text")[:16],
+                    code_value=f.get("code_value"),
+                    code_match=f.get("code_match"),
+                    iso_date=f.get("iso_date") or None,
+                    confidence_parts=f.get("confidence_parts", {}),
                 )
                 for f in result.get("fields", [])
             ]

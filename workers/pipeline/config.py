@@ -21,7 +21,7 @@ OCR_CLS_THRESH             rotate a line only when the 180 score is above this  
 OCR_REC_BATCH_SIZE         recognition batch size                                      8
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
-OCR_FIELD_EXTRACTOR        field extractor (``rules`` | ``transformer``)              rules
+OCR_FIELD_EXTRACTOR        field extractor (``transformer`` | ``rules`` = v0)         transformer
 OCR_RECTIFY                geometric rectification: ``auto`` (label perspective when   auto
                            an outline is found and tilted, per-line rectified crops,
                            recogniser-checked 0/180), ``lines`` (per-line only, no
@@ -29,6 +29,8 @@ OCR_RECTIFY                geometric rectification: ``auto`` (label perspective 
                            0/180 classifier)
 OCR_GLARE_AWARE            glare mask -> per-line glare, lowered confidences, the      1
                            ``glare_text`` warning (1/0)
+OCR_CODES                  decode DataMatrix / QR / 1-D codes (zxing-cpp), fill        1
+                           fields from GS1 data and cross-check the print (1/0)
 =========================  ==========================================================  =========
 """
 
@@ -66,9 +68,10 @@ class PipelineConfig:
     rec_batch_size: int = 8
     min_line_score: float = 0.3
     top_k: int = 3
-    field_extractor: str = "rules"
+    field_extractor: str = "transformer"
     rectify: str = "auto"
     glare_aware: bool = True
+    codes: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

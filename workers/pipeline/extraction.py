@@ -28,9 +28,11 @@ instance; inference runs on CPU under ``torch.inference_mode()``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import json
+import math
 import os
 import re
 import threading
@@ -89,6 +91,9 @@ class Word:
     line_index: int
     start: int
     end: int
+    # the box in the text's upright frame (the whole page turned so that its text runs left
+    # to right), what the model sees; None when the page is already upright
+    layout_box: tuple[float, float, float, float] | None = None
 
 
 _WORD_RE = re.compile(r"\S+")
@@ -195,14 +200,49 @@ def reading_order(polygons: list[Polygon]) -> list[int]:
     return [r[0] for row in rows for r in sorted(row, key=lambda r: r[4])]
 
 
+# Pages whose text runs more than this many degrees off the x axis are turned upright first.
+UPRIGHT_MIN_DEG = 20.0
+
+
+def text_direction(polygons: list[Polygon]) -> float:
+    """Dominant reading direction of the lines in degrees (0 = left to right, 180 = upside
+    down, 90 = top to bottom): length-weighted mean of each polygon's top edge direction (the
+    polygons start at their text's own top-left)."""
+    vx = vy = 0.0
+    for p in polygons:
+        top, _ = _edges(p)
+        (x0, y0), (x1, y1) = top[0], top[-1]
+        vx += x1 - x0
+        vy += y1 - y0
+    if vx == 0.0 and vy == 0.0:
+        return 0.0
+    return math.degrees(math.atan2(vy, vx))
+
+
+def _rotate(poly: Polygon, c: float, s: float) -> Polygon:
+    return tuple((c * x + s * y, -s * x + c * y) for x, y in poly)
+
+
 def words_from_lines(lines: list[tuple[str, Polygon]]) -> list[Word]:
     """All words of ``(text, polygon)`` lines in reading order (``Word.line_index`` refers to
-    the position in ``lines``)."""
-    order = reading_order([p for _, p in lines])
-    words: list[Word] = []
-    for i in order:
+    the position in ``lines``). When the text runs more than ``UPRIGHT_MIN_DEG`` off the x
+    axis (an upside-down or sideways label), reading order and ``Word.layout_box`` come from
+    the polygons turned upright; ``Word.box`` stays in image pixels."""
+    angle = text_direction([p for _, p in lines])
+    if abs(angle) <= UPRIGHT_MIN_DEG:
+        order = reading_order([p for _, p in lines])
+        words: list[Word] = []
+        for i in order:
+            text, poly = lines[i]
+            words.extend(line_words(text, poly, i))
+        return words
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    upright = [_rotate(p, c, s) for _, p in lines]
+    words = []
+    for i in reading_order(upright):
         text, poly = lines[i]
-        words.extend(line_words(text, poly, i))
+        for w, u in zip(line_words(text, poly, i), line_words(text, upright[i], i), strict=True):
+            words.append(dataclasses.replace(w, layout_box=u.box))
     return words
 
 
@@ -570,7 +610,7 @@ class TransformerFieldExtractor:
         probs = np.zeros((n, len(self.labels)), dtype=np.float32)
         if n == 0:
             return probs
-        nboxes = normalize_boxes([w.box for w in words])
+        nboxes = normalize_boxes([w.layout_box or w.box for w in words])
         windows = encode_words(
             self._tokenizer,
             [w.text for w in words],
@@ -622,23 +662,30 @@ class TransformerFieldExtractor:
     ) -> dict[str, tuple[str, float, list[Word]]]:
         """Best span per field (only ``wanted`` fields when given):
         ``{field: (raw value, confidence, words)}``."""
+        import numpy as np
+
         words = words_from_lines(lines)
         if not words:
             return {}
         probs = self.restrict(self.word_probs(words), wanted)
         spans = decode_spans(probs, self.labels)
         out: dict[str, tuple[str, float, list[Word]]] = {}
+        claimed: set[int] = set()
         for f, cands in spans.items():
             best = max(cands, key=_span_rank)
             ws = [words[k] for k in best.words]
             out[f] = (" ".join(w.text for w in ws), best.score, ws)
+            claimed.update(best.words)
         if self.fallback_min_prob is not None:
-            # a field no word was assigned to: its most probable word (and the neighbours
-            # above the same threshold) when that probability reaches ``fallback_min_prob``
+            # a field no word was assigned to: its most probable word not already in another
+            # field's value (and the neighbours above the same threshold) when that
+            # probability reaches ``fallback_min_prob``
+            free = np.ones(len(words), dtype=bool)
+            free[list(claimed)] = False
             for j, f in enumerate(self.fields):
-                if f in out:
+                if f in out or not free.any():
                     continue
-                mass = probs[:, 1 + 2 * j] + probs[:, 2 + 2 * j]
+                mass = np.where(free, probs[:, 1 + 2 * j] + probs[:, 2 + 2 * j], 0.0)
                 k = int(mass.argmax())
                 if mass[k] < self.fallback_min_prob:
                     continue
@@ -649,6 +696,7 @@ class TransformerFieldExtractor:
                     b += 1
                 ws = words[a : b + 1]
                 out[f] = (" ".join(w.text for w in ws), float(mass[a : b + 1].mean()), ws)
+                free[a : b + 1] = False
         return out
 
     def __call__(self, lines: list[TextLine], schema: dict[str, Any] | None) -> list[FieldResult]:
@@ -683,6 +731,7 @@ class TransformerFieldExtractor:
                     raw_value=raw,
                     value=value,
                     confidence=float(score) * float(line_conf),
+                    extraction_confidence=float(score),
                     line_index=ws[0].line_index,
                     box=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
                     valid=valid,

@@ -280,6 +280,7 @@ class RuleFieldExtractor:
             raw_value=c.raw,
             value=c.value,
             confidence=c.confidence,
+            extraction_confidence=c.quality,
             line_index=c.line_index,
             box=lines[c.line_index].polygon,
             valid=c.valid,

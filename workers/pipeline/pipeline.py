@@ -1,6 +1,8 @@
 """The recipe: decode -> glare mask -> detection (on the fronto-parallel label when one is found
 and tilted) -> per-line rectified crops -> 0/180 (classifier + recogniser check) -> recognition
--> glare-aware confidences + quality -> fields. ``OCR_RECTIFY=off`` is the v0 path
+-> glare-aware confidences + quality -> fields (extractor) -> codes (zxing-cpp, GS1) ->
+verification (schema validation, format-constrained correction, code fill / cross-check,
+per-field confidence, ``needs_review``). ``OCR_RECTIFY=off`` is the v0 path
 (``crop_quad`` + classifier only); ``OCR_GLARE_AWARE=0`` skips the per-line glare step.
 
 Coordinate frame of every polygon in the result: original (decoded, EXIF-upright) image pixels,
@@ -21,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .barcodes import decode_codes
 from .config import PipelineConfig
 from .detection import TextDetector
 from .errors import ConfigError, TerminalError
@@ -52,6 +55,7 @@ from .types import (
     RecognizedText,
     TextLine,
 )
+from .verification import FieldVerifier, product_schema
 
 # Whole-label warp only when the outline is tilted by more than this (degrees, max deviation of
 # its corners from 90 and of its sides from the axes): smaller tilts are handled per line and
@@ -78,6 +82,7 @@ class Pipeline:
         classifier: LineClassifier | None,
         recognizer: TextRecognizer,
         field_extractor: FieldExtractor,
+        verifier: FieldVerifier,
         models: tuple[ModelInfo, ...],
         device: str,
         providers: tuple[str, ...],
@@ -89,38 +94,49 @@ class Pipeline:
         self.classifier = classifier
         self.recognizer = recognizer
         self.field_extractor = field_extractor
+        self.verifier = verifier
         self.models = models
         self.device = device
         self.providers = providers
         self._lock = threading.Lock()
 
-    def run(self, image: bytes, *, schema: dict[str, Any] | None = None) -> ReadResult:
-        """Read one image.
+    def run(
+        self,
+        image: bytes,
+        *,
+        schema: dict[str, Any] | None = None,
+        auto_accept: float | None = None,
+    ) -> ReadResult:
+        """Read one image. ``auto_accept``: the product's auto-accept threshold (None: the
+        schema's ``auto_accept``, else ``validation.DEFAULT_AUTO_ACCEPT``).
 
         Raises ``BadImageError`` (terminal) for unusable input, ``TerminalError("bad_schema")``
         for a malformed schema, ``TransientError`` for retryable model faults.
         """
-        try:
-            parse_schema(schema)  # fail fast, before any model work
-        except ValueError as exc:
-            raise TerminalError("bad_schema", str(exc)) from exc
+        check_schema(schema)  # fail fast, before any model work
         with self._lock:
             t0 = time.perf_counter()
             decoded = self.decoder(image)
             t1 = time.perf_counter()
-            return self._read(decoded, schema, {"decode": (t1 - t0) * 1000.0}, t0)
+            return self._read(decoded, schema, auto_accept, {"decode": (t1 - t0) * 1000.0}, t0)
 
     def run_decoded(
-        self, decoded: DecodedImage, *, schema: dict[str, Any] | None = None
+        self,
+        decoded: DecodedImage,
+        *,
+        schema: dict[str, Any] | None = None,
+        auto_accept: float | None = None,
     ) -> ReadResult:
         """Read an already decoded image (``decoded.rgb``: (H, W, 3) uint8 RGB, upright)."""
+        check_schema(schema)
         with self._lock:
-            return self._read(decoded, schema, {"decode": 0.0}, time.perf_counter())
+            return self._read(decoded, schema, auto_accept, {"decode": 0.0}, time.perf_counter())
 
     def _read(
         self,
         decoded: DecodedImage,
         schema: dict[str, Any] | None,
+        auto_accept: float | None,
         timings: dict[str, float],
         t_start: float,
     ) -> ReadResult:
@@ -186,24 +202,32 @@ class Pipeline:
         timings["quality"] += (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
-        fields = self.field_extractor(lines, schema)
+        codes = decode_codes(rgb) if cfg.codes else []
+        timings["codes"] = (time.perf_counter() - t) * 1000.0
+
+        t = time.perf_counter()
+        extracted = self.field_extractor(lines, schema)
+        verified = self.verifier(extracted, lines, schema, codes, auto_accept=auto_accept)
         timings["fields"] = (time.perf_counter() - t) * 1000.0
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
 
         ordered = {
             k: timings.get(k, 0.0)
-            for k in ("decode", "quality", "detection", "recognition", "fields", "total")
+            for k in ("decode", "quality", "detection", "recognition", "codes", "fields", "total")
         }
         return ReadResult(
             image=decoded.info,
             quality=quality,
             lines=tuple(lines),
-            fields=tuple(fields),
+            fields=verified.fields,
             timings_ms=ordered,
             models=self.models,
             device=self.device,
             providers=self.providers,
             config=cfg.to_dict(),
+            codes=tuple(c.to_dict() for c in codes),
+            mismatches=verified.mismatches,
+            review=verified.review,
         )
 
     def _glare(self, rgb: np.ndarray) -> np.ndarray:
@@ -398,12 +422,19 @@ def _corners(poly: np.ndarray) -> np.ndarray:
     return np.stack([poly[0], poly[n - 1], poly[n], poly[2 * n - 1]])
 
 
-def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
-    """The swappable field step (``OCR_FIELD_EXTRACTOR``).
+def check_schema(schema: dict[str, Any] | None) -> None:
+    """``TerminalError("bad_schema")`` unless both the extractor's and the validation's
+    grammar accept ``schema`` (None: the default schema)."""
+    try:
+        parse_schema(schema)
+        product_schema(schema)
+    except ValueError as exc:  # validation.SchemaError is a ValueError
+        raise TerminalError("bad_schema", str(exc)) from exc
 
-    ``rules`` (v0) stays the default until the transformer extractor meets issue 4's accuracy
-    targets (see workers/models/extractor/MODEL_CARD.md); ``transformer`` selects it.
-    """
+
+def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
+    """The swappable field step (``OCR_FIELD_EXTRACTOR``): ``transformer`` (default, the
+    layout-aware extractor, see workers/models/extractor/MODEL_CARD.md) or ``rules`` (v0)."""
     if config.field_extractor == "rules":
         return RuleFieldExtractor()
     if config.field_extractor == "transformer":
@@ -439,6 +470,9 @@ def build_pipeline(
         providers.extend(p for p in cls_prov if p not in providers)
 
     extractor = field_extractor or build_field_extractor(config)
+    load = getattr(extractor, "load", None)
+    if callable(load):  # verify sha256 and build the model now, not on the first read
+        load()
     if getattr(extractor, "model_info", None) is not None:
         models.append(extractor.model_info)  # type: ignore[arg-type]
 
@@ -452,6 +486,7 @@ def build_pipeline(
         classifier=classifier,
         recognizer=TextRecognizer(config, rec_sess, load_char_list(ms, rec_sess)),
         field_extractor=extractor,
+        verifier=FieldVerifier(),
         models=tuple(models),
         device=real_device,
         providers=tuple(providers),

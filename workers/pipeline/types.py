@@ -141,6 +141,19 @@ class TextLine:
 
 @dataclass(frozen=True)
 class FieldResult:
+    """One key field of a read.
+
+    ``raw_value``: the text as read (OCR words, or the code's data for ``source="code"``);
+    ``value``: the normalised, possibly corrected value; ``valid`` + ``reasons`` ((code,
+    message) pairs, ``reason`` joins the messages): the schema check of ``value``.
+    ``corrected``: ``value`` comes from format-constrained correction (``correction`` holds
+    ``from``, ``to``, ``probability`` and the ``changes``). ``confidence``: recognition x
+    extraction x validation (``confidence_parts``); ``extraction_confidence``: the extractor's
+    own score, set by the extractor. ``source``: ``text``, ``code`` or ``text+code``;
+    ``code_value`` / ``code_match``: what a code on the label says and whether it agrees
+    (None: no code carries this field). ``iso_date``: parsed date of a date field.
+    """
+
     name: str
     raw_value: str
     value: str
@@ -149,6 +162,15 @@ class FieldResult:
     box: Polygon | None
     valid: bool
     reason: str = ""
+    extraction_confidence: float | None = None
+    reasons: tuple[tuple[str, str], ...] = ()
+    corrected: bool = False
+    correction: dict[str, Any] | None = None
+    source: str = "text"
+    code_value: str | None = None
+    code_match: bool | None = None
+    iso_date: str | None = None
+    confidence_parts: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +182,44 @@ class FieldResult:
             "box": _poly(self.box),
             "valid": bool(self.valid),
             "reason": self.reason,
+            "reasons": [{"code": c, "message": m} for c, m in self.reasons],
+            "corrected": bool(self.corrected),
+            "correction": self.correction,
+            "source": self.source,
+            "code_value": self.code_value,
+            "code_match": self.code_match,
+            "iso_date": self.iso_date,
+            "confidence_parts": dict(self.confidence_parts),
+        }
+
+
+@dataclass(frozen=True)
+class ReviewReason:
+    """Why a read needs a person: ``code`` in ``missing``, ``invalid``, ``low_confidence``,
+    ``mislabel`` (a code on the label disagrees with the print); ``field`` it concerns."""
+
+    code: str
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """``needs_review`` is False only when every field is valid, present when required,
+    at or above ``auto_accept`` confidence, and no code contradicts the print."""
+
+    needs_review: bool
+    auto_accept: float
+    reasons: tuple[ReviewReason, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "needs_review": bool(self.needs_review),
+            "auto_accept": round(float(self.auto_accept), 4),
+            "reasons": [r.to_dict() for r in self.reasons],
         }
 
 
@@ -192,6 +252,13 @@ class ReadResult:
     device: str
     providers: tuple[str, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    codes: tuple[dict[str, Any], ...] = ()  # barcodes.CodeResult.to_dict() of each symbol
+    mismatches: tuple[dict[str, Any], ...] = ()  # barcodes.Mismatch.to_dict(): mislabel alarms
+    review: ReviewDecision | None = None
+
+    @property
+    def needs_review(self) -> bool:
+        return self.review is None or self.review.needs_review
 
     def get_field(self, name: str) -> FieldResult | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -207,4 +274,8 @@ class ReadResult:
             "device": self.device,
             "providers": list(self.providers),
             "config": dict(self.config),
+            "codes": [dict(c) for c in self.codes],
+            "mismatches": [dict(m) for m in self.mismatches],
+            "needs_review": self.needs_review,
+            "review": self.review.to_dict() if self.review is not None else None,
         }

@@ -287,15 +287,16 @@ def test_known_shortfalls_of_model_v1(extractor):
     assert full_company and serial == "QZ88231045"
 
 
-def test_pipeline_selects_transformer_extractor_by_config():
+def test_transformer_extractor_is_the_default_and_rules_stay_selectable():
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.errors import ConfigError
     from workers.pipeline.extraction import TransformerFieldExtractor
     from workers.pipeline.fields import RuleFieldExtractor
     from workers.pipeline.pipeline import build_field_extractor
 
-    assert isinstance(build_field_extractor(PipelineConfig()), RuleFieldExtractor)
-    chosen = build_field_extractor(PipelineConfig(field_extractor="transformer"))
-    assert isinstance(chosen, TransformerFieldExtractor)
+    assert isinstance(build_field_extractor(PipelineConfig()), TransformerFieldExtractor)
+    assert PipelineConfig.from_env({}).field_extractor == "transformer"
+    chosen = build_field_extractor(PipelineConfig(field_extractor="rules"))
+    assert isinstance(chosen, RuleFieldExtractor)
     with pytest.raises(ConfigError):
         PipelineConfig(field_extractor="magic").validate()

@@ -84,6 +84,10 @@ def test_to_dict_shape_and_json(pipeline):
         "device",
         "providers",
         "config",
+        "codes",
+        "mismatches",
+        "needs_review",
+        "review",
     ]
     assert d["image"] == {"width": 900, "height": 500, "format": "JPEG", "exif_orientation": 1}
     assert set(d["quality"]) == {
@@ -112,12 +116,21 @@ def test_to_dict_shape_and_json(pipeline):
         "box",
         "valid",
         "reason",
+        "reasons",
+        "corrected",
+        "correction",
+        "source",
+        "code_value",
+        "code_match",
+        "iso_date",
+        "confidence_parts",
     }
     assert set(d["timings_ms"]) == {
         "decode",
         "quality",
         "detection",
         "recognition",
+        "codes",
         "fields",
         "total",
     }

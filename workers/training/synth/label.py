@@ -327,16 +327,14 @@ def build_label(
         if "manufacturer" in values:
             brand = values["manufacturer"]
             fields_order.remove("manufacturer")
-            brand_field: str | None = "manufacturer"
         else:
+            # A brand printed as the header is the manufacturer: always labelled, so the
+            # same header is never a positive on one label and a negative on the next.
             brand = C.gen_manufacturer(rng, korean=korean)
-            brand_field = None
-            if rng.random() < 0.5:
-                values["manufacturer"] = brand
-                brand_field = "manufacturer"
+            values["manufacturer"] = brand
         hs = b._font(rng.choice(["sans", "serif"]), int(b.base * rng.uniform(1.2, 1.7)), bold=True)
         header_items.append(
-            Item([b.run(brand, hs, brand_field, "value" if brand_field else "other")])
+            Item([b.run(brand, hs, "manufacturer", "value")])
         )
     if rng.random() < 0.5:
         title = rng.choice(

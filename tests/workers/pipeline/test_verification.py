@@ -1,0 +1,211 @@
+"""The verification stage: schema validation of extracted fields, constrained correction from
+the recogniser's alternatives, GS1 code filling and mislabel flagging, confidence, review."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from workers.pipeline.barcodes import CodeResult
+from workers.pipeline.gs1 import parse_gs1
+from workers.pipeline.types import FieldResult, TextLine
+from workers.pipeline.validation import SchemaError
+from workers.pipeline.verification import FieldVerifier, locate, product_schema
+
+TODAY = date(2026, 11, 23)
+
+
+def line(text: str, order: int = 0, *, confs=None, alts=None) -> TextLine:
+    confs = confs or [0.99] * len(text)
+    alts = alts or [[(c, p)] for c, p in zip(text, confs, strict=True)]
+    y = 40.0 * order
+    return TextLine(
+        order=order,
+        text=text,
+        confidence=min(confs),
+        char_confidences=tuple(confs),
+        alternatives=tuple(tuple(a) for a in alts),
+        polygon=((0.0, y), (300.0, y), (300.0, y + 30), (0.0, y + 30)),
+    )
+
+
+def extracted(name: str, raw: str, line_index: int | None, score: float = 0.98) -> FieldResult:
+    return FieldResult(
+        name=name,
+        raw_value=raw,
+        value=raw.upper().replace(" ", ""),
+        confidence=score,
+        line_index=line_index,
+        box=None,
+        valid=True,
+        extraction_confidence=score,
+    )
+
+
+def gs1(hri: str) -> CodeResult:
+    return CodeResult("DataMatrix", hri, None, ((0, 0), (1, 0), (1, 1), (0, 1)),
+                      gs1=parse_gs1(hri).elements)  # fmt: skip
+
+
+@pytest.fixture
+def verify():
+    return FieldVerifier(today=lambda: TODAY)
+
+
+IMEI_SCHEMA = {"fields": [{"name": "serial_number", "required": True}, {"name": "imei"}]}
+
+
+def test_well_known_field_inherits_default_rules_but_an_explicit_rule_replaces_them():
+    ps = product_schema(
+        {"fields": [{"name": "imei"}, {"name": "serial_number", "format": "AA9{6}"}]}
+    )
+    imei = ps.field("imei")
+    assert imei.check_digit == "luhn" and imei.format == "9{15}"
+    sn = ps.field("serial_number")
+    assert sn.format == "AA9{6}" and sn.pattern is None  # the default pattern is not added
+    assert sn.normalise == ("upper", "strip_spaces")  # normalisation still inherited
+    with pytest.raises(SchemaError):
+        product_schema({"fields": [{"name": "imei", "check_digit": "nope"}]})
+
+
+def test_clean_read_is_valid_and_auto_accepted(verify):
+    lines = [line("S/N: QX77812345", 0), line("IMEI 490154203237518", 1)]
+    fields = [extracted("serial_number", "QX77812345", 0), extracted("imei", "490154203237518", 1)]
+    out = verify(fields, lines, IMEI_SCHEMA, auto_accept=0.9)
+    assert all(f.valid and not f.corrected for f in out.fields)
+    assert out.fields[0].confidence == pytest.approx(0.99 * 0.98)
+    assert out.fields[0].confidence_parts == {
+        "recognition": 0.99,
+        "extraction": 0.98,
+        "validation": 1.0,
+    }
+    assert not out.review.needs_review and out.review.reasons == ()
+
+
+def test_luhn_failure_is_corrected_from_the_recogniser_alternatives(verify):
+    text = "IMEI 490154203237518"
+    confs = [0.99] * len(text)
+    alts = [[(c, 0.99)] for c in text]
+    k = text.index("3237518") + 1  # the '2' of '3237518'
+    text = text[:k] + "7" + text[k + 1 :]  # read '7' instead of '2': Luhn fails
+    confs[k] = 0.55
+    alts[k] = [("7", 0.55), ("2", 0.40), ("1", 0.03)]
+    lines = [line("S/N: QX77812345", 0), line(text, 1, confs=confs, alts=alts)]
+    raw = text.split()[1]
+    out = verify(
+        [extracted("serial_number", "QX77812345", 0), extracted("imei", raw, 1)],
+        lines,
+        IMEI_SCHEMA,
+        auto_accept=0.9,
+    )
+    imei = out.fields[1]
+    assert imei.valid and imei.corrected
+    assert imei.raw_value == raw and imei.value == "490154203237518"
+    assert imei.correction["changes"] == [{"position": 9, "from": "7", "to": "2"}]
+    # recognition confidence of the changed character = its alternative's probability
+    assert imei.confidence_parts["recognition"] == pytest.approx(0.40)
+    assert imei.confidence_parts["validation"] == 0.9
+    assert out.review.needs_review  # 0.40 x 0.98 x 0.9 < 0.9
+    assert [r.code for r in out.review.reasons] == ["low_confidence"]
+
+
+def test_no_correction_without_evidence_leaves_the_value_invalid(verify):
+    # Luhn fails and the recogniser offered nothing else: a check digit alone must not pick
+    # a digit (1 in 10 random repairs would pass with a wrong value).
+    raw = "490154203237519"
+    lines = [line("S/N: QX77812345", 0), line("IMEI " + raw, 1)]
+    out = verify(
+        [extracted("serial_number", "QX77812345", 0), extracted("imei", raw, 1)],
+        lines,
+        IMEI_SCHEMA,
+    )
+    imei = out.fields[1]
+    assert not imei.valid and not imei.corrected and imei.value == raw
+    assert [c for c, _ in imei.reasons] == ["check_digit"]
+    assert imei.confidence_parts["validation"] == 0.3
+    assert any(r.code == "invalid" and r.field == "imei" for r in out.review.reasons)
+
+
+def test_format_wants_digit_so_letter_o_becomes_zero(verify):
+    schema = {"fields": [{"name": "serial_number", "required": True, "format": "AA9{8}"}]}
+    lines = [line("SN QXO7812345", 0)]
+    out = verify([extracted("serial_number", "QXO7812345", 0)], lines, schema)
+    sn = out.fields[0]
+    assert sn.valid and sn.corrected and sn.value == "QX07812345"
+    assert sn.raw_value == "QXO7812345"  # the read is kept
+
+
+def test_missing_required_field_needs_review(verify):
+    missing = FieldResult(
+        "serial_number", "", "", 0.0, None, None, False, "required field not found"
+    )
+    out = verify([missing], [line("nothing useful", 0)], IMEI_SCHEMA)
+    assert not out.fields[0].valid and out.fields[0].confidence == 0.0
+    assert [(r.code, r.field) for r in out.review.reasons] == [("missing", "serial_number")]
+
+
+def test_code_confirms_printed_serial_and_fills_missing_fields(verify):
+    schema = {"fields": [{"name": "serial_number", "required": True}, {"name": "lot"},
+                         {"name": "gtin"}]}  # fmt: skip
+    lines = [line("S/N: SN12345", 0, confs=[0.8] * 12)]
+    code = gs1("(01)09506000134352(10)LOT42(21)SN12345")
+    out = verify([extracted("serial_number", "SN12345", 0)], lines, schema, [code])
+    by = {f.name: f for f in out.fields}
+    assert by["serial_number"].source == "text+code" and by["serial_number"].code_match
+    assert by["serial_number"].confidence >= 0.99  # confirmed by the code
+    assert by["lot"].source == "code" and by["lot"].value == "LOT42" and by["lot"].valid
+    assert by["gtin"].value == "09506000134352" and by["gtin"].valid
+    assert not out.review.needs_review and out.mismatches == ()
+
+
+def test_code_disagreeing_with_the_print_is_a_mislabel(verify):
+    lines = [line("S/N: SN12345", 0)]
+    code = gs1("(01)09506000134352(21)SN99999")
+    out = verify([extracted("serial_number", "SN12345", 0)], lines, IMEI_SCHEMA, [code])
+    sn = out.fields[0]
+    assert sn.value == "SN12345" and sn.code_value == "SN99999" and sn.code_match is False
+    assert out.mismatches[0]["field"] == "serial_number"
+    assert any(r.code == "mislabel" for r in out.review.reasons) and out.review.needs_review
+
+
+def test_unreadable_print_takes_the_code_value(verify):
+    schema = {"fields": [{"name": "serial_number", "required": True, "format": "AA9{5}"}]}
+    lines = [line("S/N: S#1Z?45", 0)]
+    code = gs1("(21)SN12345")
+    out = verify([extracted("serial_number", "S#1Z?45", 0)], lines, schema, [code])
+    sn = out.fields[0]
+    assert sn.valid and sn.source == "code" and sn.value == "SN12345"
+    assert sn.raw_value == "S#1Z?45" and out.mismatches == ()
+
+
+def test_plain_code_text_confirms_the_serial(verify):
+    lines = [line("S/N: QX77812345", 0, confs=[0.7] * 15)]
+    code = CodeResult("Code128", "QX77812345", None, ((0, 0), (1, 0), (1, 1), (0, 1)))
+    out = verify([extracted("serial_number", "QX77812345", 0)], lines, IMEI_SCHEMA, [code])
+    assert out.fields[0].code_match and out.fields[0].confidence >= 0.99
+
+
+def test_date_rules_and_iso_date(verify):
+    schema = {"fields": [{"name": "serial_number"}, {"name": "mfg_date"}]}
+    lines = [line("MFG 2026.03", 0), line("MFG 2027.05", 1)]
+    ok = verify([extracted("mfg_date", "2026.03", 0)], lines, schema)
+    assert ok.fields[0].valid and ok.fields[0].iso_date == "2026-03-01"
+    future = verify([extracted("mfg_date", "2027.05", 1)], lines, schema)
+    assert not future.fields[0].valid and future.fields[0].reasons[0][0] == "date_future"
+
+
+def test_threshold_comes_from_the_product_then_the_schema(verify):
+    lines = [line("S/N: QX77812345", 0, confs=[0.9] * 15)]
+    f = [extracted("serial_number", "QX77812345", 0, score=0.9)]  # 0.9 x 0.9 = 0.81
+    schema = {"auto_accept": 0.8, "fields": [{"name": "serial_number"}]}
+    assert not verify(f, lines, schema).review.needs_review
+    assert verify(f, lines, schema, auto_accept=0.85).review.needs_review
+
+
+def test_locate_handles_spaces_and_missing_values():
+    ln = line("S/N:  AB 12 34", 0)
+    span = locate("AB 12 34", [ln], 0)
+    assert (span.start, span.end) == (6, 14)
+    assert locate("AB  12 34", [ln], 0).start == 6
+    assert locate("ZZ", [ln], 0) is None and locate("AB", [ln], None) is None

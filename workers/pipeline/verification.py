@@ -1,0 +1,440 @@
+"""Stage after field extraction: schema validation, format-constrained correction, codes
+(DataMatrix / QR / 1-D, GS1) filling and cross-checking printed fields, per-field confidence and
+the read's ``needs_review`` decision.
+
+Inputs: the recognised lines (with per-character confidences and top-k alternatives), the
+extractor's ``FieldResult``s, the product schema (the JSON of ``validation``), the decoded codes
+and the product's auto-accept threshold.
+
+Per field:
+
+1. ``validation.validate_field`` on the extracted text (schema normalisation, pattern, format,
+   check digit, date plausibility).
+2. When it fails and the value is one line's text, ``correction.correct`` searches the most
+   probable string over the recogniser's per-character alternatives that validates. The field
+   keeps the raw read (``raw_value``), the corrected value (``value``) and ``corrected=True``
+   with the changes. A correction whose changed characters the recogniser gave less than
+   ``MIN_CHANGE_PROB`` for is not taken: it would be a guess, not a reading (this is what keeps
+   wrong values from passing a check digit).
+3. Confidence = recognition x extraction x validation:
+
+   - recognition: the lowest character confidence of the value (after glare lowering; a
+     corrected character counts with the probability of its chosen alternative);
+   - extraction: the extractor's own score (``FieldResult.extraction_confidence``);
+   - validation: 1 when valid as read, ``CORRECTED_FACTOR`` when valid after correction,
+     ``INVALID_FACTOR`` when invalid.
+
+   A field whose value a code confirms gets at least ``CODE_CONFIDENCE`` (codes carry their
+   own error detection); a field only a code carries is added with ``source="code"``.
+
+The read ``needs_review`` when a required field is missing or invalid, any reported field is
+invalid, any field's confidence is below the auto-accept threshold, or a code disagrees with a
+printed field (``mislabel``: the label belongs to another unit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from .barcodes import CodeResult, cross_check
+from .correction import LOOKALIKES, correct
+from .fields import DEFAULT_SCHEMA
+from .types import FieldResult, ReviewDecision, ReviewReason, TextLine
+from .validation import (
+    DEFAULT_FIELD_SPECS,
+    FieldSpec,
+    ProductSchema,
+    validate_field,
+)
+
+CORRECTED_FACTOR = 0.9
+INVALID_FACTOR = 0.3
+CODE_CONFIDENCE = 0.99
+# A changed character must have had at least this probability among the recogniser's
+# alternatives (look-alike fallbacks are priced at 5 % of the character they replace).
+MIN_CHANGE_PROB = 0.02
+LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
+
+_RULE_KEYS = ("pattern", "format", "check_digit", "date")
+
+
+def product_schema(schema: Mapping[str, Any] | None) -> ProductSchema:
+    """The validation schema of a product type's JSON (None: the pipeline default).
+
+    A field of a well-known name (``validation.DEFAULT_FIELD_SPECS``) inherits the default
+    ``normalise`` and ``keywords`` when it names none, and the default rules (pattern, format,
+    check digit, date) when it names none of them: ``{"name": "imei"}`` is validated as an IMEI
+    (15 digits, Luhn); a field that gives a pattern is held to that pattern only.
+    Raises ``validation.SchemaError`` for a malformed schema.
+    """
+    src = dict(schema) if schema is not None else dict(DEFAULT_SCHEMA)
+    fields: list[dict[str, Any]] = []
+    for f in src.get("fields") or []:
+        d = dict(f)
+        default = DEFAULT_FIELD_SPECS.get(str(d.get("name")))
+        if default is not None:
+            dd = default.to_dict()
+            for key in ("normalise", "keywords"):
+                if not d.get(key) and key in dd:
+                    d[key] = dd[key]
+            if not any(d.get(k) for k in _RULE_KEYS):
+                for k in _RULE_KEYS:
+                    if k in dd:
+                        d[k] = dd[k]
+        fields.append(d)
+    src["fields"] = fields
+    return ProductSchema.from_dict(src)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Span:
+    """Where a field's raw value sits in one line: characters ``start:end`` of its text."""
+
+    line: TextLine
+    start: int
+    end: int
+
+    @property
+    def confidences(self) -> tuple[float, ...]:
+        return tuple(self.line.char_confidences[self.start : self.end])
+
+    @property
+    def alternatives(self) -> list[list[tuple[str, float]]] | None:
+        alts = self.line.alternatives
+        if len(alts) != len(self.line.text):
+            return None
+        text = self.line.text
+        out: list[list[tuple[str, float]]] = []
+        for i in range(self.start, self.end):
+            a = [(str(c), float(p)) for c, p in alts[i]]
+            if not any(c == text[i] for c, _ in a):  # the read char first, at its confidence
+                a.insert(0, (text[i], float(self.line.char_confidences[i])))
+            out.append(a)
+        return out
+
+
+def locate(raw: str, lines: Sequence[TextLine], line_index: int | None) -> _Span | None:
+    """The raw value's characters in its line (exact, else with any whitespace between its
+    words), or None (value assembled from several lines, or not found)."""
+    if line_index is None or not (0 <= line_index < len(lines)) or not raw.strip():
+        return None
+    line = lines[line_index]
+    if len(line.char_confidences) != len(line.text):
+        return None
+    k = line.text.find(raw)
+    if k >= 0:
+        return _Span(line, k, k + len(raw))
+    words = raw.split()
+    m = re.search(r"\s+".join(re.escape(w) for w in words), line.text)
+    if m:
+        return _Span(line, m.start(), m.end())
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """What the stage returns: the checked fields, the review decision and the mislabel
+    alarms (``barcodes.Mismatch.to_dict()``)."""
+
+    fields: tuple[FieldResult, ...]
+    review: ReviewDecision
+    mismatches: tuple[dict[str, str], ...] = ()
+
+
+class FieldVerifier:
+    """Validation, correction, codes, confidence and review (see the module docstring).
+    ``today``: returns the date the date rules are anchored to (tests pin it)."""
+
+    def __init__(self, *, today: Callable[[], date] = date.today) -> None:
+        self.today = today
+
+    def __call__(
+        self,
+        fields: Sequence[FieldResult],
+        lines: Sequence[TextLine],
+        schema: Mapping[str, Any] | None,
+        codes: Sequence[CodeResult] = (),
+        *,
+        auto_accept: float | None = None,
+    ) -> Verified:
+        ps = product_schema(schema)
+        threshold = float(auto_accept if auto_accept is not None else ps.auto_accept)
+        today = self.today()
+        out: list[FieldResult] = []
+        seen: set[str] = set()
+        for f in fields:
+            spec = ps.field(f.name) or DEFAULT_FIELD_SPECS.get(f.name) or FieldSpec(name=f.name)
+            out.append(self._verify(f, spec, lines, today))
+            seen.add(f.name)
+
+        # Codes. Valid printed values are cross-checked (mislabel alarm when a code says
+        # otherwise); a field the print lacks, or read invalid, takes a valid GS1 value.
+        printed = {f.name: f.value for f in out if f.value and f.valid}
+        mismatches = cross_check(printed, codes)
+        mismatch_by_field = {m.field: m for m in mismatches}
+        coded = _coded_values(codes)
+        plain = _plain_code_values(codes)
+        merged: list[FieldResult] = []
+        for f in out:
+            cv = coded.get(f.name)
+            if f.name in mismatch_by_field:
+                f = dataclasses.replace(
+                    f, code_value=mismatch_by_field[f.name].coded, code_match=False
+                )
+            elif (
+                f.value
+                and f.valid
+                and ((cv is not None and _agrees(f, cv)) or _bare_id(f.value) in plain)
+            ):
+                f = dataclasses.replace(
+                    f,
+                    code_value=cv if cv is not None else f.value,
+                    code_match=True,
+                    source="text+code",
+                    confidence=max(f.confidence, CODE_CONFIDENCE),
+                )
+            elif cv is not None and not (f.value and f.valid):
+                got = self._from_code(f.name, cv, ps, today)
+                if got is not None:
+                    note = f"printed value {f.raw_value!r} " + (
+                        "invalid" if f.raw_value else "not found"
+                    )
+                    f = dataclasses.replace(
+                        got, raw_value=f.raw_value or got.raw_value, reason=got.reason or note
+                    )
+            merged.append(f)
+        for name, cv in coded.items():
+            if name in seen or ps.field(name) is None:
+                continue
+            got = self._from_code(name, cv, ps, today)
+            if got is not None:
+                merged.append(got)
+        return Verified(
+            fields=tuple(merged),
+            review=self._decide(merged, ps, threshold, mismatches),
+            mismatches=tuple(m.to_dict() for m in mismatches),
+        )
+
+    # ---- one field ---------------------------------------------------------------------------
+    def _verify(
+        self, f: FieldResult, spec: FieldSpec, lines: Sequence[TextLine], today: date
+    ) -> FieldResult:
+        extraction = f.extraction_confidence
+        if extraction is None:  # an extractor that only gives one number: treat it as both
+            extraction = 1.0
+        if not f.raw_value.strip():  # required and not found
+            check = validate_field("", spec, today=today)
+            return dataclasses.replace(
+                f,
+                valid=check.valid,
+                reason=f.reason or "; ".join(r.message for r in check.reasons),
+                reasons=tuple((r.code, r.message) for r in check.reasons)
+                or (("required", f.reason or "required field not found"),),
+                confidence=0.0,
+                confidence_parts={"recognition": 0.0, "extraction": 0.0, "validation": 0.0},
+            )
+        span = locate(f.raw_value, lines, f.line_index)
+        if span is not None:
+            raw = (
+                f.raw_value
+                if f.raw_value == span.line.text[span.start : span.end]
+                else (span.line.text[span.start : span.end])
+            )
+            char_conf = list(span.confidences)
+        else:
+            raw = f.raw_value
+            line_conf = (
+                lines[f.line_index].confidence
+                if f.line_index is not None and 0 <= f.line_index < len(lines)
+                else f.confidence
+            )
+            char_conf = [line_conf]
+        # the value as extracted (the extractor may trim a span: "RM9.00" -> "9.00")
+        extracted = f.value if f.value else raw
+        check = validate_field(extracted, spec, today=today)
+        correction = None
+        if not check.valid and span is not None and _value_is_span(f, raw):
+            c = correct(
+                raw, span.alternatives, spec, today=today, lookalike_prior=LOOKALIKE_PRIOR
+            )
+            if c is not None and c.corrected and _plausible(c, span):
+                correction = c
+                check = validate_field(c.value, spec, today=today)
+                # a changed character counts with the probability of what it became
+                for pos, _frm, to in c.changes:
+                    p = _alt_prob(span, pos, to)
+                    char_conf[pos] = p
+        recognition = min(char_conf) if char_conf else 0.0
+        if check.valid:
+            validation = CORRECTED_FACTOR if correction is not None else 1.0
+        else:
+            validation = INVALID_FACTOR
+        conf = float(recognition) * float(extraction) * validation
+        reasons = tuple((r.code, r.message) for r in check.reasons)
+        return dataclasses.replace(
+            f,
+            raw_value=f.raw_value,
+            value=check.value,
+            valid=check.valid,
+            reason="; ".join(m for _c, m in reasons),
+            reasons=reasons,
+            corrected=correction is not None,
+            correction=None
+            if correction is None
+            else {
+                "from": raw,
+                "to": check.value,
+                "probability": round(correction.probability, 6),
+                "changes": [
+                    {"position": pos, "from": frm, "to": to} for pos, frm, to in correction.changes
+                ],
+            },
+            iso_date=check.iso_date,
+            confidence=conf,
+            confidence_parts={
+                "recognition": round(float(recognition), 5),
+                "extraction": round(float(extraction), 5),
+                "validation": validation,
+            },
+        )
+
+    def _from_code(
+        self, name: str, value: str, ps: ProductSchema, today: date
+    ) -> FieldResult | None:
+        spec = ps.field(name) or DEFAULT_FIELD_SPECS.get(name) or FieldSpec(name=name)
+        check = validate_field(value, spec, today=today)
+        if not check.value:
+            return None
+        reasons = tuple((r.code, r.message) for r in check.reasons)
+        return FieldResult(
+            name=name,
+            raw_value=value,
+            value=check.value,
+            confidence=CODE_CONFIDENCE if check.valid else CODE_CONFIDENCE * INVALID_FACTOR,
+            line_index=None,
+            box=None,
+            valid=check.valid,
+            reason="; ".join(m for _c, m in reasons),
+            reasons=reasons,
+            source="code",
+            code_value=value,
+            code_match=True,
+            iso_date=check.iso_date,
+            confidence_parts={"code": CODE_CONFIDENCE},
+        )
+
+    # ---- the read ----------------------------------------------------------------------------
+    def _decide(
+        self,
+        fields: Sequence[FieldResult],
+        ps: ProductSchema,
+        threshold: float,
+        mismatches: Sequence[Any],
+    ) -> ReviewDecision:
+        reasons: list[ReviewReason] = []
+        by_name = {f.name: f for f in fields}
+        for spec in ps.fields:
+            if spec.required and not (by_name.get(spec.name) and by_name[spec.name].value):
+                reasons.append(
+                    ReviewReason("missing", spec.name, f"{spec.display_label} was not found")
+                )
+        for f in fields:
+            if not f.value:
+                continue
+            if not f.valid:
+                reasons.append(ReviewReason("invalid", f.name, f.reason or "invalid value"))
+            elif f.confidence < threshold:
+                reasons.append(
+                    ReviewReason(
+                        "low_confidence",
+                        f.name,
+                        f"confidence {f.confidence:.2f} is below the auto-accept "
+                        f"threshold {threshold:.2f}",
+                    )
+                )
+        for m in mismatches:
+            reasons.append(
+                ReviewReason(
+                    "mislabel",
+                    m.field,
+                    f"printed {m.printed!r} but the {m.code_format} code says {m.coded!r}",
+                )
+            )
+        return ReviewDecision(
+            needs_review=bool(reasons), auto_accept=threshold, reasons=tuple(reasons)
+        )
+
+
+def _value_is_span(f: FieldResult, raw: str) -> bool:
+    """Correct only values that are the located characters themselves (not a part the
+    extractor cut out of them, e.g. a receipt total "RM9.00" -> "9.00")."""
+    return bool(raw.strip()) and (not f.value or _bare(raw) == _bare(f.value))
+
+
+def _bare(s: str) -> str:
+    return re.sub(r"\s+", "", s).upper()
+
+
+def _alt_prob(span: _Span, pos: int, to: str) -> float:
+    """Probability the corrector priced character ``pos`` becoming ``to`` at: the recogniser's
+    alternative, or a look-alike of one at ``LOOKALIKE_PRIOR`` times its probability."""
+    alts = span.alternatives or []
+    if to == "" or pos >= len(alts):
+        return 0.0
+    best = 0.0
+    for c, p in alts[pos]:
+        if c == to:
+            best = max(best, float(p))
+        if to in LOOKALIKES.get(c, ()) + LOOKALIKES.get(c.upper(), ()):
+            best = max(best, LOOKALIKE_PRIOR * float(p))
+    return best
+
+
+def _plausible(c: Any, span: _Span) -> bool:
+    return all(_alt_prob(span, pos, to) >= MIN_CHANGE_PROB for pos, _frm, to in c.changes)
+
+
+def _bare_id(s: str) -> str:
+    return re.sub(r"[\s\-:./]", "", s).upper()
+
+
+def _agrees(f: FieldResult, coded: str) -> bool:
+    """Printed value == coded value (dates as dates, identifiers without separators)."""
+    if f.iso_date and re.fullmatch(r"\d{4}-\d{2}-\d{2}", coded):
+        return f.iso_date == coded
+    if f.name == "gtin":
+        return _bare_id(f.value).lstrip("0") == _bare_id(coded).lstrip("0")
+    return _bare_id(f.value) == _bare_id(coded)
+
+
+def _plain_code_values(codes: Sequence[CodeResult]) -> set[str]:
+    """Identifiers carried by non-GS1 codes: the whole text and keyed serials (``SN: ...``)."""
+    out: set[str] = set()
+    for code in codes:
+        if code.gs1 is not None:
+            continue
+        out.add(_bare_id(code.text))
+        for m in _KEYED.finditer(code.text):
+            out.add(_bare_id(m.group(1)))
+    return out
+
+
+_KEYED = re.compile(
+    r"(?:S/?N|SER(?:IAL)?(?:[ _]?(?:NO|NUMBER))?)\s*[:=#]\s*([A-Z0-9][A-Z0-9./_-]*)", re.I
+)
+
+
+def _coded_values(codes: Sequence[CodeResult]) -> dict[str, str]:
+    """Field values carried by GS1 elements of the codes (first valid one per field;
+    ``gs1.AI_FIELD_MAP``: 21 serial, 10 lot, 01 GTIN, 240 part number, 11 / 17 dates)."""
+    out: dict[str, str] = {}
+    for code in codes:
+        for e in code.gs1 or ():
+            name = e.field
+            if name and e.valid and name not in out:
+                out[name] = e.normalised or e.value
+    return out
