@@ -40,9 +40,7 @@ def read_capture(self, capture_id: str) -> str:
     try:
         with open(claim.image_path, "rb") as fh:
             data = fh.read()
-        result = get_pipeline().run(
-            data, schema=claim.field_schema, auto_accept=claim.auto_accept
-        )
+        result = get_pipeline().run(data, schema=claim.field_schema, auto_accept=claim.auto_accept)
     except TerminalError as exc:
         services.capture_fail(capture_id=capture_id, code=exc.code, reason=exc.message)
         return "failed"

@@ -258,9 +258,7 @@ class FieldVerifier:
         check = validate_field(extracted, spec, today=today)
         correction = None
         if not check.valid and span is not None and _value_is_span(f, raw):
-            c = correct(
-                raw, span.alternatives, spec, today=today, lookalike_prior=LOOKALIKE_PRIOR
-            )
+            c = correct(raw, span.alternatives, spec, today=today, lookalike_prior=LOOKALIKE_PRIOR)
             if c is not None and c.corrected and _plausible(c, span):
                 correction = c
                 check = validate_field(c.value, spec, today=today)

@@ -333,9 +333,7 @@ def build_label(
             brand = C.gen_manufacturer(rng, korean=korean)
             values["manufacturer"] = brand
         hs = b._font(rng.choice(["sans", "serif"]), int(b.base * rng.uniform(1.2, 1.7)), bold=True)
-        header_items.append(
-            Item([b.run(brand, hs, "manufacturer", "value")])
-        )
+        header_items.append(Item([b.run(brand, hs, "manufacturer", "value")]))
     if rng.random() < 0.5:
         title = rng.choice(
             C.PRODUCT_TITLES_KO if korean and rng.random() < 0.3 else C.PRODUCT_TITLES
