@@ -24,12 +24,9 @@ Method (contour approximation instead of the min-area box):
 Coordinates: whatever frame the contour is in (the probability map's pixels); scale them the
 same way the quads are scaled. Pure numpy + OpenCV + pyclipper; no model.
 
-Wiring (TODO for the owner of detection.py; kept out of that file so its interface does not
-change): in ``TextDetector.postprocess``, after the score test, call
-``line_polygon(contour.reshape(-1, 2), cfg.det_unclip_ratio)`` and, when it is not None, carry
-the scaled result as an optional extra field (e.g. ``DetectedBox.outline: Polygon | None =
-None`` in types.py) next to the unchanged 4-point ``polygon``; the rectifier uses ``outline``
-when ``classify_line(outline) == "curved"``.
+Wired in ``detection.TextDetector._outline``: a contour whose line polygon bends by at least
+``detection.OUTLINE_MIN_BEND`` line heights is reported as ``DetectedBox.outline`` next to its
+4-point ``polygon``, and the pipeline straightens it with ``rectification.rectify_curved``.
 """
 
 from __future__ import annotations

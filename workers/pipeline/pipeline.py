@@ -166,9 +166,10 @@ class Pipeline:
         for n, k in enumerate(order):
             i = kept[k]
             r = texts[i]
-            poly = [(float(x), float(y)) for x, y in cands[i].polygon]
+            poly = [(float(x), float(y)) for x, y in cands[i].line_polygon]
             if flipped[i]:  # the text runs the other way: start the polygon at its own top-left
-                poly = poly[2:] + poly[:2]
+                half = len(poly) // 2  # (the bottom edge, read backwards, becomes the top)
+                poly = poly[half:] + poly[:half]
             lines.append(
                 TextLine(
                     order=n,
@@ -246,7 +247,13 @@ class Pipeline:
         the original image are kept as they are. Candidates keep the frame they are cut from."""
         boxes = self.detector(rgb)
         cands = [
-            _Candidate(np.asarray(b.polygon, np.float64), rgb, np.asarray(b.polygon, np.float64))
+            _Candidate(
+                np.asarray(b.polygon, np.float64),
+                rgb,
+                np.asarray(b.polygon, np.float64),
+                _arr(b.outline),
+                _arr(b.outline),
+            )
             for b in boxes
         ]
         if self.config.rectify != "auto" or not cands:
@@ -261,12 +268,17 @@ class Pipeline:
         inv = np.linalg.inv(hom)
         h, w = rgb.shape[:2]
         out: list[_Candidate] = []
-        for b in inner:
-            q = np.asarray(b.polygon, np.float64)
-            back = cv2.perspectiveTransform(q.reshape(-1, 1, 2), inv).reshape(-1, 2)
+
+        def to_orig(pts: np.ndarray) -> np.ndarray:
+            back = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), inv).reshape(-1, 2)
             back[:, 0] = np.clip(back[:, 0], 0, w - 1)
             back[:, 1] = np.clip(back[:, 1], 0, h - 1)
-            out.append(_Candidate(back, image, q))
+            return back
+
+        for b in inner:
+            q = np.asarray(b.polygon, np.float64)
+            ol = _arr(b.outline)
+            out.append(_Candidate(to_orig(q), image, q, None if ol is None else to_orig(ol), ol))
         outline = cv2.perspectiveTransform(
             np.array(
                 [
@@ -292,7 +304,10 @@ class Pipeline:
         90 degrees counter-clockwise as in ``crop_quad``."""
         if self.config.rectify == "off":
             return crop_quad(c.source, c.quad.astype(np.float32))
-        crop = rectify_line(c.source, c.quad).crop
+        if c.outline_src is not None:  # a bent line: sampled along its centre line
+            crop = rectify_line(c.source, c.outline_src, method="curved").crop
+        else:
+            crop = rectify_line(c.source, c.quad).crop
         if crop.shape[0] / max(crop.shape[1], 1) >= 1.5:
             crop = np.ascontiguousarray(np.rot90(crop))
         return crop
@@ -325,11 +340,23 @@ class Pipeline:
 class _Candidate:
     """One detected line: ``polygon`` (4, 2) float64 in original image pixels (TL, TR, BR, BL by
     image position); ``source`` the (H', W', 3) uint8 image it is cut from (the original or the
-    rectified label); ``quad`` (4, 2) the same line in ``source`` pixels."""
+    rectified label); ``quad`` (4, 2) the same line in ``source`` pixels; ``outline`` /
+    ``outline_src``: a bent line's 2N-point polygon in both frames (None for straight lines)."""
 
     polygon: np.ndarray
     source: np.ndarray
     quad: np.ndarray
+    outline: np.ndarray | None = None  # (2N, 2) bent-line polygon, original pixels
+    outline_src: np.ndarray | None = None  # the same in ``source`` pixels
+
+    @property
+    def line_polygon(self) -> np.ndarray:
+        """What the read reports: the bent outline when there is one, else the quad."""
+        return self.outline if self.outline is not None else self.polygon
+
+
+def _arr(poly: Any) -> np.ndarray | None:
+    return None if poly is None else np.asarray(poly, np.float64).reshape(-1, 2)
 
 
 def label_view(

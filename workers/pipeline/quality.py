@@ -147,9 +147,14 @@ class QualityAssessor:
 
     @staticmethod
     def _text_mask(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:
-        """uint8 (h, w) mask of the text quads, each extended along its line by its height."""
+        """uint8 (h, w) mask of the text quads, each extended along its line by its height.
+        A bent line's 2N-point polygon is filled as it is (no extension)."""
         mask = np.zeros(shape[:2], dtype=np.uint8)
         for q in polys:
+            q = np.asarray(q, np.float64).reshape(-1, 2)
+            if len(q) != 4:
+                cv2.fillPoly(mask, [np.round(q).astype(np.int32)], 1)
+                continue
             tl, tr, br, bl = q
             along = (tr - tl) + (br - bl)
             n = float(np.linalg.norm(along))

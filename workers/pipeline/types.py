@@ -96,10 +96,13 @@ class QualityReport:
 
 @dataclass(frozen=True)
 class DetectedBox:
-    """A detected text region: quad of 4 (x, y) points in original image pixels + DB score."""
+    """A detected text region: quad of 4 (x, y) points in original image pixels + DB score.
+    ``outline``: for a bent line (``rectification.classify_line`` says "curved"), its line
+    polygon of 2N points (top edge start -> end, bottom edge end -> start), else None."""
 
     polygon: Polygon
     score: float
+    outline: Polygon | None = None
 
 
 @dataclass(frozen=True)
