@@ -21,10 +21,20 @@ from ocrapp import selectors
 from ocrapp.errors import NotFoundError
 from ocrapp.models import Capture, Field, Read
 from ocrapp.templatetags.ocrui import (
+    CODE_CHECK_MESSAGES,
+    CODE_FORMATS,
     FAILURE_MESSAGES,
     FIELD_LABELS,
+    FIELD_REASON_MESSAGES,
     QUALITY_MESSAGES,
+    REVIEW_MESSAGES,
     TEXT_GLARE_MESSAGE,
+    code_check,
+    code_format_label,
+    correction_html,
+    field_reason_texts,
+    review_reasons,
+    review_threshold,
 )
 
 RECENT_ON_UPLOAD = 10
@@ -37,6 +47,26 @@ _ZERO_UUID = uuid.UUID(int=0)
 class FieldView:
     field: Field
     polygon: list | None  # the field's box, else the polygon of the line it came from
+    check_reasons: list[str]  # translated failed rules (invalid fields)
+    code_check: str  # "match" | "mismatch" | "code" | "": what a code on the label says
+    code_text: str  # translated sentence for code_check
+    corrected_html: str  # "corrected from <raw>" with the changed characters marked, or ""
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    needs_review: bool
+    reasons: list[dict[str, str]]  # [{code, field, text}], text translated
+    threshold: float  # the auto-accept confidence the decision used
+
+
+@dataclass(frozen=True)
+class CodeView:
+    format: str  # as people write it ("QR", "Code 128")
+    text: str
+    elements: list[dict]  # GS1 elements [{ai, name, value, valid, reason, ...}]
+    errors: list[str]  # GS1 parse problems
+    polygon: list | None
 
 
 @dataclass(frozen=True)
@@ -50,6 +80,8 @@ class CaptureView:
     warnings: list[dict]
     serial: str
     threshold: float
+    review: ReviewView | None
+    codes: list[CodeView]
 
     @property
     def failed(self) -> bool:
@@ -65,12 +97,35 @@ def _capture_view(capture: Capture) -> CaptureView:
     lines = list(read.lines.all()) if read else []
     fields = []
     serial = ""
+    threshold = capture.product_type.auto_accept_threshold
+    review = None
+    codes: list[CodeView] = []
     if read:
-        for f in read.fields.all():
+        raw_codes = read.codes if isinstance(read.codes, list) else []
+        mismatches = read.mismatches if isinstance(read.mismatches, list) else []
+        read_fields = list(read.fields.all())
+        for f in read_fields:
             polygon = f.box or (f.line.polygon if f.line_id and f.line else None)
-            fields.append(FieldView(field=f, polygon=polygon))
+            kind, text = code_check(f, raw_codes, mismatches)
+            fields.append(
+                FieldView(
+                    field=f,
+                    polygon=polygon,
+                    check_reasons=[] if f.valid else field_reason_texts(f.reasons, f.reason),
+                    code_check=kind,
+                    code_text=text,
+                    corrected_html=correction_html(f),
+                )
+            )
             if f.name == "serial_number" and f.value and not serial:
                 serial = f.value
+        decision = read.review if isinstance(read.review, dict) else {}
+        review = ReviewView(
+            needs_review=read.needs_review,
+            reasons=review_reasons(decision, read_fields, raw_codes, mismatches, threshold),
+            threshold=review_threshold(decision, threshold),
+        )
+        codes = [_code_view(c) for c in raw_codes if isinstance(c, dict)]
     quality = (read.quality if read else None) or {}
     warnings = [w for w in quality.get("warnings", []) if isinstance(w, dict)]
     return CaptureView(
@@ -80,7 +135,22 @@ def _capture_view(capture: Capture) -> CaptureView:
         fields=fields,
         warnings=warnings,
         serial=serial,
-        threshold=capture.product_type.auto_accept_threshold,
+        threshold=threshold,
+        review=review,
+        codes=codes,
+    )
+
+
+def _code_view(code: dict) -> CodeView:
+    elements = code.get("gs1")
+    errors = code.get("gs1_errors")
+    polygon = code.get("polygon")
+    return CodeView(
+        format=code_format_label(code.get("format")),
+        text=str(code.get("text") or ""),
+        elements=[e for e in elements if isinstance(e, dict)] if isinstance(elements, list) else [],
+        errors=[str(e) for e in errors] if isinstance(errors, list) else [],
+        polygon=polygon if isinstance(polygon, list) and polygon else None,
     )
 
 
@@ -126,6 +196,20 @@ def ui_strings() -> dict[str, Any]:
         "warnings": {code: str(msg) for code, msg in QUALITY_MESSAGES.items()},
         "failures": {code: str(msg) for code, msg in FAILURE_MESSAGES.items()},
         "field_labels": _field_labels(),
+        "read_as": _("read as"),
+        "needs_review": _("Needs review"),
+        "auto_accepted": _("Auto-accepted"),
+        "auto_accepted_detail": _(
+            "Every field passed its checks at or above the %(threshold)s auto-accept confidence."
+        ),
+        "corrected_from": _("corrected from %(raw)s"),
+        "codes": _("Codes"),
+        "code": _("Code"),
+        "text_line": _("Text line"),
+        "review_messages": {code: str(msg) for code, msg in REVIEW_MESSAGES.items()},
+        "field_reasons": {code: str(msg) for code, msg in FIELD_REASON_MESSAGES.items()},
+        "code_checks": {code: str(msg) for code, msg in CODE_CHECK_MESSAGES.items()},
+        "code_formats": dict(CODE_FORMATS),
     }
 
 

@@ -1,4 +1,5 @@
-"""Browser: log in, upload a label photo with the file input, see the serial on the result card.
+"""Browser: log in, upload a label photo with the file input, see the serial on the result card
+and the review decision, and check that the card says what the server-rendered page says.
 
 Real everything: headless Debian Chromium driven by Playwright, pytest-django's live server, the
 REST API, a real Celery worker (``celery_worker_proc``) running the real OCR pipeline against the
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from tests.images import label_png
 
@@ -32,6 +34,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", "/tmp"))
 READ_TIMEOUT_MS = 120_000  # the worker loads its models on the first task
+REVIEW_TITLES_EN = {"needs_review": "Needs review", "auto_accepted": "Auto-accepted"}
 
 
 def _missing(reason: str):
@@ -89,6 +92,30 @@ def _assert_fits_phone(page) -> None:
     assert width <= page.viewport_size["width"], f"{page.url} is {width}px wide"
 
 
+def _texts(locator) -> list[str]:
+    return [" ".join(t.split()) for t in locator.all_inner_texts()]
+
+
+def _read_summary(scope) -> dict:
+    """What a result says about a read (review, field checks, codes), as visible text."""
+    rows = {}
+    for i in range(scope.locator("table.fields tbody tr").count()):
+        tr = scope.locator("table.fields tbody tr").nth(i)
+        rows[tr.get_attribute("data-field")] = (
+            tr.get_attribute("class"),
+            " ".join(tr.inner_text().split()),
+        )
+    return {
+        "review": scope.locator(".review").get_attribute("data-review"),
+        "title": scope.locator(".review-title").inner_text(),
+        "reasons": _texts(scope.locator(".review-reasons li")),
+        "rows": rows,
+        "marks": _texts(scope.locator("mark.chg")),
+        "codes": _texts(scope.locator("ul.codes > li")),
+        "code_polygons": scope.locator("polygon.poly-code").count(),
+    }
+
+
 def _wait_finished(page, card, timeout: int = READ_TIMEOUT_MS) -> None:
     page.wait_for_function(
         "el => el.dataset.status === 'DONE' || el.dataset.status === 'FAILED'",
@@ -116,6 +143,15 @@ def test_upload_shows_serial_on_result_card(
     )
     assert card.locator(".serial-value").inner_text() == "SN20260042"
     assert card.locator(".result-status").inner_text() == "Done"
+    # the review decision heads the card: one of its two states
+    review = card.locator(".result-data > .review")
+    assert review.count() == 1
+    state = review.get_attribute("data-review")
+    assert state in REVIEW_TITLES_EN, state
+    assert review.locator(".review-title").inner_text() == REVIEW_TITLES_EN[state]
+    card_reasons = _texts(review.locator(".review-reasons li"))
+    if state == "needs_review":
+        assert "review-needed" in review.get_attribute("class")
     # the photo with polygons drawn in image pixels over it
     img = card.locator(".shot-frame img")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
@@ -140,6 +176,10 @@ def test_upload_shows_serial_on_result_card(
     card.locator(".result-foot a").click()
     page.wait_for_url("**/captures/*/")
     assert page.locator(".serial-value").inner_text() == "SN20260042"
+    # ... and the same review decision, in the same words
+    detail_review = page.locator(".result-detail .review")
+    assert detail_review.get_attribute("data-review") == state
+    assert _texts(detail_review.locator(".review-reasons li")) == card_reasons
     assert page.locator("polygon.poly-line").count() >= 1
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(SCREENSHOT_DIR / "capture_detail_390x844.png"), full_page=True)
@@ -168,7 +208,80 @@ def test_upload_shows_serial_on_result_card(
     assert card.locator(".result-status").inner_text() == "완료"
     assert card.locator(".serial-value").inner_text() == "SN20260042"
     assert "신뢰도" in card.inner_text()
+    assert card.locator(".review .review-title").inner_text() in ("검토 필요", "자동 승인됨")
     card.screenshot(path=str(SCREENSHOT_DIR / "result_card_ko_390x844.png"))
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_result_card_says_what_the_capture_page_says(
+    page, live_server, user, station, product_type, monkeypatch, lang
+):
+    """The script-rendered card and the server-rendered page of one verified read (corrected
+    serial, DataMatrix mislabel, code-only lot, invalid date, low confidence) say the same.
+
+    The read is stored with ``services.read_save``; the API's own JSON of it answers the upload
+    (intercepted), so no worker is involved."""
+    from rest_framework.test import APIClient
+
+    from ocrapp import services
+    from tests.results import review_result_dict
+
+    monkeypatch.setattr(services, "_enqueue_read", lambda **kwargs: None)
+    capture, _ = services.capture_create(
+        user=user,
+        image_bytes=label_png(["S/N: SN2O260042", "P/N: PN-7731"]),
+        original_filename="label.png",
+        product_type=product_type,
+        station=station,
+    )
+    assert services.capture_claim(capture_id=capture.pk) is not None
+    assert services.read_save(capture_id=capture.pk, result=review_result_dict()) is not None
+    api = APIClient()
+    api.force_authenticate(user)
+    body = api.get(reverse("api-capture-detail", kwargs={"capture_id": capture.pk})).content
+
+    _login(page, live_server)
+    if lang == "ko":
+        page.click('.lang-switch button[value="ko"]')
+        page.wait_for_selector('html[lang="ko"]')
+    page.select_option("#station", str(station.pk))
+    page.select_option("#product_type", str(product_type.pk))
+    page.route(
+        "**/api/v1/captures",
+        lambda route: route.fulfill(status=202, content_type="application/json", body=body),
+    )
+    card = _upload(page, "label.png", label_png(["S/N: SN2O260042"]))
+    _wait_finished(page, card, timeout=15_000)
+    assert card.get_attribute("data-status") == "DONE", card.inner_text()
+    on_card = _read_summary(card)
+    _assert_fits_phone(page)
+    card.screenshot(path=str(SCREENSHOT_DIR / f"result_card_review_{lang}_390x844.png"))
+
+    card.locator(".result-foot a").click()
+    page.wait_for_url(f"**/captures/{capture.pk}/")
+    on_page = _read_summary(page.locator(".result-detail"))
+    _assert_fits_phone(page)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"capture_review_{lang}_390x844.png"), full_page=True)
+
+    assert on_card == on_page
+    assert on_card["review"] == "needs_review"
+    assert [r.split(":")[0] for r in on_card["reasons"]] == [
+        {"en": "Manufacturing date", "ko": "제조일"}[lang],
+        {"en": "Model", "ko": "모델"}[lang],
+        "IMEI",
+        {"en": "Serial number", "ko": "일련번호"}[lang],
+    ]
+    mislabel = {
+        "en": "Serial number: printed value and code disagree "
+        "(printed SN20260042, DataMatrix says SN20260099)",
+        "ko": "일련번호: 인쇄된 값과 코드 값이 다릅니다 (인쇄: SN20260042, DataMatrix: SN20260099)",
+    }[lang]
+    assert on_card["reasons"][-1] == mislabel
+    assert on_card["rows"]["serial_number"][0] == "is-valid is-mismatch"
+    assert on_card["marks"] == ["O"]
+    assert on_card["code_polygons"] == 1
+    assert "(21) SERIAL: SN20260099" in on_card["codes"][0]
     assert page.errors == []
 
 

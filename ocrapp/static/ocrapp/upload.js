@@ -1,6 +1,7 @@
 /* Upload page: send each photo to POST /api/v1/captures (progress per file), wait for the read
- * with GET /api/v1/captures/{id}?wait=10, then draw the result card (photo + SVG polygons,
- * fields, lines, quality warnings, failure). Plain JavaScript, no build step.
+ * with GET /api/v1/captures/{id}?wait=10, then draw the result card (review decision, photo +
+ * SVG polygons, fields with their checks, codes, lines, quality warnings, failure), saying the
+ * same as the server-rendered templates/ocrapp/_read_body.html. Plain JavaScript, no build step.
  * Translated strings come from the JSON script tag #ui-strings rendered by the server.
  */
 (function () {
@@ -88,6 +89,230 @@
       text = text.replace("%(n)s", m ? m[1] : "?");
     }
     return text;
+  }
+
+  // "%(name)s" placeholders, as in the Python catalogue strings
+  function fmt(template, params) {
+    return String(template || "").replace(/%\((\w+)\)s/g, function (all, key) {
+      var v = params[key];
+      return v === undefined || v === null ? "" : String(v);
+    });
+  }
+
+  // --- review, checks and codes: the same sentences as ocrui.py for _read_body.html -------
+  var ID_SEPARATORS = /[\s\-:./]/g;
+
+  function codeFormatLabel(format) {
+    format = format || "";
+    return (T.code_formats && T.code_formats[format]) || format;
+  }
+
+  function fieldReasonTexts(reasons, fallback) {
+    var out = [];
+    (Array.isArray(reasons) ? reasons : []).forEach(function (r) {
+      if (!r || typeof r !== "object") return;
+      var text = T.field_reasons[r.code] || r.message || r.code || "";
+      if (text) out.push(text);
+    });
+    if (!out.length && fallback) out.push(fallback);
+    return out;
+  }
+
+  // the format of the code that carries a field (see ocrui.field_code_format)
+  function fieldCodeFormat(name, value, codes, mismatches) {
+    var i, j;
+    for (i = 0; i < mismatches.length; i++) {
+      var m = mismatches[i];
+      if (m && m.field === name && m.code_format) return m.code_format;
+    }
+    for (i = 0; i < codes.length; i++) {
+      var gs1 = codes[i].gs1 || [];
+      for (j = 0; j < gs1.length; j++) {
+        if (gs1[j] && gs1[j].field === name) return codes[i].format || "";
+      }
+    }
+    var bare = String(value || "").replace(ID_SEPARATORS, "").toUpperCase();
+    if (bare) {
+      for (i = 0; i < codes.length; i++) {
+        var c = codes[i];
+        if ((!c.gs1 || !c.gs1.length) &&
+            String(c.text || "").replace(ID_SEPARATORS, "").toUpperCase().indexOf(bare) >= 0) {
+          return c.format || "";
+        }
+      }
+    }
+    return "";
+  }
+
+  // {kind: "match" | "mismatch" | "code" | "", text} (see ocrui.code_check)
+  function codeCheck(f, codes, mismatches) {
+    var format = codeFormatLabel(fieldCodeFormat(f.name, f.value, codes, mismatches));
+    var C = T.code_checks;
+    if (f.code_match === false) {
+      var coded = f.code_value || "";
+      mismatches.forEach(function (m) {
+        if (m && m.field === f.name && !coded) coded = m.coded || "";
+      });
+      return { kind: "mismatch",
+        text: fmt(format ? C.mismatch : C.mismatch_plain, { code: format, coded: coded }) };
+    }
+    if (f.source === "code") {
+      return { kind: "code", text: fmt(format ? C.from_code : C.from_code_plain, { code: format }) };
+    }
+    if (f.code_match === true) {
+      return { kind: "match", text: fmt(format ? C.match : C.match_plain, { code: format }) };
+    }
+    return { kind: "", text: "" };
+  }
+
+  // "corrected from <raw>" with the changed characters marked (see ocrui.correction_html)
+  function correctionNode(f) {
+    var corr = (f.correction && typeof f.correction === "object") ? f.correction : {};
+    var raw = String(corr.from || f.raw_value || "");
+    var changed = {};
+    (corr.changes || []).forEach(function (c) {
+      if (c && typeof c.position === "number") changed[c.position] = true;
+    });
+    var small = el("small", "corrected");
+    var parts = T.corrected_from.split("%(raw)s");
+    small.appendChild(document.createTextNode(parts[0]));
+    var span = el("span", "mono raw");
+    var run = "";
+    for (var i = 0; i < raw.length; i++) {
+      if (changed[i]) {
+        if (run) { span.appendChild(document.createTextNode(run)); run = ""; }
+        span.appendChild(el("mark", "chg", raw.charAt(i)));
+      } else {
+        run += raw.charAt(i);
+      }
+    }
+    if (run) span.appendChild(document.createTextNode(run));
+    small.appendChild(span);
+    small.appendChild(document.createTextNode(parts.slice(1).join("%(raw)s")));
+    return small;
+  }
+
+  function reviewThreshold(review, fallback) {
+    return (review && typeof review.auto_accept === "number") ? review.auto_accept : fallback;
+  }
+
+  // translated {code, field, text} of each review reason (see ocrui.review_reasons)
+  function reviewReasons(review, fields, codes, mismatches, threshold) {
+    var M = T.review_messages;
+    var byName = {};
+    fields.forEach(function (f) { if (!(f.name in byName)) byName[f.name] = f; });
+    var mm = {};
+    mismatches.forEach(function (m) { if (m && !(m.field in mm)) mm[m.field] = m; });
+    var auto = reviewThreshold(review, threshold);
+    var out = [];
+    ((review && review.reasons) || []).forEach(function (r) {
+      if (!r || typeof r !== "object") return;
+      var code = String(r.code || ""), name = String(r.field || "");
+      var label = fieldLabel(name);
+      var f = byName[name], m = mm[name];
+      var params = { field: label };
+      var key;
+      if (code === "missing") {
+        key = "missing";
+      } else if (code === "invalid") {
+        var detail = f ? fieldReasonTexts(f.reasons, "").join("; ") : "";
+        key = detail ? "invalid" : "invalid_plain";
+        params.detail = detail;
+      } else if (code === "low_confidence") {
+        key = f ? "low_confidence" : "low_confidence_plain";
+        params.confidence = f ? percent(f.confidence) : "";
+        params.threshold = percent(auto);
+      } else if (code === "mislabel") {
+        var format = codeFormatLabel(fieldCodeFormat(name, f ? f.value : "", codes, mismatches));
+        if (m && format) {
+          params.printed = m.printed || ""; params.coded = m.coded || ""; params.code = format;
+          key = "mislabel";
+        } else if (f && f.code_value && format) {
+          params.printed = f.value; params.coded = f.code_value; params.code = format;
+          key = "mislabel";
+        } else {
+          key = "mislabel_plain";
+        }
+      } else {
+        out.push({ code: code, field: name, text: label + ": " + (r.message || "") });
+        return;
+      }
+      out.push({ code: code, field: name, text: fmt(M[key], params) });
+    });
+    return out;
+  }
+
+  function renderReview(read, fields, threshold) {
+    var review = (read.review && typeof read.review === "object") ? read.review : {};
+    var codes = Array.isArray(read.codes) ? read.codes : [];
+    var mismatches = Array.isArray(read.mismatches) ? read.mismatches : [];
+    var box;
+    if (read.needs_review) {
+      box = el("div", "review review-needed");
+      box.setAttribute("role", "alert");
+      box.dataset.review = "needs_review";
+      box.appendChild(el("strong", "review-title", T.needs_review));
+      var reasons = reviewReasons(review, fields, codes, mismatches, threshold);
+      if (reasons.length) {
+        var ul = el("ul", "review-reasons");
+        reasons.forEach(function (r) {
+          var li = el("li", "", r.text);
+          li.dataset.code = r.code;
+          li.dataset.field = r.field;
+          ul.appendChild(li);
+        });
+        box.appendChild(ul);
+      }
+    } else {
+      box = el("div", "review review-ok");
+      box.dataset.review = "auto_accepted";
+      box.appendChild(el("strong", "review-title", T.auto_accepted));
+      box.appendChild(el("span", "review-detail",
+        fmt(T.auto_accepted_detail, { threshold: percent(reviewThreshold(review, threshold)) })));
+    }
+    return box;
+  }
+
+  function renderCodes(codes) {
+    var ul = el("ul", "codes");
+    codes.forEach(function (c, index) {
+      var li = el("li", "code-item");
+      li.dataset.code = index;
+      li.appendChild(el("span", "badge badge-code", codeFormatLabel(c.format)));
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(el("span", "mono wrap code-text", c.text || ""));
+      var elements = Array.isArray(c.gs1) ? c.gs1 : [];
+      if (elements.length) {
+        var gs1 = el("ul", "gs1");
+        elements.forEach(function (e) {
+          if (!e || typeof e !== "object") return;
+          var item = el("li", e.valid ? "" : "is-invalid");
+          item.dataset.ai = e.ai;
+          item.appendChild(el("span", "mono", "(" + e.ai + ")"));
+          item.appendChild(document.createTextNode(" " + (e.name || "") + ": "));
+          item.appendChild(el("span", "mono wrap", e.value || ""));
+          if (e.normalised && e.normalised !== e.value) {
+            item.appendChild(document.createTextNode(" "));
+            item.appendChild(el("small", "muted", "(" + e.normalised + ")"));
+          }
+          if (!e.valid) {
+            item.appendChild(document.createTextNode(" "));
+            item.appendChild(el("span", "badge badge-bad", T.invalid));
+            if (e.reason) {
+              item.appendChild(document.createTextNode(" "));
+              item.appendChild(el("small", "", e.reason));
+            }
+          }
+          gs1.appendChild(item);
+        });
+        li.appendChild(gs1);
+      }
+      if (Array.isArray(c.gs1_errors) && c.gs1_errors.length) {
+        li.appendChild(el("small", "muted gs1-errors", c.gs1_errors.join("; ")));
+      }
+      ul.appendChild(li);
+    });
+    return ul;
   }
 
   function errorMessage(xhrStatus, body) {
@@ -263,9 +488,12 @@
     var lines = (read && read.lines) || [];
     var fields = (read && read.fields) || [];
 
-    body.appendChild(renderFigure(capture, lines, fields));
+    body.appendChild(renderFigure(capture, lines, fields,
+      (read && Array.isArray(read.codes)) ? read.codes : []));
 
+    var codes = (read && Array.isArray(read.codes)) ? read.codes : [];
     var data = el("div", "result-data");
+    if (read && !failed) data.appendChild(renderReview(read, fields, job.threshold));
     var serial = capture.fields && capture.fields.serial_number;
     if (serial) {
       var big = el("p", "serial-big");
@@ -299,8 +527,12 @@
     }
     if (read) {
       data.appendChild(el("h3", "", T.fields));
-      data.appendChild(fields.length ? renderFields(fields, job.threshold)
+      data.appendChild(fields.length ? renderFields(fields, job.threshold, read)
         : el("p", "muted", T.no_fields));
+      if (codes.length) {
+        data.appendChild(el("h3", "", T.codes));
+        data.appendChild(renderCodes(codes));
+      }
       data.appendChild(el("h3", "", T.lines));
       data.appendChild(lines.length ? renderLines(lines, job.threshold)
         : el("p", "muted", T.no_lines));
@@ -314,7 +546,7 @@
     foot.appendChild(open);
   }
 
-  function renderFigure(capture, lines, fields) {
+  function renderFigure(capture, lines, fields, codes) {
     var figure = el("figure", "shot");
     var frame = el("div", "shot-frame");
     // same box as the photo, at most 70vh tall (see app.css)
@@ -344,8 +576,26 @@
           fieldLabel(f.name) + ": " + f.value, { field: f.name }));
       }
     });
+    codes.forEach(function (c, index) {
+      if (Array.isArray(c.polygon) && c.polygon.length) {
+        svg.appendChild(polygon("poly-code", c.polygon,
+          codeFormatLabel(c.format) + ": " + (c.text || ""), { code: index }));
+      }
+    });
     frame.appendChild(svg);
     figure.appendChild(frame);
+    if (lines.length) {
+      var legend = el("figcaption", "legend");
+      legend.appendChild(el("span", "key key-line"));
+      legend.appendChild(document.createTextNode(T.text_line));
+      legend.appendChild(el("span", "key key-field"));
+      legend.appendChild(document.createTextNode(T.field));
+      if (codes.length) {
+        legend.appendChild(el("span", "key key-code"));
+        legend.appendChild(document.createTextNode(T.code));
+      }
+      figure.appendChild(legend);
+    }
     return figure;
   }
 
@@ -360,7 +610,9 @@
     return p;
   }
 
-  function renderFields(fields, threshold) {
+  function renderFields(fields, threshold, read) {
+    var codes = Array.isArray(read.codes) ? read.codes : [];
+    var mismatches = Array.isArray(read.mismatches) ? read.mismatches : [];
     var table = el("table", "data fields stack-sm");
     var head = el("thead");
     var hr = el("tr");
@@ -369,7 +621,9 @@
     table.appendChild(head);
     var tbody = el("tbody");
     fields.forEach(function (f) {
-      var tr = el("tr", f.valid ? "is-valid" : "is-invalid");
+      var cc = codeCheck(f, codes, mismatches);
+      var tr = el("tr", (f.valid ? "is-valid" : "is-invalid") +
+        (cc.kind === "mismatch" ? " is-mismatch" : ""));
       tr.dataset.field = f.name;
       var th = el("th", "", fieldLabel(f.name));
       th.scope = "row";
@@ -378,6 +632,13 @@
       var value = el("td", "mono");
       value.dataset.label = T.value;
       value.appendChild(document.createTextNode(f.value || "—"));
+      if (f.corrected) {
+        value.appendChild(document.createElement("br"));
+        value.appendChild(correctionNode(f));
+      } else if (f.raw_value && f.raw_value !== f.value) {
+        value.appendChild(document.createElement("br"));
+        value.appendChild(el("small", "muted read-as", T.read_as + " " + f.raw_value));
+      }
       tr.appendChild(value);
       var conf = el("td");
       conf.dataset.label = T.confidence;
@@ -387,10 +648,12 @@
       check.dataset.label = T.check;
       check.appendChild(el("span", f.valid ? "badge badge-ok" : "badge badge-bad",
         f.valid ? T.valid : T.invalid));
-      if (!f.valid && f.reason) {
+      var reasons = f.valid ? [] : fieldReasonTexts(f.reasons, f.reason);
+      if (reasons.length) {
         check.appendChild(document.createTextNode(" "));
-        check.appendChild(el("small", "", f.reason));
+        check.appendChild(el("small", "check-reasons", reasons.join("; ")));
       }
+      if (cc.kind) check.appendChild(el("span", "code-check code-" + cc.kind, cc.text));
       tr.appendChild(check);
       tbody.appendChild(tr);
     });
