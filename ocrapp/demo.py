@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
+
+def _fields(*names: str, required: tuple[str, ...] = ("serial_number",)) -> dict:
+    """A schema naming well-known fields only: their rules (pattern, format, check digit, date,
+    normalisation) are the pipeline's built-in ones (``validation.DEFAULT_FIELD_SPECS``, applied
+    by ``verification.product_schema``), so they are written down in one place."""
+    return {"fields": [{"name": n, "required": n in required} for n in names]}
+
+
 DEMO_PRODUCT_TYPES: dict[str, dict] = {
     "nameplate": {
-        "description": "Metal or plastic nameplate: serial, part number, model, date.",
-        "field_schema": {
-            "fields": [
-                {
-                    "name": "serial_number",
-                    "label": "Serial number",
-                    "required": True,
-                    "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$",
-                },
-                {
-                    "name": "part_number",
-                    "label": "Part number",
-                    "required": False,
-                    "pattern": r"^[A-Z0-9][A-Z0-9-./]{2,31}$",
-                },
-                {"name": "model", "label": "Model", "required": False},
-                {"name": "lot", "label": "Lot", "required": False},
-                {"name": "mfg_date", "label": "Manufacturing date", "required": False},
-            ]
-        },
+        "description": "Metal or plastic nameplate: serial, part number, model, lot, date.",
+        "field_schema": _fields("serial_number", "part_number", "model", "lot", "mfg_date"),
     },
     "sticker": {
-        "description": "Paper label: serial, MAC, IMEI.",
-        "field_schema": {
-            "fields": [
-                {
-                    "name": "serial_number",
-                    "label": "Serial number",
-                    "required": True,
-                    "pattern": r"^[A-Z0-9][A-Z0-9-]{4,31}$",
-                },
-                {
-                    "name": "mac",
-                    "label": "MAC",
-                    "required": False,
-                    "pattern": r"^([0-9A-F]{2}[:-]?){5}[0-9A-F]{2}$",
-                },
-                {"name": "imei", "label": "IMEI", "required": False, "pattern": r"^\d{15}$"},
-            ]
-        },
+        "description": "Paper label: serial, MAC, IMEI, GTIN.",
+        "field_schema": _fields("serial_number", "mac", "imei", "gtin"),
     },
 }
