@@ -792,7 +792,7 @@ DEFAULT_FIELD_SPECS: dict[str, FieldSpec] = {
             name="serial_number",
             label="Serial number",
             required=True,
-            pattern=r"[A-Z0-9][A-Z0-9./-]{3,39}",
+            pattern=r"(?=.*[0-9])[A-Z0-9][A-Z0-9./-]{3,39}",  # one digit at least
             normalise=("upper", "strip_spaces"),
             keywords=(
                 "S/N",

@@ -56,7 +56,11 @@ INVALID_FACTOR = 0.3
 CODE_CONFIDENCE = 0.99
 # A changed character must have had at least this probability among the recogniser's
 # alternatives (look-alike fallbacks are priced at 5 % of the character they replace).
-MIN_CHANGE_PROB = 0.02
+MIN_CHANGE_PROB = 0.03
+# With a check digit, every character the correction keeps must be this sure: when an
+# uncertain character is left alone, the check digit was satisfied by luck, not by evidence
+# (two misread digits, one "repaired" into another wrong digit that happens to pass).
+CHECKED_KEEP_PROB = 0.6
 LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
 
 _RULE_KEYS = ("pattern", "format", "check_digit", "date")
@@ -68,10 +72,20 @@ def product_schema(schema: Mapping[str, Any] | None) -> ProductSchema:
     A field of a well-known name (``validation.DEFAULT_FIELD_SPECS``) inherits the default
     ``normalise`` and ``keywords`` when it names none, and the default rules (pattern, format,
     check digit, date) when it names none of them: ``{"name": "imei"}`` is validated as an IMEI
-    (15 digits, Luhn); a field that gives a pattern is held to that pattern only.
+    (15 digits, Luhn); a field that gives a pattern is held to that pattern only. Without a
+    schema, the fields of ``fields.DEFAULT_SCHEMA`` are validated with the built-in rules (that
+    schema's patterns only guide the v0 rule extractor).
     Raises ``validation.SchemaError`` for a malformed schema.
     """
-    src = dict(schema) if schema is not None else dict(DEFAULT_SCHEMA)
+    if schema is None:  # the v0 default schema's patterns are extraction hints: names only
+        src: dict[str, Any] = {
+            "fields": [
+                {"name": f["name"], "label": f.get("label", ""), "required": f.get("required")}
+                for f in DEFAULT_SCHEMA["fields"]
+            ]
+        }
+    else:
+        src = dict(schema)
     fields: list[dict[str, Any]] = []
     for f in src.get("fields") or []:
         d = dict(f)
@@ -257,9 +271,9 @@ class FieldVerifier:
         extracted = f.value if f.value else raw
         check = validate_field(extracted, spec, today=today)
         correction = None
-        if not check.valid and span is not None and _value_is_span(f, raw):
+        if not check.valid and span is not None and _correctable(spec) and _value_is_span(f, raw):
             c = correct(raw, span.alternatives, spec, today=today, lookalike_prior=LOOKALIKE_PRIOR)
-            if c is not None and c.corrected and _plausible(c, span):
+            if c is not None and c.corrected and _plausible(c, span, spec):
                 correction = c
                 check = validate_field(c.value, spec, today=today)
                 # a changed character counts with the probability of what it became
@@ -392,8 +406,27 @@ def _alt_prob(span: _Span, pos: int, to: str) -> float:
     return best
 
 
-def _plausible(c: Any, span: _Span) -> bool:
-    return all(_alt_prob(span, pos, to) >= MIN_CHANGE_PROB for pos, _frm, to in c.changes)
+def _correctable(spec: FieldSpec) -> bool:
+    """Correction needs a precise grammar: a format, a check digit or a date rule. A loose regex
+    alone (e.g. "letters and digits, one digit at least") would let a look-alike change turn
+    any word into a "valid" value."""
+    return bool(spec.format or spec.check_digit or spec.date)
+
+
+def _plausible(c: Any, span: _Span, spec: FieldSpec) -> bool:
+    """Every change has real evidence (``MIN_CHANGE_PROB``); with a check digit, also every
+    kept character is sure (``CHECKED_KEEP_PROB``)."""
+    if any(_alt_prob(span, pos, to) < MIN_CHANGE_PROB for pos, _frm, to in c.changes):
+        return False
+    if spec.check_digit:
+        changed = {pos for pos, _frm, _to in c.changes}
+        text, confs = span.line.text, span.line.char_confidences  # glare-lowered confidences
+        for i in range(span.end - span.start):
+            if i in changed or text[span.start + i].isspace():
+                continue
+            if confs[span.start + i] < CHECKED_KEEP_PROB:
+                return False
+    return True
 
 
 def _bare_id(s: str) -> str:

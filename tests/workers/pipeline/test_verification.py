@@ -209,3 +209,42 @@ def test_locate_handles_spaces_and_missing_values():
     assert (span.start, span.end) == (6, 14)
     assert locate("AB  12 34", [ln], 0).start == 6
     assert locate("ZZ", [ln], 0) is None and locate("AB", [ln], None) is None
+
+
+def test_check_digit_repair_needs_every_kept_character_to_be_sure(verify):
+    # Two digits misread ('00' -> '88'); the recogniser offers '6' for one of them, which
+    # happens to satisfy the GS1 check digit. The other '8' stays unsure: no correction.
+    truth = "4002115512399"
+    raw = "4882115512399"
+    confs = [0.99] * len(raw)
+    alts = [[(c, 0.99)] for c in raw]
+    confs[1], confs[2] = 0.45, 0.45
+    alts[1] = [("8", 0.45), ("6", 0.36)]
+    alts[2] = [("8", 0.45), ("3", 0.30)]
+    schema = {"fields": [{"name": "serial_number"}, {"name": "gtin"}]}
+    lines = [
+        line("GTIN " + raw, 0, confs=[0.99] * 5 + confs, alts=[[(c, 0.99)] for c in "GTIN "] + alts)
+    ]
+    out = verify([extracted("gtin", raw, 0)], lines, schema)
+    g = out.fields[0]
+    assert not g.corrected and not g.valid and g.value == raw and g.value != truth
+
+
+def test_loose_pattern_alone_does_not_trigger_corrections(verify):
+    # "BRRIY" fails the default serial pattern only because it has no digit: I -> 1 would make
+    # it "valid" without any evidence that it is a serial.
+    out = verify([extracted("serial_number", "BRRIY", 0)], [line("S/N BRRIY", 0)], None)
+    sn = out.fields[0]
+    assert not sn.corrected and not sn.valid and sn.value == "BRRIY"
+
+
+def test_without_a_schema_the_builtin_rules_apply(verify):
+    # fields.DEFAULT_SCHEMA gives imei only a 15-digit regex (an extraction hint); validation
+    # still checks the Luhn digit.
+    raw = "490154203237519"
+    out = verify(
+        [extracted("serial_number", "QX77812345", 0), extracted("imei", raw, 1)],
+        [line("S/N: QX77812345", 0), line("IMEI " + raw, 1)],
+        None,
+    )
+    assert [c for c, _ in out.fields[1].reasons] == ["check_digit"]
