@@ -335,15 +335,13 @@ def e2e_schema(truth_fields) -> dict:
     return {"fields": fields}
 
 
-def defaults_schema(schema: dict) -> dict:
-    """The same field names with no rules of their own: every field gets its default
-    ``validation.DEFAULT_FIELD_SPECS`` rules (IMEI Luhn, GTIN GS1, date parsing)."""
-    return {
-        "fields": [
-            {"name": f["name"], **({"required": True} if f.get("required") else {})}
-            for f in schema["fields"]
-        ]
-    }
+def v0_schema(truth_fields) -> dict:
+    """What the v0 rule extractor gets: ``fields.DEFAULT_SCHEMA`` with its regexes (its
+    keyword-less fallback needs them) plus the missing ground-truth fields by name."""
+    fields = [dict(f) for f in DEFAULT_SCHEMA["fields"]]
+    have = {f["name"] for f in fields}
+    fields += [{"name": n} for n in E2E_FIELDS if n in truth_fields and n not in have]
+    return {"fields": fields}
 
 
 def _field_row(f) -> dict:
@@ -366,7 +364,7 @@ def run_e2e_synth(tfx, n: int) -> None:
     reads = e2e_synth_reads(n)
     rules = RuleFieldExtractor()
     verifier = FieldVerifier(today=lambda: E2E_TODAY)
-    variants = ("v0 rules", "transformer raw", "transformer + verifier", "verifier, default specs")
+    variants = ("v0 rules", "transformer raw", "transformer + verifier")
     details = []
     for seed, rec in reads.items():
         truth = rec["fields"]
@@ -375,12 +373,10 @@ def run_e2e_synth(tfx, n: int) -> None:
         schema = e2e_schema(truth)
         extracted = tfx(lines, schema)
         ver = verifier(extracted, lines, schema, codes)
-        ver_d = verifier(extracted, lines, defaults_schema(schema), codes)
         outs = {
-            "v0 rules": {f.name: f for f in rules(lines, schema)},
+            "v0 rules": {f.name: f for f in rules(lines, v0_schema(truth))},
             "transformer raw": {f.name: f for f in extracted},
             "transformer + verifier": {f.name: f for f in ver.fields},
-            "verifier, default specs": {f.name: f for f in ver_d.fields},
         }
         details.append(
             {
@@ -389,10 +385,7 @@ def run_e2e_synth(tfx, n: int) -> None:
                 "truth": truth,
                 "codes": [c["text"] for c in rec["codes"]],
                 "pred": {v: {k: _field_row(f) for k, f in o.items()} for v, o in outs.items()},
-                "review": {
-                    "transformer + verifier": ver.review.to_dict(),
-                    "verifier, default specs": ver_d.review.to_dict(),
-                },
+                "review": {"transformer + verifier": ver.review.to_dict()},
             }
         )
     E2E_DETAILS.parent.mkdir(parents=True, exist_ok=True)
@@ -457,7 +450,7 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
     )
 
     # verification outcome per field
-    for v in ("transformer + verifier", "verifier, default specs"):
+    for v in ("transformer + verifier",):
         print(
             f"\n### {v}: validity x correctness per field (fields in ground truth and predicted)\n"
         )
@@ -500,7 +493,7 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
         "and right |"
     )
     print("|---|---|---|---|---|---|---|")
-    for v in ("transformer + verifier", "verifier, default specs"):
+    for v in ("transformer + verifier",):
         acc = [d for d in details if not d["review"][v]["needs_review"]]
         rev = [d for d in details if d["review"][v]["needs_review"]]
 
@@ -530,10 +523,10 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
         )
     # why reads go to review
     print("\n### review reasons (reads that have at least one, by code and field)\n")
-    print("| reason | " + " | ".join(("transformer + verifier", "verifier, default specs")) + " |")
-    print("|---|---|---|")
+    print("| reason | transformer + verifier |")
+    print("|---|---|")
     counts: dict[str, dict[str, int]] = {}
-    for v in ("transformer + verifier", "verifier, default specs"):
+    for v in ("transformer + verifier",):
         for d in details:
             seen = {f"{r['code']} {r['field']}" for r in d["review"][v]["reasons"]}
             for k in seen:
@@ -542,10 +535,7 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
     for k in sorted(counts, key=lambda k: -sum(counts[k].values())):
         print(
             f"| {k} | "
-            + " | ".join(
-                str(counts[k].get(v, 0))
-                for v in ("transformer + verifier", "verifier, default specs")
-            )
+            + " | ".join(str(counts[k].get(v, 0)) for v in ("transformer + verifier",))
             + " |"
         )
     print(f"\nper-image details: {E2E_DETAILS}")
