@@ -22,6 +22,10 @@ OCR_REC_BATCH_SIZE         recognition batch size                               
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
 OCR_FIELD_EXTRACTOR        field extractor (``transformer`` | ``rules`` = v0)         transformer
+OCR_EXTRACTOR_BACKEND      runtime of the transformer extractor: ``onnx`` (ONNX        onnx
+                           Runtime, graph exported once into
+                           ``$APP_VAR_DIR/cache/extractor-onnx``, torch fallback) or
+                           ``torch``
 OCR_RECTIFY                geometric rectification: ``auto`` (label perspective when   auto
                            an outline is found and tilted, per-line rectified crops,
                            recogniser-checked 0/180), ``lines`` (per-line only, no
@@ -69,6 +73,7 @@ class PipelineConfig:
     min_line_score: float = 0.3
     top_k: int = 3
     field_extractor: str = "transformer"
+    extractor_backend: str = "onnx"
     rectify: str = "auto"
     glare_aware: bool = True
     codes: bool = True
@@ -110,6 +115,10 @@ class PipelineConfig:
             problems.append(
                 "OCR_FIELD_EXTRACTOR must be 'rules' or 'transformer', "
                 f"got {self.field_extractor!r}"
+            )
+        if self.extractor_backend not in ("onnx", "torch"):
+            problems.append(
+                f"OCR_EXTRACTOR_BACKEND must be 'onnx' or 'torch', got {self.extractor_backend!r}"
             )
         if self.rectify not in ("auto", "lines", "off"):
             problems.append(f"OCR_RECTIFY must be auto, lines or off, got {self.rectify!r}")

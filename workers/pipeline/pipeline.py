@@ -461,13 +461,14 @@ def check_schema(schema: dict[str, Any] | None) -> None:
 
 def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
     """The swappable field step (``OCR_FIELD_EXTRACTOR``): ``transformer`` (default, the
-    layout-aware extractor, see workers/models/extractor/MODEL_CARD.md) or ``rules`` (v0)."""
+    layout-aware extractor, see workers/models/extractor/MODEL_CARD.md; run in ONNX Runtime or
+    torch, ``OCR_EXTRACTOR_BACKEND``) or ``rules`` (v0)."""
     if config.field_extractor == "rules":
         return RuleFieldExtractor()
     if config.field_extractor == "transformer":
         from .extraction import TransformerFieldExtractor
 
-        return TransformerFieldExtractor()
+        return TransformerFieldExtractor(backend=config.extractor_backend)
     raise ConfigError(f"unknown field extractor {config.field_extractor!r}")
 
 

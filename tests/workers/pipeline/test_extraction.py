@@ -3,6 +3,7 @@ committed model (slow: loads MiniLM + our weights, verifies sha256, extracts fie
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import shutil
@@ -161,8 +162,21 @@ def test_missing_manifest_is_a_config_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def extractor():
-    ex = TransformerFieldExtractor()
+def onnx_cache(tmp_path_factory):
+    """A fresh ONNX cache folder for this module (the first extractor below exports into it)."""
+    return tmp_path_factory.mktemp("extractor-onnx")
+
+
+@pytest.fixture(scope="module")
+def extractor(onnx_cache):
+    ex = TransformerFieldExtractor(cache_dir=onnx_cache)
+    ex.load()
+    return ex
+
+
+@pytest.fixture(scope="module")
+def torch_extractor():
+    ex = TransformerFieldExtractor(backend="torch")
     ex.load()
     return ex
 
@@ -192,9 +206,8 @@ def test_tampered_weights_are_refused(tmp_path):
         ex([line("S/N: AB12345", 10, 10)], None)
 
 
-@pytest.mark.slow
-def test_extracts_nameplate_fields(extractor):
-    lines = [
+def nameplate_lines() -> list[TextLine]:
+    return [
         line("ACME INSTRUMENTS Co., Ltd.", 20, 10, 0, cw=14),
         line("PRESSURE TRANSMITTER", 20, 45, 1),
         line("Model: PT-3200A", 20, 80, 2),
@@ -204,6 +217,11 @@ def test_extracts_nameplate_fields(extractor):
         line("220V~ 60Hz 1.5A", 20, 200, 6),
         line("Tel. 031-555-1234", 20, 230, 7),
     ]
+
+
+@pytest.mark.slow
+def test_extracts_nameplate_fields(extractor):
+    lines = nameplate_lines()
     res = {r.name: r for r in extractor(lines, None)}
     assert res["serial_number"].value == "KX7Q20240117"
     assert res["serial_number"].line_index == 3 and res["serial_number"].valid
@@ -285,6 +303,198 @@ def test_known_shortfalls_of_model_v1(extractor):
     lines = [line(t, 20, 20 + 25 * i, i) for i, t in enumerate(texts)]
     serial = {r.name: r for r in extractor(lines, None)}["serial_number"].value
     assert full_company and serial == "QZ88231045"
+
+
+# ---------------------------------------------------------------------------- ONNX Runtime
+
+
+def nameplate_lines_100_words() -> list[TextLine]:
+    """A dense nameplate of about 100 words: key/value lines, ratings, certificates, address."""
+    texts = [
+        "ACME INSTRUMENTS Co., Ltd.",
+        "SMART PRESSURE TRANSMITTER SERIES 3200",
+        "Model: PT-3200A-G2",
+        "S/N: KX7Q20240117",
+        "P/N: 4410-227-03",
+        "LOT: L2401-17B",
+        "MFG DATE: 2024-01-17",
+        "MAC: 00:1A:2B:3C:4D:5E",
+        "INPUT: 100-240V~ 50/60Hz 1.5A",
+        "OUTPUT: 4-20mA HART 24V DC",
+        "RANGE: 0-16 bar  ACCURACY: 0.075 %",
+        "PROCESS TEMP: -40 to 120 C",
+        "IP67  NEMA 4X  EX d IIC T6 Gb",
+        "UL FILE E123456  CE 0123  KC R-R-ACM-PT3200",
+        "WARNING: DO NOT OPEN WHEN ENERGIZED",
+        "Made in Korea  Tel. 031-555-1234",
+        "123 Industrial Road, Ansan, Gyeonggi 15588",
+        "www.acme-instruments.example  service@acme.example",
+        "WETTED PARTS: SUS316L  FILL FLUID: SILICONE OIL",
+        "CABLE ENTRY: M20 x 1.5  2 PLACES",
+        "CALIBRATED 0 TO 10 bar AT 23 C",
+    ]
+    return [line(t, 20, 10 + 30 * i, i, cw=10) for i, t in enumerate(texts)]
+
+
+def _field_tuples(results: list[FieldResult]) -> list[tuple]:
+    return [(r.name, r.raw_value, r.value, r.line_index, r.valid, r.box) for r in results]
+
+
+@pytest.mark.slow
+def test_onnx_backend_matches_torch_on_a_100_word_label(extractor, torch_extractor):
+    assert extractor.active_backend == "onnx" and torch_extractor.active_backend == "torch"
+    lines = nameplate_lines_100_words()
+    words = words_from_lines([(ln.text, ln.polygon) for ln in lines])
+    assert 90 <= len(words) <= 130
+    p_onnx = extractor.word_probs(words)
+    p_torch = torch_extractor.word_probs(words)
+    assert p_onnx.shape == p_torch.shape == (len(words), len(extractor.labels))
+    assert float(np.abs(p_onnx - p_torch).max()) < 1e-3
+    for schema in (None, RECEIPT_SCHEMA):
+        got, want = extractor(lines, schema), torch_extractor(lines, schema)
+        assert _field_tuples(got) == _field_tuples(want)
+        for a, b in zip(got, want, strict=True):
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-3)
+    # model v1 reads this long label as partly a receipt (see the model card): only the date
+    res = {r.name: r.value for r in extractor(lines, None)}
+    assert res["mfg_date"] == "2024-01-17"
+
+
+@pytest.mark.slow
+def test_onnx_backend_matches_torch_across_windows(extractor, torch_extractor):
+    # > 384 tokens: several windows, the last one shorter than the others
+    block = ["INPUT: 100-240V~ 1.5A", "IP65  INS. CL. F", "UL FILE E123456", "Made in Korea"]
+    texts = [f"{block[i % 4]} {i}" for i in range(130)] + ["S/N: QZ88231045"]
+    words = words_from_lines([(t, quad(20, 20 + 25 * i, 11 * len(t))) for i, t in enumerate(texts)])
+    diff = np.abs(extractor.word_probs(words) - torch_extractor.word_probs(words)).max()
+    assert float(diff) < 1e-3
+
+
+@pytest.mark.slow
+def test_onnx_graph_is_exported_once_and_reused(extractor, onnx_cache, monkeypatch):
+    from workers.pipeline import extraction
+
+    path = extractor.onnx_path
+    assert extractor.onnx_exported and path is not None and path.parent == onnx_cache
+    assert path.is_file() and (path.parent / (path.name + ".sha256")).is_file()
+    assert [p.name for p in onnx_cache.glob("*.onnx") if "-int8-" not in p.name] == [path.name]
+    assert not list(onnx_cache.glob(".*.tmp"))  # no temporary file left behind
+    mtime = path.stat().st_mtime_ns
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the cached graph must be reused, not exported again")
+
+    monkeypatch.setattr(extraction, "export_onnx", no_export)
+    again = TransformerFieldExtractor(cache_dir=onnx_cache)
+    again.load()
+    assert again.active_backend == "onnx" and not again.onnx_exported
+    assert again.onnx_path == path and path.stat().st_mtime_ns == mtime
+    lines = nameplate_lines_100_words()
+    assert _field_tuples(again(lines, None)) == _field_tuples(extractor(lines, None))
+
+
+@pytest.mark.slow
+def test_corrupt_onnx_cache_is_detected_and_exported_again(extractor, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    src = extractor.onnx_path
+    for name in (src.name, src.name + ".sha256"):
+        shutil.copy(src.parent / name, cache / name)
+    bad = cache / src.name
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the weights: loads fine, wrong numbers
+    bad.write_bytes(bytes(data))
+    ex = TransformerFieldExtractor(cache_dir=cache)
+    with caplog.at_level("WARNING", logger="workers.pipeline.extraction"):
+        ex.load()
+    assert "sha256" in caplog.text
+    assert ex.active_backend == "onnx" and ex.onnx_exported
+    # rewritten from torch, with a digest that matches again
+    fresh = bad.read_bytes()
+    assert fresh != bytes(data)
+    digest = (cache / (src.name + ".sha256")).read_text().strip()
+    assert hashlib.sha256(fresh).hexdigest() == digest
+    lines = nameplate_lines_100_words()
+    assert _field_tuples(ex(lines, None)) == _field_tuples(extractor(lines, None))
+
+
+@pytest.mark.slow
+def test_onnx_failure_falls_back_to_torch(tmp_path, monkeypatch, caplog):
+    from workers.pipeline import extraction
+
+    def broken(model, path, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(extraction, "export_onnx", broken)
+    ex = TransformerFieldExtractor(cache_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="workers.pipeline.extraction"):
+        ex.load()
+    assert ex.active_backend == "torch" and not ex.onnx_exported
+    assert "exporter exploded" in caplog.text and "torch" in caplog.text
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*.tmp"))
+    res = {r.name: r.value for r in ex(nameplate_lines(), None)}
+    assert res["serial_number"] == "KX7Q20240117"
+
+
+@pytest.mark.slow
+def test_onnx_int8_is_quantised_once_and_keeps_the_fields(extractor, onnx_cache):
+    ex = TransformerFieldExtractor(cache_dir=onnx_cache, quantize=True)
+    ex.load()
+    assert ex.active_backend == "onnx" and not ex.onnx_exported  # from the cached fp32 graph
+    qpath = ex.onnx_path
+    assert qpath is not None and qpath.name.startswith(extractor.onnx_path.stem + "-int8-")
+    assert (qpath.parent / (qpath.name + ".sha256")).is_file()
+    assert qpath.stat().st_size < extractor.onnx_path.stat().st_size / 2
+    lines = nameplate_lines_100_words()
+    words = words_from_lines([(ln.text, ln.polygon) for ln in lines])
+    p8, p32 = ex.word_probs(words), extractor.word_probs(words)
+    assert float((p8.argmax(axis=1) == p32.argmax(axis=1)).mean()) >= 0.95
+    got = {r.name: r.value for r in ex(nameplate_lines(), None)}
+    assert got["serial_number"] == "KX7Q20240117" and got["part_number"] == "4410-227-03"
+    mtime = qpath.stat().st_mtime_ns
+    again = TransformerFieldExtractor(cache_dir=onnx_cache, quantize=True)
+    again.load()
+    assert again.onnx_path == qpath and qpath.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_torch_int8_still_works():
+    ex = TransformerFieldExtractor(backend="torch", quantize=True)
+    ex.load()
+    assert ex.active_backend == "torch" and ex.onnx_path is None
+    got = {r.name: r.value for r in ex(nameplate_lines(), None)}
+    assert got["serial_number"] == "KX7Q20240117"
+
+
+def test_onnx_cache_dir_follows_app_var_dir(tmp_path, monkeypatch):
+    from workers.pipeline.extraction import REPO_ROOT, onnx_cache_dir, onnx_cache_key
+
+    monkeypatch.setenv("APP_VAR_DIR", str(tmp_path))
+    assert onnx_cache_dir() == tmp_path / "cache" / "extractor-onnx"
+    monkeypatch.delenv("APP_VAR_DIR")
+    assert onnx_cache_dir() == REPO_ROOT / "var" / "cache" / "extractor-onnx"
+    key = onnx_cache_key("a" * 64, "b" * 64)
+    assert key == onnx_cache_key("a" * 64, "b" * 64) and len(key) == 32
+    assert key != onnx_cache_key("a" * 64, "c" * 64) != onnx_cache_key("c" * 64, "b" * 64)
+
+
+def test_backend_is_validated_and_configurable():
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.errors import ConfigError
+    from workers.pipeline.pipeline import build_field_extractor
+
+    with pytest.raises(ConfigError):
+        TransformerFieldExtractor(backend="tensorflow")
+    assert TransformerFieldExtractor().backend == "onnx"
+    assert PipelineConfig().extractor_backend == "onnx"
+    cfg = PipelineConfig.from_env({"OCR_EXTRACTOR_BACKEND": "Torch"})
+    assert cfg.extractor_backend == "torch"
+    assert build_field_extractor(cfg).backend == "torch"  # type: ignore[attr-defined]
+    assert build_field_extractor(PipelineConfig()).backend == "onnx"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="OCR_EXTRACTOR_BACKEND"):
+        PipelineConfig(extractor_backend="tf")
+    with pytest.raises(ConfigError, match="OCR_EXTRACTOR_BACKEND"):
+        PipelineConfig.from_env({"OCR_EXTRACTOR_BACKEND": "openvino"})
 
 
 def test_transformer_extractor_is_the_default_and_rules_stay_selectable():
