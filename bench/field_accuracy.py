@@ -521,6 +521,30 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
             f"{_pct(sum(serial_ok(d) for d in rev), len(rev))} | "
             f"{sum(all_right(d, True) for d in rev)}/{len(rev)} |"
         )
+        # the same decision at other auto-accept thresholds (missing / invalid / mislabel
+        # reasons do not depend on the threshold; low confidence does)
+        print(
+            "\n### auto-accept threshold sweep (transformer + verifier)\n\n"
+            "| threshold | auto-accepted | precision (every predicted GT field right) | "
+            "serial exact among auto-accepted |\n|---|---|---|---|"
+        )
+        for t in (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98):
+            acc_t = [
+                d
+                for d in details
+                if not any(
+                    r["code"] in ("missing", "invalid", "mislabel")
+                    for r in d["review"][v]["reasons"]
+                )
+                and all(
+                    f["confidence"] >= t for f in d["pred"][v].values() if f["valid"] and f["value"]
+                )
+            ]
+            print(
+                f"| {t:.2f} | {len(acc_t)}/{n_img} ({_pct(len(acc_t), n_img)}) | "
+                f"{_pct(sum(all_right(d, False) for d in acc_t), len(acc_t))} | "
+                f"{_pct(sum(serial_ok(d) for d in acc_t), len(acc_t))} |"
+            )
     # why reads go to review
     print("\n### review reasons (reads that have at least one, by code and field)\n")
     print("| reason | transformer + verifier |")
