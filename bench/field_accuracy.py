@@ -571,6 +571,9 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=300, help="held-out synthetic nameplates")
     ap.add_argument("--no-e2e", action="store_true")
     ap.add_argument("--no-int8", action="store_true")
+    ap.add_argument(
+        "--int8", action="store_true", help="evaluate the int8 extractor in (a)-(c), (e)"
+    )
     ap.add_argument("--latency-runs", type=int, default=30)
     ap.add_argument(
         "--e2e-synth",
@@ -580,7 +583,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    tfx = TransformerFieldExtractor(args.model_dir)
+    tfx = TransformerFieldExtractor(args.model_dir, quantize=args.int8)
     extractors = {"transformer": tfx, "v0 rules": RuleFieldExtractor()}
     print(f"transformer: {tfx.model_info}")
 

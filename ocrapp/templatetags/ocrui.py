@@ -86,6 +86,7 @@ FIELD_REASON_MESSAGES = {
     "pattern": _("does not match the expected pattern"),
     "format": _("does not match the expected format"),
     "check_digit": _("wrong check digit"),
+    "uncertain": _("check digit passes, but several characters are unsure"),
     "date_unparsed": _("not a recognised date"),
     "date_future": _("date is in the future"),
     "date_too_old": _("date is too old"),

@@ -26,6 +26,8 @@ OCR_EXTRACTOR_BACKEND      runtime of the transformer extractor: ``onnx`` (ONNX 
                            Runtime, graph exported once into
                            ``$APP_VAR_DIR/cache/extractor-onnx``, torch fallback) or
                            ``torch``
+OCR_EXTRACTOR_INT8         dynamic int8 weights for the extractor (faster, ~1 point    0
+                           less accurate, see its model card) (1/0)
 OCR_RECTIFY                geometric rectification: ``auto`` (label perspective when   auto
                            an outline is found and tilted, per-line rectified crops,
                            recogniser-checked 0/180), ``lines`` (per-line only, no
@@ -74,6 +76,7 @@ class PipelineConfig:
     top_k: int = 3
     field_extractor: str = "transformer"
     extractor_backend: str = "onnx"
+    extractor_int8: bool = False
     rectify: str = "auto"
     glare_aware: bool = True
     codes: bool = True

@@ -1030,7 +1030,8 @@ class TransformerFieldExtractor:
             best = max(cands, key=_span_rank)
             ws = [words[k] for k in best.words]
             out[f] = (" ".join(w.text for w in ws), best.score, ws)
-            claimed.update(best.words)
+            if wanted is None or f in wanted:  # an unwanted field's span does not block others
+                claimed.update(best.words)
         if self.fallback_min_prob is not None:
             # a field no word was assigned to: its most probable word not already in another
             # field's value (and the neighbours above the same threshold) when that

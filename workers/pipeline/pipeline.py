@@ -468,7 +468,9 @@ def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
     if config.field_extractor == "transformer":
         from .extraction import TransformerFieldExtractor
 
-        return TransformerFieldExtractor(backend=config.extractor_backend)
+        return TransformerFieldExtractor(
+            backend=config.extractor_backend, quantize=config.extractor_int8
+        )
     raise ConfigError(f"unknown field extractor {config.field_extractor!r}")
 
 

@@ -22,7 +22,8 @@ Per field:
      corrected character counts with the probability of its chosen alternative);
    - extraction: the extractor's own score (``FieldResult.extraction_confidence``);
    - validation: 1 when valid as read, ``CORRECTED_FACTOR`` when valid after correction,
-     ``INVALID_FACTOR`` when invalid.
+     ``INVALID_FACTOR`` when invalid. A check-digit field with two or more characters below
+     ``CHECK_SURE_PROB`` is invalid (``uncertain``) even when its check digit passes.
 
    A field whose value a code confirms gets at least ``CODE_CONFIDENCE`` (codes carry their
    own error detection); a field only a code carries is added with ``source="code"``.
@@ -61,6 +62,9 @@ MIN_CHANGE_PROB = 0.03
 # uncertain character is left alone, the check digit was satisfied by luck, not by evidence
 # (two misread digits, one "repaired" into another wrong digit that happens to pass).
 CHECKED_KEEP_PROB = 0.6
+# A value that passes its check digit with two or more characters below this confidence is
+# not trusted (reason ``uncertain``): the check digit detects one error, not several.
+CHECK_SURE_PROB = 0.8
 LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
 
 _RULE_KEYS = ("pattern", "format", "check_digit", "date")
@@ -281,17 +285,33 @@ class FieldVerifier:
                     p = _alt_prob(span, pos, to)
                     char_conf[pos] = p
         recognition = min(char_conf) if char_conf else 0.0
-        if check.valid:
+        reasons = tuple((r.code, r.message) for r in check.reasons)
+        valid = check.valid
+        if valid and spec.check_digit and span is not None:
+            # A check digit catches one misread character, not several: with two or more
+            # unsure characters a wrong value passes it one time in ten.
+            unsure = [
+                i for i, c in enumerate(char_conf) if c < CHECK_SURE_PROB and not raw[i].isspace()
+            ]
+            if len(unsure) >= 2:
+                valid = False
+                reasons = (
+                    (
+                        "uncertain",
+                        f"passes the {spec.check_digit} check digit, but {len(unsure)} "
+                        f"characters were read with confidence below {CHECK_SURE_PROB:.1f}",
+                    ),
+                )
+        if valid:
             validation = CORRECTED_FACTOR if correction is not None else 1.0
         else:
             validation = INVALID_FACTOR
         conf = float(recognition) * float(extraction) * validation
-        reasons = tuple((r.code, r.message) for r in check.reasons)
         return dataclasses.replace(
             f,
             raw_value=f.raw_value,
             value=check.value,
-            valid=check.valid,
+            valid=valid,
             reason="; ".join(m for _c, m in reasons),
             reasons=reasons,
             corrected=correction is not None,

@@ -259,7 +259,7 @@ def test_extracts_receipt_fields_multiline_address(extractor):
     assert res["company"].value.upper().startswith("SYARIKAT")
     assert res["company"].line_index == 0
     assert res["date"].value == "30/01/2018"
-    assert res["total"].value in ("7.42", "7.00")  # v1 often takes the item amount (xfail below)
+    assert res["total"].value in ("7.42", "7.00")  # may take the item amount (xfail below)
     assert "KUALA LUMPUR" in res["address"].value and "JALAN AIR PANAS" in res["address"].value
     assert res["address"].line_index == 2
 
@@ -285,9 +285,9 @@ def test_empty_input_and_long_input(extractor):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="model v1 (400 CPU steps) misses these; see MODEL_CARD.md 'Known shortfalls'",
+    reason="model v2 still misses these; see MODEL_CARD.md 'Known shortfalls'",
 )
-def test_known_shortfalls_of_model_v1(extractor):
+def test_known_shortfalls_of_the_extractor(extractor):
     texts = [
         "SYARIKAT PERNIAGAAN GIN KEE",
         "(81109-A)",

@@ -248,3 +248,18 @@ def test_without_a_schema_the_builtin_rules_apply(verify):
         None,
     )
     assert [c for c, _ in out.fields[1].reasons] == ["check_digit"]
+
+
+def test_check_digit_pass_with_several_unsure_characters_is_not_trusted(verify):
+    # Three digits misread at 0.66-0.77 and the result still passes GS1 mod 10 (1 in 10).
+    raw = "6801366720700"
+    confs = [0.99] * len(raw)
+    confs[0], confs[7], confs[10] = 0.71, 0.66, 0.77
+    schema = {"fields": [{"name": "serial_number"}, {"name": "gtin"}]}
+    out = verify([extracted("gtin", raw, 0)], [line(raw, 0, confs=confs)], schema)
+    g = out.fields[0]
+    assert not g.valid and [c for c, _ in g.reasons] == ["uncertain"]
+    # one unsure character is fine: a check digit catches any single misread digit
+    confs[7] = confs[10] = 0.99
+    out = verify([extracted("gtin", raw, 0)], [line(raw, 0, confs=confs)], schema)
+    assert out.fields[0].valid
