@@ -39,6 +39,16 @@ def test_upload_is_read_by_real_worker(celery_worker_proc, station_client, produ
     assert {m["stage"] for m in read["models"]} >= {"detection", "recognition"}
     assert all(m["sha256"] for m in read["models"] if m["stage"] in ("detection", "recognition"))
     assert read["timings_ms"]["total"] > 0
+    # verified by the worker against the product type's schema and threshold
+    assert "fields" in {m["stage"] for m in read["models"]}
+    assert read["review"]["auto_accept"] == pytest.approx(product_type.auto_accept_threshold)
+    assert body["needs_review"] is read["needs_review"]
+    sn = next(f for f in read["fields"] if f["name"] == "serial_number")
+    assert sn["valid"] and set(sn["confidence_parts"]) == {
+        "recognition",
+        "extraction",
+        "validation",
+    }
     # the serial is searchable right away
     hits = station_client.get("/api/v1/serials", {"q": "SN20260042"}).json()["results"]
     assert hits and hits[0]["value"] == "SN20260042" and hits[0]["match"] == "exact"
