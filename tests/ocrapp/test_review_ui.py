@@ -254,6 +254,7 @@ def test_ui_strings_carry_the_review_sentences(logged_in, station, product_type)
         "date_unparsed",
         "date_future",
         "date_too_old",
+        "uncertain",
     }
     assert strings["code_checks"]["match"] == "matches the %(code)s code"
     assert strings["corrected_from"] == "corrected from %(raw)s"
