@@ -34,7 +34,7 @@ from workers.pipeline.pipeline import build_pipeline  # noqa: E402
 from workers.pipeline.synthetic_labels import label_set  # noqa: E402
 
 PLATES = Path("/work/shared/datasets/plates_br")
-STAGES = ["decode", "detection", "recognition", "quality", "fields", "total"]
+STAGES = ["decode", "detection", "recognition", "quality", "codes", "fields", "total"]
 
 
 def images(n_labels: int, n_plates: int) -> list[bytes]:
@@ -125,7 +125,7 @@ def main() -> None:
             r = pipe.run(b)
             ours_pass += time.perf_counter() - t
             for s in STAGES:
-                ours[s].append(r.timings_ms[s])
+                ours[s].append(r.timings_ms.get(s, 0.0))
             for s, v in engine(b).items():
                 peer[s].append(v * 1000.0)
         seq_time += ours_pass
