@@ -46,26 +46,14 @@ from workers.pipeline.extraction import (  # noqa: E402
     normalize_boxes,
     words_from_lines,
 )
-from workers.pipeline.types import TextLine  # noqa: E402
 from workers.training.extractor.data import SROIE_DIR, load_sroie, synth_docs  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from field_accuracy import to_textlines  # noqa: E402  (the sibling bench script)
 
 RECEIPT_SCHEMA = {
     "fields": [{"name": f, "normalize": "text"} for f in ("company", "date", "address", "total")]
 }
-
-
-def to_textlines(lines: list[tuple[str, tuple]]) -> list[TextLine]:
-    return [
-        TextLine(
-            order=i,
-            text=t,
-            confidence=1.0,
-            char_confidences=(),
-            alternatives=(),
-            polygon=tuple((float(x), float(y)) for x, y in p),
-        )
-        for i, (t, p) in enumerate(lines)
-    ]
 
 
 def n_words(lines: list[tuple[str, tuple]]) -> int:

@@ -53,6 +53,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from workers.pipeline.extraction import NAMEPLATE_FIELDS as NAMEPLATE_FIELDS_MODEL  # noqa: E402
 from workers.pipeline.extraction import TransformerFieldExtractor  # noqa: E402
 from workers.pipeline.fields import DEFAULT_SCHEMA, RuleFieldExtractor  # noqa: E402
 from workers.pipeline.types import TextLine  # noqa: E402
@@ -181,17 +182,7 @@ def latency(extractors: dict, lines: list[TextLine], schema, runs: int) -> dict[
 E2E_SEED_BASE = 9_500_000  # inside the evaluation range 9_000_000.. (read_accuracy uses 9_0xx_xxx)
 E2E_CACHE = Path("var/bench/e2e_synth_lines.json")
 E2E_DETAILS = Path("var/bench/e2e_synth_results.json")
-E2E_FIELDS = (
-    "serial_number",
-    "part_number",
-    "model",
-    "lot",
-    "mfg_date",
-    "manufacturer",
-    "mac",
-    "imei",
-    "gtin",
-)
+E2E_FIELDS = NAMEPLATE_FIELDS_MODEL  # every nameplate field the model knows
 CHECK_DIGIT_FIELDS = ("imei", "gtin")
 # The synthetic engine prints dates from 2018-01-01 to 2026-12-28 (``content.gen_date``; ISO
 # week 26W52 = 2026-12-21): anchor the date rules after all of them, so that a correct date is

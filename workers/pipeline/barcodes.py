@@ -225,7 +225,7 @@ class Mismatch:
 
 
 _SERIALISH = re.compile(r"[A-Z0-9][A-Z0-9./_-]{3,39}")
-_KEYED_SERIAL = re.compile(
+KEYED_SERIAL = re.compile(
     r"(?:^|[\s;,|&?])(?:S/?N|SER(?:IAL)?(?:[ _]?(?:NO|NUMBER))?)\s*[:=#]\s*([A-Z0-9][A-Z0-9./_-]*)",
     re.IGNORECASE,
 )
@@ -306,7 +306,7 @@ def cross_check(fields: Mapping[str, str | None], codes: Iterable[CodeResult]) -
                     )
             continue
         text = code.text.strip()
-        keyed = _KEYED_SERIAL.search(text)
+        keyed = KEYED_SERIAL.search(text)
         if keyed:
             guesses.setdefault("serial_number", []).append((keyed.group(1), code.format))
             continue

@@ -583,6 +583,16 @@ def _read_verified(path: Path) -> bytes | None:
     return data
 
 
+def _write_with_digest(path: Path, write: Any) -> bytes:
+    """``write(tmp)`` into ``path`` atomically, then its ``.sha256`` sidecar; the bytes."""
+    _replace_atomically(path, write)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    side = path.with_name(path.name + ".sha256")
+    _replace_atomically(side, lambda tmp: tmp.write_text(digest + "\n"))
+    return data
+
+
 def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` to a temporary file next to ``path``, flush it to disk, rename it over
     ``path``: readers see the old file or the whole new one, never a part."""
@@ -887,22 +897,14 @@ class TransformerFieldExtractor:
                 data = _read_verified(qpath)
                 if data is None:
                     log.info("extractor: quantising the ONNX graph to %s", qpath)
-                    _replace_atomically(qpath, lambda tmp: quantize_onnx(path, tmp))
-                    data = qpath.read_bytes()
-                    digest = hashlib.sha256(data).hexdigest()
-                    side = qpath.with_name(qpath.name + ".sha256")
-                    _replace_atomically(side, lambda tmp: tmp.write_text(digest + "\n"))
+                    data = _write_with_digest(qpath, lambda tmp: quantize_onnx(path, tmp))
         self.onnx_path = qpath
         return data
 
     def _export(self, model: Any, path: Path) -> bytes:
         """Export ``model`` to ``path`` (and its ``.sha256`` sidecar), both atomically."""
         log.info("extractor: exporting the ONNX graph to %s", path)
-        _replace_atomically(path, lambda tmp: export_onnx(model, tmp))
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        side = path.with_name(path.name + ".sha256")
-        _replace_atomically(side, lambda tmp: tmp.write_text(digest + "\n"))
+        data = _write_with_digest(path, lambda tmp: export_onnx(model, tmp))
         self.onnx_exported = True
         return data
 

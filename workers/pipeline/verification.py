@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from .barcodes import CodeResult, cross_check
+from .barcodes import KEYED_SERIAL, CodeResult, cross_check
 from .correction import LOOKALIKES, correct
 from .fields import DEFAULT_SCHEMA
 from .types import FieldResult, ReviewDecision, ReviewReason, TextLine
@@ -469,14 +469,9 @@ def _plain_code_values(codes: Sequence[CodeResult]) -> set[str]:
         if code.gs1 is not None:
             continue
         out.add(_bare_id(code.text))
-        for m in _KEYED.finditer(code.text):
+        for m in KEYED_SERIAL.finditer(code.text):
             out.add(_bare_id(m.group(1)))
     return out
-
-
-_KEYED = re.compile(
-    r"(?:S/?N|SER(?:IAL)?(?:[ _]?(?:NO|NUMBER))?)\s*[:=#]\s*([A-Z0-9][A-Z0-9./_-]*)", re.I
-)
 
 
 def _coded_values(codes: Sequence[CodeResult]) -> dict[str, str]:
