@@ -97,6 +97,22 @@ def _torchvision_stand_in() -> None:
     sys.modules["torchvision.ops"] = ops
 
 
+def _import_onnx2torch() -> Any:
+    """``onnx2torch.convert``, imported with the torchvision stand-in, which is then taken out
+    of ``sys.modules`` again (onnx2torch keeps its own references): left there, it has no
+    module spec and breaks other libraries' availability probes (transformers raises
+    "torchvision.__spec__ is None" when it is imported later in the same process)."""
+    before = set(sys.modules)
+    _torchvision_stand_in()
+    added = [m for m in ("torchvision", "torchvision.ops") if m not in before and m in sys.modules]
+    try:
+        from onnx2torch import convert
+    finally:
+        for m in added:
+            del sys.modules[m]
+    return convert
+
+
 def _dist_version(name: str) -> str:
     try:
         return importlib.metadata.version(name)
@@ -497,8 +513,7 @@ def build(model_set: str, stage: Stage, *, charset: list[str] | None = None, see
 
     if charset is not None and " " in charset and charset[-1] != " ":
         raise ValueError("the space must be the last class (PaddleOCR's use_space_char layout)")
-    _torchvision_stand_in()
-    from onnx2torch import convert as o2t
+    o2t = _import_onnx2torch()
 
     full, report = prepare_onnx(model_set, stage, charset, seed)
     cut = copy.deepcopy(full)
