@@ -33,6 +33,7 @@ from workers.pipeline.config import PipelineConfig  # noqa: E402
 from workers.pipeline.detection import TextDetector  # noqa: E402
 from workers.pipeline.models import MODEL_SETS, create_session, load_char_list  # noqa: E402
 from workers.pipeline.recognition import TextRecognizer  # noqa: E402
+from workers.training.rec_train import levenshtein  # noqa: E402
 
 SETS = ["ppocrv4", "ppocrv5", "ppocrv6_small", "ppocrv6_tiny"]
 HARD = [
@@ -49,12 +50,7 @@ SERIAL_CHARSET = list(string.ascii_uppercase + string.ascii_lowercase + string.d
 
 
 def cer(a: str, b: str) -> float:
-    d = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, d[0] = d[0], i
-        for j, cb in enumerate(b, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ca != cb))
-    return d[len(b)] / max(len(b), 1)
+    return levenshtein(a, b) / max(len(b), 1)
 
 
 def coverage(gt: np.ndarray, quads: list[np.ndarray], shape: tuple[int, int]) -> float:

@@ -66,6 +66,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from workers.training.rec_train import levenshtein  # noqa: E402
+
 EVAL_SEED_BASE = 9_000_000
 BUCKETS = (
     "glare",
@@ -247,16 +249,6 @@ def engine_tesseract() -> Callable[[bytes], tuple[Pred, str | None]] | None:
 
 
 # ---------------------------------------------------------------- metrics
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def _bbox_iou(p: np.ndarray, q: np.ndarray) -> float:
     ax0, ay0 = p.min(0)
     ax1, ay1 = p.max(0)
@@ -288,12 +280,12 @@ def line_errors(gt: list[tuple[str, Any]], pred: Pred) -> tuple[int, int]:
         if best is None:
             cands = [j for j in range(len(pred)) if j not in used]
             if cands:
-                best = min(cands, key=lambda j: edit_distance(g, norm(pred[j][0])))
+                best = min(cands, key=lambda j: levenshtein(g, norm(pred[j][0])))
         if best is None:
             errs += len(g)
         else:
             used.add(best)
-            errs += min(edit_distance(g, norm(pred[best][0])), len(g))
+            errs += min(levenshtein(g, norm(pred[best][0])), len(g))
         total += len(g)
     return errs, total
 

@@ -42,7 +42,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -61,7 +60,7 @@ from workers.training.rec_train import (
     VAL_SEEDS,
     latest_checkpoint,
     make_scheduler,
-    trim_log,
+    open_log,
 )
 
 MODEL_SET = "ppocrv5"
@@ -433,28 +432,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     else:
         torch.manual_seed(args.seed)
     val = [resized_sample(VAL_SEEDS[0] + i, args.size, None, 0.0) for i in range(args.val_samples)]
-    logp = out / "log.csv"
-    if resume is not None:
-        trim_log(logp, state["step"])
-    new = not logp.exists()
-    logf = logp.open("a", newline="")
-    log = csv.writer(logf)
-    if new:
-        log.writerow(
-            [
-                "step",
-                "loss",
-                "bce",
-                "dice",
-                "l1",
-                "lr",
-                "step_s",
-                "data_s",
-                "val_loss",
-                "recall",
-                "wall",
-            ]
-        )
+    logf, log = open_log(
+        out / "log.csv",
+        [
+            "step",
+            "loss",
+            "bce",
+            "dice",
+            "l1",
+            "lr",
+            "step_s",
+            "data_s",
+            "val_loss",
+            "recall",
+            "wall",
+        ],
+        resume_step=state["step"] if resume is not None else None,
+    )
 
     def ckpt(step: int, name: str | None = None) -> None:
         state["step"], state["rng_np"] = step, rng.bit_generator.state

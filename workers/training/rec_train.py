@@ -534,6 +534,19 @@ def trim_log(path: Path, step: int) -> None:
         csv.writer(fh).writerows([rows[0], *keep])
 
 
+def open_log(path: Path, columns: Sequence[str], *, resume_step: int | None) -> tuple[Any, Any]:
+    """CSV training log kept across resumes: rows after ``resume_step`` (None: a fresh run) are
+    dropped, the header is written once. Returns (file, csv writer); the caller closes it."""
+    if resume_step is not None:
+        trim_log(path, resume_step)
+    new = not path.exists()
+    f = path.open("a", newline="")
+    writer = csv.writer(f)
+    if new:
+        writer.writerow(list(columns))
+    return f, writer
+
+
 class CropPool:
     """Ring buffer of training crops refilled from consecutive training seeds."""
 
@@ -640,27 +653,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     while len(pool.items) < min(args.pool_min, args.pool_size):
         pool.add_sample(rng)
 
-    log_path = out / "log.csv"
-    if resume is not None:
-        trim_log(log_path, state["step"])
-    new_log = not log_path.exists()
-    logf = log_path.open("a", newline="")
-    log = csv.writer(logf)
-    if new_log:
-        log.writerow(
-            [
-                "step",
-                "loss",
-                "ctc",
-                "lr",
-                "grad_norm",
-                "step_s",
-                "data_s",
-                "val_cer",
-                "val_exact",
-                "wall",
-            ]
-        )
+    logf, log = open_log(
+        out / "log.csv",
+        [
+            "step",
+            "loss",
+            "ctc",
+            "lr",
+            "grad_norm",
+            "step_s",
+            "data_s",
+            "val_cer",
+            "val_exact",
+            "wall",
+        ],
+        resume_step=state["step"] if resume is not None else None,
+    )
 
     def validate(step: int) -> tuple[float, float]:
         model.eval()
