@@ -1,8 +1,9 @@
-"""Fine-tune the converted PP-OCRv5 DB text detector on synthetic photos (CPU-friendly).
+"""Fine-tune a converted PP-OCR DB text detector on synthetic photos (CPU-friendly).
 
 Training-side only (never imported by the app).
 
-Network: the shipped PP-OCRv5 det converted by ``workers.training.convert`` (whole network
+Network: the shipped PP-OCR det (``--base``, default PP-OCRv6-small, the pipeline's default
+detector) converted by ``workers.training.convert`` (whole network
 trained; BatchNorm running statistics frozen, affine weights trained) gives the probability
 map logits P (N, 1, H, W). The inference graph has no threshold branch, so a DB threshold head
 of PaddleOCR's shape (conv3x3 96->24, BN, ReLU, deconv x2, BN, ReLU, deconv x2 -> 1) is added
@@ -61,11 +62,15 @@ from workers.training.rec_train import (
     latest_checkpoint,
     make_scheduler,
     open_log,
+    pad_polygon,
 )
 
-MODEL_SET = "ppocrv5"
-FEATURE_TENSOR = "p2o.pd_op.concat.0.0"  # fused FPN feature (N, 96, H/4, W/4) of PP-OCRv5 det
+MODEL_SET = "ppocrv6_small"  # default base: the pipeline's default detector (--base to change)
 SHRINK_RATIO = 0.4
+# Margin of the shipped PP-OCRv6-small det's boxes around the engine's glyph-tight polygons,
+# measured on 105 clean synthetic lines (box height = 1.65x GT height, +0.42 heights in
+# length): per side 0.32 heights across, 0.21 along.
+BOX_PAD = (0.32, 0.32, 0.21, 0.21)
 THRESH_MIN, THRESH_MAX = 0.3, 0.7
 
 
@@ -172,12 +177,12 @@ def extra_highlights(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def normalise(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 BGR normalised with PP-OCRv5 det mean/std (as
+def normalise(rgb: np.ndarray, model_set: str = MODEL_SET) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 BGR normalised with the base det's mean/std (as
     ``workers.pipeline.detection.TextDetector.preprocess``)."""
     from workers.pipeline.models import MODEL_SETS
 
-    ms = MODEL_SETS[MODEL_SET]
+    ms = MODEL_SETS[model_set]
     mean = np.array(ms.det_mean, np.float32).reshape(1, 1, 3)
     std = np.array(ms.det_std, np.float32).reshape(1, 1, 3)
     bgr = rgb[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
@@ -190,8 +195,13 @@ def resized_sample(
     rng: np.random.Generator | None,
     p_highlight: float,
     conditions: set[str] | None = None,
+    pad: tuple[float, float, float, float] = BOX_PAD,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(rgb (h, w, 3) uint8 with the long side ``size`` (multiples of 32), [polygons (K, 2)])."""
+    """(rgb (h, w, 3) uint8 with the long side ``size`` (multiples of 32), [polygons (K, 2)]).
+
+    The engine's line polygons hug the glyphs; ``pad`` (top, bottom, start, end in line
+    heights, see ``rec_train.pad_polygon``) enlarges them to the box style the shipped detector
+    was trained on, so fine-tuning keeps its box geometry (what the recogniser expects)."""
     from workers.training.synth import SynthConfig, generate_sample
 
     cfg = SynthConfig(p_glare=0.5, p_curved=0.25, p_perspective=0.45)
@@ -200,13 +210,20 @@ def resized_sample(
     r = size / max(h, w)
     nh, nw = max(32, int(round(h * r / 32)) * 32), max(32, int(round(w * r / 32)) * 32)
     img = cv2.resize(s.image, (nw, nh), interpolation=cv2.INTER_AREA)
-    polys = [ln.polygon * np.array([nw / w, nh / h]) for ln in s.lines]
+    polys = []
+    for ln in s.lines:
+        poly = np.asarray(ln.polygon, np.float64)
+        if any(pad):
+            poly = pad_polygon(poly, *pad)
+        polys.append(poly * np.array([nw / w, nh / h]))
     if rng is not None and rng.random() < p_highlight:
         img = extra_highlights(img, rng)
     return img, polys
 
 
-def make_batch(items: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> dict[str, Any]:
+def make_batch(
+    items: Sequence[tuple[np.ndarray, list[np.ndarray]]], model_set: str = MODEL_SET
+) -> dict[str, Any]:
     import torch
 
     hmax = max(i[0].shape[0] for i in items)
@@ -219,7 +236,7 @@ def make_batch(items: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> dict[str
     }
     for i, (img, polys) in enumerate(items):
         h, w = img.shape[:2]
-        x[i, :, :h, :w] = normalise(img)
+        x[i, :, :h, :w] = normalise(img, model_set)
         t = db_targets(polys, (h, w))
         for k in maps:
             maps[k][i, :h, :w] = t[k]
@@ -229,6 +246,33 @@ def make_batch(items: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> dict[str
 
 
 # ---- model -----------------------------------------------------------------------------------
+def head_feature(model_set: str) -> tuple[str, int]:
+    """(name, channels) of the fused FPN feature (N, C, H/4, W/4) the DB probability head reads:
+    walk back from the graph output (Sigmoid <- ConvTranspose ... <- Conv) to the head's first
+    Conv and take its data input. Works for every shipped PP-OCR det graph (v4/v5/v6)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from workers.training.convert import source_path
+
+    g = onnx.load(str(source_path(model_set, "det"))).graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    name = g.output[0].name
+    seen_deconv = False
+    for _ in range(64):
+        node = producer[name]
+        if node.op_type == "ConvTranspose":
+            seen_deconv = True
+        elif node.op_type == "Conv" and seen_deconv:
+            w = inits.get(node.input[1])
+            if w is None:
+                raise RuntimeError(f"{model_set} det: head conv weight is not an initializer")
+            return node.input[0], int(numpy_helper.to_array(w).shape[1])
+        name = next(i for i in node.input if i not in inits)
+    raise RuntimeError(f"{model_set} det: no DB head found behind the output")
+
+
 def _build_thresh_head(channels: int = 96, mid: int = 24) -> Any:
     import torch.nn as nn
 
@@ -247,23 +291,25 @@ class DBTrainer:
     """Converted detector + training-only threshold head. ``forward(x)`` -> (prob logits
     (N, 1, H, W), threshold map (N, 1, H, W) in [0, 1])."""
 
-    def __init__(self, net: Any | None = None) -> None:
+    def __init__(self, net: Any | None = None, model_set: str = MODEL_SET) -> None:
         import torch
 
         from workers.training import convert
 
-        self.net = net if net is not None else convert.build(MODEL_SET, "det")
-        self.thresh_head = _build_thresh_head()
+        self.net = net if net is not None else convert.build(model_set, "det")
+        self.model_set = self.net.spec.model_set
+        feature, channels = head_feature(self.model_set)
+        self.thresh_head = _build_thresh_head(channels, max(8, channels // 4))
         self._feat: list[Any] = []
         target = None
         for _name, mod in self.net.net.named_children():
             mapping = getattr(mod, "onnx_mapping", None)
-            if mapping is not None and mapping.inputs and mapping.inputs[0] == FEATURE_TENSOR:
+            if mapping is not None and mapping.inputs and mapping.inputs[0] == feature:
                 if isinstance(mod, torch.nn.Conv2d):
                     target = mod
                     break
         if target is None:
-            raise RuntimeError(f"no conv consumes {FEATURE_TENSOR} (not a PP-OCRv5 det graph?)")
+            raise RuntimeError(f"no conv consumes {feature} in the {self.model_set} det graph")
         target.register_forward_pre_hook(lambda _m, inp: self._feat.append(inp[0]))
 
     def parameters(self) -> list[Any]:
@@ -366,7 +412,7 @@ def validate(
     losses = []
     with torch.inference_mode():
         for item in val:
-            b = make_batch([item])
+            b = make_batch([item], model.model_set)
             lg, t = model(b["x"])
             losses.append(float(db_loss(lg, t, b)["loss"]))
             h_, n_ = recall(torch.sigmoid(lg)[0, 0].numpy(), item[1])
@@ -403,9 +449,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(out) if args.resume else None
-    model = DBTrainer()
-    if resume is not None:
-        ck = torch.load(resume, map_location="cpu", weights_only=True)
+    ck = torch.load(resume, map_location="cpu", weights_only=True) if resume is not None else None
+    model = DBTrainer(model_set=ck["spec"]["model_set"] if ck is not None else args.base)
+    if ck is not None:
         model.net.load_state_dict(ck["state_dict"], strict=True)
         model.thresh_head.load_state_dict(ck["thresh_head"])
         state = json.loads(ck["train_state"])
@@ -462,13 +508,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     while step < total:
         t0 = time.perf_counter()
         items = []
+        # one size per batch (no padding waste), jittered so the head sees text at the scales
+        # the pipeline's det_limit_side gives it
+        size = args.size
+        if args.size_jitter > 0:
+            f = rng.uniform(1.0 - args.size_jitter, 1.0 + args.size_jitter)
+            size = max(64, int(round(args.size * f / 32)) * 32)
         for _ in range(args.batch_size):
             seed = TRAIN_SEEDS[0] + state["cursor"]
             state["cursor"] += 1
             if seed >= TRAIN_SEEDS[1]:
                 raise ValueError("training seeds exhausted")
-            items.append(resized_sample(seed, args.size, rng, args.p_highlight))
-        b = make_batch(items)
+            items.append(resized_sample(seed, size, rng, args.p_highlight))
+        b = make_batch(items, model.model_set)
         t1 = time.perf_counter()
         lg, t = model(b["x"])
         parts = db_loss(lg, t, b)
@@ -509,7 +561,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def export(ckpt: str, onnx_path: str) -> Path:
-    """Checkpoint -> ONNX: the shipped PP-OCRv5 det graph with the trained weights."""
+    """Checkpoint -> ONNX: the shipped base det graph with the trained weights."""
     import torch
 
     from workers.training import convert
@@ -521,8 +573,8 @@ def export(ckpt: str, onnx_path: str) -> Path:
     write_manifest(
         path,
         name="det_ours",
-        version=f"{MODEL_SET}-det-ft-step{st.get('step')}",
-        base_model=MODEL_SET,
+        version=f"{model.spec.model_set}-det-ft-step{st.get('step')}",
+        base_model=model.spec.model_set,
         base_sha256=model.spec.source_sha256,
         trained_steps=st.get("step"),
     )
@@ -533,9 +585,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="var/train/det")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--base", default=MODEL_SET, help="shipped det to start from (model set)")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--size", type=int, default=640, help="long side of the training images")
+    p.add_argument("--size-jitter", type=float, default=0.0, help="per-batch size factor +-")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=20)

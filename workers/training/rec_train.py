@@ -301,13 +301,17 @@ def photo_crops(
     return out
 
 
-def sample_crops(seed: int, rng: np.random.Generator, *, p_clean: float = 0.15) -> list[LineCrop]:
+def sample_crops(
+    seed: int, rng: np.random.Generator, *, p_clean: float = 0.15, p_engraved: float = 0.2
+) -> list[LineCrop]:
     """Training crops of one synthetic sample: photo crops + flat-label crops."""
     from workers.training.synth import SynthConfig, generate_sample, line_crops
 
     if not TRAIN_SEEDS[0] <= seed < TRAIN_SEEDS[1]:
         raise ValueError(f"training seed {seed} outside {TRAIN_SEEDS}")
-    cfg = SynthConfig(p_glare=0.5, p_dot_matrix=0.25, p_segment=0.15, p_engraved=0.2, p_curved=0.2)
+    cfg = SynthConfig(
+        p_glare=0.5, p_dot_matrix=0.25, p_segment=0.15, p_engraved=p_engraved, p_curved=0.2
+    )
     conds = {"clean"} if random.Random(seed ^ 0x5EED).random() < p_clean else None
     s = generate_sample(seed, conditions=conds, size=None, config=cfg)
     out = photo_crops(s, rng)
@@ -550,10 +554,13 @@ def open_log(path: Path, columns: Sequence[str], *, resume_step: int | None) -> 
 class CropPool:
     """Ring buffer of training crops refilled from consecutive training seeds."""
 
-    def __init__(self, size: int, cursor: int, index: dict[str, int]) -> None:
+    def __init__(
+        self, size: int, cursor: int, index: dict[str, int], p_engraved: float = 0.2
+    ) -> None:
         self.size = size
         self.cursor = cursor
         self.index = index
+        self.p_engraved = p_engraved
         self.items: list[LineCrop] = []
         self.pos = 0
 
@@ -561,7 +568,7 @@ class CropPool:
         seed = TRAIN_SEEDS[0] + self.cursor
         self.cursor += 1
         try:
-            crops = sample_crops(seed, rng)
+            crops = sample_crops(seed, rng, p_engraved=self.p_engraved)
         except Exception as exc:  # a broken sample must not stop a long run
             print(f"seed {seed}: {exc!r}", file=sys.stderr)
             return 0
@@ -620,8 +627,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.load_state_dict(ck["state_dict"], strict=True)
         total = state["max_steps"] if args.max_steps is None else args.max_steps
     else:
-        charset, arch = build_charset(), args.arch
-        model = build_model(arch, charset)
+        if args.init:
+            # continue from a committed export (its own charset and arch); fresh optimiser
+            from workers.training import convert
+
+            model = convert.load_exported(args.init)
+            charset = list(model.spec.charset)
+            arch = {v: k for k, v in ARCHS.items()}[model.spec.model_set]
+        else:
+            charset, arch = build_charset(), args.arch
+            model = build_model(arch, charset)
         total = args.max_steps or 1000
         state = {
             "step": 0,
@@ -649,7 +664,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     val = heldout_crops(range(VAL_SEEDS[0], VAL_SEEDS[0] + args.val_samples), VAL_CONDITIONS)
     val = [c for c in val if encode(c.text, index) is not None and c.text.strip()]
-    pool = CropPool(args.pool_size, state["cursor"], index)
+    pool = CropPool(args.pool_size, state["cursor"], index, args.p_engraved)
     while len(pool.items) < min(args.pool_min, args.pool_size):
         pool.add_sample(rng)
 
@@ -828,6 +843,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", choices=sorted(ARCHS), default="v6_small")
     p.add_argument("--out", default="var/train/rec")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--init", default=None, help="start from this exported ONNX (e.g. the committed rec_ours)"
+    )
+    p.add_argument("--p-engraved", type=float, default=0.2, help="engraved-label probability")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-4)
