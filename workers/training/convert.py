@@ -604,7 +604,8 @@ def load_exported(path: str | Path, *, expected_sha256: str | None = None) -> An
     state = net.net.state_dict()
     with torch.no_grad():
         for name, key in net.onnx_names.items():
-            arr = numpy_helper.to_array(inits[name])
+            init = inits.get(name) or inits[name + FP16_SUFFIX]  # fp16 storage: cast back
+            arr = numpy_helper.to_array(init).astype(np.float32)
             state[key].copy_(torch.from_numpy(arr.copy()).reshape(state[key].shape))
     return net.eval()
 
@@ -624,7 +625,49 @@ def _metadata(model: Any, method: str) -> dict[str, str]:
     return meta
 
 
-def export_onnx(model: Any, path: str | Path, *, method: str = "weights", opset: int = 17) -> Path:
+FP16_SUFFIX = "__fp16"
+
+
+def fp16_storage(proto: Any) -> int:
+    """Store the weight matrices/kernels (float32 initializers with >= 2 dims) of an ONNX graph
+    as float16, each followed by a ``Cast`` back to float32 under its old name (in place;
+    returns the number converted). onnxruntime's constant folding (``ORT_ENABLE_ALL``, what
+    ``workers.pipeline.models.create_session`` sets) evaluates those casts once when the session
+    is created, so inference runs the float32 graph at float32 speed; only the file halves. 1-D
+    tensors (biases, BatchNorm statistics) stay float32. Tensors outside the float16 range are
+    left alone. :func:`load_exported` reads such a file back."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    casts, done = [], 0
+    for init in proto.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or len(init.dims) < 2:
+            continue
+        arr = numpy_helper.to_array(init)
+        if not np.isfinite(arr).all() or np.abs(arr).max() > 60000.0:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), name + FP16_SUFFIX))
+        casts.append(
+            helper.make_node(
+                "Cast", [name + FP16_SUFFIX], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_cast"
+            )
+        )
+        done += 1
+    nodes = list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(casts + nodes)
+    return done
+
+
+def export_onnx(
+    model: Any,
+    path: str | Path,
+    *,
+    method: str = "weights",
+    opset: int = 17,
+    storage: str = "fp32",
+) -> Path:
     """Write an ONNX file with the contract of the shipped model (sigmoid/softmax included):
     det (N, 3, H, W) -> (N, 1, H, W); rec (N, 3, 48, W) -> (N, T, C); batch and spatial axes
     dynamic. The charset goes to the ``character`` metadata entry (one a line, space excluded,
@@ -638,7 +681,10 @@ def export_onnx(model: Any, path: str | Path, *, method: str = "weights", opset:
     an onnx2torch module freezes every Shape-derived size into a constant, so the SVTR necks of
     the v4/v5/v6-small recognisers only work at the traced width; kept for architecture changes
     the weight write-back cannot express (new modules), and only safe for fully convolutional
-    graphs (the detectors, v6-tiny rec): check the output at several sizes."""
+    graphs (the detectors, v6-tiny rec): check the output at several sizes.
+
+    ``storage="fp16"``: weight matrices stored as float16 (:func:`fp16_storage`; half the file,
+    same float32 inference after onnxruntime's constant folding)."""
     import copy
 
     import onnx
@@ -681,8 +727,12 @@ def export_onnx(model: Any, path: str | Path, *, method: str = "weights", opset:
         proto = onnx.load(str(path))
     else:
         raise ValueError(f"unknown export method {method!r}")
+    if storage not in ("fp32", "fp16"):
+        raise ValueError(f"unknown storage {storage!r}")
+    if storage == "fp16":
+        fp16_storage(proto)
     del proto.metadata_props[:]
-    for k, v in _metadata(model, method).items():
+    for k, v in {**_metadata(model, method), "storage": storage}.items():
         p = proto.metadata_props.add()
         p.key, p.value = k, v
     onnx.save(proto, str(path))

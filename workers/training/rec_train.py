@@ -814,16 +814,22 @@ def write_manifest(onnx_path: Path, **extra: Any) -> Path:
 
 
 def export(
-    ckpt: str, onnx_path: str, *, name: str = "rec_ours", version: str | None = None
+    ckpt: str,
+    onnx_path: str,
+    *,
+    name: str = "rec_ours",
+    version: str | None = None,
+    storage: str = "fp32",
 ) -> Path:
     """Checkpoint -> ONNX (weights written back into the shipped graph, charset in the
-    ``character`` metadata) + manifest.json with its sha256. Returns the ONNX path."""
+    ``character`` metadata; ``storage="fp16"`` halves the file, see ``convert.fp16_storage``)
+    + manifest.json with its sha256. Returns the ONNX path."""
     import torch
 
     from workers.training import convert
 
     model = convert.load(ckpt)
-    path = convert.export_onnx(model, onnx_path)
+    path = convert.export_onnx(model, onnx_path, storage=storage)
     ck = torch.load(ckpt, map_location="cpu", weights_only=True)
     st = json.loads(ck["train_state"]) if "train_state" in ck else {}
     write_manifest(
@@ -869,13 +875,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-archs", default="v6_small,v6_tiny")
     p.add_argument("--export", default=None, help="checkpoint to export (no training)")
     p.add_argument("--onnx", default="workers/models/rec_ours/rec.onnx")
+    p.add_argument("--version", default=None, help="export: manifest version (default from steps)")
+    p.add_argument("--storage", choices=("fp32", "fp16"), default="fp32", help="export weights")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.export:
-        print(export(args.export, args.onnx))
+        print(export(args.export, args.onnx, version=args.version, storage=args.storage))
         return 0
     if args.time_steps:
         time_steps(args)

@@ -149,6 +149,40 @@ def test_det_export_matches_torch_after_weight_change(model_set, label, tmp_path
         assert float(np.abs(sess.run(None, {"x": x})[0] - _torch(net, x)).max()) < 1e-4
 
 
+def test_fp16_storage_halves_the_file_and_keeps_the_outputs(label, tmp_path):
+    """``storage="fp16"``: weight kernels stored as float16 with a Cast back (folded by
+    onnxruntime), so the file is about half and the float32 graph gives nearly the same map;
+    ``load_exported`` rebuilds the torch module from it (the fp16-rounded weights)."""
+    import onnx
+
+    from workers.pipeline.models import create_session
+    from workers.training.convert import FP16_SUFFIX, build, export_onnx, load_exported
+
+    rgb, _ = label
+    net = build("ppocrv6_tiny", "det")
+    _perturb(net)
+    p32 = export_onnx(net, tmp_path / "det32.onnx")
+    p16 = export_onnx(net, tmp_path / "det16.onnx", storage="fp16")
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    proto = onnx.load(str(p16))
+    assert {p.key: p.value for p in proto.metadata_props}["storage"] == "fp16"
+    halves = [i for i in proto.graph.initializer if i.name.endswith(FP16_SUFFIX)]
+    assert halves and all(i.data_type == onnx.TensorProto.FLOAT16 for i in halves)
+    x = _det_input("ppocrv6_tiny", rgb)
+    s32, _ = create_session(p32, "cpu", 1)  # the pipeline's session options (constant folding)
+    s16, _ = create_session(p16, "cpu", 1)
+    y32, y16 = s32.run(None, {"x": x})[0], s16.run(None, {"x": x})[0]
+    assert y16.dtype == np.float32
+    diff = np.abs(y32 - y16)
+    # rounded, so not identical; a few steep sigmoid edge pixels move most, the map stays
+    assert float(diff.max()) > 0 and float(diff.mean()) < 2e-3
+    assert float(((y32 > 0.3) != (y16 > 0.3)).mean()) < 2e-3
+    again = load_exported(p16)
+    assert float(np.abs(_torch(again, x) - y16).max()) < 1e-3
+    with pytest.raises(ValueError, match="storage"):
+        export_onnx(net, tmp_path / "x.onnx", storage="int4")
+
+
 @pytest.mark.parametrize("model_set", ["ppocrv5", "ppocrv4"])
 def test_rec_new_head_export_save_load(model_set, label, tmp_path):
     """New charset head + changed weights: the exported ONNX (dynamic width), and a reloaded

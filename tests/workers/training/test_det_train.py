@@ -152,3 +152,67 @@ def test_smoke_train_resume_export(tmp_path):
         ref = net(torch.from_numpy(x)).numpy()
     assert got.shape == ref.shape == (1, 1, 96, 128)
     assert np.abs(got - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("model_set", "channels"), [("ppocrv5", 96), ("ppocrv6_small", None), ("ppocrv6_tiny", None)]
+)
+def test_head_feature_is_found_in_every_base(model_set, channels):
+    """The fused FPN feature the threshold head reads is found from the graph itself (the
+    PP-OCRv5 name used to be hard-coded) and feeds a Conv of the converted network."""
+    name, c = D.head_feature(model_set)
+    if model_set == "ppocrv5":
+        assert name == "p2o.pd_op.concat.0.0"
+    assert c == (channels or c) and c >= 16
+    trainer = D.DBTrainer(model_set=model_set)
+    x = torch.from_numpy(D.normalise(np.zeros((64, 96, 3), np.uint8), model_set)[None])
+    logits, thresh = trainer(x)
+    assert logits.shape == thresh.shape == (1, 1, 64, 96)
+
+
+def test_distractors_never_touch_the_text_lines():
+    rng = np.random.default_rng(3)
+    img = np.full((240, 320, 3), 128, np.uint8)
+    polys = [np.array([[40, 40], [200, 40], [200, 70], [40, 70]], np.float64)]
+    changed = np.zeros((240, 320), bool)
+    for _ in range(5):
+        out = D.distractors(img, polys, rng)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert (out[_inside(polys[0], (240, 320))] == 128).all()
+        changed |= (out != img).any(-1)
+    assert changed.mean() > 0.01  # clutter was drawn around them
+
+
+def test_training_polygons_are_padded_to_the_shipped_box_style():
+    """``resized_sample`` pads the engine's glyph-tight polygons by BOX_PAD (line heights)."""
+    from workers.training.rec_train import pad_polygon
+
+    rect = np.array([[10, 20], [110, 20], [110, 40], [10, 40]], np.float64)
+    p = pad_polygon(rect.copy(), *D.BOX_PAD)
+    h = p[:, 1].max() - p[:, 1].min()
+    w = p[:, 0].max() - p[:, 0].min()
+    assert h == pytest.approx(20 * (1 + D.BOX_PAD[0] + D.BOX_PAD[1]))
+    assert w == pytest.approx(100 + 20 * (D.BOX_PAD[2] + D.BOX_PAD[3]))
+    img, polys = D.resized_sample(D.TRAIN_SEEDS[0] + 7, 320, None, 0.0)
+    _, raw = D.resized_sample(D.TRAIN_SEEDS[0] + 7, 320, None, 0.0, pad=(0, 0, 0, 0))
+    assert len(polys) == len(raw)
+    assert sum(cv2.contourArea(p.astype(np.float32)) for p in polys) > 1.5 * sum(
+        cv2.contourArea(p.astype(np.float32)) for p in raw
+    )
+
+
+def test_interpolate_weights_is_a_weight_space_mix():
+    from workers.training import convert
+
+    ft = convert.build("ppocrv6_tiny", "det")
+    base = {k: v.clone() for k, v in ft.state_dict().items()}
+    with torch.no_grad():
+        for v in ft.state_dict().values():
+            if v.is_floating_point():
+                v.add_(1.0)
+    D.interpolate_weights(ft, 0.25)
+    for k, v in ft.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, base[k] + 0.25, atol=1e-5), k
+    with pytest.raises(ValueError):
+        D.interpolate_weights(ft, 1.5)
