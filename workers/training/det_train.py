@@ -509,6 +509,11 @@ def save_checkpoint(
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from workers.training.synth.fonts import require_fonts
+
+    if not args.allow_missing_fonts:
+        require_fonts()
+
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -677,6 +682,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="var/train/det")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--allow-missing-fonts",
+        action="store_true",
+        help="train even when a font kind of the synthetic engine is missing (smoke runs)",
+    )
     p.add_argument("--base", default=MODEL_SET, help="shipped det to start from (model set)")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=4)

@@ -474,18 +474,28 @@ def freeze_bn_stats(model: Any) -> None:
             m.eval()
 
 
-def make_optimizer(model: Any, lr: float, weight_decay: float) -> Any:
+def make_optimizer(
+    model: Any, lr: float, weight_decay: float, *, n_classes: int = 0, head_lr_mult: float = 1.0
+) -> Any:
+    """AdamW: weight decay on matrices/kernels only. ``head_lr_mult`` != 1 gives the classifier
+    (the tensors with a ``n_classes`` axis, whose new-character columns start from noise) that
+    multiple of ``lr``; the pretrained body keeps ``lr``."""
     import torch
 
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, bool], list[Any]] = {}
     for _name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
+        head = head_lr_mult != 1.0 and n_classes > 0 and n_classes in tuple(p.shape)
+        groups.setdefault((p.ndim >= 2, head), []).append(p)
     return torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {
+                "params": ps,
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr": lr * (head_lr_mult if head else 1.0),
+            }
+            for (decay, head), ps in sorted(groups.items())
         ],
         lr=lr,
     )
@@ -613,6 +623,11 @@ def make_batch(
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from workers.training.synth.fonts import require_fonts
+
+    if not args.allow_missing_fonts:
+        require_fonts()
+
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -650,7 +665,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
     state["max_steps"] = total
     index = {c: i + 1 for i, c in enumerate(charset)}
-    opt = make_optimizer(model, args.lr, args.weight_decay)
+    opt = make_optimizer(
+        model,
+        args.lr,
+        args.weight_decay,
+        n_classes=len(charset) + 1,
+        head_lr_mult=args.head_lr_mult,
+    )
     sched = make_scheduler(opt, args.warmup, total)
     rng = np.random.default_rng(args.seed)
     if resume is not None:
@@ -850,6 +871,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="var/train/rec")
     p.add_argument("--resume", action="store_true")
     p.add_argument(
+        "--allow-missing-fonts",
+        action="store_true",
+        help="train even when a font kind of the synthetic engine is missing (smoke runs)",
+    )
+    p.add_argument(
         "--init", default=None, help="start from this exported ONNX (e.g. the committed rec_ours)"
     )
     p.add_argument("--p-engraved", type=float, default=0.2, help="engraved-label probability")
@@ -857,6 +883,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--head-lr-mult", type=float, default=1.0, help="classifier lr = lr x this")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--smoothing", type=float, default=0.1)

@@ -112,6 +112,7 @@ def test_line_polygon_keeps_curvature():
 def test_smoke_train_resume_export(tmp_path):
     out = tmp_path / "det"
     common = [
+        "--allow-missing-fonts",  # the mechanics, on any machine
         "--batch-size",
         "1",
         "--size",

@@ -119,6 +119,7 @@ def _log_steps(path):
 def test_smoke_train_resume_export(tmp_path):
     out = tmp_path / "run"
     common = [
+        "--allow-missing-fonts",  # the mechanics, on any machine
         "--arch",
         "v6_tiny",
         "--batch-size",

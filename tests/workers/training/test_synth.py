@@ -367,3 +367,16 @@ def test_cli_crops_mode(tmp_path):
     assert recs and all((out / r["image"]).is_file() and r["text"] for r in recs)
     gt = (out / "rec_gt.txt").read_text(encoding="utf-8").splitlines()
     assert len(gt) == len(recs)
+
+
+def test_trainers_refuse_to_render_without_the_fonts(monkeypatch):
+    """Rendering falls back to other fonts, which would silently change training data: the
+    trainers call ``require_fonts`` first, and it names the missing kinds."""
+    from workers.training.synth import fonts
+
+    empty = fonts.FontRegistry(faces=[])
+    monkeypatch.setattr(fonts, "default_registry", lambda: empty)
+    with pytest.raises(RuntimeError, match="korean") as err:
+        fonts.require_fonts()
+    assert "make system-deps" in str(err.value)
+    fonts.require_fonts(kinds=())  # nothing asked, nothing missing

@@ -230,3 +230,19 @@ def supports(path: str | None, text: str) -> bool:
     """True when the font draws every non-space character of ``text`` with a real glyph
     (compared against the font's .notdef rendering)."""
     return all(_has_glyph(path, ch) for ch in set(text) if not ch.isspace())
+
+
+def require_fonts(kinds: tuple[str, ...] = KINDS) -> None:
+    """Raise when a font kind the synthetic engine draws is missing on this machine.
+
+    Rendering degrades gracefully (fallback kinds, Pillow's default font), which is right for
+    tests and previews but silently changes the training data: a model trained without the
+    OCR-A/B, DSEG and Nanum fonts never sees those glyph shapes or any Hangul. Trainers call
+    this first; install the fonts with ``make system-deps`` (``FONTS.txt``)."""
+    reg = default_registry()
+    missing = [k for k in kinds if not reg.has(k)]
+    if missing:
+        raise RuntimeError(
+            f"font kinds missing for the synthetic engine: {', '.join(missing)} "
+            "(install them with `make system-deps`, see workers/training/synth/FONTS.txt)"
+        )
