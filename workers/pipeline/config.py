@@ -10,7 +10,9 @@ OCR_DEVICE                 ``auto`` (CUDA via onnxruntime when available, else C
 OCR_THREADS                onnxruntime intra-op threads per session; 0 = all CPUs      0
 OCR_MAX_IMAGE_PIXELS       refuse images with more pixels (checked from the header)    40000000
 OCR_MAX_IMAGE_BYTES        refuse uploads larger than this many bytes                  52428800
-OCR_MODEL                  OCR model set, see ``models.MODEL_SETS``                    ppocrv6_small
+OCR_MODEL                  OCR model set, see ``models.MODEL_SETS``: ``ours`` (our     ours
+                           fine-tuned detector + recogniser), ``ppocrv6_small`` (the
+                           shipped models), ``ppocrv4``, ``ppocrv5``, ``ppocrv6_tiny``
 OCR_DET_LIMIT_SIDE         detector input: long side scaled down to this (``max``)     960
 OCR_DET_LIMIT_TYPE         ``max`` (cap the long side) or ``min`` (raise short side)   max
 OCR_DET_THRESH             DB probability threshold for the binary map                 0.3
@@ -62,7 +64,7 @@ class PipelineConfig:
     threads: int = 0
     max_image_pixels: int = 40_000_000
     max_image_bytes: int = 50 * 1024 * 1024
-    model: str = "ppocrv6_small"
+    model: str = "ours"
     det_limit_side: int = 960
     det_limit_type: str = "max"
     det_thresh: float = 0.3
