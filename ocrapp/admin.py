@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
-from ocrapp.schemas import schema_problems
+from workers.fieldspec import product_schema_errors
 
 
 class ProductTypeForm(forms.ModelForm):
@@ -12,7 +12,7 @@ class ProductTypeForm(forms.ModelForm):
 
     def clean_field_schema(self):
         schema = self.cleaned_data["field_schema"]
-        problems = schema_problems(schema)
+        problems = product_schema_errors(schema)
         if problems:
             raise forms.ValidationError(problems)
         return schema

@@ -14,7 +14,7 @@ from django.db.models.functions import Greatest
 
 from ocrapp.errors import NotFoundError
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station
-from ocrapp.schemas import normalise_serial, serial_skeleton
+from workers.fieldspec import identifier_key, lookalike_key
 
 FINAL_STATUSES = (Capture.Status.DONE, Capture.Status.FAILED)
 SIMILARITY_THRESHOLD = 0.3
@@ -117,10 +117,10 @@ class SerialHit:
 
 def serial_search(*, q: str, limit: int = 50) -> list[SerialHit]:
     """Find traced values: exact, then prefix, then similar (trigram) and look-alike matches."""
-    norm = normalise_serial(q)
+    norm = identifier_key(q)
     if not norm:
         return []
-    skel = serial_skeleton(q)
+    skel = lookalike_key(q)
     qs = (
         SerialRecord.objects.filter(
             Q(value=norm)
@@ -171,7 +171,7 @@ def serial_search(*, q: str, limit: int = 50) -> list[SerialHit]:
 
 def serial_history(*, value: str) -> list[SerialRecord]:
     """Every read of one traced value, oldest first, with capture, station and product type."""
-    norm = normalise_serial(value)
+    norm = identifier_key(value)
     return list(
         SerialRecord.objects.filter(value=norm)
         .select_related("capture", "station", "product_type", "field", "field__read")

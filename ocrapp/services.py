@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
-from ocrapp.schemas import TRACED_FIELDS, normalise_serial, schema_problems, serial_skeleton
+from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key, product_schema_errors
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -40,7 +40,7 @@ def product_type_create(
     description: str = "",
     auto_accept_threshold: float = 0.85,
 ) -> ProductType:
-    problems = schema_problems(field_schema)
+    problems = product_schema_errors(field_schema)
     if problems:
         raise ApplicationError("invalid_schema", " ".join(problems), details={"schema": problems})
     if not 0.0 <= auto_accept_threshold <= 1.0:
@@ -314,8 +314,8 @@ def read_save(
         SerialRecord.objects.bulk_create(
             [
                 SerialRecord(
-                    value=normalise_serial(field.value)[:128],
-                    skeleton=serial_skeleton(field.value)[:128],
+                    value=identifier_key(field.value)[:128],
+                    skeleton=lookalike_key(field.value)[:128],
                     field=field,
                     field_name=field.name,
                     capture=capture,
@@ -324,7 +324,7 @@ def read_save(
                     created_at=capture.created_at,
                 )
                 for field in fields
-                if field.name in TRACED_FIELDS and normalise_serial(field.value)
+                if field.name in TRACED_FIELDS and identifier_key(field.value)
             ]
         )
         capture.status = Capture.Status.DONE

@@ -13,6 +13,6 @@ urlpatterns = [
     path("captures/<uuid:capture_id>/", views.capture_page, name="capture-detail"),
     path("captures/<uuid:capture_id>/image", views.capture_image, name="capture-image"),
     path("search/", views.search_page, name="search"),
-    # path: part numbers and lots may contain "/" (normalise_serial keeps it).
+    # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).
     path("serials/<path:value>/", views.serial_page, name="serial-history"),
 ]

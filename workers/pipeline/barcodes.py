@@ -4,7 +4,7 @@
 Code 39/93, ITF, DataBar, PDF417 and Aztec symbol in an image. GS1 content
 (announced by zxing's content type or the symbology identifier ``]C1``,
 ``]d2``, ``]Q3`` ...) is parsed into Application Identifiers with
-:mod:`workers.pipeline.gs1`.
+:mod:`workers.fieldspec.gs1`.
 
 :func:`cross_check` compares printed key fields with what the codes carry and
 returns the disagreements: the mislabel alarm (a label printed for one unit,
@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.checkdigits import CHECK_DIGITS
-from workers.pipeline.gs1 import GS1_SYMBOLOGY_IDENTIFIERS, GS1Element, parse_gs1
-from workers.pipeline.validation import DEFAULT_DATE_FORMATS, parse_date
+from workers.fieldspec.checkdigits import CHECK_DIGITS
+from workers.fieldspec.grammar import DEFAULT_DATE_FORMATS, parse_date
+from workers.fieldspec.gs1 import GS1_SYMBOLOGY_IDENTIFIERS, GS1Element, parse_gs1
+from workers.fieldspec.identifiers import identifier_key
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -31,7 +32,6 @@ __all__ = [
     "Mismatch",
     "cross_check",
     "decode_codes",
-    "normalise_serial",
 ]
 
 DEFAULT_FORMATS: tuple[str, ...] = (
@@ -236,11 +236,6 @@ _GS1_COMPARED = {"21": "serial_number", "10": "lot", "01": "gtin", "240": "part_
 _DAY_FORMATS = [f for f in DEFAULT_DATE_FORMATS if "DD" in f] + ["YYMMDD"]
 
 
-def normalise_serial(value: str) -> str:
-    """Comparison form of an identifier: upper-case, no whitespace or dashes."""
-    return re.sub(r"[\s\-\u2010-\u2015]", "", value or "").upper()
-
-
 def _same(field: str, printed: str, coded: str) -> bool:
     if field == "mfg_date":
         b = parse_date(coded)
@@ -255,18 +250,18 @@ def _same(field: str, printed: str, coded: str) -> bool:
                 return (a.year, a.month) == (b.year, b.month)
     if field == "gtin":
         # GTIN-8/12/13 printed vs GTIN-14 in AI (01): compare with leading zeros removed.
-        return normalise_serial(printed).lstrip("0") == normalise_serial(coded).lstrip("0")
-    return normalise_serial(printed) == normalise_serial(coded)
+        return identifier_key(printed).lstrip("0") == identifier_key(coded).lstrip("0")
+    return identifier_key(printed) == identifier_key(coded)
 
 
 def _whole_text_kind(text: str) -> str | None:
     """Which field a non-GS1 code's whole text most likely is, or None."""
-    t = normalise_serial(text)
+    t = identifier_key(text)
     if len(t) == 15 and t.isdigit() and CHECK_DIGITS["luhn"].validate(t):
         return "imei"
     if len(t) in (8, 12, 13, 14) and t.isdigit() and CHECK_DIGITS["gs1"].validate(t):
         return "gtin"
-    if _SERIALISH.fullmatch(t):
+    if _SERIALISH.fullmatch("".join(text.split()).upper()):  # as printed: a URL is no serial
         return "serial_number"
     return None
 
@@ -287,7 +282,7 @@ def cross_check(fields: Mapping[str, str | None], codes: Iterable[CodeResult]) -
     value.
     """
     printed = {k: v.strip() for k, v in fields.items() if isinstance(v, str) and v.strip()}
-    printed_norm = {normalise_serial(v) for v in printed.values()}
+    printed_norm = {identifier_key(v) for v in printed.values()}
     mismatches: list[Mismatch] = []
     guesses: dict[str, list[tuple[str, str]]] = {}  # field -> [(coded, format)]
     agreed: set[str] = set()
@@ -313,9 +308,9 @@ def cross_check(fields: Mapping[str, str | None], codes: Iterable[CodeResult]) -
         kind = _whole_text_kind(text)
         if kind is None:
             continue
-        if kind == "serial_number" and normalise_serial(text) in printed_norm:
+        if kind == "serial_number" and identifier_key(text) in printed_norm:
             # It is one of the printed fields (serial or another one): consistent.
-            if normalise_serial(text) == normalise_serial(printed.get("serial_number", "")):
+            if identifier_key(text) == identifier_key(printed.get("serial_number", "")):
                 agreed.add("serial_number")
             continue
         guesses.setdefault(kind, []).append((text, code.format))

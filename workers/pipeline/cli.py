@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workers.fieldspec.catalogue import BUILTIN_SCHEMAS, builtin_schema, resolve_schema
+
 from .errors import ConfigError, PipelineError, TerminalError
-from .schemas import BUILTIN_SCHEMAS, get_builtin_schema
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,17 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = args.product_type or "default"
         try:
-            schema = get_builtin_schema(name)
+            schema = builtin_schema(name)
         except KeyError:
             print(
                 f"error: unknown product type {name!r}; choose one of {', '.join(sorted(BUILTIN_SCHEMAS))}",
                 file=sys.stderr,
             )
             return 2
-    from .fields import parse_schema
-
     try:
-        parse_schema(schema)
+        resolve_schema(schema)
     except ValueError as exc:
         print(f"error: invalid schema: {exc}", file=sys.stderr)
         return 2

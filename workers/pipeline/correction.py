@@ -3,7 +3,7 @@
 The recogniser gives, for every output character, its top-k alternatives with
 probabilities. :func:`correct` finds the most probable string (product of the
 chosen characters' probabilities) that *fully validates* against a
-:class:`~workers.pipeline.validation.FieldSpec`: format grammar, regex pattern,
+:class:`~workers.fieldspec.grammar.FieldSpec`: format grammar, regex pattern,
 check digit and date rules.
 
 Search:
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from workers.pipeline.checkdigits import CHECK_DIGITS
-from workers.pipeline.validation import (
+from workers.fieldspec.checkdigits import CHECK_DIGITS
+from workers.fieldspec.grammar import (
     PER_CHAR_OPS,
     FieldSpec,
     compile_format,

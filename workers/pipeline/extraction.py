@@ -61,8 +61,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.fieldspec.catalogue import resolve_schema
+
 from .errors import ConfigError
-from .fields import missing_required, normalize_value, parse_schema
+from .fields import check_value, missing_required
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
 log = logging.getLogger(__name__)
@@ -1057,8 +1059,8 @@ class TransformerFieldExtractor:
                 free[a : b + 1] = False
         return out
 
-    def __call__(self, lines: list[TextLine], schema: dict[str, Any] | None) -> list[FieldResult]:
-        specs = parse_schema(schema)
+    def __call__(self, lines: list[TextLine], schema: Any) -> list[FieldResult]:
+        specs = resolve_schema(schema).fields
         wanted = {spec.name for spec in specs}
         found = self.extract([(ln.text, ln.polygon) for ln in lines], wanted) if lines else {}
         out: list[FieldResult] = []
@@ -1069,15 +1071,7 @@ class TransformerFieldExtractor:
                     out.append(missing_required(spec.name))
                 continue
             raw, score, ws = hit
-            value = normalize_value(clean_value(spec.name, raw), spec.normalize)
-            valid = bool(value) and (
-                spec.pattern is None or spec.pattern.fullmatch(value) is not None
-            )
-            reason = ""
-            if not value:
-                reason = "empty value"
-            elif not valid:
-                reason = f"value {value!r} does not match the format {spec.pattern.pattern!r}"  # type: ignore[union-attr]
+            value, valid, reason = check_value(clean_value(spec.name, raw), spec)
             x0 = min(w.box[0] for w in ws)
             y0 = min(w.box[1] for w in ws)
             x1 = max(w.box[2] for w in ws)

@@ -1,17 +1,13 @@
-"""Stage: key-field extraction from recognised lines, driven by a product-type schema.
+"""Stage: key-field extraction from recognised lines, driven by the product's field schema.
 
-Schema (JSON on ProductType; the full grammar is ``workers.pipeline.validation``)::
+The schema is resolved with the field catalogue (``workers.fieldspec.resolve_schema``): each
+field's keywords (the schema's, else the catalogue's), normalisation and rules come from there,
+so a customer's own field definition changes what is found without retraining.
+:func:`check_value` is how every extractor turns a raw span into a value: trailing punctuation
+trimmed, the field's normalisation, then its rules (pattern, format, check digit, date).
 
-    {"fields": [{"name": "serial_number", "label": "Serial number", "required": true,
-                 "pattern": "^[A-Z0-9-]{6,20}$", "keywords": ["S/N", "SN"]}, ...]}
-
-``keywords`` defaults per well-known name (``DEFAULT_KEYWORDS``). v0 normalises by field name
-(``DEFAULT_NORMALIZE``): ``serial`` (strip, uppercase, remove inner spaces), ``code`` (strip,
-uppercase, single spaces) or ``text`` (strip), else ``code``. ``pattern`` is matched
-(``re.fullmatch``) against the normalised value.
-
-``FieldExtractor`` is the interface; ``RuleFieldExtractor`` is v0 (keywords + regex). A learned
-extractor will implement the same ``__call__(lines, schema) -> list[FieldResult]``.
+``FieldExtractor`` is the interface; ``RuleFieldExtractor`` is v0 (keywords + rules). The
+transformer extractor implements the same ``__call__(lines, schema) -> list[FieldResult]``.
 
 Optional fields that are not found are left out; a missing required field yields a
 ``FieldResult`` with ``value=""``, ``valid=False``, ``reason="required field not found"``.
@@ -21,87 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
+from workers.fieldspec.catalogue import resolve_schema
+from workers.fieldspec.grammar import FieldSpec, ProductSchema, normalise, validate_field
+
 from .types import FieldResult, ModelInfo, TextLine
-
-DEFAULT_KEYWORDS: dict[str, list[str]] = {
-    "serial_number": [
-        "S/N",
-        "SN",
-        "Serial No.",
-        "Serial No",
-        "Serial Number",
-        "Serial",
-        "SER NO",
-        "제조번호",
-        "일련번호",
-        "시리얼",
-        "시리얼번호",
-    ],
-    "part_number": ["P/N", "PN", "Part No.", "Part No", "Part Number", "품번", "부품번호"],
-    "lot": ["LOT", "Lot No.", "Lot No", "Batch", "Batch No.", "로트", "로트번호"],
-    "mfg_date": [
-        "MFG",
-        "MFD",
-        "MFG Date",
-        "MFD Date",
-        "Mfg. Date",
-        "Date",
-        "Manufactured",
-        "Production Date",
-        "제조일자",
-        "제조일",
-        "제조년월일",
-    ],
-    "model": ["Model", "Model No.", "Model No", "Type", "모델명", "모델"],
-    "mac": ["MAC", "MAC Address", "MAC ADDR"],
-    "imei": ["IMEI", "IMEI No."],
-    "manufacturer": ["Manufacturer", "Mfr", "Made by", "제조사", "제조원"],
-}
-
-DEFAULT_NORMALIZE: dict[str, str] = {
-    "serial_number": "serial",
-    "imei": "serial",
-    "mac": "serial",
-    "part_number": "code",
-    "lot": "serial",
-    "model": "code",
-    "mfg_date": "text",
-    "manufacturer": "text",
-    "company": "text",
-    "date": "text",
-    "address": "text",
-    "total": "text",
-}
-
-DEFAULT_SCHEMA: dict[str, Any] = {
-    "fields": [
-        {
-            "name": "serial_number",
-            "label": "Serial number",
-            "required": True,
-            "pattern": r"^(?=.*[0-9])[A-Z0-9][A-Z0-9-]{4,24}$",
-        },
-        {"name": "part_number", "label": "Part number", "required": False},
-        {"name": "lot", "label": "Lot / batch", "required": False},
-        {
-            "name": "mfg_date",
-            "label": "Manufacturing date",
-            "required": False,
-            "pattern": r"^\d{2,4}[-./ ]?\d{1,2}([-./ ]?\d{1,4})?$",
-        },
-        {"name": "model", "label": "Model", "required": False},
-        {
-            "name": "mac",
-            "label": "MAC address",
-            "required": False,
-            "pattern": r"^([0-9A-F]{2}[:-]?){5}[0-9A-F]{2}$",
-        },
-        {"name": "imei", "label": "IMEI", "required": False, "pattern": r"^[0-9]{15}$"},
-        {"name": "manufacturer", "label": "Manufacturer", "required": False},
-    ]
-}
 
 # Match quality multipliers (confidence = line confidence x quality).
 Q_SAME_LINE = 1.0
@@ -120,18 +42,8 @@ class FieldExtractor(Protocol):
     model_info: ModelInfo | None
 
     def __call__(
-        self, lines: list[TextLine], schema: dict[str, Any] | None
+        self, lines: list[TextLine], schema: dict[str, Any] | ProductSchema | None
     ) -> list[FieldResult]: ...
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    label: str
-    required: bool
-    pattern: re.Pattern[str] | None
-    keywords: tuple[str, ...]
-    normalize: str
 
 
 # OCR look-alikes tolerated inside keywords of 4+ characters ("SeriaI" -> "Serial").
@@ -160,39 +72,6 @@ def _keyword_regex(keyword: str) -> re.Pattern[str]:
     return re.compile(body)
 
 
-def parse_schema(schema: dict[str, Any] | None) -> list[FieldSpec]:
-    """Validate a schema dict (None -> ``DEFAULT_SCHEMA``) into ``FieldSpec``s.
-
-    Raises ``ValueError`` on a malformed schema (bad regex, missing name).
-    """
-    schema = DEFAULT_SCHEMA if schema is None else schema
-    raw_fields = schema.get("fields") if isinstance(schema, dict) else None
-    if not isinstance(raw_fields, list):
-        raise ValueError("schema must be a dict with a 'fields' list")
-    specs: list[FieldSpec] = []
-    for f in raw_fields:
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not f["name"]:
-            raise ValueError(f"schema field without a name: {f!r}")
-        name = f["name"]
-        pattern = f.get("pattern")
-        try:
-            compiled = re.compile(pattern) if pattern else None
-        except re.error as exc:
-            raise ValueError(f"field {name!r}: bad pattern {pattern!r}: {exc}") from exc
-        keywords = f.get("keywords") or DEFAULT_KEYWORDS.get(name, [])
-        specs.append(
-            FieldSpec(
-                name=name,
-                label=str(f.get("label") or name),
-                required=bool(f.get("required", False)),
-                pattern=compiled,
-                keywords=tuple(sorted({str(k) for k in keywords}, key=len, reverse=True)),
-                normalize=DEFAULT_NORMALIZE.get(name, "code"),
-            )
-        )
-    return specs
-
-
 def missing_required(name: str) -> FieldResult:
     """The result for a required field that was not found (what every extractor reports)."""
     return FieldResult(
@@ -207,13 +86,14 @@ def missing_required(name: str) -> FieldResult:
     )
 
 
-def normalize_value(raw: str, mode: str) -> str:
-    v = raw.strip().strip(_TRAILING)
-    if mode == "serial":
-        return re.sub(r"\s+", "", v).upper()
-    if mode == "code":
-        return re.sub(r"\s+", " ", v).upper()
-    return re.sub(r"\s+", " ", v)
+def check_value(raw: str, spec: FieldSpec, *, today: date | None = None) -> tuple[str, bool, str]:
+    """``(value, valid, reason)`` of an extracted raw span: trailing punctuation trimmed, the
+    spec's normalisation, then its rules (``reason`` joins the failed rules' messages)."""
+    value = normalise(raw.strip().strip(_TRAILING), spec)
+    if not value:
+        return value, False, "empty value"
+    check = validate_field(value, spec, today=today or date.today())
+    return check.value, check.valid, "; ".join(r.message for r in check.reasons)
 
 
 @dataclass
@@ -221,13 +101,33 @@ class _Candidate:
     raw: str
     value: str
     valid: bool
+    reason: str
     quality: float
     line_index: int
     confidence: float
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """A resolved field as the rule extractor uses it: keywords longest first; ``keyless``:
+    a bare value that satisfies the rules may be taken without a keyword."""
+
+    spec: FieldSpec
+    keywords: tuple[str, ...]
+    keyless: bool
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def required(self) -> bool:
+        return self.spec.required
+
+
 class RuleFieldExtractor:
-    """v0 extractor: keyword on the same line, else the line below, else a bare regex match."""
+    """v0 extractor: keyword on the same line, else the line below, else a bare value that
+    satisfies the field's rules (keyless fields only)."""
 
     model_info: ModelInfo | None = ModelInfo(
         stage="fields", name="rule-field-extractor", version="v0", sha256=None
@@ -241,8 +141,14 @@ class RuleFieldExtractor:
             self._kw_cache[keyword] = _keyword_regex(keyword)
         return self._kw_cache[keyword]
 
-    def __call__(self, lines: list[TextLine], schema: dict[str, Any] | None) -> list[FieldResult]:
-        specs = parse_schema(schema)
+    def __call__(
+        self, lines: list[TextLine], schema: dict[str, Any] | ProductSchema | None
+    ) -> list[FieldResult]:
+        ps = resolve_schema(schema)
+        specs = [
+            _Spec(f, tuple(sorted(set(f.keywords), key=len, reverse=True)), f.name in ps.keyless)
+            for f in ps.fields
+        ]
         all_keywords = [k for s in specs for k in s.keywords]
         results: dict[str, FieldResult] = {}
         used: set[tuple[int, str]] = set()  # (line index, value) already taken by a field
@@ -251,8 +157,8 @@ class RuleFieldExtractor:
             if cand is not None:
                 results[spec.name] = self._result(spec, cand, lines)
                 used.add((cand.line_index, cand.value))
-        for spec in specs:  # pass 2: bare regex for the rest
-            if spec.name in results or spec.pattern is None:
+        for spec in specs:  # pass 2: a bare value matching the rules, for keyless fields
+            if spec.name in results or not spec.keyless:
                 continue
             cand = self._by_regex(spec, lines, used, all_keywords)
             if cand is not None:
@@ -267,14 +173,8 @@ class RuleFieldExtractor:
         return out
 
     # ---- helpers ---------------------------------------------------------------------------
-    def _result(self, spec: FieldSpec, c: _Candidate, lines: list[TextLine]) -> FieldResult:
-        reason = ""
-        if not c.valid:
-            reason = (
-                f"value {c.value!r} does not match the format {spec.pattern.pattern!r}"
-                if spec.pattern
-                else "empty value"
-            )
+    def _result(self, spec: _Spec, c: _Candidate, lines: list[TextLine]) -> FieldResult:
+        reason = "" if c.valid else (c.reason or "empty value")
         return FieldResult(
             name=spec.name,
             raw_value=c.raw,
@@ -287,33 +187,26 @@ class RuleFieldExtractor:
             reason=reason,
         )
 
-    def _check(self, spec: FieldSpec, raw: str) -> tuple[str, bool]:
-        value = normalize_value(raw, spec.normalize)
-        if not value:
-            return value, False
-        return value, spec.pattern is None or spec.pattern.fullmatch(value) is not None
-
-    def _pick_value(self, spec: FieldSpec, rest: str) -> tuple[str, str, bool]:
-        """From the text after a keyword choose (raw, value, valid): the whole rest, else the
-        first token (or token run) that matches the pattern, else the first token."""
+    def _pick_value(self, spec: _Spec, rest: str) -> tuple[str, str, bool, str]:
+        """From the text after a keyword choose (raw, value, valid, reason): the whole rest,
+        else the first token (or token run) that satisfies the rules, else the first token."""
         rest = rest.strip().lstrip(_SEPARATORS).strip()
         if not rest:
-            return "", "", False
-        value, ok = self._check(spec, rest)
+            return "", "", False, "empty value"
+        value, ok, why = check_value(rest, spec.spec)
         if ok:
-            return rest, value, True
+            return rest, value, True, ""
         tokens = rest.split()
         for i in range(len(tokens)):
             for j in range(len(tokens), i, -1):
                 raw = " ".join(tokens[i:j])
-                value, ok = self._check(spec, raw)
+                value, ok, _why = check_value(raw, spec.spec)
                 if ok:
-                    return raw, value, True
-        if spec.pattern is not None and tokens:
-            value, _ = self._check(spec, tokens[0])
-            return tokens[0], value, False
-        value, ok = self._check(spec, rest)
-        return rest, value, ok
+                    return raw, value, True, ""
+        if tokens:
+            value, _ok, why = check_value(tokens[0], spec.spec)
+            return tokens[0], value, False, why
+        return rest, value, ok, why
 
     def _cut_at_other_keyword(
         self, rest: str, own: tuple[str, ...], all_keywords: list[str]
@@ -350,7 +243,7 @@ class RuleFieldExtractor:
         return best
 
     def _by_keyword(
-        self, spec: FieldSpec, lines: list[TextLine], all_keywords: list[str]
+        self, spec: _Spec, lines: list[TextLine], all_keywords: list[str]
     ) -> _Candidate | None:
         found: list[_Candidate] = []
         for i, line in enumerate(lines):
@@ -359,18 +252,18 @@ class RuleFieldExtractor:
                 if not m:
                     continue
                 rest = self._cut_at_other_keyword(line.text[m.end() :], spec.keywords, all_keywords)
-                raw, value, valid = self._pick_value(spec, rest)
+                raw, value, valid, why = self._pick_value(spec, rest)
                 if value:
                     q = Q_SAME_LINE if valid else Q_SAME_LINE * Q_INVALID
-                    found.append(_Candidate(raw, value, valid, q, i, line.confidence * q))
+                    found.append(_Candidate(raw, value, valid, why, q, i, line.confidence * q))
                 else:
                     j = self._line_below(lines, i)
                     if j is not None:
-                        raw, value, valid = self._pick_value(spec, lines[j].text)
+                        raw, value, valid, why = self._pick_value(spec, lines[j].text)
                         if value:
                             q = Q_NEXT_LINE if valid else Q_NEXT_LINE * Q_INVALID
                             found.append(
-                                _Candidate(raw, value, valid, q, j, lines[j].confidence * q)
+                                _Candidate(raw, value, valid, why, q, j, lines[j].confidence * q)
                             )
                 break  # longest keyword that matched this line wins
         if not found:
@@ -379,7 +272,7 @@ class RuleFieldExtractor:
 
     def _by_regex(
         self,
-        spec: FieldSpec,
+        spec: _Spec,
         lines: list[TextLine],
         used: set[tuple[int, str]],
         all_keywords: list[str],
@@ -392,11 +285,11 @@ class RuleFieldExtractor:
                 raw = raw.strip(_SEPARATORS)
                 if not raw or any(self._kw(k).fullmatch(raw) for k in all_keywords):
                     continue
-                value, valid = self._check(spec, raw)
+                value, valid, _why = check_value(raw, spec.spec)
                 if not valid or (i, value) in used:
                     continue
                 q = Q_REGEX_ONLY * (1.0 if any(c.isdigit() for c in value) else Q_NO_DIGIT)
                 conf = line.confidence * q
                 if best is None or conf > best.confidence:
-                    best = _Candidate(raw, value, True, q, i, conf)
+                    best = _Candidate(raw, value, True, "", q, i, conf)
         return best

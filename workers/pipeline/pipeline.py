@@ -23,11 +23,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from workers.fieldspec.catalogue import resolve_schema
+from workers.fieldspec.grammar import ProductSchema
+
 from .barcodes import decode_codes
 from .config import PipelineConfig
 from .detection import TextDetector
 from .errors import ConfigError, TerminalError
-from .fields import FieldExtractor, RuleFieldExtractor, parse_schema
+from .fields import FieldExtractor, RuleFieldExtractor
 from .geometry import crop_quad, reading_order
 from .glare import glare_mask, line_glare
 from .io import DecodedImage, ImageDecoder
@@ -55,7 +58,7 @@ from .types import (
     RecognizedText,
     TextLine,
 )
-from .verification import FieldVerifier, product_schema
+from .verification import FieldVerifier
 
 # Whole-label warp only when the outline is tilted by more than this (degrees, max deviation of
 # its corners from 90 and of its sides from the axes): smaller tilts are handled per line and
@@ -108,17 +111,17 @@ class Pipeline:
         auto_accept: float | None = None,
     ) -> ReadResult:
         """Read one image. ``auto_accept``: the product's auto-accept threshold (None: the
-        schema's ``auto_accept``, else ``validation.DEFAULT_AUTO_ACCEPT``).
+        schema's ``auto_accept``, else ``fieldspec.DEFAULT_AUTO_ACCEPT``).
 
         Raises ``BadImageError`` (terminal) for unusable input, ``TerminalError("bad_schema")``
         for a malformed schema, ``TransientError`` for retryable model faults.
         """
-        check_schema(schema)  # fail fast, before any model work
+        ps = check_schema(schema)  # fail fast, before any model work; parsed once per read
         with self._lock:
             t0 = time.perf_counter()
             decoded = self.decoder(image)
             t1 = time.perf_counter()
-            return self._read(decoded, schema, auto_accept, {"decode": (t1 - t0) * 1000.0}, t0)
+            return self._read(decoded, ps, auto_accept, {"decode": (t1 - t0) * 1000.0}, t0)
 
     def run_decoded(
         self,
@@ -128,14 +131,14 @@ class Pipeline:
         auto_accept: float | None = None,
     ) -> ReadResult:
         """Read an already decoded image (``decoded.rgb``: (H, W, 3) uint8 RGB, upright)."""
-        check_schema(schema)
+        ps = check_schema(schema)
         with self._lock:
-            return self._read(decoded, schema, auto_accept, {"decode": 0.0}, time.perf_counter())
+            return self._read(decoded, ps, auto_accept, {"decode": 0.0}, time.perf_counter())
 
     def _read(
         self,
         decoded: DecodedImage,
-        schema: dict[str, Any] | None,
+        schema: ProductSchema,
         auto_accept: float | None,
         timings: dict[str, float],
         t_start: float,
@@ -195,7 +198,11 @@ class Pipeline:
         )
         if glare is not None:
             extra = tuple(
-                QualityWarning("glare_text", GLARE_TEXT_MSG.format(n=q.order + 1))
+                QualityWarning(
+                    "glare_text",
+                    GLARE_TEXT_MSG.format(n=q.order + 1),
+                    {"line": q.order + 1, "order": q.order},
+                )
                 for q in line_q
                 if q.retake
             )
@@ -449,13 +456,12 @@ def _corners(poly: np.ndarray) -> np.ndarray:
     return np.stack([poly[0], poly[n - 1], poly[n], poly[2 * n - 1]])
 
 
-def check_schema(schema: dict[str, Any] | None) -> None:
-    """``TerminalError("bad_schema")`` unless both the extractor's and the validation's
-    grammar accept ``schema`` (None: the default schema)."""
+def check_schema(schema: dict[str, Any] | None) -> ProductSchema:
+    """The product schema resolved with the field catalogue (None: the default schema);
+    ``TerminalError("bad_schema")`` when the grammar rejects it."""
     try:
-        parse_schema(schema)
-        product_schema(schema)
-    except ValueError as exc:  # validation.SchemaError is a ValueError
+        return resolve_schema(schema)
+    except ValueError as exc:  # fieldspec.SchemaError is a ValueError
         raise TerminalError("bad_schema", str(exc)) from exc
 
 

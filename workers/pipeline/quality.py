@@ -51,8 +51,8 @@ MSG = {
     "blur": "The photo is blurred: hold the camera still and focus on the label.",
     "underexposed": "The photo is too dark: add light or move closer to a light source.",
     "overexposed": "The photo is too bright: reduce the light or avoid direct flash.",
-    "glare": "Glare on the photo: avoid direct light or flash reflections on the label.",
-    "text_glare": "Strong glare over the text: retake the photo at a different angle.",
+    "glare_photo": "Glare on the photo: avoid direct light or flash reflections on the label.",
+    "glare": "Strong glare over the text: retake the photo at a different angle.",
     "no_text": "No text was found: frame the label so the text is clearly visible.",
 }
 
@@ -117,9 +117,9 @@ class QualityAssessor:
         elif p5 > BRIGHT_P5 or clipped > CLIPPED_MAX:
             warnings.append(QualityWarning("overexposed", MSG["overexposed"]))
         if text_glare > TEXT_GLARE_MAX:
-            warnings.append(QualityWarning("glare", MSG["text_glare"]))
-        elif glare_fraction > GLARE_MAX:
             warnings.append(QualityWarning("glare", MSG["glare"]))
+        elif glare_fraction > GLARE_MAX:
+            warnings.append(QualityWarning("glare_photo", MSG["glare_photo"]))
         if n_lines is not None and n_lines == 0:
             warnings.append(QualityWarning("no_text", MSG["no_text"]))
         return QualityReport(

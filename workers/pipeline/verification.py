@@ -3,12 +3,12 @@
 the read's ``needs_review`` decision.
 
 Inputs: the recognised lines (with per-character confidences and top-k alternatives), the
-extractor's ``FieldResult``s, the product schema (the JSON of ``validation``), the decoded codes
+extractor's ``FieldResult``s, the product schema (JSON, or already resolved by ``workers.fieldspec.resolve_schema``), the decoded codes
 and the product's auto-accept threshold.
 
 Per field:
 
-1. ``validation.validate_field`` on the extracted text (schema normalisation, pattern, format,
+1. ``workers.fieldspec.validate_field`` on the extracted text (schema normalisation, pattern, format,
    check digit, date plausibility).
 2. When it fails and the value is one line's text, ``correction.correct`` searches the most
    probable string over the recogniser's per-character alternatives that validates. The field
@@ -28,9 +28,8 @@ Per field:
    A field whose value a code confirms gets at least ``CODE_CONFIDENCE`` (codes carry their
    own error detection); a field only a code carries is added with ``source="code"``.
 
-The read ``needs_review`` when a required field is missing or invalid, any reported field is
-invalid, any field's confidence is below the auto-accept threshold, or a code disagrees with a
-printed field (``mislabel``: the label belongs to another unit).
+The read's ``needs_review`` is the rule of ``workers.fieldspec.review`` (missing or invalid
+fields, confidence below the auto-accept threshold, a code that disagrees with the print).
 """
 
 from __future__ import annotations
@@ -41,16 +40,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from workers.fieldspec.catalogue import resolve_schema, spec_for
+from workers.fieldspec.grammar import FieldSpec, ProductSchema, validate_field
+from workers.fieldspec.identifiers import identifier_key
+from workers.fieldspec.review import ReviewDecision, decide_review
+
 from .barcodes import KEYED_SERIAL, CodeResult, cross_check
 from .correction import LOOKALIKES, correct
-from .fields import DEFAULT_SCHEMA
-from .types import FieldResult, ReviewDecision, ReviewReason, TextLine
-from .validation import (
-    DEFAULT_FIELD_SPECS,
-    FieldSpec,
-    ProductSchema,
-    validate_field,
-)
+from .types import FieldResult, TextLine
 
 CORRECTED_FACTOR = 0.9
 INVALID_FACTOR = 0.3
@@ -67,45 +64,11 @@ CHECKED_KEEP_PROB = 0.6
 CHECK_SURE_PROB = 0.8
 LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
 
-_RULE_KEYS = ("pattern", "format", "check_digit", "date")
 
-
-def product_schema(schema: Mapping[str, Any] | None) -> ProductSchema:
-    """The validation schema of a product type's JSON (None: the pipeline default).
-
-    A field of a well-known name (``validation.DEFAULT_FIELD_SPECS``) inherits the default
-    ``normalise`` and ``keywords`` when it names none, and the default rules (pattern, format,
-    check digit, date) when it names none of them: ``{"name": "imei"}`` is validated as an IMEI
-    (15 digits, Luhn); a field that gives a pattern is held to that pattern only. Without a
-    schema, the fields of ``fields.DEFAULT_SCHEMA`` are validated with the built-in rules (that
-    schema's patterns only guide the v0 rule extractor).
-    Raises ``validation.SchemaError`` for a malformed schema.
-    """
-    if schema is None:  # the v0 default schema's patterns are extraction hints: names only
-        src: dict[str, Any] = {
-            "fields": [
-                {"name": f["name"], "label": f.get("label", ""), "required": f.get("required")}
-                for f in DEFAULT_SCHEMA["fields"]
-            ]
-        }
-    else:
-        src = dict(schema)
-    fields: list[dict[str, Any]] = []
-    for f in src.get("fields") or []:
-        d = dict(f)
-        default = DEFAULT_FIELD_SPECS.get(str(d.get("name")))
-        if default is not None:
-            dd = default.to_dict()
-            for key in ("normalise", "keywords"):
-                if not d.get(key) and key in dd:
-                    d[key] = dd[key]
-            if not any(d.get(k) for k in _RULE_KEYS):
-                for k in _RULE_KEYS:
-                    if k in dd:
-                        d[k] = dd[k]
-        fields.append(d)
-    src["fields"] = fields
-    return ProductSchema.from_dict(src)
+def product_schema(schema: Mapping[str, Any] | ProductSchema | None) -> ProductSchema:
+    """The validation schema of a product type's JSON (None: the default schema), resolved
+    with the field catalogue (``workers.fieldspec.catalogue.resolve_schema``)."""
+    return resolve_schema(schema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +137,7 @@ class FieldVerifier:
         self,
         fields: Sequence[FieldResult],
         lines: Sequence[TextLine],
-        schema: Mapping[str, Any] | None,
+        schema: Mapping[str, Any] | ProductSchema | None,
         codes: Sequence[CodeResult] = (),
         *,
         auto_accept: float | None = None,
@@ -185,7 +148,7 @@ class FieldVerifier:
         out: list[FieldResult] = []
         seen: set[str] = set()
         for f in fields:
-            spec = ps.field(f.name) or DEFAULT_FIELD_SPECS.get(f.name) or FieldSpec(name=f.name)
+            spec = spec_for(f.name, ps)
             out.append(self._verify(f, spec, lines, today))
             seen.add(f.name)
 
@@ -206,7 +169,7 @@ class FieldVerifier:
             elif (
                 f.value
                 and f.valid
-                and ((cv is not None and _agrees(f, cv)) or _bare_id(f.value) in plain)
+                and ((cv is not None and _agrees(f, cv)) or identifier_key(f.value) in plain)
             ):
                 f = dataclasses.replace(
                     f,
@@ -233,7 +196,7 @@ class FieldVerifier:
                 merged.append(got)
         return Verified(
             fields=tuple(merged),
-            review=self._decide(merged, ps, threshold, mismatches),
+            review=decide_review(merged, ps, threshold, mismatches),
             mismatches=tuple(m.to_dict() for m in mismatches),
         )
 
@@ -337,7 +300,7 @@ class FieldVerifier:
     def _from_code(
         self, name: str, value: str, ps: ProductSchema, today: date
     ) -> FieldResult | None:
-        spec = ps.field(name) or DEFAULT_FIELD_SPECS.get(name) or FieldSpec(name=name)
+        spec = spec_for(name, ps)
         check = validate_field(value, spec, today=today)
         if not check.value:
             return None
@@ -359,56 +322,11 @@ class FieldVerifier:
             confidence_parts={"code": CODE_CONFIDENCE},
         )
 
-    # ---- the read ----------------------------------------------------------------------------
-    def _decide(
-        self,
-        fields: Sequence[FieldResult],
-        ps: ProductSchema,
-        threshold: float,
-        mismatches: Sequence[Any],
-    ) -> ReviewDecision:
-        reasons: list[ReviewReason] = []
-        by_name = {f.name: f for f in fields}
-        for spec in ps.fields:
-            if spec.required and not (by_name.get(spec.name) and by_name[spec.name].value):
-                reasons.append(
-                    ReviewReason("missing", spec.name, f"{spec.display_label} was not found")
-                )
-        for f in fields:
-            if not f.value:
-                continue
-            if not f.valid:
-                reasons.append(ReviewReason("invalid", f.name, f.reason or "invalid value"))
-            elif f.confidence < threshold:
-                reasons.append(
-                    ReviewReason(
-                        "low_confidence",
-                        f.name,
-                        f"confidence {f.confidence:.2f} is below the auto-accept "
-                        f"threshold {threshold:.2f}",
-                    )
-                )
-        for m in mismatches:
-            reasons.append(
-                ReviewReason(
-                    "mislabel",
-                    m.field,
-                    f"printed {m.printed!r} but the {m.code_format} code says {m.coded!r}",
-                )
-            )
-        return ReviewDecision(
-            needs_review=bool(reasons), auto_accept=threshold, reasons=tuple(reasons)
-        )
-
 
 def _value_is_span(f: FieldResult, raw: str) -> bool:
     """Correct only values that are the located characters themselves (not a part the
     extractor cut out of them, e.g. a receipt total "RM9.00" -> "9.00")."""
-    return bool(raw.strip()) and (not f.value or _bare(raw) == _bare(f.value))
-
-
-def _bare(s: str) -> str:
-    return re.sub(r"\s+", "", s).upper()
+    return bool(raw.strip()) and (not f.value or identifier_key(raw) == identifier_key(f.value))
 
 
 def _alt_prob(span: _Span, pos: int, to: str) -> float:
@@ -449,17 +367,13 @@ def _plausible(c: Any, span: _Span, spec: FieldSpec) -> bool:
     return True
 
 
-def _bare_id(s: str) -> str:
-    return re.sub(r"[\s\-:./]", "", s).upper()
-
-
 def _agrees(f: FieldResult, coded: str) -> bool:
     """Printed value == coded value (dates as dates, identifiers without separators)."""
     if f.iso_date and re.fullmatch(r"\d{4}-\d{2}-\d{2}", coded):
         return f.iso_date == coded
     if f.name == "gtin":
-        return _bare_id(f.value).lstrip("0") == _bare_id(coded).lstrip("0")
-    return _bare_id(f.value) == _bare_id(coded)
+        return identifier_key(f.value).lstrip("0") == identifier_key(coded).lstrip("0")
+    return identifier_key(f.value) == identifier_key(coded)
 
 
 def _plain_code_values(codes: Sequence[CodeResult]) -> set[str]:
@@ -468,9 +382,9 @@ def _plain_code_values(codes: Sequence[CodeResult]) -> set[str]:
     for code in codes:
         if code.gs1 is not None:
             continue
-        out.add(_bare_id(code.text))
+        out.add(identifier_key(code.text))
         for m in KEYED_SERIAL.finditer(code.text):
-            out.add(_bare_id(m.group(1)))
+            out.add(identifier_key(m.group(1)))
     return out
 
 

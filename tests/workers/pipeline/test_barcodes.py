@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zxingcpp
 
+from workers.fieldspec.gs1 import GS, parse_gs1
 from workers.pipeline.barcodes import CodeResult, Mismatch, cross_check, decode_codes
-from workers.pipeline.gs1 import GS, parse_gs1
 
 GS1_HRI = "(01)09506000134352(11)240315(10)LOT42(21)SN12345"
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from workers.pipeline.checkdigits import ALNUM, CHECK_DIGITS, DIGITS, get_algorithm
+from workers.fieldspec.checkdigits import ALNUM, CHECK_DIGITS, DIGITS, get_algorithm
 
 # (algorithm, full valid string) from published examples.
 PUBLISHED_VALID = [

@@ -11,15 +11,15 @@ from datetime import date
 
 import pytest
 
-from workers.pipeline.checkdigits import CHECK_DIGITS
-from workers.pipeline.correction import LOOKALIKES, Correction, correct
-from workers.pipeline.validation import (
-    DEFAULT_FIELD_SPECS,
+from workers.fieldspec.catalogue import DEFAULT_FIELD_SPECS
+from workers.fieldspec.checkdigits import CHECK_DIGITS
+from workers.fieldspec.grammar import (
     DateRule,
     FieldSpec,
     format_to_regex,
     validate_field,
 )
+from workers.pipeline.correction import LOOKALIKES, Correction, correct
 
 TODAY = date(2025, 6, 15)
 IMEI = DEFAULT_FIELD_SPECS["imei"]

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from workers.pipeline.gs1 import GS, looks_like_gs1, parse_gs1, parse_gs1_date
+from workers.fieldspec.gs1 import GS, looks_like_gs1, parse_gs1, parse_gs1_date
 
 HRI = "(01)09506000134352(17)261231(10)ABC123(21)XYZ"
 RAW = "01095060001343521726123110ABC123" + GS + "21XYZ"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.pipeline.fields import RuleFieldExtractor, parse_schema
+from workers.fieldspec.catalogue import resolve_schema as parse_schema
+from workers.pipeline.fields import RuleFieldExtractor
 from workers.pipeline.types import TextLine
 
 

@@ -8,15 +8,14 @@ from datetime import date
 
 import pytest
 
-from workers.pipeline.validation import (
-    DEFAULT_FIELD_SPECS,
+from workers.fieldspec.catalogue import DEFAULT_FIELD_SPECS, default_schema
+from workers.fieldspec.grammar import (
     DateRule,
     FieldSpec,
     FormatError,
     ProductSchema,
     SchemaError,
     compile_format,
-    default_schema,
     format_to_regex,
     normalise,
     parse_date,

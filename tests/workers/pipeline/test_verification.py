@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 
+from workers.fieldspec.grammar import SchemaError
+from workers.fieldspec.gs1 import parse_gs1
 from workers.pipeline.barcodes import CodeResult
-from workers.pipeline.gs1 import parse_gs1
 from workers.pipeline.types import FieldResult, TextLine
-from workers.pipeline.validation import SchemaError
 from workers.pipeline.verification import FieldVerifier, locate, product_schema
 
 TODAY = date(2026, 11, 23)

@@ -6,9 +6,8 @@ Normalisation before comparing a predicted with a gold value:
   stripped. ``date`` / ``total``: compared as strings, ends stripped (no reformatting).
   ``strict=False`` (reported as an extra column) also drops every space and a trailing ``.``
   from company/address: the SROIE gold text often differs from the line text only there.
-* nameplate fields: ``workers.pipeline.fields.normalize_value`` with the field's default mode
-  (serial/imei/mac/lot: no spaces, upper; part/model/gtin: single spaces, upper; dates and
-  manufacturer: single spaces, case kept).
+* nameplate fields: the field catalogue's normalisation (``workers.fieldspec``), trailing
+  punctuation trimmed, as the extractors do.
 
 Counting per field: a non-empty prediction equal to the gold value is a true positive; any other
 non-empty prediction is a false positive; a non-empty gold value without an equal prediction is
@@ -20,7 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from workers.pipeline.fields import DEFAULT_NORMALIZE, normalize_value
+from workers.fieldspec.catalogue import spec_for
+from workers.fieldspec.grammar import normalise as spec_normalise
 
 RECEIPT_TEXT_FIELDS = ("company", "address")
 RECEIPT_FIELDS = ("company", "date", "address", "total")
@@ -37,7 +37,7 @@ def normalise(field_name: str, value: str | None, *, strict: bool = True) -> str
         return v
     if field_name in ("date", "total"):
         return v
-    return normalize_value(v, DEFAULT_NORMALIZE.get(field_name, "code"))
+    return spec_normalise(v.strip(" \t.,;|"), spec_for(field_name))
 
 
 @dataclass

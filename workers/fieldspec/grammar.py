@@ -1,4 +1,4 @@
-"""Field schemas and validation of extracted key-field values.
+"""The schema grammar: field specs, format grammar, dates, normalisation and validation.
 
 A product type carries a *field schema* (JSON, editable in the admin)::
 
@@ -63,7 +63,8 @@ week gives its Monday. In ``YYMMDD`` (GS1), ``DD = 00`` means the last day of
 the month. Two-digit years are 20YY.
 
 This module is pure Python (no Django); the admin form and the API call
-:func:`schema_errors`, the pipeline calls :func:`validate_field`.
+:func:`schema_errors`, the pipeline and the web tier call :func:`validate_field`. The built-in
+specs of well-known fields live in :mod:`workers.fieldspec.catalogue`.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from workers.pipeline.checkdigits import CHECK_DIGITS
+from .checkdigits import CHECK_DIGITS
+from .identifiers import DASHES, ID_SEPARATORS_RE, identifier_key
 
 __all__ = [
     "DEFAULT_AUTO_ACCEPT",
     "DEFAULT_DATE_FORMATS",
-    "DEFAULT_FIELD_SPECS",
     "NORMALISE_OPS",
     "DateRule",
     "FieldCheck",
@@ -94,7 +95,6 @@ __all__ = [
     "SchemaError",
     "check_digit_text",
     "compile_format",
-    "default_schema",
     "format_to_regex",
     "normalise",
     "normalise_char",
@@ -107,9 +107,8 @@ DEFAULT_AUTO_ACCEPT = 0.9
 MAX_REPEAT = 64
 FIELD_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
-_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
-_SEPARATORS_RE = re.compile(rf"[\s{re.escape(_DASHES)}./:_]")
-_CHECK_SEPARATORS_RE = re.compile(rf"[\s{re.escape(_DASHES)}./:]")
+_DASHES = DASHES
+_SEPARATORS_RE = ID_SEPARATORS_RE
 
 PER_CHAR_OPS: frozenset[str] = frozenset(
     {"upper", "lower", "strip_spaces", "strip_dashes", "strip_separators"}
@@ -507,6 +506,8 @@ class ProductSchema:
 
     fields: tuple[FieldSpec, ...] = ()
     auto_accept: float = DEFAULT_AUTO_ACCEPT
+    keyless: frozenset[str] = frozenset()
+    """Fields an extractor may take without a key (set by ``catalogue.resolve_schema``)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ProductSchema:
@@ -698,8 +699,9 @@ def normalise(value: str, spec: FieldSpec) -> str:
 
 
 def check_digit_text(value: str) -> str:
-    """The text a check digit is verified on: separators removed, upper-cased."""
-    return _CHECK_SEPARATORS_RE.sub("", value).upper()
+    """The text a check digit is verified on: the identifier key (separators removed,
+    upper-cased)."""
+    return identifier_key(value)
 
 
 @dataclass(frozen=True)
@@ -779,111 +781,3 @@ def validate_field(value: str | None, spec: FieldSpec, *, today: date) -> FieldC
                     Reason("date_too_old", f"{iso} is more than {spec.date.max_age_days} days ago")
                 )
     return FieldCheck(spec.name, not reasons, v, tuple(reasons), iso)
-
-
-# --------------------------------------------------------------------------------------
-# Defaults
-# --------------------------------------------------------------------------------------
-
-DEFAULT_FIELD_SPECS: dict[str, FieldSpec] = {
-    s.name: s
-    for s in (
-        FieldSpec(
-            name="serial_number",
-            label="Serial number",
-            required=True,
-            pattern=r"(?=.*[0-9])[A-Z0-9][A-Z0-9./-]{3,39}",  # one digit at least
-            normalise=("upper", "strip_spaces"),
-            keywords=(
-                "S/N",
-                "SN",
-                "SER",
-                "SER.NO",
-                "Serial",
-                "Serial No",
-                "Serial Number",
-                "시리얼",
-                "제조번호",
-                "일련번호",
-            ),
-        ),
-        FieldSpec(
-            name="part_number",
-            label="Part number",
-            pattern=r"[A-Z0-9][A-Z0-9./-]{2,39}",
-            normalise=("upper", "strip_spaces"),
-            keywords=("P/N", "PN", "Part No", "Part Number", "REF", "품번", "부품번호"),
-        ),
-        FieldSpec(
-            name="lot",
-            label="Lot",
-            pattern=r"[A-Z0-9][A-Z0-9./-]{0,19}",
-            normalise=("upper", "strip_spaces"),
-            keywords=("LOT", "Lot No", "Batch", "Batch No", "로트", "LOT NO"),
-        ),
-        FieldSpec(
-            name="mfg_date",
-            label="Manufacturing date",
-            date=DateRule(not_future=True, max_age_days=36500),
-            normalise=("upper", "collapse_spaces"),
-            keywords=(
-                "MFG",
-                "MFD",
-                "Mfg. Date",
-                "Date of manufacture",
-                "DOM",
-                "Manufactured",
-                "제조일",
-                "제조일자",
-                "제조년월",
-            ),
-        ),
-        FieldSpec(
-            name="model",
-            label="Model",
-            pattern=r"[A-Z0-9][A-Z0-9 ./_+-]{0,39}",
-            normalise=("upper", "collapse_spaces"),
-            keywords=("Model", "Model No", "Model Name", "Type", "모델", "모델명"),
-        ),
-        FieldSpec(
-            name="mac",
-            label="MAC address",
-            format="HH:HH:HH:HH:HH:HH",
-            normalise=("mac",),
-            keywords=("MAC", "MAC Address", "MAC ID", "LAN MAC", "WLAN MAC", "BT"),
-        ),
-        FieldSpec(
-            name="imei",
-            label="IMEI",
-            format="9{15}",
-            check_digit="luhn",
-            normalise=("strip_separators",),
-            keywords=("IMEI", "IMEI1", "IMEI 1", "IMEI2"),
-        ),
-        FieldSpec(
-            name="gtin",
-            label="GTIN",
-            pattern=r"\d{8}|\d{12,14}",
-            check_digit="gs1",
-            normalise=("strip_separators",),
-            keywords=("GTIN", "EAN", "UPC", "(01)"),
-        ),
-        FieldSpec(
-            name="manufacturer",
-            label="Manufacturer",
-            normalise=("collapse_spaces",),
-            keywords=("Manufacturer", "Mfr", "Made by", "Manufactured by", "제조사", "제조원"),
-        ),
-    )
-}
-"""Default specs of the well-known fields, by name."""
-
-
-def default_schema(
-    names: Iterable[str] | None = None, *, auto_accept: float = DEFAULT_AUTO_ACCEPT
-) -> ProductSchema:
-    """A :class:`ProductSchema` made of default field specs (all when ``names`` is None)."""
-    chosen = list(names) if names is not None else list(DEFAULT_FIELD_SPECS)
-    return ProductSchema(
-        fields=tuple(DEFAULT_FIELD_SPECS[n] for n in chosen), auto_accept=auto_accept
-    )

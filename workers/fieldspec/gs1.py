@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from workers.pipeline.checkdigits import CHECK_DIGITS
+from .checkdigits import CHECK_DIGITS
 
 __all__ = [
     "AI_FIELD_MAP",

@@ -1,0 +1,133 @@
+"""The needs-review rule: when a read may be accepted without a person.
+
+A read is auto-accepted only when every required field is present, every reported field is
+valid and at or above the product's auto-accept confidence, and no code on the label
+contradicts the print. Anything else ``needs_review``, with one :class:`ReviewReason` per
+cause: a stable ``code`` (``missing``, ``invalid``, ``low_confidence``, ``mislabel``), the
+``field`` it concerns and ``params`` for the message (rendered to words by the web tier, in the
+user's language; ``message`` is the English text for logs and the command line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .grammar import ProductSchema
+
+__all__ = ["REVIEW_CODES", "ReviewDecision", "ReviewReason", "decide_review"]
+
+REVIEW_CODES = ("missing", "invalid", "low_confidence", "mislabel")
+
+
+@dataclass(frozen=True)
+class ReviewReason:
+    """Why a read needs a person (module docstring)."""
+
+    code: str
+    field: str
+    message: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "field": self.field,
+            "message": self.message,
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReviewReason:
+        return cls(
+            code=str(d.get("code", "")),
+            field=str(d.get("field", "")),
+            message=str(d.get("message", "")),
+            params=dict(d.get("params") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """``needs_review`` is False only when every field is valid, present when required,
+    at or above ``auto_accept`` confidence, and no code contradicts the print."""
+
+    needs_review: bool
+    auto_accept: float
+    reasons: tuple[ReviewReason, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "needs_review": bool(self.needs_review),
+            "auto_accept": round(float(self.auto_accept), 4),
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReviewDecision:
+        return cls(
+            needs_review=bool(d.get("needs_review", True)),
+            auto_accept=float(d.get("auto_accept") or 0.0),
+            reasons=tuple(ReviewReason.from_dict(r) for r in d.get("reasons") or ()),
+        )
+
+
+class FieldState(Protocol):
+    """What the rule looks at in a field (``workers.contract.FieldResult`` has it)."""
+
+    name: str
+    value: str
+    valid: bool
+    confidence: float
+    reason: str
+
+
+class MismatchState(Protocol):
+    """A code that contradicts the print (``barcodes.Mismatch`` has it)."""
+
+    field: str
+    printed: str
+    coded: str
+    code_format: str
+
+
+def decide_review(
+    fields: Sequence[FieldState],
+    schema: ProductSchema,
+    threshold: float,
+    mismatches: Iterable[MismatchState] = (),
+) -> ReviewDecision:
+    """Apply the rule (module docstring) to a read's checked fields."""
+    reasons: list[ReviewReason] = []
+    by_name = {f.name: f for f in fields}
+    for spec in schema.fields:
+        if spec.required and not (by_name.get(spec.name) and by_name[spec.name].value):
+            reasons.append(
+                ReviewReason("missing", spec.name, f"{spec.display_label} was not found")
+            )
+    for f in fields:
+        if not f.value:
+            continue
+        if not f.valid:
+            reasons.append(ReviewReason("invalid", f.name, f.reason or "invalid value"))
+        elif f.confidence < threshold:
+            reasons.append(
+                ReviewReason(
+                    "low_confidence",
+                    f.name,
+                    f"confidence {f.confidence:.2f} is below the auto-accept "
+                    f"threshold {threshold:.2f}",
+                    {"confidence": round(float(f.confidence), 5), "threshold": float(threshold)},
+                )
+            )
+    for m in mismatches:
+        reasons.append(
+            ReviewReason(
+                "mislabel",
+                m.field,
+                f"printed {m.printed!r} but the {m.code_format} code says {m.coded!r}",
+                {"printed": m.printed, "coded": m.coded, "code_format": m.code_format},
+            )
+        )
+    return ReviewDecision(needs_review=bool(reasons), auto_accept=threshold, reasons=tuple(reasons))
