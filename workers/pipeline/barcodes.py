@@ -31,6 +31,7 @@ __all__ = [
     "CodeResult",
     "Mismatch",
     "cross_check",
+    "CodeReader",
     "decode_codes",
 ]
 
@@ -101,6 +102,18 @@ class CodeResult:
             "content_type": self.content_type,
             "orientation": self.orientation,
         }
+
+
+class CodeReader:
+    """Stage: every code on the photo. ``__call__(rgb) -> list[CodeResult]`` (see
+    :func:`decode_codes`); ``enabled=False`` (``OCR_CODES=0``) reads nothing."""
+
+    def __init__(self, *, enabled: bool = True, formats: Sequence[str] = DEFAULT_FORMATS) -> None:
+        self.enabled = enabled
+        self.formats = tuple(formats)
+
+    def __call__(self, rgb: np.ndarray) -> list[CodeResult]:
+        return decode_codes(rgb, formats=self.formats) if self.enabled else []
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:

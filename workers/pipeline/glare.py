@@ -22,14 +22,26 @@ mask is returned at full size (nearest):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from .rectification import rectify_quad
+from .types import LineQuality, QualityWarning, TextLine
+
 # share of a line's columns washed out above which the advice is "glare covers characters: retake"
 LINE_RETAKE_COLUMNS = 0.15
+# A character cell (line split proportionally by the characters read) this much in glare -> retake.
+CHAR_RETAKE_COVER = 0.5
+GLARE_TEXT_MSG = "Glare covers characters on line {n}: retake the photo at a different angle."
+# Blob test (:func:`blob_mask`, also the quality stage's own measure).
+BLOB_V = 250
+BLOB_S = 40
+BLOB_MIN_AREA = 0.0005
+BLOB_RING_DELTA = 20.0
 
 
 @dataclass(frozen=True)
@@ -202,3 +214,125 @@ def line_glare(mask: np.ndarray, polygon: np.ndarray, *, bins: int = 64) -> Line
     used = tot > 0
     col = float(((hit[used] / tot[used]) >= 0.5).mean())
     return LineGlare(float(g.mean()), col, col > LINE_RETAKE_COLUMNS)
+
+
+def blob_mask(small_rgb: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """bool (h, w): pixels inside glare blobs of an RGB image and its gray copy (same size):
+    near-white (V >= ``BLOB_V``), low-saturation (S <= ``BLOB_S``) pixels, opened with a
+    1 %-of-short-side kernel, kept when the blob covers >= ``BLOB_MIN_AREA`` of the image and
+    the median of a ring around it is darker by >= ``BLOB_RING_DELTA`` grey levels (a hot spot,
+    also on a white sticker, where :func:`glare_mask`'s ring test rejects it)."""
+    hsv = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2HSV)
+    cand = ((hsv[:, :, 2] >= BLOB_V) & (hsv[:, :, 1] <= BLOB_S)).astype(np.uint8)
+    h, w = gray.shape
+    out = np.zeros((h, w), dtype=bool)
+    if not cand.any():
+        return out
+    k = max(3, int(round(0.01 * min(h, w))) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    min_area = BLOB_MIN_AREA * h * w
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        r = max(k, int(round(np.sqrt(area / np.pi))))
+        x0, y0 = max(0, x - r - 1), max(0, y - r - 1)
+        x1, y1 = min(w, x + bw + r + 1), min(h, y + bh + r + 1)
+        blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        ri = max(1, r // 2)
+        outer = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        inner = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ri + 1,) * 2))
+        ring = outer.astype(bool) & ~inner.astype(bool)
+        if not ring.any():
+            continue
+        g = gray[y0:y1, x0:x1]
+        if float(g[blob > 0].mean()) - float(np.median(g[ring])) >= BLOB_RING_DELTA:
+            out[y0:y1, x0:x1] |= blob > 0
+    return out
+
+
+def image_glare_mask(rgb: np.ndarray, work_side: int = 1024) -> np.ndarray:
+    """The one glare mask of a photo, computed once per image: (H, W, 3) uint8 RGB -> (H, W)
+    uint8 (255 = glare), :func:`glare_mask` (clipped cores + bloom, dark surroundings) united
+    with :func:`blob_mask` (hot spots on white stickers, which the ring test of
+    ``glare_mask`` rejects; computed at a long side of ``work_side`` px, scaled back with
+    nearest neighbour)."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, work_side / max(h, w))
+    small = (
+        cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
+        if scale < 1.0
+        else rgb
+    )
+    m = blob_mask(small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)).astype(np.uint8) * 255
+    if scale < 1.0:
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    return np.maximum(glare_mask(rgb).mask, m)
+
+
+def line_glare_warnings(report: tuple[LineQuality, ...]) -> tuple[QualityWarning, ...]:
+    """One ``glare_text`` warning per line whose characters glare hides (``retake``), with
+    its 1-based ``line`` number and ``order`` as parameters."""
+    return tuple(
+        QualityWarning(
+            "glare_text",
+            GLARE_TEXT_MSG.format(n=q.order + 1),
+            {"line": q.order + 1, "order": q.order},
+        )
+        for q in report
+        if q.retake
+    )
+
+
+def apply_line_glare(
+    lines: list[TextLine], mask: np.ndarray
+) -> tuple[list[TextLine], tuple[LineQuality, ...]]:
+    """Glare-aware confidences. ``mask``: (H, W) uint8 glare mask (original pixels, nonzero =
+    glare); line polygons in original pixels, starting at the text's own top-left.
+
+    Per line: ``glare.line_glare`` (area and column fractions, ``retake``). Per character: the
+    mask is warped into the line's reading frame (``rectify_quad`` of the polygon) and cut into
+    ``len(text)`` equal columns -- character positions are mapped proportionally along the
+    polygon; character i's confidence is multiplied by (1 - share of its cell in glare). The
+    line confidence becomes mean(lowered char confidences) x (1 - column_fraction), since glare
+    can also hide characters the recogniser never emitted. Lines without glare are untouched.
+    ``retake``: ``line_glare``'s column rule, or some character cell at least
+    ``CHAR_RETAKE_COVER`` washed out (one hidden character already spoils a serial)."""
+    out: list[TextLine] = []
+    report: list[LineQuality] = []
+    for ln in lines:
+        poly = np.asarray(ln.polygon, np.float64).reshape(-1, 2)
+        lg = line_glare(mask, poly)
+        if lg.area_fraction <= 0.0 or not ln.char_confidences:
+            report.append(LineQuality(ln.order, lg.area_fraction, lg.column_fraction, lg.retake))
+            out.append(ln)
+            continue
+        cell = rectify_quad(mask, poly[:4] if len(poly) == 4 else _corners(poly)) > 127
+        if cell.ndim == 3:
+            cell = cell[..., 0]
+        w = cell.shape[1]
+        n = len(ln.char_confidences)
+        bounds = np.linspace(0, w, n + 1)
+        confs = []
+        worst = 0.0
+        for i, c in enumerate(ln.char_confidences):
+            a, b = int(bounds[i]), max(int(bounds[i + 1]), int(bounds[i]) + 1)
+            cov = float(cell[:, a:b].mean()) if b <= w else 0.0
+            worst = max(worst, cov)
+            confs.append(float(c) * (1.0 - cov))
+        retake = lg.retake or worst >= CHAR_RETAKE_COVER
+        report.append(LineQuality(ln.order, lg.area_fraction, lg.column_fraction, retake))
+        conf = float(np.mean(confs)) * (1.0 - lg.column_fraction)
+        out.append(
+            dataclasses.replace(
+                ln, confidence=min(conf, ln.confidence), char_confidences=tuple(confs)
+            )
+        )
+    return out, tuple(report)
+
+
+def _corners(poly: np.ndarray) -> np.ndarray:
+    n = len(poly) // 2
+    return np.stack([poly[0], poly[n - 1], poly[n], poly[2 * n - 1]])

@@ -26,49 +26,25 @@ import numpy as np
 from workers.fieldspec.catalogue import resolve_schema
 from workers.fieldspec.grammar import ProductSchema
 
-from .barcodes import decode_codes
+from .barcodes import CodeReader
 from .config import PipelineConfig
 from .detection import TextDetector
 from .errors import ConfigError, TerminalError
 from .fields import FieldExtractor, RuleFieldExtractor
 from .geometry import crop_quad, reading_order
-from .glare import glare_mask, line_glare
+from .glare import apply_line_glare, image_glare_mask, line_glare_warnings
 from .io import DecodedImage, ImageDecoder
 from .models import MODEL_SETS, create_session, load_char_list, model_info, resolve_device
 from .quality import QualityAssessor
 from .recognition import LineClassifier, TextRecognizer
-from .rectification import (
-    _corner_deviation_deg as corner_deviation_deg,
-)
-from .rectification import (
-    _order_corners as order_corners,
-)
-from .rectification import (
-    decide_orientation,
-    find_label_quad,
-    rectify_label,
-    rectify_line,
-    rectify_quad,
-)
+from .rectification import label_view, orient_lines, rectify_line
 from .types import (
     LineQuality,
     ModelInfo,
-    QualityWarning,
     ReadResult,
-    RecognizedText,
     TextLine,
 )
 from .verification import FieldVerifier
-
-# Whole-label warp only when the outline is tilted by more than this (degrees, max deviation of
-# its corners from 90 and of its sides from the axes): smaller tilts are handled per line and
-# would cost a second detection pass for nothing.
-LABEL_RECTIFY_MIN_DEG = 6.0
-# Lines read with a lower mean character confidence are also read rotated by 180 degrees.
-ORIENT_CHECK_CONF = 0.9
-# A character cell (line split proportionally by the characters read) this much in glare -> retake.
-CHAR_RETAKE_COVER = 0.5
-GLARE_TEXT_MSG = "Glare covers characters on line {n}: retake the photo at a different angle."
 
 
 class Pipeline:
@@ -86,6 +62,7 @@ class Pipeline:
         recognizer: TextRecognizer,
         field_extractor: FieldExtractor,
         verifier: FieldVerifier,
+        code_reader: CodeReader,
         models: tuple[ModelInfo, ...],
         device: str,
         providers: tuple[str, ...],
@@ -98,6 +75,7 @@ class Pipeline:
         self.recognizer = recognizer
         self.field_extractor = field_extractor
         self.verifier = verifier
+        self.code_reader = code_reader
         self.models = models
         self.device = device
         self.providers = providers
@@ -146,7 +124,7 @@ class Pipeline:
         rgb = decoded.rgb
         cfg = self.config
         t = time.perf_counter()
-        glare = self._glare(rgb) if cfg.glare_aware else None
+        glare = image_glare_mask(rgb, self.quality.work_side) if cfg.glare_aware else None
         timings["quality"] = (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
@@ -160,7 +138,7 @@ class Pipeline:
             crops, flipped = self.classifier(crops)
         texts = self.recognizer(crops)
         if cfg.rectify != "off":
-            texts, flipped = self._check_orientation(crops, texts, flipped)
+            texts, flipped = orient_lines(crops, texts, flipped, self.recognizer)
         kept: list[int] = [
             i for i, r in enumerate(texts) if r.text.strip() and r.confidence >= cfg.min_line_score
         ]
@@ -197,20 +175,12 @@ class Pipeline:
             glare=glare,
         )
         if glare is not None:
-            extra = tuple(
-                QualityWarning(
-                    "glare_text",
-                    GLARE_TEXT_MSG.format(n=q.order + 1),
-                    {"line": q.order + 1, "order": q.order},
-                )
-                for q in line_q
-                if q.retake
-            )
+            extra = line_glare_warnings(line_q)
             quality = dataclasses.replace(quality, warnings=quality.warnings + extra, lines=line_q)
         timings["quality"] += (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
-        codes = decode_codes(rgb) if cfg.codes else []
+        codes = self.code_reader(rgb)
         timings["codes"] = (time.perf_counter() - t) * 1000.0
 
         t = time.perf_counter()
@@ -237,12 +207,6 @@ class Pipeline:
             mismatches=verified.mismatches,
             review=verified.review,
         )
-
-    def _glare(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W) uint8 glare mask, once per image: ``glare.glare_mask`` (clipped cores + bloom,
-        dark surroundings) united with the quality stage's blob test (hot spots on white
-        stickers, which the ring test of ``glare_mask`` rejects)."""
-        return np.maximum(glare_mask(rgb).mask, self.quality.blob_glare_mask(rgb))
 
     # ---- detection (+ whole-label perspective) ----------------------------------------------
     def _detect(self, rgb: np.ndarray) -> list[_Candidate]:
@@ -319,29 +283,6 @@ class Pipeline:
             crop = np.ascontiguousarray(np.rot90(crop))
         return crop
 
-    def _check_orientation(
-        self,
-        crops: list[np.ndarray],
-        texts: list[RecognizedText],
-        flipped: list[bool],
-    ) -> tuple[list[RecognizedText], list[bool]]:
-        """0/180 decision beyond the classifier: lines read with a confidence below
-        ``ORIENT_CHECK_CONF`` are read again rotated by 180 degrees (one batch) and the rotation
-        is kept when the recogniser is more confident by ``rectification.ORIENT_MARGIN``
-        (``rectification.decide_orientation``)."""
-        doubt = [i for i, r in enumerate(texts) if r.confidence < ORIENT_CHECK_CONF]
-        if not doubt:
-            return texts, flipped
-        rotated = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in doubt]
-        again = self.recognizer(rotated)
-        texts, flipped = list(texts), list(flipped)
-        for i, r2 in zip(doubt, again, strict=True):
-            d = decide_orientation(texts[i].confidence, r2.confidence)
-            if d.rotate_180:
-                texts[i] = r2
-                flipped[i] = not flipped[i]
-        return texts, flipped
-
 
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
@@ -364,96 +305,6 @@ class _Candidate:
 
 def _arr(poly: Any) -> np.ndarray | None:
     return None if poly is None else np.asarray(poly, np.float64).reshape(-1, 2)
-
-
-def label_view(
-    rgb: np.ndarray, text_polygons: list[np.ndarray], *, min_dev_deg: float = LABEL_RECTIFY_MIN_DEG
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fronto-parallel label image and the (3, 3) homography original pixels -> label pixels,
-    or None (no outline holding at least half of ``text_polygons``, or one tilted by at most
-    ``min_dev_deg``: corner angles and side directions, see ``rectification``). When the text
-    quads, mapped into the label, run closer to vertical than to horizontal, the label image
-    is turned by 90 degrees counter-clockwise (and the homography with it)."""
-    quad = find_label_quad(rgb, text_polygons=text_polygons)
-    if quad is None:
-        return None
-    if corner_deviation_deg(order_corners(quad)) <= min_dev_deg:
-        return None
-    rect = rectify_label(rgb, quad)
-    if rect is None or min(rect.image.shape[:2]) < 32:
-        return None
-    image, hom = rect.image, rect.homography
-    # dominant text direction inside the label (length-weighted, angle doubled: 0 == 180)
-    vx = vy = 0.0
-    for p in text_polygons:
-        q = np.asarray(p, np.float64).reshape(4, 2)
-        a, b = q[1] - q[0], q[3] - q[0]
-        axis = a if np.linalg.norm(a) >= np.linalg.norm(b) else b
-        c = q.mean(axis=0)
-        ends = rect.map_points(np.stack([c - axis / 2, c + axis / 2]))
-        d = ends[1] - ends[0]
-        ang = 2.0 * np.arctan2(d[1], d[0])
-        ln = float(np.linalg.norm(d))
-        vx += ln * np.cos(ang)
-        vy += ln * np.sin(ang)
-    if vx < 0 and abs(vx) > abs(vy):  # mean doubled angle near 180 deg: vertical text
-        hh, ww = image.shape[:2]
-        image = np.ascontiguousarray(np.rot90(image))  # CCW: (x, y) -> (y, ww - 1 - x)
-        turn = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, ww - 1.0], [0.0, 0.0, 1.0]])
-        hom = turn @ hom
-    return image, hom
-
-
-def apply_line_glare(
-    lines: list[TextLine], mask: np.ndarray
-) -> tuple[list[TextLine], tuple[LineQuality, ...]]:
-    """Glare-aware confidences. ``mask``: (H, W) uint8 glare mask (original pixels, nonzero =
-    glare); line polygons in original pixels, starting at the text's own top-left.
-
-    Per line: ``glare.line_glare`` (area and column fractions, ``retake``). Per character: the
-    mask is warped into the line's reading frame (``rectify_quad`` of the polygon) and cut into
-    ``len(text)`` equal columns -- character positions are mapped proportionally along the
-    polygon; character i's confidence is multiplied by (1 - share of its cell in glare). The
-    line confidence becomes mean(lowered char confidences) x (1 - column_fraction), since glare
-    can also hide characters the recogniser never emitted. Lines without glare are untouched.
-    ``retake``: ``line_glare``'s column rule, or some character cell at least
-    ``CHAR_RETAKE_COVER`` washed out (one hidden character already spoils a serial)."""
-    out: list[TextLine] = []
-    report: list[LineQuality] = []
-    for ln in lines:
-        poly = np.asarray(ln.polygon, np.float64).reshape(-1, 2)
-        lg = line_glare(mask, poly)
-        if lg.area_fraction <= 0.0 or not ln.char_confidences:
-            report.append(LineQuality(ln.order, lg.area_fraction, lg.column_fraction, lg.retake))
-            out.append(ln)
-            continue
-        cell = rectify_quad(mask, poly[:4] if len(poly) == 4 else _corners(poly)) > 127
-        if cell.ndim == 3:
-            cell = cell[..., 0]
-        w = cell.shape[1]
-        n = len(ln.char_confidences)
-        bounds = np.linspace(0, w, n + 1)
-        confs = []
-        worst = 0.0
-        for i, c in enumerate(ln.char_confidences):
-            a, b = int(bounds[i]), max(int(bounds[i + 1]), int(bounds[i]) + 1)
-            cov = float(cell[:, a:b].mean()) if b <= w else 0.0
-            worst = max(worst, cov)
-            confs.append(float(c) * (1.0 - cov))
-        retake = lg.retake or worst >= CHAR_RETAKE_COVER
-        report.append(LineQuality(ln.order, lg.area_fraction, lg.column_fraction, retake))
-        conf = float(np.mean(confs)) * (1.0 - lg.column_fraction)
-        out.append(
-            dataclasses.replace(
-                ln, confidence=min(conf, ln.confidence), char_confidences=tuple(confs)
-            )
-        )
-    return out, tuple(report)
-
-
-def _corners(poly: np.ndarray) -> np.ndarray:
-    n = len(poly) // 2
-    return np.stack([poly[0], poly[n - 1], poly[n], poly[2 * n - 1]])
 
 
 def check_schema(schema: dict[str, Any] | None) -> ProductSchema:
@@ -523,6 +374,7 @@ def build_pipeline(
         recognizer=TextRecognizer(config, rec_sess, load_char_list(ms, rec_sess)),
         field_extractor=extractor,
         verifier=FieldVerifier(),
+        code_reader=CodeReader(enabled=config.codes),
         models=tuple(models),
         device=real_device,
         providers=tuple(providers),

@@ -23,8 +23,9 @@ Measures and thresholds (module constants; checked on rendered labels, see the t
   ``glare`` with the "Strong glare over the text" message when > ``TEXT_GLARE_MAX`` (5 %).
 - ``no_text``: no text line was read.
 
-The pipeline passes the mask of ``glare.glare_mask`` (computed once per image) and adds the
-per-line ``glare_text`` warnings itself (``pipeline.GLARE_TEXT_MSG``).
+Glare masks are :mod:`glare`'s: without a mask this stage uses ``glare.blob_mask``; the pipeline
+passes ``glare.image_glare_mask`` (computed once per image) and the per-line ``glare_text``
+warnings come from ``glare.line_glare_warnings``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .glare import blob_mask
 from .types import QualityReport, QualityWarning
 
 WORK_SIDE = 1024
@@ -40,10 +42,7 @@ DARK_P95 = 0.35
 DARK_MEAN = 0.15
 BRIGHT_P5 = 0.75
 CLIPPED_MAX = 0.40
-GLARE_V = 250
-GLARE_S = 40
-GLARE_MIN_BLOB = 0.0005
-GLARE_RING_DELTA = 20.0
+CLIPPED_V = 250
 GLARE_MAX = 0.03
 TEXT_GLARE_MAX = 0.05
 
@@ -91,7 +90,7 @@ class QualityAssessor:
         g = gray.astype(np.float32) / 255.0
         exposure = float(g.mean())
         p5, p95 = (float(v) for v in np.percentile(g, [5, 95]))
-        clipped = float((gray >= GLARE_V).mean())
+        clipped = float((gray >= CLIPPED_V).mean())
 
         if glare is not None:
             glare = np.asarray(glare)
@@ -103,7 +102,7 @@ class QualityAssessor:
                 )
             glare = glare > 0
         else:
-            glare = self._glare_mask(small, gray)
+            glare = blob_mask(small, gray)
         glare_fraction = float(glare.mean())
         text_glare = 0.0
         if text_mask is not None and text_mask.any():
@@ -130,21 +129,6 @@ class QualityAssessor:
             warnings=tuple(warnings),
         )
 
-    def blob_glare_mask(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) uint8 mask (255 = glare) of this module's blob test
-        (computed at the working size, scaled back with nearest neighbour). Unlike
-        ``glare.glare_mask`` (ring >= 25 levels below a clipped core) it also accepts a hot
-        spot on a white sticker (ring only 20 levels darker than the blob's mean)."""
-        h, w = rgb.shape[:2]
-        scale = min(1.0, self.work_side / max(h, w))
-        small = (
-            cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
-            if scale < 1.0
-            else rgb
-        )
-        m = self._glare_mask(small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)).astype(np.uint8) * 255
-        return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) if scale < 1.0 else m
-
     @staticmethod
     def _text_mask(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:
         """uint8 (h, w) mask of the text quads, each extended along its line by its height.
@@ -170,38 +154,3 @@ class QualityAssessor:
         if mask is not None and mask.sum() >= 64:
             return float(lap[mask > 0].var())
         return float(lap.var())
-
-    @staticmethod
-    def _glare_mask(small_rgb: np.ndarray, gray: np.ndarray) -> np.ndarray:
-        """bool (h, w): pixels inside glare blobs (see module docstring)."""
-        hsv = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2HSV)
-        cand = ((hsv[:, :, 2] >= GLARE_V) & (hsv[:, :, 1] <= GLARE_S)).astype(np.uint8)
-        h, w = gray.shape
-        out = np.zeros((h, w), dtype=bool)
-        if not cand.any():
-            return out
-        k = max(3, int(round(0.01 * min(h, w))) | 1)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, kernel)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
-        min_area = GLARE_MIN_BLOB * h * w
-        for i in range(1, n):
-            x, y, bw, bh, area = (int(v) for v in stats[i])
-            if area < min_area:
-                continue
-            r = max(k, int(round(np.sqrt(area / np.pi))))
-            x0, y0 = max(0, x - r - 1), max(0, y - r - 1)
-            x1, y1 = min(w, x + bw + r + 1), min(h, y + bh + r + 1)
-            blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
-            ri = max(1, r // 2)
-            outer = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-            inner = cv2.dilate(
-                blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ri + 1,) * 2)
-            )
-            ring = outer.astype(bool) & ~inner.astype(bool)
-            if not ring.any():
-                continue
-            g = gray[y0:y1, x0:x1]
-            if float(g[blob > 0].mean()) - float(np.median(g[ring])) >= GLARE_RING_DELTA:
-                out[y0:y1, x0:x1] |= blob > 0
-        return out

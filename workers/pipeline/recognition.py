@@ -14,6 +14,7 @@ import numpy as np
 
 from .config import PipelineConfig
 from .errors import TransientError
+from .rectification import orientation_from_classifier
 from .types import RecognizedText
 
 _REC_H = 48
@@ -57,7 +58,7 @@ class LineClassifier:
             except Exception as exc:
                 raise TransientError(f"line classification failed: {exc}") from exc
             for j, p in enumerate(probs):
-                if int(np.argmax(p)) == 1 and float(p[1]) > self.config.cls_thresh:
+                if orientation_from_classifier(p, threshold=self.config.cls_thresh).rotate_180:
                     out[start + j] = np.ascontiguousarray(np.rot90(chunk[j], 2))
                     flipped[start + j] = True
         return out, flipped

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .types import RecognizedText
+
 # ---- thresholds (see module docstring) --------------------------------------------------------
 MAX_SKEW_DEG = 3.0  # baseline angle below which a straight line is not rotated
 MAX_TAPER = 0.06  # relative difference of opposite sides below which there is no perspective
@@ -405,3 +407,79 @@ def rectify_label(
         image, hom, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
     return LabelRectification(image=out, homography=hom, quad=q)
+
+
+# ---- whole-label view (detection on the fronto-parallel label) --------------------------------
+# Whole-label warp only when the outline is tilted by more than this (degrees, max deviation of
+# its corners from 90 and of its sides from the axes): smaller tilts are handled per line and
+# would cost a second detection pass for nothing.
+LABEL_RECTIFY_MIN_DEG = 6.0
+
+
+def label_view(
+    rgb: np.ndarray, text_polygons: list[np.ndarray], *, min_dev_deg: float = LABEL_RECTIFY_MIN_DEG
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fronto-parallel label image and the (3, 3) homography original pixels -> label pixels,
+    or None (no outline holding at least half of ``text_polygons``, or one tilted by at most
+    ``min_dev_deg``: corner angles and side directions, see ``rectification``). When the text
+    quads, mapped into the label, run closer to vertical than to horizontal, the label image
+    is turned by 90 degrees counter-clockwise (and the homography with it)."""
+    quad = find_label_quad(rgb, text_polygons=text_polygons)
+    if quad is None:
+        return None
+    if _corner_deviation_deg(_order_corners(quad)) <= min_dev_deg:
+        return None
+    rect = rectify_label(rgb, quad)
+    if rect is None or min(rect.image.shape[:2]) < 32:
+        return None
+    image, hom = rect.image, rect.homography
+    # dominant text direction inside the label (length-weighted, angle doubled: 0 == 180)
+    vx = vy = 0.0
+    for p in text_polygons:
+        q = np.asarray(p, np.float64).reshape(4, 2)
+        a, b = q[1] - q[0], q[3] - q[0]
+        axis = a if np.linalg.norm(a) >= np.linalg.norm(b) else b
+        c = q.mean(axis=0)
+        ends = rect.map_points(np.stack([c - axis / 2, c + axis / 2]))
+        d = ends[1] - ends[0]
+        ang = 2.0 * np.arctan2(d[1], d[0])
+        ln = float(np.linalg.norm(d))
+        vx += ln * np.cos(ang)
+        vy += ln * np.sin(ang)
+    if vx < 0 and abs(vx) > abs(vy):  # mean doubled angle near 180 deg: vertical text
+        hh, ww = image.shape[:2]
+        image = np.ascontiguousarray(np.rot90(image))  # CCW: (x, y) -> (y, ww - 1 - x)
+        turn = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, ww - 1.0], [0.0, 0.0, 1.0]])
+        hom = turn @ hom
+    return image, hom
+
+
+# ---- 0/180 for a read's lines ---------------------------------------------------------------
+# Lines read with a lower mean character confidence are also read rotated by 180 degrees.
+ORIENT_CHECK_CONF = 0.9
+
+
+def orient_lines(
+    crops: list[np.ndarray],
+    texts: list[RecognizedText],
+    flipped: list[bool],
+    recognize: Callable[[list[np.ndarray]], list[RecognizedText]],
+    *,
+    check_conf: float = ORIENT_CHECK_CONF,
+) -> tuple[list[RecognizedText], list[bool]]:
+    """0/180 decision beyond the classifier: lines read (``texts[i].confidence``) below
+    ``check_conf`` are read again rotated by 180 degrees (one ``recognize`` batch) and the
+    rotation is kept when the recogniser is more confident by ``ORIENT_MARGIN``
+    (:func:`decide_orientation`). ``flipped[i]`` (whether crop i was already turned) is toggled
+    for the lines turned here. Returns new lists."""
+    doubt = [i for i, r in enumerate(texts) if r.confidence < check_conf]
+    if not doubt:
+        return texts, flipped
+    rotated = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in doubt]
+    again = recognize(rotated)
+    texts, flipped = list(texts), list(flipped)
+    for i, r2 in zip(doubt, again, strict=True):
+        if decide_orientation(texts[i].confidence, r2.confidence).rotate_180:
+            texts[i] = r2
+            flipped[i] = not flipped[i]
+    return texts, flipped

@@ -34,10 +34,10 @@ from workers.pipeline.types import FieldResult, TextLine  # noqa: E402
 
 RECEIPT_SCHEMA = {
     "fields": [
-        {"name": "company", "normalize": "text"},
-        {"name": "date", "normalize": "text"},
-        {"name": "address", "normalize": "text"},
-        {"name": "total", "normalize": "text"},
+        {"name": "company"},
+        {"name": "date"},
+        {"name": "address"},
+        {"name": "total"},
     ]
 }
 
