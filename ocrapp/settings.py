@@ -16,6 +16,7 @@ from ocrapp.config import (
     database_from_url,
     env_bool,
     env_int,
+    image_storage_from_env,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -96,8 +97,10 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
+# Capture images: local files under MEDIA_ROOT (default) or an S3 bucket (IMAGE_STORAGE=s3);
+# code reads and writes them through the storage API only, never by filesystem path.
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": image_storage_from_env(),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
