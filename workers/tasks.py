@@ -38,13 +38,12 @@ def read_capture(self, capture_id: str) -> str:
     from workers.pipeline.loader import get_pipeline
 
     try:
-        with open(claim.image_path, "rb") as fh:
-            data = fh.read()
+        data = services.capture_image_bytes(capture_id=capture_id)
         result = get_pipeline().run(data, schema=claim.field_schema, auto_accept=claim.auto_accept)
     except TerminalError as exc:
         services.capture_fail(capture_id=capture_id, code=exc.code, reason=exc.message)
         return "failed"
-    except FileNotFoundError:
+    except services.ImageMissing:  # deleted file or S3 object: retrying will not bring it back
         services.capture_fail(
             capture_id=capture_id, code="image_missing", reason="The stored image file is missing."
         )

@@ -69,9 +69,16 @@ def test_redelivered_message_does_not_duplicate_the_read(
     assert Field.objects.filter(read__capture_id=capture_id, name="serial_number").count() == 1
 
 
-def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, product_type):
-    from pathlib import Path
+def _replace_stored_image(capture, data: bytes) -> None:
+    """Overwrite a capture's original in place through the storage API (local files or S3)."""
+    from django.core.files.base import ContentFile
 
+    storage, name = capture.image.storage, capture.image.name
+    storage.delete(name)
+    assert storage.save(name, ContentFile(data)) == name
+
+
+def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, product_type):
     from django.db import transaction
 
     from ocrapp import services
@@ -83,7 +90,7 @@ def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, p
             product_type=product_type,
             station=station,
         )
-        Path(capture.image.path).write_bytes(b"\x89PNG\r\n\x1a\n garbage after a PNG signature")
+        _replace_stored_image(capture, b"\x89PNG\r\n\x1a\n garbage after a PNG signature")
     wait_for(lambda: Capture.objects.get(pk=capture.pk).status == Capture.Status.FAILED, 90)
     capture.refresh_from_db()
     assert capture.failure_code and capture.failure_reason
