@@ -25,6 +25,7 @@ from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
 from ocrapp.schemas import TRACED_FIELDS, normalise_serial, schema_problems, serial_skeleton
+from workers.tasks import read_capture  # celery only; the task body imports the pipeline
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -207,10 +208,8 @@ class QueueUnavailable(Exception):
 
 
 def _enqueue_read(*, capture_id: uuid.UUID) -> None:
-    from workers.celery import app  # celery only; the task body imports the pipeline
-
     try:
-        app.send_task("workers.tasks.read_capture", args=[str(capture_id)], queue="ocr")
+        read_capture.delay(str(capture_id))
     except Exception as exc:  # kombu raises OperationalError and friends
         log.error("could not enqueue capture %s: %s", capture_id, exc)
         raise QueueUnavailable(str(exc)) from exc

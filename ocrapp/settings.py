@@ -145,7 +145,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"workers.tasks.read_capture": {"queue": "ocr"}}
+# Task routes are declared beside the tasks (workers/tasks.py: read_capture -> queue "ocr").
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("OCR_SOFT_TIME_LIMIT", 120, minimum=5)
 CELERY_TASK_TIME_LIMIT = env_int("OCR_HARD_TIME_LIMIT", 180, minimum=10)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers that take ids, re-read rows and call services.
 
-The pipeline is imported inside the task body, so the web process (which imports this module only to
-enqueue) never loads torch, onnxruntime or cv2.
+The web enqueues by importing the task object (``read_capture.delay``): its name and queue are
+declared here only. The pipeline and ``ocrapp.services`` are imported inside the task body, so the
+web process never loads torch, onnxruntime or cv2 and importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from workers.celery import app
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
+OCR_QUEUE = "ocr"  # OCR workers consume it (-Q ocr)
 
 
 @app.task(
@@ -73,3 +75,8 @@ def read_capture(self, capture_id: str) -> str:
         worker=f"{socket.gethostname()}/{self.request.hostname or ''}",
     )
     return "saved" if read is not None else "duplicate"
+
+
+# Routing, once, beside the task it routes: the web (which imports this module to enqueue), the
+# worker (app.conf.imports) and the task's own retries all publish read_capture to OCR_QUEUE.
+app.conf.task_routes = {read_capture.name: {"queue": OCR_QUEUE}}

@@ -57,12 +57,12 @@ def test_upload_is_read_by_real_worker(celery_worker_proc, station_client, produ
 def test_redelivered_message_does_not_duplicate_the_read(
     celery_worker_proc, station_client, product_type
 ):
-    from workers.celery import app
+    from workers.tasks import read_capture
 
     capture_id = _upload(station_client, label_png(["S/N: AB12345678"])).json()["id"]
     wait_for(lambda: Capture.objects.get(pk=capture_id).status == Capture.Status.DONE, 90)
     # the broker delivers the same message again (e.g. after a lost ack)
-    app.send_task("workers.tasks.read_capture", args=[capture_id], queue="ocr")
+    read_capture.delay(capture_id)
     marker = f"capture {capture_id} already finished"
     wait_for(lambda: marker in celery_worker_proc.log(), 60)
     assert Read.objects.filter(capture_id=capture_id).count() == 1
