@@ -25,6 +25,7 @@ from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
 from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key, product_schema_errors
+from workers.tasks import read_capture  # celery only; the task body imports the pipeline
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -131,21 +132,20 @@ def capture_create(
         client_ref=client_ref[:128],
         idempotency_key=idempotency_key or None,
     )
-    capture.image.save(f"{uuid.uuid4().hex}{info.extension}", ContentFile(image_bytes), save=False)
-    stored_name = capture.image.name
+    stored_name = _image_store(capture=capture, data=image_bytes, extension=info.extension)
     try:
         with transaction.atomic():
             capture.save(force_insert=True)
             transaction.on_commit(lambda: _enqueue_read(capture_id=capture.pk), robust=False)
     except IntegrityError:
-        capture.image.storage.delete(stored_name)
+        _image_discard(name=stored_name)
         if idempotency_key:  # a concurrent request with the same key won the race
             existing = _capture_for_idempotency_key(user=user, key=idempotency_key, sha256=sha256)
             if existing is not None:
                 return existing, False
         raise
     except QueueUnavailable:
-        capture.image.storage.delete(stored_name)
+        _image_discard(name=stored_name)
         Capture.objects.filter(pk=capture.pk).delete()
         raise ApplicationError(
             "queue_unavailable",
@@ -153,9 +153,31 @@ def capture_create(
             status_code=503,
         ) from None
     except BaseException:
-        capture.image.storage.delete(stored_name)
+        _image_discard(name=stored_name)
         raise
     return capture, True
+
+
+def _image_store(*, capture: Capture, data: bytes, extension: str) -> str:
+    """Write the original through the storage API (local files or S3); returns its storage name."""
+    try:
+        capture.image.save(f"{uuid.uuid4().hex}{extension}", ContentFile(data), save=False)
+    except Exception as exc:  # disk full, S3 unreachable or refusing: the upload is not taken
+        log.error("could not store an uploaded image: %s: %s", type(exc).__name__, exc)
+        raise ApplicationError(
+            "storage_unavailable",
+            "The image store is unavailable; nothing was stored. Retry shortly.",
+            status_code=503,
+        ) from exc
+    return capture.image.name
+
+
+def _image_discard(*, name: str) -> None:
+    """Delete a stored original whose capture was not saved; never hides the original error."""
+    try:
+        Capture._meta.get_field("image").storage.delete(name)
+    except Exception as exc:
+        log.error("could not delete orphaned image %s: %s: %s", name, type(exc).__name__, exc)
 
 
 def upload_check_size(*, size: int) -> None:
@@ -186,19 +208,69 @@ class QueueUnavailable(Exception):
 
 
 def _enqueue_read(*, capture_id: uuid.UUID) -> None:
-    from workers.celery import app  # celery only; the task body imports the pipeline
-
     try:
-        app.send_task("workers.tasks.read_capture", args=[str(capture_id)], queue="ocr")
+        read_capture.delay(str(capture_id))
     except Exception as exc:  # kombu raises OperationalError and friends
         log.error("could not enqueue capture %s: %s", capture_id, exc)
         raise QueueUnavailable(str(exc)) from exc
 
 
+class ImageMissing(FileNotFoundError):
+    """The stored original of a capture is gone (deleted file, missing S3 object)."""
+
+
+class ImageStoreError(OSError):
+    """The image store failed for another reason (network, 5xx); an OSError, so worth a retry."""
+
+
+def capture_image_bytes(*, capture_id: uuid.UUID | str) -> bytes:
+    """The stored original of a capture, read through Django's storage API (local files or S3).
+
+    Raises ``ImageMissing`` when the file or object is gone and ``ImageStoreError`` when the store
+    cannot be read right now; the worker turns the first into ``image_missing`` and retries the
+    second.
+    """
+    capture = Capture.objects.only("image").filter(pk=capture_id).first()
+    if capture is None or not capture.image:
+        raise ImageMissing(f"Capture {capture_id} has no stored image.")
+    name = capture.image.name
+    try:
+        with capture.image.open("rb") as fh:
+            return fh.read()
+    except Exception as exc:
+        if _is_missing_object(exc):
+            raise ImageMissing(f"The stored image {name} is missing.") from exc
+        if isinstance(exc, OSError):
+            raise
+        if _is_store_error(exc):
+            raise ImageStoreError(f"Could not read the stored image {name}: {exc}") from exc
+        raise
+
+
+def _is_missing_object(exc: Exception) -> bool:
+    """FileNotFoundError (local, and S3Storage.open on a 404) or a botocore 404 while reading."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    response = getattr(exc, "response", None)  # botocore ClientError, without importing botocore
+    if not isinstance(response, dict):
+        return False
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in {"NoSuchKey", "NotFound", "404"} or status == 404
+
+
+def _is_store_error(exc: Exception) -> bool:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # local storage only: django-storages[s3] not installed
+        return False
+    return isinstance(exc, BotoCoreError | ClientError)
+
+
 @dataclass(frozen=True)
 class ClaimedCapture:
     capture_id: uuid.UUID
-    image_path: str
+    image_name: str  # storage name; read it with capture_image_bytes, never as a filesystem path
     field_schema: dict
     product_type: str
     attempts: int
@@ -220,7 +292,7 @@ def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
     capture = Capture.objects.select_related("product_type").get(pk=capture_id)
     return ClaimedCapture(
         capture_id=capture.pk,
-        image_path=capture.image.path,
+        image_name=capture.image.name,
         field_schema=capture.product_type.field_schema,
         product_type=capture.product_type.name,
         attempts=capture.attempts,

@@ -16,6 +16,7 @@ from ocrapp.config import (
     database_from_url,
     env_bool,
     env_int,
+    image_storage_from_env,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -96,8 +97,10 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
+# Capture images: local files under MEDIA_ROOT (default) or an S3 bucket (IMAGE_STORAGE=s3);
+# code reads and writes them through the storage API only, never by filesystem path.
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": image_storage_from_env(),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
@@ -142,7 +145,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"workers.tasks.read_capture": {"queue": "ocr"}}
+# Task routes are declared beside the tasks (workers/tasks.py: read_capture -> queue "ocr").
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("OCR_SOFT_TIME_LIMIT", 120, minimum=5)
 CELERY_TASK_TIME_LIMIT = env_int("OCR_HARD_TIME_LIMIT", 180, minimum=10)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -6,6 +6,7 @@ through DATABASE_URL and CELERY_BROKER_URL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -76,13 +77,12 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def celery_worker_proc(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real ``celery worker`` subprocess on queue ``ocr`` (prefork, 1 process), real broker.
+@contextlib.contextmanager
+def run_celery_worker(django_db_blocker, log_dir: Path, extra_env: dict[str, str] | None = None):
+    """Start a real ``celery worker`` subprocess on queue ``ocr`` (prefork, 1 process), real broker.
 
-    It talks to the same test database and media folder as the tests; tests that use it must
-    commit their data (``transactional_db`` or ``live_server``). Module-scoped, so that it does
-    not consume tasks that other modules enqueue and expect to stay PENDING.
+    It talks to the same test database as the tests and, unless ``extra_env`` says otherwise
+    (e.g. ``IMAGE_STORAGE=s3``), to the same media folder. Stopped when the block exits.
     """
     from django.conf import settings
 
@@ -92,7 +92,7 @@ def celery_worker_proc(django_db_setup, django_db_blocker, tmp_path_factory):
         db_url = _test_database_url()
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("ocr")
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    log_path = log_dir / "worker.log"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
@@ -100,6 +100,7 @@ def celery_worker_proc(django_db_setup, django_db_blocker, tmp_path_factory):
         DJANGO_SETTINGS_MODULE="ocrapp.settings",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [
@@ -130,19 +131,34 @@ def celery_worker_proc(django_db_setup, django_db_blocker, tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     worker = WorkerProcess(proc, log_path)
-    deadline = time.monotonic() + 90
-    while "ready." not in worker.log():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"celery worker did not start:\n{worker.log()[-4000:]}")
-        time.sleep(0.2)
-    yield worker
-    proc.terminate()
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log_file.close()
+        deadline = time.monotonic() + 90
+        while "ready." not in worker.log():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"celery worker did not start:\n{worker.log()[-4000:]}")
+            time.sleep(0.2)
+        yield worker
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+
+
+@pytest.fixture(scope="module")
+def celery_worker_proc(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker for the module (see ``run_celery_worker``).
+
+    Tests that use it must commit their data (``transactional_db`` or ``live_server``).
+    Module-scoped, so that it does not consume tasks that other modules enqueue and expect to
+    stay PENDING.
+    """
+    with run_celery_worker(django_db_blocker, tmp_path_factory.mktemp("worker")) as worker:
+        yield worker
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):

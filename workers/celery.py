@@ -11,11 +11,15 @@ import os
 
 import django
 from celery import Celery
+from django.apps import apps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
 # Set Django up before Celery configures logging, so that Celery's handlers win and task logs
 # reach the worker log (a later django.setup() in a pool process would reconfigure logging).
-django.setup()
+# A web process that imports this (ocrapp.services enqueues by task object) is already set up:
+# running setup again there would only reconfigure its logging.
+if not apps.ready and not apps.loading:
+    django.setup()
 
 app = Celery("serialread")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers that take ids, re-read rows and call services.
 
-The pipeline is imported inside the task body, so the web process (which imports this module only to
-enqueue) never loads torch, onnxruntime or cv2.
+The web enqueues by importing the task object (``read_capture.delay``): its name and queue are
+declared here only. The pipeline and ``ocrapp.services`` are imported inside the task body, so the
+web process never loads torch, onnxruntime or cv2 and importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from workers.celery import app
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
+OCR_QUEUE = "ocr"  # OCR workers consume it (-Q ocr)
 
 
 @app.task(
@@ -38,13 +40,12 @@ def read_capture(self, capture_id: str) -> str:
     from workers.pipeline.loader import get_pipeline
 
     try:
-        with open(claim.image_path, "rb") as fh:
-            data = fh.read()
+        data = services.capture_image_bytes(capture_id=capture_id)
         result = get_pipeline().run(data, schema=claim.field_schema, auto_accept=claim.auto_accept)
     except TerminalError as exc:
         services.capture_fail(capture_id=capture_id, code=exc.code, reason=exc.message)
         return "failed"
-    except FileNotFoundError:
+    except services.ImageMissing:  # deleted file or S3 object: retrying will not bring it back
         services.capture_fail(
             capture_id=capture_id, code="image_missing", reason="The stored image file is missing."
         )
@@ -74,3 +75,8 @@ def read_capture(self, capture_id: str) -> str:
         worker=f"{socket.gethostname()}/{self.request.hostname or ''}",
     )
     return "saved" if read is not None else "duplicate"
+
+
+# Routing, once, beside the task it routes: the web (which imports this module to enqueue), the
+# worker (app.conf.imports) and the task's own retries all publish read_capture to OCR_QUEUE.
+app.conf.task_routes = {read_capture.name: {"queue": OCR_QUEUE}}

@@ -57,21 +57,28 @@ def test_upload_is_read_by_real_worker(celery_worker_proc, station_client, produ
 def test_redelivered_message_does_not_duplicate_the_read(
     celery_worker_proc, station_client, product_type
 ):
-    from workers.celery import app
+    from workers.tasks import read_capture
 
     capture_id = _upload(station_client, label_png(["S/N: AB12345678"])).json()["id"]
     wait_for(lambda: Capture.objects.get(pk=capture_id).status == Capture.Status.DONE, 90)
     # the broker delivers the same message again (e.g. after a lost ack)
-    app.send_task("workers.tasks.read_capture", args=[capture_id], queue="ocr")
+    read_capture.delay(capture_id)
     marker = f"capture {capture_id} already finished"
     wait_for(lambda: marker in celery_worker_proc.log(), 60)
     assert Read.objects.filter(capture_id=capture_id).count() == 1
     assert Field.objects.filter(read__capture_id=capture_id, name="serial_number").count() == 1
 
 
-def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, product_type):
-    from pathlib import Path
+def _replace_stored_image(capture, data: bytes) -> None:
+    """Overwrite a capture's original in place through the storage API (local files or S3)."""
+    from django.core.files.base import ContentFile
 
+    storage, name = capture.image.storage, capture.image.name
+    storage.delete(name)
+    assert storage.save(name, ContentFile(data)) == name
+
+
+def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, product_type):
     from django.db import transaction
 
     from ocrapp import services
@@ -83,7 +90,7 @@ def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, p
             product_type=product_type,
             station=station,
         )
-        Path(capture.image.path).write_bytes(b"\x89PNG\r\n\x1a\n garbage after a PNG signature")
+        _replace_stored_image(capture, b"\x89PNG\r\n\x1a\n garbage after a PNG signature")
     wait_for(lambda: Capture.objects.get(pk=capture.pk).status == Capture.Status.FAILED, 90)
     capture.refresh_from_db()
     assert capture.failure_code and capture.failure_reason
