@@ -7,8 +7,8 @@ Model: a word-level BIO token classifier. Text: the MiniLM-L6 BERT encoder shipp
 position/type embeddings and LayerNorm. Only the first word piece of a word carries a label.
 
 Inputs (``__call__(lines, schema)``): the pipeline's ``TextLine`` list, pixel coordinates of the
-decoded image (x right, y down). Lines are ordered top-to-bottom/left-to-right (rows = lines
-whose vertical centres lie within each other's height), split into words on whitespace (and
+decoded image (x right, y down). Lines are put in ``geometry.reading_order`` (the pipeline's
+own line order: rows top to bottom, left to right in a row), split into words on whitespace (and
 ``KEY:VALUE`` is split after the colon), and every word gets an axis-aligned pixel box
 interpolated along its line's polygon by (width-weighted) character offsets. Boxes are
 normalised to 0..1000 by the extent of all words with one scale for x and y (aspect kept).
@@ -63,6 +63,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .fields import missing_required, normalize_value, parse_schema
+from .geometry import reading_order
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
 log = logging.getLogger(__name__)
@@ -202,26 +203,6 @@ def line_words(text: str, polygon: Polygon, line_index: int) -> list[Word]:
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         out.append(Word(text[s:e], (min(xs), min(ys), max(xs), max(ys)), line_index, s, e))
     return out
-
-
-def reading_order(polygons: list[Polygon]) -> list[int]:
-    """Indices of lines in reading order: rows top to bottom (a line joins the row whose first
-    line's vertical centre lies inside its own vertical extent), left to right in a row."""
-    info = []
-    for i, p in enumerate(polygons):
-        ys = [float(y) for _, y in p] or [0.0]
-        xs = [float(x) for x, _ in p] or [0.0]
-        info.append((i, min(ys), max(ys), (min(ys) + max(ys)) / 2, min(xs)))
-    info.sort(key=lambda r: (r[3], r[4]))
-    rows: list[list[tuple[int, float, float, float, float]]] = []
-    for r in info:
-        if rows:
-            head = rows[-1][0]
-            if head[1] <= r[3] <= head[2] and r[1] <= head[3] <= r[2]:
-                rows[-1].append(r)
-                continue
-        rows.append([r])
-    return [r[0] for row in rows for r in sorted(row, key=lambda r: r[4])]
 
 
 # Pages whose text runs more than this many degrees off the x axis are turned upright first.

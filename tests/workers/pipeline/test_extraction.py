@@ -25,11 +25,11 @@ from workers.pipeline.extraction import (  # noqa: E402
     encode_words,
     line_words,
     normalize_boxes,
-    reading_order,
     split_words,
     words_from_lines,
 )
 from workers.pipeline.fields import FieldExtractor  # noqa: E402
+from workers.pipeline.geometry import reading_order  # noqa: E402
 from workers.pipeline.types import FieldResult, TextLine  # noqa: E402
 
 RECEIPT_SCHEMA = {
