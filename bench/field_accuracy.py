@@ -53,8 +53,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workers.pipeline.extraction import NAMEPLATE_FIELDS as NAMEPLATE_FIELDS_MODEL  # noqa: E402
-from workers.pipeline.extraction import TransformerFieldExtractor  # noqa: E402
+from workers.pipeline.extractor import TransformerFieldExtractor  # noqa: E402
+from workers.pipeline.extractor.model import NAMEPLATE_FIELDS as NAMEPLATE_FIELDS_MODEL  # noqa: E402
 from workers.pipeline.fields import DEFAULT_SCHEMA, RuleFieldExtractor  # noqa: E402
 from workers.pipeline.types import TextLine  # noqa: E402
 from workers.pipeline.validation import (  # noqa: E402

@@ -31,17 +31,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from workers.pipeline.extraction import (  # noqa: E402
+from workers.pipeline.extractor.layout import bio_labels, encode_words, normalize_boxes  # noqa: E402
+from workers.pipeline.extractor.model import (  # noqa: E402
     ALL_FIELDS,
     FROZEN_PREFIXES,
     base_model_dir,
-    bio_labels,
     build_model,
-    encode_words,
-    normalize_boxes,
-    sha256_file,
     trainable_state,
 )
+from workers.pipeline.models import sha256_file  # noqa: E402
 from workers.training.extractor.data import (  # noqa: E402
     Doc,
     doc_to_words,
