@@ -11,7 +11,7 @@ recogniser train on ``TRAIN_SEEDS`` = [0, 8_900_000); their training logs valida
 Checkpoints (``save_checkpoint``): a ``workers.training.convert`` checkpoint (``spec`` +
 ``state_dict``, loadable with ``convert.load``) plus optimiser, scheduler, the train state (JSON:
 step, data cursor, numpy RNG state, ...) and torch's RNG state, written atomically;
-``restore_training`` puts a run back where the checkpoint left it.
+``start_or_resume`` puts a run back where the checkpoint left it.
 """
 
 from __future__ import annotations
@@ -137,17 +137,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def restore_training(
-    ck: dict[str, Any], opt: Any, sched: Any, rng: np.random.Generator, state: dict[str, Any]
-) -> None:
-    """Resume from a ``save_checkpoint`` checkpoint ``ck``: optimiser, scheduler, torch's RNG
-    and the numpy generator ``rng`` (from ``state["rng_np"]``) as they were when it was saved."""
+def start_or_resume(
+    seed: int,
+    opt: Any,
+    sched: Any,
+    state: dict[str, Any],
+    path: Path | None,
+    ck: dict[str, Any] | None,
+) -> np.random.Generator:
+    """The numpy generator of a run. A fresh run (``ck`` None): ``default_rng(seed)`` and
+    ``seed_everything(seed)``. A resumed one (``ck`` = ``load_checkpoint(path)``, ``state`` its
+    train state): optimiser, scheduler, torch's RNG and the generator as they were when the
+    checkpoint was saved (the generator from ``state["rng_np"]``)."""
+    rng = np.random.default_rng(seed)
+    if ck is None:
+        seed_everything(seed)
+        return rng
     import torch
 
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
     torch.set_rng_state(ck["rng_torch"])
     rng.bit_generator.state = state["rng_np"]
+    print(f"resumed {path} at step {state['step']}", flush=True)
+    return rng
 
 
 # ---- CSV training logs -----------------------------------------------------------------------

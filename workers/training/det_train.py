@@ -64,9 +64,8 @@ from workers.training.common import (
     open_log,
     pad_polygon,
     prune_checkpoints,
-    restore_training,
     save_checkpoint,
-    seed_everything,
+    start_or_resume,
     warmup_cosine,
     write_manifest,
 )
@@ -519,12 +518,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     state["max_steps"] = total
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = warmup_cosine(opt, args.warmup, total)
-    rng = np.random.default_rng(args.seed)
-    if resume is not None:
-        restore_training(ck, opt, sched, rng, state)
-        print(f"resumed {resume} at step {state['step']}", flush=True)
-    else:
-        seed_everything(args.seed)
+    rng = start_or_resume(args.seed, opt, sched, state, resume, ck)
     val = [resized_sample(VAL_SEEDS[0] + i, args.size, None, 0.0) for i in range(args.val_samples)]
     logf, log = open_log(
         out / "log.csv",

@@ -62,9 +62,8 @@ from workers.training.common import (
     load_checkpoint,
     open_log,
     prune_checkpoints,
-    restore_training,
     save_checkpoint,
-    seed_everything,
+    start_or_resume,
     warmup_cosine,
     write_manifest,
 )
@@ -425,8 +424,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(out) if args.resume else None
-    if resume is not None:
-        ck = load_checkpoint(resume)
+    ck = load_checkpoint(resume) if resume is not None else None
+    if ck is not None:
         spec = ck["spec"]
         state = json.loads(ck["train_state"])
         charset = spec["charset"]
@@ -466,12 +465,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         head_lr_mult=args.head_lr_mult,
     )
     sched = warmup_cosine(opt, args.warmup, total)
-    rng = np.random.default_rng(args.seed)
-    if resume is not None:
-        restore_training(ck, opt, sched, rng, state)
-        print(f"resumed {resume} at step {state['step']}", flush=True)
-    else:
-        seed_everything(args.seed)
+    rng = start_or_resume(args.seed, opt, sched, state, resume, ck)
 
     val = heldout_crops(range(VAL_SEEDS[0], VAL_SEEDS[0] + args.val_samples), VAL_CONDITIONS)
     val = [c for c in val if encode(c.text, index) is not None and c.text.strip()]
