@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workers.pipeline.config import PipelineConfig  # noqa: E402
 from workers.pipeline.io import decode_image  # noqa: E402
 from workers.pipeline.pipeline import build_pipeline  # noqa: E402
-from workers.pipeline.synthetic_labels import label_set  # noqa: E402
+from workers.training.synth.simple_labels import label_set  # noqa: E402
 
 PLATES = Path("/work/shared/datasets/plates_br")
 

@@ -49,7 +49,7 @@ Box convention. The synthetic GT polygons hug the glyphs (cap height), while the
 PP-OCR detectors, after their unclip, return boxes with a margin around the text (measured on
 clean synthetic lines: 1.65x the GT height). Against the tight polygons a perfect PP-OCR box of
 a thin line scores IoU ~0.35-0.55, so the IoU metrics on the synthetic set match detections
-against the GT padded by ``det_train.BOX_PAD`` (the margin ``det_train`` also trains with, so
+against the GT padded by ``workers.training.common.BOX_PAD`` (the margin ``det_train`` also trains with, so
 the fine-tuned detector keeps the shipped box style); covered recall uses the unpadded GT.
 SROIE has its own boxes. Detections of anything the GT does not list (codes, text outside the
 GT lines) count against precision.
@@ -212,10 +212,9 @@ def score_image(
 # ---------------------------------------------------------------- data
 def synth_records(n_per: int) -> list[dict[str, Any]]:
     """Synthetic GT: the engine's glyph-tight line polygons (coverage) and the same polygons
-    padded by ``det_train.BOX_PAD`` (the shipped detector's measured box margin; IoU metrics)."""
+    padded by ``workers.training.common.BOX_PAD`` (the shipped detector's measured box margin; IoU metrics)."""
     from bench.read_accuracy import synth_set
-    from workers.training.det_train import BOX_PAD
-    from workers.training.rec_train import pad_polygon
+    from workers.training.common import BOX_PAD, pad_polygon
 
     out = []
     for r in synth_set(n_per):

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from workers.pipeline.extraction import (  # noqa: E402
-    TransformerFieldExtractor,
+from workers.pipeline.extractor import TransformerFieldExtractor  # noqa: E402
+from workers.pipeline.extractor.layout import (  # noqa: E402
     encode_words,
     normalize_boxes,
     words_from_lines,
@@ -51,9 +51,7 @@ from workers.training.extractor.data import SROIE_DIR, load_sroie, synth_docs  #
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from field_accuracy import to_textlines  # noqa: E402  (the sibling bench script)
 
-RECEIPT_SCHEMA = {
-    "fields": [{"name": f, "normalize": "text"} for f in ("company", "date", "address", "total")]
-}
+RECEIPT_SCHEMA = {"fields": [{"name": f} for f in ("company", "date", "address", "total")]}
 
 
 def n_words(lines: list[tuple[str, tuple]]) -> int:
@@ -91,9 +89,10 @@ def onnx_optimized(base: TransformerFieldExtractor, threads: int, tmp: Path):
     if not path.exists():
         from onnxruntime.transformers import optimizer
 
-        from workers.pipeline.extraction import export_onnx
+        from workers.pipeline.extractor.model import load_trained
+        from workers.pipeline.extractor.onnx_cache import export_onnx
 
-        model = base._build_torch()
+        model = load_trained(base.model_dir, base.manifest)
         model.bert.set_attn_implementation("eager")
         export_onnx(model, tmp / "eager.onnx")
         opt = optimizer.optimize_model(

@@ -33,7 +33,7 @@ Sections (both extractors in the same run, same inputs):
 Normalisation (``workers/training/extractor/evaluate.py``): SROIE company/address upper-case,
 whitespace collapsed; date/total exact strings (stripped). Column ``F1 nospace`` also ignores
 spaces and a trailing "." in company/address (SROIE gold text vs line text noise). Nameplate
-fields: ``fields.normalize_value`` with the field's default mode; in (e)
+fields: the catalogue's normalisation of the field; in (e)
 ``validation.normalise`` with the field's default spec on both sides (plus the trailing
 ``.,;|`` the extractors strip), dates compared as parsed dates when both parse.
 """
@@ -53,31 +53,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workers.pipeline.extraction import NAMEPLATE_FIELDS as NAMEPLATE_FIELDS_MODEL  # noqa: E402
-from workers.pipeline.extraction import TransformerFieldExtractor  # noqa: E402
-from workers.pipeline.fields import DEFAULT_SCHEMA, RuleFieldExtractor  # noqa: E402
+from workers.fieldspec.catalogue import DEFAULT_FIELD_SPECS, DEFAULT_SCHEMA  # noqa: E402
+from workers.fieldspec.grammar import normalise, parse_date  # noqa: E402
+from workers.pipeline.extractor import TransformerFieldExtractor  # noqa: E402
+from workers.pipeline.extractor.model import NAMEPLATE_FIELDS as NAMEPLATE_FIELDS_MODEL  # noqa: E402
+from workers.pipeline.fields import RuleFieldExtractor  # noqa: E402
 from workers.pipeline.types import TextLine  # noqa: E402
-from workers.pipeline.validation import (  # noqa: E402
-    DEFAULT_FIELD_SPECS,
-    normalise,
-    parse_date,
-)
 from workers.training.extractor.data import SROIE_DIR, Doc, load_sroie, synth_docs  # noqa: E402
 from workers.training.extractor.evaluate import RECEIPT_FIELDS, Scores  # noqa: E402
 
 RECEIPT_SCHEMA = {
     "fields": [
-        {"name": "company", "normalize": "text", "keywords": ["SDN BHD"]},
+        {"name": "company", "keywords": ["SDN BHD"]},
         {
             "name": "date",
-            "normalize": "text",
             "keywords": ["DATE", "TARIKH", "DATE/TIME"],
             "pattern": r"^\d{1,4}[-./]\d{1,2}[-./]\d{2,4}$",
         },
-        {"name": "address", "normalize": "text", "keywords": ["ADDRESS"]},
+        {"name": "address", "keywords": ["ADDRESS"]},
         {
             "name": "total",
-            "normalize": "text",
             "keywords": ["TOTAL", "GRAND TOTAL", "NETT TOTAL", "TOTAL AMOUNT", "ROUNDED TOTAL"],
             "pattern": r"^\d+(,\d{3})*\.\d{2}$",
         },
@@ -188,7 +183,7 @@ CHECK_DIGIT_FIELDS = ("imei", "gtin")
 # week 26W52 = 2026-12-21): anchor the date rules after all of them, so that a correct date is
 # never "in the future".
 E2E_TODAY = date(2027, 1, 1)
-_TRAIL = " \t.,;|"  # what ``fields.normalize_value`` strips from both ends of a value
+_TRAIL = " \t.,;|"  # what ``fields.check_value`` strips from both ends of a value
 
 
 def _line_to_json(ln: TextLine) -> dict:
@@ -217,8 +212,8 @@ def _line_from_json(i: int, d: dict) -> TextLine:
 
 
 def _code_from_json(d: dict):
+    from workers.fieldspec.gs1 import GS1Element
     from workers.pipeline.barcodes import CodeResult
-    from workers.pipeline.gs1 import GS1Element
 
     gs1 = d.get("gs1")
     return CodeResult(
@@ -327,8 +322,8 @@ def e2e_schema(truth_fields) -> dict:
 
 
 def v0_schema(truth_fields) -> dict:
-    """What the v0 rule extractor gets: ``fields.DEFAULT_SCHEMA`` with its regexes (its
-    keyword-less fallback needs them) plus the missing ground-truth fields by name."""
+    """What the v0 rule extractor gets: the catalogue's ``DEFAULT_SCHEMA`` (its keyless
+    fallback takes the catalogue's rules) plus the missing ground-truth fields by name."""
     fields = [dict(f) for f in DEFAULT_SCHEMA["fields"]]
     have = {f["name"] for f in fields}
     fields += [{"name": n} for n in E2E_FIELDS if n in truth_fields and n not in have]

@@ -33,7 +33,7 @@ from workers.pipeline.config import PipelineConfig  # noqa: E402
 from workers.pipeline.detection import TextDetector  # noqa: E402
 from workers.pipeline.models import MODEL_SETS, create_session, load_char_list  # noqa: E402
 from workers.pipeline.recognition import TextRecognizer  # noqa: E402
-from workers.training.rec_train import levenshtein  # noqa: E402
+from workers.training.metrics import cer  # noqa: E402
 
 SETS = ["ppocrv4", "ppocrv5", "ppocrv6_small", "ppocrv6_tiny"]
 HARD = [
@@ -47,10 +47,6 @@ HARD = [
     {"low_res"},
 ]
 SERIAL_CHARSET = list(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-/.:#_ ")
-
-
-def cer(a: str, b: str) -> float:
-    return levenshtein(a, b) / max(len(b), 1)
 
 
 def coverage(gt: np.ndarray, quads: list[np.ndarray], shape: tuple[int, int]) -> float:

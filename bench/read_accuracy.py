@@ -68,7 +68,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.training.rec_train import levenshtein  # noqa: E402
+from workers.training.metrics import levenshtein  # noqa: E402
 
 EVAL_SEED_BASE = 9_000_000
 BUCKETS = (

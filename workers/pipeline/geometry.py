@@ -5,6 +5,8 @@ All points are (x, y) float pixels in the original upright image frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -40,16 +42,22 @@ def crop_quad(img: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return crop
 
 
-def reading_order(polygons: list[np.ndarray]) -> list[int]:
-    """Indices of ``polygons`` ((4, 2) arrays) in reading order: rows top-to-bottom, then x.
+def reading_order(polygons: Sequence[np.ndarray | Sequence[Sequence[float]]]) -> list[int]:
+    """Indices of ``polygons`` in reading order: rows top-to-bottom, then x. The one reading
+    order of the product: the OCR line order (detector quads) and the field extractor's word
+    order (line polygons) both come from here.
 
-    Two boxes share a row when their vertical centres differ by less than half the smaller
-    box height (robust to slightly tilted labels).
+    ``polygons``: (K, 2) arrays or sequences of (x, y) points (quads or 2N-point line
+    outlines), image pixels. A box's vertical centre is the mean of its points' y, its height
+    the extent of its y. Two boxes share a row when their vertical centres differ by less than
+    half the smaller box height (robust to slightly tilted labels); the row's centre is the
+    mean of its members' centres.
     """
     if not polygons:
         return []
     info = []
-    for i, p in enumerate(polygons):
+    for i, poly in enumerate(polygons):
+        p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
         ys, xs = p[:, 1], p[:, 0]
         info.append((i, float(ys.mean()), float(ys.max() - ys.min()), float(xs.min())))
     info.sort(key=lambda t: t[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -183,15 +184,20 @@ _sha_cache: dict[Path, str] = {}
 _sha_lock = threading.Lock()
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a file, read now (not cached: for files that may be rewritten)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def sha256_of(path: Path) -> str:
     """sha256 hex digest of a file (cached per process)."""
     with _sha_lock:
         if path not in _sha_cache:
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            _sha_cache[path] = h.hexdigest()
+            _sha_cache[path] = sha256_file(path)
         return _sha_cache[path]
 
 
@@ -242,8 +248,25 @@ def resolve_device(device: str) -> tuple[str, list[str]]:
     return "cpu", ["CPUExecutionProvider"]
 
 
-def create_session(path: Path, device: str, threads: int) -> tuple[Any, list[str]]:
-    """Build an ``onnxruntime.InferenceSession``; return it and the providers it really got."""
+def torch_device(device: str) -> str:
+    """The torch device for ``OCR_DEVICE`` (``auto|cpu|cuda[:N]``), the same decision as
+    ``resolve_device`` makes for onnxruntime: ``cuda:N`` (``auto``/``cuda``: ``cuda:0``) when
+    the config asks for CUDA and torch has that device, else ``cpu`` (torch may be a CPU build
+    where onnxruntime has CUDA: the torch path then still runs, on the CPU)."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return f"cuda:{index}" if index < torch.cuda.device_count() else "cpu"
+
+
+def create_session(model: Path | bytes, device: str, threads: int) -> tuple[Any, list[str]]:
+    """Build an ``onnxruntime.InferenceSession`` from an ONNX file or the bytes of one, on the
+    providers ``resolve_device(device)`` asks for, with ``threads`` intra-op threads (0: the
+    library's default) and one inter-op thread; return it and the providers it really got."""
     import onnxruntime as ort
 
     _, providers = resolve_device(device)
@@ -259,10 +282,10 @@ def create_session(path: Path, device: str, threads: int) -> tuple[Any, list[str
             provider_list.append((p, {"device_id": int(device.split(":")[1])}))
         else:
             provider_list.append(p)
+    source = model if isinstance(model, bytes) else str(model)
     try:
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=provider_list)
+        sess = ort.InferenceSession(source, sess_options=opts, providers=provider_list)
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise TransientError(
-            f"could not create an onnxruntime session for {path.name}: {exc}"
-        ) from exc
+        name = "an in-memory graph" if isinstance(model, bytes) else model.name
+        raise TransientError(f"could not create an onnxruntime session for {name}: {exc}") from exc
     return sess, list(sess.get_providers())

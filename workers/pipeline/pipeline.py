@@ -323,11 +323,9 @@ def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
     if config.field_extractor == "rules":
         return RuleFieldExtractor()
     if config.field_extractor == "transformer":
-        from .extraction import TransformerFieldExtractor
+        from .extractor import TransformerFieldExtractor
 
-        return TransformerFieldExtractor(
-            backend=config.extractor_backend, quantize=config.extractor_int8
-        )
+        return TransformerFieldExtractor.from_config(config)
     raise ConfigError(f"unknown field extractor {config.field_extractor!r}")
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -56,21 +55,23 @@ import cv2
 import numpy as np
 import pyclipper
 
-from workers.training.rec_train import (
+from workers.training.common import (
+    BOX_PAD,
     TRAIN_SEEDS,
     VAL_SEEDS,
     latest_checkpoint,
-    make_scheduler,
+    load_checkpoint,
     open_log,
     pad_polygon,
+    prune_checkpoints,
+    save_checkpoint,
+    start_or_resume,
+    warmup_cosine,
+    write_manifest,
 )
 
 MODEL_SET = "ppocrv6_small"  # default base: the pipeline's default detector (--base to change)
 SHRINK_RATIO = 0.4
-# Margin of the shipped PP-OCRv6-small det's boxes around the engine's glyph-tight polygons,
-# measured on 105 clean synthetic lines (box height = 1.65x GT height, +0.42 heights in
-# length): per side 0.32 heights across, 0.21 along.
-BOX_PAD = (0.32, 0.32, 0.21, 0.21)
 THRESH_MIN, THRESH_MAX = 0.3, 0.7
 
 
@@ -262,7 +263,7 @@ def resized_sample(
     """(rgb (h, w, 3) uint8 with the long side ``size`` (multiples of 32), [polygons (K, 2)]).
 
     The engine's line polygons hug the glyphs; ``pad`` (top, bottom, start, end in line
-    heights, see ``rec_train.pad_polygon``) enlarges them to the box style the shipped detector
+    heights, see ``common.pad_polygon``) enlarges them to the box style the shipped detector
     was trained on, so fine-tuning keeps its box geometry (what the recogniser expects)."""
     from workers.training.synth import SynthConfig, generate_sample
 
@@ -485,27 +486,7 @@ def validate(
     return {"val_loss": float(np.mean(losses)), "recall": hits / max(total, 1), "lines": total}
 
 
-# ---- checkpoints / loop ----------------------------------------------------------------------
-def save_checkpoint(
-    path: Path, model: DBTrainer, opt: Any, sched: Any, state: dict[str, Any]
-) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "spec": model.net.spec.to_dict(),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
-        "thresh_head": model.thresh_head.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "train_state": json.dumps(state),
-        "rng_torch": torch.get_rng_state(),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
+# ---- training loop ---------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -518,7 +499,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(out) if args.resume else None
-    ck = torch.load(resume, map_location="cpu", weights_only=True) if resume is not None else None
+    ck = load_checkpoint(resume) if resume is not None else None
     model = DBTrainer(model_set=ck["spec"]["model_set"] if ck is not None else args.base)
     if ck is not None:
         model.net.load_state_dict(ck["state_dict"], strict=True)
@@ -536,16 +517,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
     state["max_steps"] = total
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = make_scheduler(opt, args.warmup, total)
-    rng = np.random.default_rng(args.seed)
-    if resume is not None:
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng_torch"])
-        rng.bit_generator.state = state["rng_np"]
-        print(f"resumed {resume} at step {state['step']}", flush=True)
-    else:
-        torch.manual_seed(args.seed)
+    sched = warmup_cosine(opt, args.warmup, total)
+    rng = start_or_resume(args.seed, opt, sched, state, resume, ck)
     val = [resized_sample(VAL_SEEDS[0] + i, args.size, None, 0.0) for i in range(args.val_samples)]
     logf, log = open_log(
         out / "log.csv",
@@ -567,10 +540,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     def ckpt(step: int, name: str | None = None) -> None:
         state["step"], state["rng_np"] = step, rng.bit_generator.state
-        save_checkpoint(out / (name or f"ckpt_{step:07d}.pt"), model, opt, sched, state)
+        save_checkpoint(
+            out / (name or f"ckpt_{step:07d}.pt"),
+            model.net,
+            opt,
+            sched,
+            state,
+            thresh_head=model.thresh_head.state_dict(),
+        )
         if name is None:
-            for old in sorted(out.glob("ckpt_*.pt"))[:-3]:
-                old.unlink()
+            prune_checkpoints(out, keep=3)
 
     step = state["step"]
     model.train_mode()
@@ -655,16 +634,13 @@ def interpolate_weights(model: Any, alpha: float) -> Any:
 def export(ckpt: str, onnx_path: str, alpha: float = 1.0, storage: str = "fp32") -> Path:
     """Checkpoint -> ONNX: the shipped base det graph with the trained weights (interpolated
     with the shipped ones when ``alpha`` < 1, see :func:`interpolate_weights`)."""
-    import torch
-
     from workers.training import convert
-    from workers.training.rec_train import write_manifest
 
     model = convert.load(ckpt)
     if alpha < 1.0:
         interpolate_weights(model, alpha)
     path = convert.export_onnx(model, onnx_path, storage=storage)
-    st = json.loads(torch.load(ckpt, map_location="cpu", weights_only=True)["train_state"])
+    st = json.loads(load_checkpoint(Path(ckpt))["train_state"])
     suffix = "" if alpha >= 1.0 else f"-wise{alpha:g}"
     write_manifest(
         path,

@@ -1,7 +1,7 @@
 """Held-out comparison of recognisers on synthetic line crops, through the pipeline's own
 ``TextRecognizer`` + onnxruntime (the code path a read uses).
 
-Crops: ``rec_train.heldout_crops`` on seeds ``EVAL_SEED_BASE + offset ...`` (never used in
+Crops: ``rec_data.heldout_crops`` on seeds ``EVAL_SEED_BASE + offset ...`` (never used in
 training), ``--per-condition`` samples for each condition, one crop per line cut with its exact
 GT polygon and rectified like the pipeline does (a perfect detector). Metrics per condition:
 line exact match and CER over all lines, and over the lines every model can spell (no Hangul:
@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workers.training.rec_train import EVAL_SEED_BASE, VAL_CONDITIONS, heldout_crops, score
+from workers.training.common import EVAL_SEED_BASE
+from workers.training.metrics import score
+from workers.training.rec_data import VAL_CONDITIONS, heldout_crops
 
 
 def _recognizer(spec: str) -> tuple[str, Any]:

@@ -17,8 +17,9 @@ Data (generated on the fly, nothing read from disk)::
          perspective and curvature, contrast, inversion (laser marks)
       -> preprocess(): the pipeline's recogniser input (height 48, BGR, [-1, 1], right zero pad)
 
-Seeds: training uses ``TRAIN_SEEDS`` = [0, 8_900_000); the validation crops of the training
-log use [8_900_000, 9_000_000); ``bench/`` and the model card evaluate on 9_000_000 and up.
+Seeds (``workers.training.common``): training uses ``TRAIN_SEEDS`` = [0, 8_900_000); the
+validation crops of the training log use [8_900_000, 9_000_000); ``bench/`` and the model card
+evaluate on 9_000_000 and up. The crops themselves: ``workers.training.rec_data``.
 
 Loss: (1 - eps) * CTC + eps * mean over frames of KL(uniform || p) (label smoothing for CTC),
 AdamW, linear warmup + cosine decay, gradient clipping.
@@ -42,28 +43,36 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import os
-import random
 import string
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from workers.training.common import (
+    TRAIN_SEEDS,
+    VAL_SEEDS,
+    latest_checkpoint,
+    load_checkpoint,
+    open_log,
+    prune_checkpoints,
+    save_checkpoint,
+    start_or_resume,
+    warmup_cosine,
+    write_manifest,
+)
+from workers.training.metrics import score
+from workers.training.rec_data import VAL_CONDITIONS, LineCrop, heldout_crops, sample_crops
+
 REC_H = 48
 REC_MIN_W = 320
 REC_MAX_W = 800  # training batches only: wider crops are squeezed to this width
-TRAIN_SEEDS = (0, 8_900_000)
-VAL_SEEDS = (8_900_000, 9_000_000)
-EVAL_SEED_BASE = 9_000_000
 ARCHS = {"v6_small": "ppocrv6_small", "v6_tiny": "ppocrv6_tiny"}
 
 # ---- character set ---------------------------------------------------------------------------
@@ -228,131 +237,6 @@ def augment(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) ->
     return np.ascontiguousarray(out)
 
 
-# ---- crops from synthetic samples --------------------------------------------------------------
-@dataclass
-class LineCrop:
-    image: np.ndarray  # (h, w, 3) uint8 RGB, upright
-    text: str
-    condition: str  # the sample's conditions, "+"-joined (for per-condition metrics)
-    field: str | None
-
-
-def pad_polygon(
-    poly: np.ndarray, top: float, bottom: float, start: float, end: float
-) -> np.ndarray:
-    """Enlarge a reading-order line polygon (2N, 2): top/bottom edges moved out by ``top`` /
-    ``bottom`` line heights, the first/last points moved along the line by ``start`` / ``end``
-    line heights (negative values shrink)."""
-    from workers.pipeline.rectification import split_edges
-
-    t, b = split_edges(poly)
-    v = b - t
-    t = t - v * top
-    b = b + v * bottom
-    h = float(np.linalg.norm(v, axis=1).mean())
-    for edge in (t, b):
-        d0 = edge[0] - edge[1]
-        d1 = edge[-1] - edge[-2]
-        edge[0] = edge[0] + d0 / max(np.linalg.norm(d0), 1e-6) * start * h
-        edge[-1] = edge[-1] + d1 / max(np.linalg.norm(d1), 1e-6) * end * h
-    return np.concatenate([t, b[::-1]])
-
-
-# evaluation crops: a fixed margin like the pipeline's unclipped detector boxes
-EVAL_PAD = (0.12, 0.12, 0.2, 0.2)
-
-
-def jitter_polygon(poly: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Enlarge a line polygon like a detector box would, at random: top/bottom edges out by
-    0..30 % of the line height, ends by -5..50 %."""
-    return pad_polygon(
-        poly,
-        rng.uniform(0.0, 0.3),
-        rng.uniform(0.0, 0.3),
-        rng.uniform(-0.05, 0.5),
-        rng.uniform(-0.05, 0.5),
-    )
-
-
-def photo_crops(
-    sample: Any, rng: np.random.Generator | None, *, jitter: bool = True
-) -> list[LineCrop]:
-    """One rectified crop per line, cut from the photo with its (jittered) GT polygon."""
-    from workers.pipeline.rectification import rectify_line
-
-    cond = "+".join(sorted(sample.conditions))
-    h, w = sample.image.shape[:2]
-    out = []
-    for ln in sample.lines:
-        poly = ln.polygon.astype(np.float64)
-        if jitter and rng is not None:
-            poly = jitter_polygon(poly, rng)
-        else:
-            poly = pad_polygon(poly, *EVAL_PAD)
-        poly[:, 0] = np.clip(poly[:, 0], 0, w - 1)
-        poly[:, 1] = np.clip(poly[:, 1], 0, h - 1)
-        try:
-            crop = rectify_line(sample.image, poly).crop
-        except Exception:
-            continue
-        if crop.shape[0] < 4 or crop.shape[1] < 4:
-            continue
-        out.append(LineCrop(crop, ln.text, cond, ln.field))
-    return out
-
-
-def sample_crops(
-    seed: int, rng: np.random.Generator, *, p_clean: float = 0.15, p_engraved: float = 0.2
-) -> list[LineCrop]:
-    """Training crops of one synthetic sample: photo crops + flat-label crops."""
-    from workers.training.synth import SynthConfig, generate_sample, line_crops
-
-    if not TRAIN_SEEDS[0] <= seed < TRAIN_SEEDS[1]:
-        raise ValueError(f"training seed {seed} outside {TRAIN_SEEDS}")
-    cfg = SynthConfig(
-        p_glare=0.5, p_dot_matrix=0.25, p_segment=0.15, p_engraved=p_engraved, p_curved=0.2
-    )
-    conds = {"clean"} if random.Random(seed ^ 0x5EED).random() < p_clean else None
-    s = generate_sample(seed, conditions=conds, size=None, config=cfg)
-    out = photo_crops(s, rng)
-    cond = "+".join(sorted(s.conditions))
-    out += [LineCrop(c.image, c.text, cond, c.field) for c in line_crops(s)]
-    return out
-
-
-def heldout_crops(seeds: Iterable[int], conditions: Sequence[str | None]) -> list[LineCrop]:
-    """Deterministic evaluation crops: sample ``seed`` with ``conditions[i % len]`` (None =
-    random), one rectified photo crop per line from its GT polygon with the fixed margin
-    ``EVAL_PAD`` (what a good detector's unclipped box + the pipeline's rectifier give), no
-    augmentation."""
-    from workers.training.synth import generate_sample
-
-    out: list[LineCrop] = []
-    for i, seed in enumerate(seeds):
-        if TRAIN_SEEDS[0] <= seed < TRAIN_SEEDS[1]:
-            raise ValueError(f"seed {seed} is a training seed")
-        c = conditions[i % len(conditions)]
-        s = generate_sample(seed, conditions=None if c is None else {c}, size=None)
-        for lc in photo_crops(s, None, jitter=False):
-            lc.condition = c or "random"
-            out.append(lc)
-    return out
-
-
-VAL_CONDITIONS = (
-    "clean",
-    "glare",
-    "dot_matrix",
-    "segment",
-    "engraved",
-    "curved",
-    "perspective",
-    "upside_down",
-    "blur",
-    "low_res",
-)
-
-
 # ---- loss ------------------------------------------------------------------------------------
 def ctc_smoothed_loss(
     logits: Any, targets: Any, target_lengths: Any, eps: float = 0.1
@@ -393,38 +277,6 @@ def greedy_decode(probs: np.ndarray, labels: Sequence[str]) -> str:
             out.append(labels[k - 1])
         prev = k
     return "".join(out)
-
-
-def levenshtein(a: str, b: str) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def score(preds: Sequence[str], gts: Sequence[str]) -> dict[str, float]:
-    """CER (edit distance / GT chars) and exact-match rate of line texts."""
-    errs = sum(levenshtein(p, g) for p, g in zip(preds, gts, strict=True))
-    chars = sum(len(g) for g in gts)
-    exact = sum(p == g for p, g in zip(preds, gts, strict=True))
-    loose = sum(_loose(p) == _loose(g) for p, g in zip(preds, gts, strict=True))
-    n = max(len(gts), 1)
-    return {
-        "cer": errs / max(chars, 1),
-        "exact": exact / n,
-        "exact_loose": loose / n,
-        "n": len(gts),
-    }
-
-
-def _loose(text: str) -> str:
-    """Serial comparison of bench/read_accuracy: spaces and dashes removed, case folded."""
-    return text.replace(" ", "").replace("-", "").upper()
 
 
 def predict_torch(
@@ -501,66 +353,6 @@ def make_optimizer(
     )
 
 
-def make_scheduler(opt: Any, warmup: int, total: int, min_ratio: float = 0.05) -> Any:
-    """Linear warmup over ``warmup`` steps, then cosine decay to ``min_ratio`` * lr at ``total``."""
-    import torch
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        prog = min(1.0, (step - warmup) / max(total - warmup, 1))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
-
-
-# ---- checkpoints -----------------------------------------------------------------------------
-def latest_checkpoint(out: Path) -> Path | None:
-    c = sorted(out.glob("ckpt_*.pt"))
-    return c[-1] if c else None
-
-
-def save_checkpoint(path: Path, model: Any, opt: Any, sched: Any, state: dict[str, Any]) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "spec": model.spec.to_dict(),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "train_state": json.dumps(state),
-        "rng_torch": torch.get_rng_state(),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def trim_log(path: Path, step: int) -> None:
-    """Drop log rows after ``step`` (written by a run killed after its last checkpoint)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    keep = [r for r in rows[1:] if r and int(r[0]) <= step]
-    with path.open("w", newline="") as fh:
-        csv.writer(fh).writerows([rows[0], *keep])
-
-
-def open_log(path: Path, columns: Sequence[str], *, resume_step: int | None) -> tuple[Any, Any]:
-    """CSV training log kept across resumes: rows after ``resume_step`` (None: a fresh run) are
-    dropped, the header is written once. Returns (file, csv writer); the caller closes it."""
-    if resume_step is not None:
-        trim_log(path, resume_step)
-    new = not path.exists()
-    f = path.open("a", newline="")
-    writer = csv.writer(f)
-    if new:
-        writer.writerow(list(columns))
-    return f, writer
-
-
 class CropPool:
     """Ring buffer of training crops refilled from consecutive training seeds."""
 
@@ -632,8 +424,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(out) if args.resume else None
-    if resume is not None:
-        ck = torch.load(resume, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(resume) if resume is not None else None
+    if ck is not None:
         spec = ck["spec"]
         state = json.loads(ck["train_state"])
         charset = spec["charset"]
@@ -672,16 +464,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         n_classes=len(charset) + 1,
         head_lr_mult=args.head_lr_mult,
     )
-    sched = make_scheduler(opt, args.warmup, total)
-    rng = np.random.default_rng(args.seed)
-    if resume is not None:
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng_torch"])
-        rng.bit_generator.state = state["rng_np"]
-        print(f"resumed {resume} at step {state['step']}", flush=True)
-    else:
-        torch.manual_seed(args.seed)
+    sched = warmup_cosine(opt, args.warmup, total)
+    rng = start_or_resume(args.seed, opt, sched, state, resume, ck)
 
     val = heldout_crops(range(VAL_SEEDS[0], VAL_SEEDS[0] + args.val_samples), VAL_CONDITIONS)
     val = [c for c in val if encode(c.text, index) is not None and c.text.strip()]
@@ -720,8 +504,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             save_checkpoint(out / "best.pt", model, opt, sched, state)
             return
         save_checkpoint(out / f"ckpt_{step:07d}.pt", model, opt, sched, state)
-        for old in sorted(out.glob("ckpt_*.pt"))[:-3]:
-            old.unlink()
+        prune_checkpoints(out, keep=3)
 
     step = state["step"]
     if step == 0 and args.val_every > 0:
@@ -816,24 +599,6 @@ def time_steps(args: argparse.Namespace) -> None:
         )
 
 
-def write_manifest(onnx_path: Path, **extra: Any) -> Path:
-    """``manifest.json`` beside an exported model: {"name", "version", "files": {name:
-    {"sha256", "bytes"}}, ...extra}; ``workers.pipeline.models.LocalModelFile`` checks the
-    sha256 on every load. Existing entries for other files are kept."""
-    import hashlib
-
-    mpath = onnx_path.parent / "manifest.json"
-    man = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else {}
-    man.setdefault("files", {})
-    man["files"][onnx_path.name] = {
-        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        "bytes": onnx_path.stat().st_size,
-    }
-    man.update(extra)
-    mpath.write_text(json.dumps(man, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return mpath
-
-
 def export(
     ckpt: str,
     onnx_path: str,
@@ -845,13 +610,12 @@ def export(
     """Checkpoint -> ONNX (weights written back into the shipped graph, charset in the
     ``character`` metadata; ``storage="fp16"`` halves the file, see ``convert.fp16_storage``)
     + manifest.json with its sha256. Returns the ONNX path."""
-    import torch
 
     from workers.training import convert
 
     model = convert.load(ckpt)
     path = convert.export_onnx(model, onnx_path, storage=storage)
-    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(Path(ckpt))
     st = json.loads(ck["train_state"]) if "train_state" in ck else {}
     write_manifest(
         path,

@@ -14,22 +14,24 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from workers.pipeline.extraction import (  # noqa: E402
-    DEFAULT_MODEL_DIR,
-    ModelIntegrityError,
-    TransformerFieldExtractor,
-    base_model_dir,
+from workers.pipeline.extractor import TransformerFieldExtractor  # noqa: E402
+from workers.pipeline.extractor import onnx_cache as graph_cache  # noqa: E402
+from workers.pipeline.extractor.decode import clean_value, decode_spans  # noqa: E402
+from workers.pipeline.extractor.layout import (  # noqa: E402
     bio_labels,
-    clean_value,
-    decode_spans,
     encode_words,
     line_words,
     normalize_boxes,
-    reading_order,
     split_words,
     words_from_lines,
 )
+from workers.pipeline.extractor.model import (  # noqa: E402
+    DEFAULT_MODEL_DIR,
+    ModelIntegrityError,
+    base_model_dir,
+)
 from workers.pipeline.fields import FieldExtractor  # noqa: E402
+from workers.pipeline.geometry import reading_order  # noqa: E402
 from workers.pipeline.types import FieldResult, TextLine  # noqa: E402
 
 RECEIPT_SCHEMA = {
@@ -372,8 +374,6 @@ def test_onnx_backend_matches_torch_across_windows(extractor, torch_extractor):
 
 @pytest.mark.slow
 def test_onnx_graph_is_exported_once_and_reused(extractor, onnx_cache, monkeypatch):
-    from workers.pipeline import extraction
-
     path = extractor.onnx_path
     assert extractor.onnx_exported and path is not None and path.parent == onnx_cache
     assert path.is_file() and (path.parent / (path.name + ".sha256")).is_file()
@@ -384,7 +384,7 @@ def test_onnx_graph_is_exported_once_and_reused(extractor, onnx_cache, monkeypat
     def no_export(*args, **kwargs):
         raise AssertionError("the cached graph must be reused, not exported again")
 
-    monkeypatch.setattr(extraction, "export_onnx", no_export)
+    monkeypatch.setattr(graph_cache, "export_onnx", no_export)
     again = TransformerFieldExtractor(cache_dir=onnx_cache)
     again.load()
     assert again.active_backend == "onnx" and not again.onnx_exported
@@ -405,7 +405,7 @@ def test_corrupt_onnx_cache_is_detected_and_exported_again(extractor, tmp_path, 
     data[len(data) // 2] ^= 0x01  # one flipped bit in the weights: loads fine, wrong numbers
     bad.write_bytes(bytes(data))
     ex = TransformerFieldExtractor(cache_dir=cache)
-    with caplog.at_level("WARNING", logger="workers.pipeline.extraction"):
+    with caplog.at_level("WARNING", logger="workers.pipeline.extractor"):
         ex.load()
     assert "sha256" in caplog.text
     assert ex.active_backend == "onnx" and ex.onnx_exported
@@ -420,14 +420,12 @@ def test_corrupt_onnx_cache_is_detected_and_exported_again(extractor, tmp_path, 
 
 @pytest.mark.slow
 def test_onnx_failure_falls_back_to_torch(tmp_path, monkeypatch, caplog):
-    from workers.pipeline import extraction
-
     def broken(model, path, **kwargs):
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(extraction, "export_onnx", broken)
+    monkeypatch.setattr(graph_cache, "export_onnx", broken)
     ex = TransformerFieldExtractor(cache_dir=tmp_path)
-    with caplog.at_level("WARNING", logger="workers.pipeline.extraction"):
+    with caplog.at_level("WARNING", logger="workers.pipeline.extractor"):
         ex.load()
     assert ex.active_backend == "torch" and not ex.onnx_exported
     assert "exporter exploded" in caplog.text and "torch" in caplog.text
@@ -467,7 +465,7 @@ def test_torch_int8_still_works():
 
 
 def test_onnx_cache_dir_follows_app_var_dir(tmp_path, monkeypatch):
-    from workers.pipeline.extraction import REPO_ROOT, onnx_cache_dir, onnx_cache_key
+    from workers.pipeline.extractor.onnx_cache import REPO_ROOT, onnx_cache_dir, onnx_cache_key
 
     monkeypatch.setenv("APP_VAR_DIR", str(tmp_path))
     assert onnx_cache_dir() == tmp_path / "cache" / "extractor-onnx"
@@ -476,6 +474,52 @@ def test_onnx_cache_dir_follows_app_var_dir(tmp_path, monkeypatch):
     key = onnx_cache_key("a" * 64, "b" * 64)
     assert key == onnx_cache_key("a" * 64, "b" * 64) and len(key) == 32
     assert key != onnx_cache_key("a" * 64, "c" * 64) != onnx_cache_key("c" * 64, "b" * 64)
+
+
+@pytest.mark.slow
+def test_extractor_runs_on_the_ocr_session_factory_with_ocr_device_and_threads(
+    extractor, tmp_path, monkeypatch
+):
+    """build_field_extractor(config): the session comes from models.create_session with
+    OCR_THREADS intra-op threads and, for OCR_DEVICE=cpu, the CPU provider only."""
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.pipeline import build_field_extractor
+
+    # the default cache folder under APP_VAR_DIR, holding the graph the module fixture exported
+    cache = tmp_path / "cache" / "extractor-onnx"
+    cache.mkdir(parents=True)
+    src = extractor.onnx_path
+    for name in (src.name, src.name + ".sha256"):
+        shutil.copy(src.parent / name, cache / name)
+    monkeypatch.setenv("APP_VAR_DIR", str(tmp_path))
+    cfg = PipelineConfig.from_env({"OCR_DEVICE": "cpu", "OCR_THREADS": "3"})
+    ex = build_field_extractor(cfg)
+    assert isinstance(ex, TransformerFieldExtractor)
+    ex.load()
+    assert ex.active_backend == "onnx" and not ex.onnx_exported and ex.onnx_path == cache / src.name
+    opts = ex.session.get_session_options()
+    assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1
+    assert ex.session.get_providers() == ["CPUExecutionProvider"]
+    assert ex.providers == ("CPUExecutionProvider",) and ex.device == "cpu"
+    got = {r.name: r.value for r in ex(nameplate_lines(), None)}
+    assert got["serial_number"] == "KX7Q20240117"
+
+
+def test_extractor_device_follows_ocr_device():
+    """Construction only: OCR_DEVICE and OCR_THREADS reach the extractor; torch's device is
+    the same decision as onnxruntime's (cpu stays cpu, cuda only when torch has it)."""
+    import torch
+
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.models import torch_device
+
+    ex = TransformerFieldExtractor.from_config(PipelineConfig(device="cpu", threads=2))
+    assert (ex.requested_device, ex.num_threads) == ("cpu", 2)
+    assert ex.device is None and ex.providers == ()  # nothing loaded yet
+    assert TransformerFieldExtractor().requested_device == "cpu"
+    assert torch_device("cpu") == "cpu"
+    cuda = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert torch_device("auto") == torch_device("cuda") == torch_device("cuda:0") == cuda
 
 
 def test_backend_is_validated_and_configurable():
@@ -500,7 +544,6 @@ def test_backend_is_validated_and_configurable():
 def test_transformer_extractor_is_the_default_and_rules_stay_selectable():
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.errors import ConfigError
-    from workers.pipeline.extraction import TransformerFieldExtractor
     from workers.pipeline.fields import RuleFieldExtractor
     from workers.pipeline.pipeline import build_field_extractor
 

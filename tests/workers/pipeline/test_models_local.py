@@ -64,7 +64,7 @@ def test_committed_det_ours_loads_and_finds_the_lines():
     np = pytest.importorskip("numpy")
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.detection import TextDetector
-    from workers.pipeline.synthetic_labels import render_label
+    from workers.training.synth.simple_labels import render_label
 
     ms = models.MODEL_SETS["ours"]
     assert ms.det.version().startswith("det_ours==")

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from workers.pipeline.config import PipelineConfig
 from workers.pipeline.errors import ConfigError
-from workers.pipeline.synthetic_labels import load_font
+from workers.training.synth.simple_labels import load_font
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from workers.pipeline.synthetic_labels import render_label, to_bytes
+from workers.training.synth.simple_labels import render_label, to_bytes
 
 pytestmark = pytest.mark.slow
 

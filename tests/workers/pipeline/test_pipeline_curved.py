@@ -10,7 +10,7 @@ from PIL import Image
 
 from workers.pipeline import detection
 from workers.pipeline.rectification import line_geometry
-from workers.pipeline.synthetic_labels import render_label, to_bytes
+from workers.training.synth.simple_labels import render_label, to_bytes
 
 pytestmark = pytest.mark.slow
 

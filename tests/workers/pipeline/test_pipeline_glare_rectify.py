@@ -11,7 +11,7 @@ from PIL import Image
 
 from workers.pipeline.config import PipelineConfig
 from workers.pipeline.geometry import crop_quad
-from workers.pipeline.synthetic_labels import add_glare, render_label, to_bytes
+from workers.training.synth.simple_labels import add_glare, render_label, to_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from workers.pipeline.quality import QualityAssessor
-from workers.pipeline.synthetic_labels import add_glare, load_font
+from workers.training.synth.simple_labels import add_glare, load_font
 
 
 def _label() -> tuple[np.ndarray, list[np.ndarray]]:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from workers.pipeline.errors import BadImageError
-from workers.pipeline.synthetic_labels import add_glare, load_font, to_bytes
+from workers.training.synth.simple_labels import add_glare, load_font, to_bytes
 
 pytestmark = pytest.mark.slow
 

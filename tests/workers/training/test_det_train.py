@@ -186,7 +186,7 @@ def test_distractors_never_touch_the_text_lines():
 
 def test_training_polygons_are_padded_to_the_shipped_box_style():
     """``resized_sample`` pads the engine's glyph-tight polygons by BOX_PAD (line heights)."""
-    from workers.training.rec_train import pad_polygon
+    from workers.training.common import pad_polygon
 
     rect = np.array([[10, 20], [110, 20], [110, 40], [10, 40]], np.float64)
     p = pad_polygon(rect.copy(), *D.BOX_PAD)

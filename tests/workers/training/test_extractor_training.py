@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from workers.pipeline.extraction import words_from_lines  # noqa: E402
+from workers.pipeline.extractor.layout import words_from_lines  # noqa: E402
 from workers.training.extractor.data import Doc, doc_to_words, sroie_doc  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def test_synth_doc_labels_values_not_keys():
 
 @pytest.mark.slow
 def test_training_smoke_checkpoint_resume_export(tmp_path):
-    from workers.pipeline.extraction import TransformerFieldExtractor
+    from workers.pipeline.extractor import TransformerFieldExtractor
     from workers.training.extractor import train
 
     labels = tmp_path / "labels.json"

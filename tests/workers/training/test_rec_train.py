@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from workers.training import rec_train as R  # noqa: E402
+from workers.training.common import latest_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -104,11 +105,14 @@ def test_augment_keeps_shape_and_dtype():
 
 
 def test_seed_ranges_are_disjoint():
-    assert R.TRAIN_SEEDS[1] <= R.VAL_SEEDS[0] < R.VAL_SEEDS[1] <= R.EVAL_SEED_BASE
+    from workers.training import common as C
+    from workers.training import rec_data
+
+    assert C.TRAIN_SEEDS[1] <= C.VAL_SEEDS[0] < C.VAL_SEEDS[1] <= C.EVAL_SEED_BASE
     with pytest.raises(ValueError):
-        R.sample_crops(R.EVAL_SEED_BASE + 1, np.random.default_rng(0))
+        rec_data.sample_crops(C.EVAL_SEED_BASE + 1, np.random.default_rng(0))
     with pytest.raises(ValueError):
-        R.heldout_crops([5], ["clean"])
+        rec_data.heldout_crops([5], ["clean"])
 
 
 def _log_steps(path):
@@ -145,7 +149,7 @@ def test_smoke_train_resume_export(tmp_path):
     rows = _log_steps(out / "log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2]
     assert all(math.isfinite(float(r["loss"])) for r in rows)
-    assert R.latest_checkpoint(out).name == "ckpt_0000002.pt"
+    assert latest_checkpoint(out).name == "ckpt_0000002.pt"
     ck = torch.load(out / "ckpt_0000002.pt", weights_only=True)
     lr_at_2 = ck["scheduler"]["last_epoch"]
     assert lr_at_2 == 2

@@ -4,7 +4,7 @@ A ``Doc`` is what the extractor sees at inference (lines: text + pixel polygon, 
 the text's top-left) plus the gold field values and, for training, char-level value spans
 ``(line index, start, end, field, group)`` (a value spread over several lines shares a group).
 ``doc_to_words`` turns a doc into the extractor's words (same code path as inference,
-``extraction.words_from_lines``) with word-level BIO labels.
+``workers.pipeline.extractor.layout.words_from_lines``) with word-level BIO labels.
 
 SROIE: ``../shared/datasets/sroie_train/labels.json``; duplicates are removed by content (line
 texts + fields); the split is deterministic: sha1 of the content, validation when its first
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.extraction import Word, words_from_lines
+from workers.pipeline.extractor.layout import Word, words_from_lines
 
 SROIE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "sroie_train"
 SROIE_FIELDS = ("company", "date", "address", "total")

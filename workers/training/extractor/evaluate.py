@@ -9,9 +9,10 @@ Normalisation before comparing a predicted with a gold value:
 * nameplate fields: the field catalogue's normalisation (``workers.fieldspec``), trailing
   punctuation trimmed, as the extractors do.
 
-Counting per field: a non-empty prediction equal to the gold value is a true positive; any other
-non-empty prediction is a false positive; a non-empty gold value without an equal prediction is
-a false negative (a wrong prediction is both FP and FN, as in SROIE task 3).
+Counting per field (``workers.training.metrics.Counts``): a non-empty prediction equal to the
+gold value is a true positive; any other non-empty prediction is a false positive; a non-empty
+gold value without an equal prediction is a false negative (a wrong prediction is both FP and
+FN, as in SROIE task 3).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from workers.fieldspec.catalogue import spec_for
 from workers.fieldspec.grammar import normalise as spec_normalise
+from workers.training.metrics import Counts
 
 RECEIPT_TEXT_FIELDS = ("company", "address")
 RECEIPT_FIELDS = ("company", "date", "address", "total")
@@ -38,32 +40,6 @@ def normalise(field_name: str, value: str | None, *, strict: bool = True) -> str
     if field_name in ("date", "total"):
         return v
     return spec_normalise(v.strip(" \t.,;|"), spec_for(field_name))
-
-
-@dataclass
-class Counts:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    support: int = 0  # gold values present
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-    @property
-    def exact(self) -> float:
-        """Share of gold values predicted exactly (field exact-match accuracy)."""
-        return self.tp / self.support if self.support else 0.0
 
 
 @dataclass

@@ -31,16 +31,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from workers.pipeline.extraction import (  # noqa: E402
+from workers.pipeline.extractor.layout import bio_labels, encode_words, normalize_boxes  # noqa: E402
+from workers.pipeline.extractor.model import (  # noqa: E402
     ALL_FIELDS,
     FROZEN_PREFIXES,
     base_model_dir,
-    bio_labels,
     build_model,
-    encode_words,
-    normalize_boxes,
-    sha256_file,
     trainable_state,
+)
+from workers.pipeline.models import sha256_file  # noqa: E402
+from workers.training.common import (  # noqa: E402
+    latest_checkpoint,
+    prune_checkpoints,
+    seed_everything,
+    torch_save_atomic,
+    warmup_linear,
 )
 from workers.training.extractor.data import (  # noqa: E402
     Doc,
@@ -55,6 +60,7 @@ from workers.training.extractor.data import (  # noqa: E402
 LABELS = bio_labels(ALL_FIELDS)
 LABEL_ID = {lab: i for i, lab in enumerate(LABELS)}
 CACHE = Path("var/extractor/cache")
+CKPT_PATTERN = "ckpt-*.pt"  # ckpt-<step>.pt
 
 
 def doc_windows(tokenizer: Any, doc: Doc, max_len: int, overlap: int) -> list[dict[str, Any]]:
@@ -137,11 +143,6 @@ def build_data(args: argparse.Namespace) -> tuple[list[Doc], dict[str, Any]]:
                 save_docs(synth, cache)
     stats["synth_train"] = len(synth)
     return sroie_train + synth, stats
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    cks = sorted(out.glob("ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    return cks[-1] if cks else None
 
 
 def export(model: torch.nn.Module, export_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -234,9 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    seed_everything(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -277,17 +276,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {"params": groups["new"], "lr": args.head_lr, "weight_decay": 0.0},
         ]
     )
-    warm = max(1, int(args.warmup * args.max_steps))
-
-    def lr_lambda(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (args.max_steps - step) / max(1, args.max_steps - warm))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda)
+    sched = warmup_linear(optim, int(args.warmup * args.max_steps), args.max_steps)
     step = 0
     if args.resume:
-        ck = latest_checkpoint(out)
+        ck = latest_checkpoint(out, CKPT_PATTERN)
         if ck is not None:
             state = torch.load(ck, map_location="cpu", weights_only=False)
             model.load_state_dict(state["model"], strict=False)
@@ -336,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if step % args.save_every == 0 or step == args.max_steps:
                 ck = out / f"ckpt-{step}.pt"
-                torch.save(
+                torch_save_atomic(
                     {
                         "step": step,
                         "model": trainable_state(model),
@@ -347,10 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     },
                     ck,
                 )
-                for old in sorted(out.glob("ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[
-                    : -args.keep
-                ]:
-                    old.unlink()
+                prune_checkpoints(out, args.keep, CKPT_PATTERN)
     elapsed = time.time() - t0
     result = {
         "steps": step,

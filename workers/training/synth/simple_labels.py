@@ -1,5 +1,8 @@
 """Render simple synthetic product-label photos (tests and benchmarks only; PIL + numpy).
 
+Not pipeline code: the pipeline tests and ``bench/`` use these quick, font-independent labels;
+the full synthetic engine (conditions, ground-truth polygons) is ``generate_sample``.
+
 Fonts: DejaVu Sans Mono/Sans when installed, else Pillow's built-in scalable default font, so
 the output never depends on fonts a fresh machine lacks.
 """
