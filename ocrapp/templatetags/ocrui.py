@@ -43,6 +43,7 @@ FAILURE_MESSAGES = {
     "timeout": _("Reading took longer than the time limit. Try again."),
     "transient_error": _("A temporary error stopped the reading. Try again."),
     "pipeline_error": _("The reader failed on this photo. Try again or report it."),
+    "bad_result": _("The reader returned an unusable result. Try again or report it."),
 }
 
 MATCH_LABELS = {
