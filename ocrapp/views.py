@@ -24,18 +24,19 @@ from ocrapp.templatetags.ocrui import (
     CODE_CHECK_MESSAGES,
     CODE_FORMATS,
     FAILURE_MESSAGES,
-    FIELD_LABELS,
     FIELD_REASON_MESSAGES,
     QUALITY_MESSAGES,
     REVIEW_MESSAGES,
-    TEXT_GLARE_MESSAGE,
     code_check,
     code_format_label,
     correction_html,
+    field_label,
     field_reason_texts,
     review_reasons,
     review_threshold,
 )
+from workers.contract import FieldDict, FieldResult, QualityReport, QualityWarning, ReviewDecision
+from workers.fieldspec import KNOWN_FIELDS
 
 RECENT_ON_UPLOAD = 10
 RECENT_ON_LIST = 50
@@ -45,7 +46,7 @@ _ZERO_UUID = uuid.UUID(int=0)
 
 @dataclass(frozen=True)
 class FieldView:
-    field: Field
+    field: FieldResult
     polygon: list | None  # the field's box, else the polygon of the line it came from
     check_reasons: list[str]  # translated failed rules (invalid fields)
     code_check: str  # "match" | "mismatch" | "code" | "": what a code on the label says
@@ -77,7 +78,7 @@ class CaptureView:
     read: Read | None
     lines: list
     fields: list[FieldView]
-    warnings: list[dict]
+    warnings: tuple[QualityWarning, ...]
     serial: str
     threshold: float
     review: ReviewView | None
@@ -92,65 +93,72 @@ class CaptureView:
         return self.capture.status in selectors.FINAL_STATUSES
 
 
+def _field_result(row: Field) -> FieldResult:
+    """The contract's form of a stored field (the row keeps the same names; its line is a
+    foreign key instead of ``line_index``)."""
+    stored = {key: getattr(row, key) for key in FieldDict.__annotations__ if hasattr(row, key)}
+    stored["line_index"] = row.line.order if row.line_id and row.line else None
+    return FieldResult.from_dict(stored)
+
+
+def _field_view(row: Field, codes: list[dict], mismatches: list[dict]) -> FieldView:
+    f = _field_result(row)
+    kind, text = code_check(f, codes, mismatches)
+    return FieldView(
+        field=f,
+        polygon=row.box or (row.line.polygon if row.line_id and row.line else None),
+        check_reasons=[] if f.valid else field_reason_texts(f.reasons, f.reason),
+        code_check=kind,
+        code_text=text,
+        corrected_html=correction_html(f),
+    )
+
+
 def _capture_view(capture: Capture) -> CaptureView:
     read = selectors.capture_latest_read(capture=capture)
-    lines = list(read.lines.all()) if read else []
-    fields = []
-    serial = ""
     threshold = capture.product_type.auto_accept_threshold
-    review = None
-    codes: list[CodeView] = []
-    if read:
-        raw_codes = read.codes if isinstance(read.codes, list) else []
-        mismatches = read.mismatches if isinstance(read.mismatches, list) else []
-        read_fields = list(read.fields.all())
-        for f in read_fields:
-            polygon = f.box or (f.line.polygon if f.line_id and f.line else None)
-            kind, text = code_check(f, raw_codes, mismatches)
-            fields.append(
-                FieldView(
-                    field=f,
-                    polygon=polygon,
-                    check_reasons=[] if f.valid else field_reason_texts(f.reasons, f.reason),
-                    code_check=kind,
-                    code_text=text,
-                    corrected_html=correction_html(f),
-                )
-            )
-            if f.name == "serial_number" and f.value and not serial:
-                serial = f.value
-        decision = read.review if isinstance(read.review, dict) else {}
-        review = ReviewView(
-            needs_review=read.needs_review,
-            reasons=review_reasons(decision, read_fields, raw_codes, mismatches, threshold),
-            threshold=review_threshold(decision, threshold),
+    if read is None:
+        return CaptureView(
+            capture=capture,
+            read=None,
+            lines=[],
+            fields=[],
+            warnings=(),
+            serial="",
+            threshold=threshold,
+            review=None,
+            codes=[],
         )
-        codes = [_code_view(c) for c in raw_codes if isinstance(c, dict)]
-    quality = (read.quality if read else None) or {}
-    warnings = [w for w in quality.get("warnings", []) if isinstance(w, dict)]
+    fields = [_field_view(row, read.codes, read.mismatches) for row in read.fields.all()]
+    decision = ReviewDecision.from_dict(read.review) if read.review else None
+    results = [fv.field for fv in fields]
+    review = ReviewView(
+        needs_review=read.needs_review,
+        reasons=review_reasons(decision, results, read.codes, read.mismatches, threshold),
+        threshold=review_threshold(decision, threshold),
+    )
+    serial = next((f.value for f in results if f.name == "serial_number" and f.value), "")
     return CaptureView(
         capture=capture,
         read=read,
-        lines=lines,
+        lines=list(read.lines.all()),
         fields=fields,
-        warnings=warnings,
+        warnings=QualityReport.from_dict(read.quality).warnings,
         serial=serial,
         threshold=threshold,
         review=review,
-        codes=codes,
+        codes=[_code_view(c) for c in read.codes],
     )
 
 
 def _code_view(code: dict) -> CodeView:
-    elements = code.get("gs1")
-    errors = code.get("gs1_errors")
-    polygon = code.get("polygon")
+    """A decoded code as the templates show it (``barcodes.CodeResult.to_dict()``)."""
     return CodeView(
         format=code_format_label(code.get("format")),
         text=str(code.get("text") or ""),
-        elements=[e for e in elements if isinstance(e, dict)] if isinstance(elements, list) else [],
-        errors=[str(e) for e in errors] if isinstance(errors, list) else [],
-        polygon=polygon if isinstance(polygon, list) and polygon else None,
+        elements=list(code.get("gs1") or ()),
+        errors=[str(e) for e in code.get("gs1_errors") or ()],
+        polygon=code.get("polygon") or None,
     )
 
 
@@ -192,7 +200,6 @@ def ui_strings() -> dict[str, Any]:
         "serial_number": _("Serial number"),
         "failed_title": _("The photo could not be read."),
         "photo_alt": _("Uploaded photo with the detected text outlined"),
-        "text_glare_message": TEXT_GLARE_MESSAGE,
         "warnings": {code: str(msg) for code, msg in QUALITY_MESSAGES.items()},
         "failures": {code: str(msg) for code, msg in FAILURE_MESSAGES.items()},
         "field_labels": _field_labels(),
@@ -214,7 +221,7 @@ def ui_strings() -> dict[str, Any]:
 
 
 def _field_labels() -> dict[str, str]:
-    return {name: str(label) for name, label in FIELD_LABELS.items()}
+    return {name: field_label(name) for name in KNOWN_FIELDS}
 
 
 def _recent(limit: int) -> list[CaptureView]:

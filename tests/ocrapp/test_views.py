@@ -21,6 +21,7 @@ from ocrapp import services
 from ocrapp.models import Capture
 from tests.images import label_png
 from tests.results import result_dict
+from workers.contract import QualityWarning
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,7 @@ def done_capture(user, station, product_type):
         user,
         station,
         product_type,
-        warnings=[{"code": "glare", "message": TEXT_GLARE}],
+        warnings=[QualityWarning("glare", TEXT_GLARE).to_dict()],
         invalid_part=True,
     )
 
@@ -149,7 +150,6 @@ def test_upload_page_lists_stations_product_types_and_inputs(logged_in, station,
         ).group(1)
     )
     assert strings["warnings"]["glare"] == TEXT_GLARE
-    assert strings["text_glare_message"] == TEXT_GLARE
     assert strings["failures"]["bad_image"]
     # no third-party hosts: everything is self-hosted
     assert not re.search(r'(src|href)="https?://', html)
@@ -334,8 +334,6 @@ def test_korean_by_accept_language(logged_in, station, product_type):
         == "텍스트 위에 빛 반사가 강합니다: 다른 각도에서 다시 촬영하세요."
     )
     assert strings["confidence"] == "신뢰도"
-    # the English original stays available to tell the two glare messages apart
-    assert strings["text_glare_message"] == TEXT_GLARE
 
 
 def test_korean_after_set_language(logged_in, done_capture):
@@ -381,16 +379,75 @@ def test_korean_catalog_is_complete_and_compiled():
             assert (m.group(1) or m.group(2)) in msgids, (path.name, m.group(0))
 
 
-def test_glare_text_warning_is_translated_with_its_line_number():
+def test_glare_text_warning_is_rendered_from_its_line_param():
+    """``glare_text`` says its line from ``params["line"]`` (its English message is not read)."""
     from django.utils import translation
 
     from ocrapp.templatetags.ocrui import quality_message
 
-    warning = {
-        "code": "glare_text",
-        "message": "Glare covers characters on line 3: retake the photo at a different angle.",
-    }
+    warning = QualityWarning(
+        "glare_text", "Glare hides characters of the third line.", {"line": 3, "order": 2}
+    )
     with translation.override("en"):
-        assert quality_message(warning) == warning["message"]
+        assert quality_message(warning) == (
+            "Glare covers characters on line 3: retake the photo at a different angle."
+        )
     with translation.override("ko"):
-        assert quality_message(warning).startswith("3번째 줄")
+        assert quality_message(warning) == (
+            "3번째 줄의 글자가 빛 반사로 가려졌습니다: 다른 각도에서 다시 촬영하세요."
+        )
+    without_line = QualityWarning("glare_text", "Glare covers characters on line 3.")
+    with translation.override("en"):
+        assert quality_message(without_line) == (
+            "Glare covers characters of a text line: retake the photo at a different angle."
+        )
+    with translation.override("ko"):
+        assert quality_message(without_line).startswith("텍스트 줄의 글자가")
+
+
+@pytest.mark.parametrize(
+    ("lang", "texts"),
+    [
+        (
+            "en",
+            [
+                "Glare covers characters on line 2: retake the photo at a different angle.",
+                "Glare on the photo: avoid direct light or flash reflections on the label.",
+                TEXT_GLARE,
+            ],
+        ),
+        (
+            "ko",
+            [
+                "2번째 줄의 글자가 빛 반사로 가려졌습니다: 다른 각도에서 다시 촬영하세요.",
+                "사진에 빛 반사가 있습니다: 라벨에 직사광이나 플래시가 반사되지 않게 하세요.",
+                "텍스트 위에 빛 반사가 강합니다: 다른 각도에서 다시 촬영하세요.",
+            ],
+        ),
+    ],
+)
+def test_glare_warnings_on_the_capture_page_by_code_and_params(
+    logged_in, user, station, product_type, lang, texts
+):
+    warnings = [
+        QualityWarning("glare_text", "glare over line 2", {"line": 2, "order": 1}).to_dict(),
+        QualityWarning("glare_photo", "Glare somewhere on the photo.").to_dict(),
+        QualityWarning("glare", "Strong glare over the text.").to_dict(),
+    ]
+    capture = _done_capture(user, station, product_type, warnings=warnings)
+    html = logged_in.get(f"/captures/{capture.pk}/", HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+    shown = re.findall(r'<li class="warn" data-code="(\w+)">([^<]*)</li>', html)
+    assert shown == list(zip(["glare_text", "glare_photo", "glare"], texts, strict=True))
+
+
+def test_bad_result_failure_is_explained(logged_in, user, station, product_type):
+    capture, _ = services.capture_create(
+        user=user, image_bytes=label_png(["X"]), product_type=product_type, station=station
+    )
+    assert services.capture_claim(capture_id=capture.pk) is not None
+    assert services.read_save(capture_id=capture.pk, result={"image": {}}) is None
+    html = logged_in.get(f"/captures/{capture.pk}/").content.decode()
+    assert "The reader returned an unusable result. Try again or report it." in html
+    assert "result.quality: missing" in html and "(bad_result)" in html
+    ko = logged_in.get(f"/captures/{capture.pk}/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "판독기가 사용할 수 없는 결과를 돌려주었습니다." in ko

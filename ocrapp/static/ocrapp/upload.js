@@ -80,15 +80,11 @@
   }
 
   function warningText(w) {
-    var key = w.code;
-    if (key === "glare" && w.message && w.message !== T.text_glare_message) key = "glare_photo";
-    var text = T.warnings[key];
-    if (!text) return w.message || w.code;
-    if (key === "glare_text") {
-      var m = /line (\d+)/.exec(w.message || "");
-      text = text.replace("%(n)s", m ? m[1] : "?");
+    var line = w.params && w.params.line;
+    if (w.code === "glare_text") {
+      return line ? T.warnings.glare_text.replace("%(n)s", line) : T.warnings.glare_text_plain;
     }
-    return text;
+    return T.warnings[w.code] || w.message || w.code;
   }
 
   // "%(name)s" placeholders, as in the Python catalogue strings
