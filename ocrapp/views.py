@@ -1,42 +1,37 @@
 """HTML pages: upload (with live results), captures, capture detail, serial search and history.
 
 Views only read through ``ocrapp.selectors``; uploads go from the browser to the REST API
-(``POST /api/v1/captures``), so there is one write path for people and line software.
+(``POST /api/v1/captures``), so there is one write path for people and line software. The
+upload page's live result card and its "Recent captures" list are fragments rendered here
+(:func:`capture_card`, :func:`capture_recent`) from the same templates as the capture page and
+the capture list, so a read is rendered to HTML in one place.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from ocrapp import selectors
 from ocrapp.errors import NotFoundError
 from ocrapp.models import Capture, Field, Read
 from ocrapp.templatetags.ocrui import (
-    CODE_CHECK_MESSAGES,
-    CODE_FORMATS,
-    FAILURE_MESSAGES,
-    FIELD_REASON_MESSAGES,
-    QUALITY_MESSAGES,
-    REVIEW_MESSAGES,
     code_check,
     code_format_label,
     correction_html,
-    field_label,
     field_reason_texts,
     review_reasons,
     review_threshold,
 )
 from workers.contract import FieldDict, FieldResult, QualityReport, QualityWarning, ReviewDecision
-from workers.fieldspec import KNOWN_FIELDS
 
 RECENT_ON_UPLOAD = 10
 RECENT_ON_LIST = 50
@@ -169,8 +164,9 @@ def _capture_or_404(capture_id: uuid.UUID | str) -> Capture:
         raise Http404(_("No capture with this id.")) from None
 
 
-def ui_strings() -> dict[str, Any]:
-    """Translated strings for ``upload.js`` (sent as a JSON script tag)."""
+def ui_strings() -> dict[str, str]:
+    """Translated strings of ``upload.js`` (sent as a JSON script tag): upload and waiting
+    states only; the result itself is the server-rendered card (:func:`capture_card`)."""
     return {
         "queued": _("Waiting to upload"),
         "uploading": _("Uploading…"),
@@ -186,42 +182,7 @@ def ui_strings() -> dict[str, Any]:
         "not_image": _("This file is not an image."),
         "retry": _("Retry"),
         "open_detail": _("Open capture details"),
-        "lines": _("Text lines"),
-        "fields": _("Fields"),
-        "quality": _("Photo quality"),
-        "no_fields": _("No fields were found."),
-        "no_lines": _("No text was read."),
-        "valid": _("valid"),
-        "invalid": _("invalid"),
-        "field": _("Field"),
-        "value": _("Value"),
-        "confidence": _("Confidence"),
-        "check": _("Check"),
-        "serial_number": _("Serial number"),
-        "failed_title": _("The photo could not be read."),
-        "photo_alt": _("Uploaded photo with the detected text outlined"),
-        "warnings": {code: str(msg) for code, msg in QUALITY_MESSAGES.items()},
-        "failures": {code: str(msg) for code, msg in FAILURE_MESSAGES.items()},
-        "field_labels": _field_labels(),
-        "read_as": _("read as"),
-        "needs_review": _("Needs review"),
-        "auto_accepted": _("Auto-accepted"),
-        "auto_accepted_detail": _(
-            "Every field passed its checks at or above the %(threshold)s auto-accept confidence."
-        ),
-        "corrected_from": _("corrected from %(raw)s"),
-        "codes": _("Codes"),
-        "code": _("Code"),
-        "text_line": _("Text line"),
-        "review_messages": {code: str(msg) for code, msg in REVIEW_MESSAGES.items()},
-        "field_reasons": {code: str(msg) for code, msg in FIELD_REASON_MESSAGES.items()},
-        "code_checks": {code: str(msg) for code, msg in CODE_CHECK_MESSAGES.items()},
-        "code_formats": dict(CODE_FORMATS),
     }
-
-
-def _field_labels() -> dict[str, str]:
-    return {name: field_label(name) for name in KNOWN_FIELDS}
 
 
 def _recent(limit: int) -> list[CaptureView]:
@@ -241,8 +202,8 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "ui_strings": ui_strings(),
             "api_create_url": reverse("api-capture-create"),
             "detail_url_template": reverse("capture-detail", kwargs={"capture_id": _ZERO_UUID}),
+            "card_url_template": reverse("capture-card", kwargs={"capture_id": _ZERO_UUID}),
             "zero_uuid": str(_ZERO_UUID),
-            "serial_url_template": reverse("serial-history", kwargs={"value": "__VALUE__"}),
         },
     )
 
@@ -267,6 +228,26 @@ def capture_page(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
             "timings": [(k, v) for k, v in (read.timings_ms or {}).items()] if read else [],
         },
     )
+
+
+@login_required
+@require_GET
+@never_cache
+def capture_card(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
+    """The result section of the capture page alone (``_result_section.html``): the upload
+    page puts it into its live card, so both show one server rendering. While the capture is
+    PENDING or PROCESSING it says that the photo is still being read."""
+    view = _capture_view(_capture_or_404(capture_id))
+    return render(request, "ocrapp/_result_section.html", {"cv": view})
+
+
+@login_required
+@require_GET
+@never_cache
+def capture_recent(request: HttpRequest) -> HttpResponse:
+    """The upload page's "Recent captures" list alone (``_capture_items.html``), for
+    ``upload.js`` to refresh it as reads finish."""
+    return render(request, "ocrapp/_capture_items.html", {"recent": _recent(RECENT_ON_UPLOAD)})
 
 
 @login_required

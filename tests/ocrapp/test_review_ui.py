@@ -27,7 +27,6 @@ from tests.results import (
     result_dict,
     review_result_dict,
 )
-from workers.fieldspec import KNOWN_FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -274,31 +273,25 @@ def test_capture_list_queries_do_not_grow_with_captures(
     assert len(four.captured_queries) == len(one.captured_queries)
 
 
-def test_ui_strings_carry_the_review_sentences(logged_in, station, product_type):
-    strings = _ui_strings(logged_in.get("/").content.decode())
-    assert strings["needs_review"] == "Needs review"
-    assert strings["auto_accepted"] == "Auto-accepted"
-    assert set(strings["review_messages"]) >= {"missing", "invalid", "low_confidence", "mislabel"}
-    assert set(strings["field_reasons"]) == {
-        "required",
-        "pattern",
-        "format",
-        "check_digit",
-        "date_unparsed",
-        "date_future",
-        "date_too_old",
-        "uncertain",
-    }
-    assert strings["code_checks"]["match"] == "matches the %(code)s code"
-    assert strings["corrected_from"] == "corrected from %(raw)s"
-    assert strings["code_formats"]["QRCode"] == "QR"
-    for name in ("manufacturer", "company", "date", "address", "total", "expiry_date"):
-        assert name in KNOWN_FIELDS and strings["field_labels"][name], name
-
-    ko = _ui_strings(logged_in.get("/", HTTP_ACCEPT_LANGUAGE="ko").content.decode())
-    assert ko["needs_review"] == "검토 필요"
-    assert ko["field_labels"]["expiry_date"] == "유효 기한"
-    assert ko["review_messages"]["mislabel"].count("%(") == 4  # placeholders kept
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_upload_card_says_the_review_sentences_of_the_capture_page(logged_in, review_capture, lang):
+    """The upload page's live card is the capture page's result section, rendered once by the
+    server; the page's script carries no review, field or code sentences of its own."""
+    page = _detail(logged_in, review_capture, HTTP_ACCEPT_LANGUAGE=lang)
+    resp = logged_in.get(
+        reverse("capture-card", kwargs={"capture_id": review_capture.pk}),
+        HTTP_ACCEPT_LANGUAGE=lang,
+    )
+    card = resp.content.decode().strip()
+    assert card in page
+    mislabel_ko = (
+        f"일련번호: 인쇄된 값과 코드 값이 다릅니다 (인쇄: {REVIEW_SERIAL}, "
+        f"DataMatrix: {REVIEW_CODED_SERIAL})"
+    )
+    assert {"en": MISLABEL_EN, "ko": mislabel_ko}[lang] in _text(card)
+    strings = _ui_strings(logged_in.get("/", HTTP_ACCEPT_LANGUAGE=lang).content.decode())
+    assert not {"review_messages", "field_reasons", "code_checks", "field_labels"} & set(strings)
+    assert all(isinstance(v, str) for v in strings.values())
 
 
 def test_korean_review_rendering(logged_in, review_capture, accepted_capture):
