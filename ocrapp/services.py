@@ -10,7 +10,9 @@ import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +26,7 @@ from rest_framework.authtoken.models import Token
 from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
+from workers.contract import ContractError, Polygon, ReadResult, parse_read_result
 from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key, product_schema_errors
 from workers.tasks import read_capture  # celery only; the task body imports the pipeline
 
@@ -315,12 +318,25 @@ def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool
 
 
 def read_save(
-    *, capture_id: uuid.UUID | str, result: dict[str, Any], worker: str = ""
+    *, capture_id: uuid.UUID | str, result: Mapping[str, Any], worker: str = ""
 ) -> Read | None:
-    """Store one pipeline result (``ReadResult.to_dict()``) and mark the capture DONE, atomically.
+    """Store one pipeline result and mark the capture DONE, atomically.
 
-    Idempotent: if the capture is already DONE or FAILED nothing is written and None is returned.
+    ``result`` is the JSON form of a :class:`workers.contract.ReadResult` (``ReadResultDict``);
+    it is checked with :func:`workers.contract.parse_read_result` before anything is written.
+    A payload of another shape fails the capture with ``bad_result`` (nothing of it is stored)
+    and returns None. Idempotent: if the capture is already DONE or FAILED nothing is written
+    and None is returned.
     """
+    try:
+        read_result = parse_read_result(result)
+        iso_dates = _storable_iso_dates(read_result)
+    except ContractError as exc:
+        return _read_refuse(capture_id=capture_id, problem=str(exc))
+    except (TypeError, ValueError, AttributeError) as exc:
+        # parse_read_result checks the keys it lists; a malformed value below them (a quality
+        # number, a review reason, a code) fails while building the dataclasses.
+        return _read_refuse(capture_id=capture_id, problem=f"result: {exc}")
     with transaction.atomic():
         capture = Capture.objects.select_for_update().filter(pk=capture_id).first()
         if capture is None or capture.status not in (
@@ -329,58 +345,59 @@ def read_save(
         ):
             return None
         run = capture.reads.count() + 1
+        review = read_result.review
         read = Read.objects.create(
             capture=capture,
             run=run,
-            models_used=result.get("models", []),
-            pipeline_config=result.get("config", {}),
-            timings_ms=result.get("timings_ms", {}),
-            quality=result.get("quality", {}),
-            image_info=result.get("image", {}),
-            device=result.get("device", "")[:32],
-            providers=result.get("providers", []),
+            models_used=[m.to_dict() for m in read_result.models],
+            pipeline_config=dict(read_result.config),
+            timings_ms=dict(read_result.timings_ms),
+            quality=read_result.quality.to_dict(),
+            image_info=read_result.image.to_dict(),
+            device=read_result.device[:32],
+            providers=list(read_result.providers),
             worker=worker[:255],
-            codes=result.get("codes", []),
-            mismatches=result.get("mismatches", []),
-            needs_review=bool(result.get("needs_review", True)),
-            review=result.get("review") or {},
+            codes=[dict(c) for c in read_result.codes],
+            mismatches=[dict(m) for m in read_result.mismatches],
+            needs_review=read_result.needs_review,
+            review=review.to_dict() if review is not None else {},
         )
         lines = TextLine.objects.bulk_create(
             [
                 TextLine(
                     read=read,
                     order=i,
-                    text=line.get("text", ""),
-                    confidence=float(line.get("confidence", 0.0)),
-                    char_confidences=line.get("char_confidences", []),
-                    alternatives=line.get("alternatives", []),
-                    polygon=line.get("polygon", []),
+                    text=line.text,
+                    confidence=line.confidence,
+                    char_confidences=list(line.char_confidences),
+                    alternatives=[[[ch, p] for ch, p in alts] for alts in line.alternatives],
+                    polygon=_points(line.polygon) or [],
                 )
-                for i, line in enumerate(result.get("lines", []))
+                for i, line in enumerate(read_result.lines)
             ]
         )
         fields = Field.objects.bulk_create(
             [
                 Field(
                     read=read,
-                    name=f["name"],
-                    raw_value=f.get("raw_value", ""),
-                    value=f.get("value", ""),
-                    confidence=float(f.get("confidence", 0.0)),
-                    line=_line_at(lines, f.get("line_index")),
-                    box=f.get("box"),
-                    valid=bool(f.get("valid", False)),
-                    reason=f.get("reason", ""),
-                    reasons=f.get("reasons", []),
-                    corrected=bool(f.get("corrected", False)),
-                    correction=f.get("correction"),
-                    source=(f.get("source") or "text")[:16],
-                    code_value=f.get("code_value"),
-                    code_match=f.get("code_match"),
-                    iso_date=f.get("iso_date") or None,
-                    confidence_parts=f.get("confidence_parts", {}),
+                    name=f.name,
+                    raw_value=f.raw_value,
+                    value=f.value,
+                    confidence=f.confidence,
+                    line=_line_at(lines, f.line_index),
+                    box=_points(f.box),
+                    valid=f.valid,
+                    reason=f.reason,
+                    reasons=[{"code": code, "message": message} for code, message in f.reasons],
+                    corrected=f.corrected,
+                    correction=f.correction,
+                    source=f.source[:16],
+                    code_value=f.code_value,
+                    code_match=f.code_match,
+                    iso_date=iso_date,
+                    confidence_parts=dict(f.confidence_parts),
                 )
-                for f in result.get("fields", [])
+                for f, iso_date in zip(read_result.fields, iso_dates, strict=True)
             ]
         )
         SerialRecord.objects.bulk_create(
@@ -409,7 +426,37 @@ def read_save(
         return read
 
 
-def _line_at(lines: list[TextLine], index: Any) -> TextLine | None:
-    if isinstance(index, int) and 0 <= index < len(lines):
+def _read_refuse(*, capture_id: uuid.UUID | str, problem: str) -> None:
+    """Fail the capture of a result that does not fit the contract (``bad_result``)."""
+    log.error("capture %s: the pipeline result does not fit the contract: %s", capture_id, problem)
+    capture_fail(
+        capture_id=capture_id,
+        code="bad_result",
+        reason=f"The reader's result does not fit the result contract ({problem}).",
+    )
+    return None
+
+
+def _storable_iso_dates(read_result: ReadResult) -> list[date | None]:
+    """Each field's ``iso_date`` as a date; :class:`ContractError` for a field the database
+    cannot hold (a name longer than the column, a date that is not ISO 8601)."""
+    max_name = Field._meta.get_field("name").max_length
+    out: list[date | None] = []
+    for i, f in enumerate(read_result.fields):
+        if len(f.name) > max_name:
+            raise ContractError(f"result.fields[{i}].name: longer than {max_name} characters")
+        try:
+            out.append(date.fromisoformat(f.iso_date) if f.iso_date else None)
+        except ValueError:
+            raise ContractError(f"result.fields[{i}].iso_date: not an ISO 8601 date") from None
+    return out
+
+
+def _points(polygon: Polygon | None) -> list[list[float]] | None:
+    return [[x, y] for x, y in polygon] if polygon else None
+
+
+def _line_at(lines: list[TextLine], index: int | None) -> TextLine | None:
+    if index is not None and 0 <= index < len(lines):
         return lines[index]
     return None

@@ -1,34 +1,29 @@
 """HTML pages: upload (with live results), captures, capture detail, serial search and history.
 
 Views only read through ``ocrapp.selectors``; uploads go from the browser to the REST API
-(``POST /api/v1/captures``), so there is one write path for people and line software.
+(``POST /api/v1/captures``), so there is one write path for people and line software. The
+upload page's live result card and its "Recent captures" list are fragments rendered here
+(:func:`capture_card`, :func:`capture_recent`) from the same templates as the capture page and
+the capture list, so a read is rendered to HTML in one place.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from ocrapp import selectors
 from ocrapp.errors import NotFoundError
 from ocrapp.models import Capture, Field, Read
 from ocrapp.templatetags.ocrui import (
-    CODE_CHECK_MESSAGES,
-    CODE_FORMATS,
-    FAILURE_MESSAGES,
-    FIELD_LABELS,
-    FIELD_REASON_MESSAGES,
-    QUALITY_MESSAGES,
-    REVIEW_MESSAGES,
-    TEXT_GLARE_MESSAGE,
     code_check,
     code_format_label,
     correction_html,
@@ -36,6 +31,7 @@ from ocrapp.templatetags.ocrui import (
     review_reasons,
     review_threshold,
 )
+from workers.contract import FieldDict, FieldResult, QualityReport, QualityWarning, ReviewDecision
 
 RECENT_ON_UPLOAD = 10
 RECENT_ON_LIST = 50
@@ -45,7 +41,7 @@ _ZERO_UUID = uuid.UUID(int=0)
 
 @dataclass(frozen=True)
 class FieldView:
-    field: Field
+    field: FieldResult
     polygon: list | None  # the field's box, else the polygon of the line it came from
     check_reasons: list[str]  # translated failed rules (invalid fields)
     code_check: str  # "match" | "mismatch" | "code" | "": what a code on the label says
@@ -77,7 +73,7 @@ class CaptureView:
     read: Read | None
     lines: list
     fields: list[FieldView]
-    warnings: list[dict]
+    warnings: tuple[QualityWarning, ...]
     serial: str
     threshold: float
     review: ReviewView | None
@@ -92,65 +88,72 @@ class CaptureView:
         return self.capture.status in selectors.FINAL_STATUSES
 
 
+def _field_result(row: Field) -> FieldResult:
+    """The contract's form of a stored field (the row keeps the same names; its line is a
+    foreign key instead of ``line_index``)."""
+    stored = {key: getattr(row, key) for key in FieldDict.__annotations__ if hasattr(row, key)}
+    stored["line_index"] = row.line.order if row.line_id and row.line else None
+    return FieldResult.from_dict(stored)
+
+
+def _field_view(row: Field, codes: list[dict], mismatches: list[dict]) -> FieldView:
+    f = _field_result(row)
+    kind, text = code_check(f, codes, mismatches)
+    return FieldView(
+        field=f,
+        polygon=row.box or (row.line.polygon if row.line_id and row.line else None),
+        check_reasons=[] if f.valid else field_reason_texts(f.reasons, f.reason),
+        code_check=kind,
+        code_text=text,
+        corrected_html=correction_html(f),
+    )
+
+
 def _capture_view(capture: Capture) -> CaptureView:
     read = selectors.capture_latest_read(capture=capture)
-    lines = list(read.lines.all()) if read else []
-    fields = []
-    serial = ""
     threshold = capture.product_type.auto_accept_threshold
-    review = None
-    codes: list[CodeView] = []
-    if read:
-        raw_codes = read.codes if isinstance(read.codes, list) else []
-        mismatches = read.mismatches if isinstance(read.mismatches, list) else []
-        read_fields = list(read.fields.all())
-        for f in read_fields:
-            polygon = f.box or (f.line.polygon if f.line_id and f.line else None)
-            kind, text = code_check(f, raw_codes, mismatches)
-            fields.append(
-                FieldView(
-                    field=f,
-                    polygon=polygon,
-                    check_reasons=[] if f.valid else field_reason_texts(f.reasons, f.reason),
-                    code_check=kind,
-                    code_text=text,
-                    corrected_html=correction_html(f),
-                )
-            )
-            if f.name == "serial_number" and f.value and not serial:
-                serial = f.value
-        decision = read.review if isinstance(read.review, dict) else {}
-        review = ReviewView(
-            needs_review=read.needs_review,
-            reasons=review_reasons(decision, read_fields, raw_codes, mismatches, threshold),
-            threshold=review_threshold(decision, threshold),
+    if read is None:
+        return CaptureView(
+            capture=capture,
+            read=None,
+            lines=[],
+            fields=[],
+            warnings=(),
+            serial="",
+            threshold=threshold,
+            review=None,
+            codes=[],
         )
-        codes = [_code_view(c) for c in raw_codes if isinstance(c, dict)]
-    quality = (read.quality if read else None) or {}
-    warnings = [w for w in quality.get("warnings", []) if isinstance(w, dict)]
+    fields = [_field_view(row, read.codes, read.mismatches) for row in read.fields.all()]
+    decision = ReviewDecision.from_dict(read.review) if read.review else None
+    results = [fv.field for fv in fields]
+    review = ReviewView(
+        needs_review=read.needs_review,
+        reasons=review_reasons(decision, results, read.codes, read.mismatches, threshold),
+        threshold=review_threshold(decision, threshold),
+    )
+    serial = next((f.value for f in results if f.name == "serial_number" and f.value), "")
     return CaptureView(
         capture=capture,
         read=read,
-        lines=lines,
+        lines=list(read.lines.all()),
         fields=fields,
-        warnings=warnings,
+        warnings=QualityReport.from_dict(read.quality).warnings,
         serial=serial,
         threshold=threshold,
         review=review,
-        codes=codes,
+        codes=[_code_view(c) for c in read.codes],
     )
 
 
 def _code_view(code: dict) -> CodeView:
-    elements = code.get("gs1")
-    errors = code.get("gs1_errors")
-    polygon = code.get("polygon")
+    """A decoded code as the templates show it (``barcodes.CodeResult.to_dict()``)."""
     return CodeView(
         format=code_format_label(code.get("format")),
         text=str(code.get("text") or ""),
-        elements=[e for e in elements if isinstance(e, dict)] if isinstance(elements, list) else [],
-        errors=[str(e) for e in errors] if isinstance(errors, list) else [],
-        polygon=polygon if isinstance(polygon, list) and polygon else None,
+        elements=list(code.get("gs1") or ()),
+        errors=[str(e) for e in code.get("gs1_errors") or ()],
+        polygon=code.get("polygon") or None,
     )
 
 
@@ -161,8 +164,9 @@ def _capture_or_404(capture_id: uuid.UUID | str) -> Capture:
         raise Http404(_("No capture with this id.")) from None
 
 
-def ui_strings() -> dict[str, Any]:
-    """Translated strings for ``upload.js`` (sent as a JSON script tag)."""
+def ui_strings() -> dict[str, str]:
+    """Translated strings of ``upload.js`` (sent as a JSON script tag): upload and waiting
+    states only; the result itself is the server-rendered card (:func:`capture_card`)."""
     return {
         "queued": _("Waiting to upload"),
         "uploading": _("Uploading…"),
@@ -178,43 +182,7 @@ def ui_strings() -> dict[str, Any]:
         "not_image": _("This file is not an image."),
         "retry": _("Retry"),
         "open_detail": _("Open capture details"),
-        "lines": _("Text lines"),
-        "fields": _("Fields"),
-        "quality": _("Photo quality"),
-        "no_fields": _("No fields were found."),
-        "no_lines": _("No text was read."),
-        "valid": _("valid"),
-        "invalid": _("invalid"),
-        "field": _("Field"),
-        "value": _("Value"),
-        "confidence": _("Confidence"),
-        "check": _("Check"),
-        "serial_number": _("Serial number"),
-        "failed_title": _("The photo could not be read."),
-        "photo_alt": _("Uploaded photo with the detected text outlined"),
-        "text_glare_message": TEXT_GLARE_MESSAGE,
-        "warnings": {code: str(msg) for code, msg in QUALITY_MESSAGES.items()},
-        "failures": {code: str(msg) for code, msg in FAILURE_MESSAGES.items()},
-        "field_labels": _field_labels(),
-        "read_as": _("read as"),
-        "needs_review": _("Needs review"),
-        "auto_accepted": _("Auto-accepted"),
-        "auto_accepted_detail": _(
-            "Every field passed its checks at or above the %(threshold)s auto-accept confidence."
-        ),
-        "corrected_from": _("corrected from %(raw)s"),
-        "codes": _("Codes"),
-        "code": _("Code"),
-        "text_line": _("Text line"),
-        "review_messages": {code: str(msg) for code, msg in REVIEW_MESSAGES.items()},
-        "field_reasons": {code: str(msg) for code, msg in FIELD_REASON_MESSAGES.items()},
-        "code_checks": {code: str(msg) for code, msg in CODE_CHECK_MESSAGES.items()},
-        "code_formats": dict(CODE_FORMATS),
     }
-
-
-def _field_labels() -> dict[str, str]:
-    return {name: str(label) for name, label in FIELD_LABELS.items()}
 
 
 def _recent(limit: int) -> list[CaptureView]:
@@ -234,8 +202,8 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "ui_strings": ui_strings(),
             "api_create_url": reverse("api-capture-create"),
             "detail_url_template": reverse("capture-detail", kwargs={"capture_id": _ZERO_UUID}),
+            "card_url_template": reverse("capture-card", kwargs={"capture_id": _ZERO_UUID}),
             "zero_uuid": str(_ZERO_UUID),
-            "serial_url_template": reverse("serial-history", kwargs={"value": "__VALUE__"}),
         },
     )
 
@@ -260,6 +228,26 @@ def capture_page(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
             "timings": [(k, v) for k, v in (read.timings_ms or {}).items()] if read else [],
         },
     )
+
+
+@login_required
+@require_GET
+@never_cache
+def capture_card(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
+    """The result section of the capture page alone (``_result_section.html``): the upload
+    page puts it into its live card, so both show one server rendering. While the capture is
+    PENDING or PROCESSING it says that the photo is still being read."""
+    view = _capture_view(_capture_or_404(capture_id))
+    return render(request, "ocrapp/_result_section.html", {"cv": view})
+
+
+@login_required
+@require_GET
+@never_cache
+def capture_recent(request: HttpRequest) -> HttpResponse:
+    """The upload page's "Recent captures" list alone (``_capture_items.html``), for
+    ``upload.js`` to refresh it as reads finish."""
+    return render(request, "ocrapp/_capture_items.html", {"recent": _recent(RECENT_ON_UPLOAD)})
 
 
 @login_required

@@ -10,7 +10,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.upload_page, name="upload"),
     path("captures/", views.capture_list_page, name="capture-list"),
+    path("captures/recent/", views.capture_recent, name="capture-recent"),
     path("captures/<uuid:capture_id>/", views.capture_page, name="capture-detail"),
+    path("captures/<uuid:capture_id>/card", views.capture_card, name="capture-card"),
     path("captures/<uuid:capture_id>/image", views.capture_image, name="capture-image"),
     path("search/", views.search_page, name="search"),
     # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).

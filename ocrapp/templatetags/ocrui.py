@@ -1,12 +1,15 @@
-"""Template helpers of the web UI: translated labels for codes, SVG points, confidence display.
+"""Template helpers of the web UI: codes rendered to words, SVG points, confidence display.
 
-The label maps are also sent to the upload page's JavaScript (see ``views.ui_strings``) so that
-server-rendered and script-rendered result cards say the same thing in the same language.
+The one place where reason codes and their params (``workers.contract``) become sentences, in
+English (the msgids) and Korean (``locale/ko``). Everything here takes the contract's typed
+objects (``QualityWarning``, ``ReviewDecision``, ``FieldResult``); the result card of the upload
+page is the server-rendered template too (``views.capture_card``), so there is no second copy.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django import template
@@ -15,11 +18,12 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from workers.contract import FieldResult, QualityWarning, ReviewDecision, ReviewReason
+from workers.fieldspec import catalogue
+
 register = template.Library()
 
-# Quality warnings by code. The pipeline sends two different "glare" messages (glare over the
-# text vs. glare somewhere on the photo); the English text tells them apart.
-TEXT_GLARE_MESSAGE = "Strong glare over the text: retake the photo at a different angle."
+# Photo-quality warnings by code (workers.contract.QUALITY_CODES).
 QUALITY_MESSAGES = {
     "glare": _("Strong glare over the text: retake the photo at a different angle."),
     "glare_photo": _("Glare on the photo: avoid direct light or flash reflections on the label."),
@@ -27,12 +31,14 @@ QUALITY_MESSAGES = {
     "underexposed": _("The photo is too dark: add light or move closer to a light source."),
     "overexposed": _("The photo is too bright: reduce the light or avoid direct flash."),
     "no_text": _("No text was found: frame the label so the text is clearly visible."),
-    # %(n)s is the 1-based line number taken from the pipeline's message.
+    # %(n)s is the warning's params["line"] (1-based); the _plain variant when it has none.
     "glare_text": _(
         "Glare covers characters on line %(n)s: retake the photo at a different angle."
     ),
+    "glare_text_plain": _(
+        "Glare covers characters of a text line: retake the photo at a different angle."
+    ),
 }
-_LINE_NUMBER = re.compile(r"line (\d+)")
 
 FAILURE_MESSAGES = {
     "bad_image": _("The file is not a readable image. Take the photo again."),
@@ -43,6 +49,7 @@ FAILURE_MESSAGES = {
     "timeout": _("Reading took longer than the time limit. Try again."),
     "transient_error": _("A temporary error stopped the reading. Try again."),
     "pipeline_error": _("The reader failed on this photo. Try again or report it."),
+    "bad_result": _("The reader returned an unusable result. Try again or report it."),
 }
 
 MATCH_LABELS = {
@@ -62,23 +69,6 @@ STAGE_LABELS = {
     "total": _("Total"),
 }
 
-
-FIELD_LABELS = {
-    "serial_number": _("Serial number"),
-    "part_number": _("Part number"),
-    "model": _("Model"),
-    "lot": _("Lot"),
-    "mfg_date": _("Manufacturing date"),
-    "mac": _("MAC address"),
-    "imei": _("IMEI"),
-    "gtin": _("GTIN"),
-    "expiry_date": _("Expiry date"),
-    "manufacturer": _("Manufacturer"),
-    "company": _("Company"),
-    "date": _("Date"),
-    "address": _("Address"),
-    "total": _("Total"),
-}
 
 # Why a field failed its check, by ``Field.reasons[].code`` (unknown codes show their message).
 FIELD_REASON_MESSAGES = {
@@ -141,6 +131,9 @@ CODE_FORMATS = {
 
 _ID_SEPARATORS = re.compile(r"[\s\-:./]")
 
+Codes = Sequence[Mapping[str, Any]]  # ReadResult.codes: barcodes.CodeResult.to_dict() of each
+Mismatches = Sequence[Mapping[str, Any]]  # ReadResult.mismatches: barcodes.Mismatch.to_dict()
+
 
 def code_format_label(fmt: Any) -> str:
     """``DataMatrix`` -> ``DataMatrix``, ``QRCode`` -> ``QR``, ``EAN13`` -> ``EAN-13``..."""
@@ -148,30 +141,28 @@ def code_format_label(fmt: Any) -> str:
     return CODE_FORMATS.get(fmt, fmt)
 
 
-def field_reason_texts(reasons: Any, fallback: str = "") -> list[str]:
-    """Translated texts of a field's failed rules (``Field.reasons``); ``fallback`` (the
-    pipeline's own text) when there are none, e.g. for reads stored before reason codes."""
+def field_reason_texts(reasons: Iterable[tuple[str, str]], fallback: str = "") -> list[str]:
+    """Translated texts of a field's failed rules (``FieldResult.reasons``, (code, message)
+    pairs); ``fallback`` (the pipeline's own text) when there are none, e.g. for reads stored
+    before reason codes."""
     out = []
-    for r in reasons if isinstance(reasons, list) else []:
-        if not isinstance(r, dict):
-            continue
-        msg = FIELD_REASON_MESSAGES.get(str(r.get("code", "")))
-        out.append(str(msg) if msg is not None else str(r.get("message") or r.get("code") or ""))
+    for code, message in reasons:
+        msg = FIELD_REASON_MESSAGES.get(code)
+        out.append(str(msg) if msg is not None else message or code)
     out = [t for t in out if t]
     return out or ([fallback] if fallback else [])
 
 
-def field_code_format(name: str, value: str, codes: Any, mismatches: Any) -> str:
+def field_code_format(name: str, value: str, codes: Codes, mismatches: Mismatches) -> str:
     """The format of the code that carries field ``name`` (raw zxing name, '' if unknown):
     the mismatch's code, else the code with a GS1 element for the field, else a plain code
-    whose text contains the value. ``upload.js`` (``fieldCodeFormat``) does the same."""
-    for m in mismatches if isinstance(mismatches, list) else []:
-        if isinstance(m, dict) and m.get("field") == name and m.get("code_format"):
+    whose text contains the value."""
+    for m in mismatches:
+        if m.get("field") == name and m.get("code_format"):
             return str(m["code_format"])
-    codes = [c for c in codes if isinstance(c, dict)] if isinstance(codes, list) else []
     for c in codes:
-        for e in c.get("gs1") or []:
-            if isinstance(e, dict) and e.get("field") == name:
+        for e in c.get("gs1") or ():
+            if e.get("field") == name:
                 return str(c.get("format") or "")
     bare = _ID_SEPARATORS.sub("", value or "").upper()
     if bare:
@@ -181,16 +172,15 @@ def field_code_format(name: str, value: str, codes: Any, mismatches: Any) -> str
     return ""
 
 
-def code_check(field: Any, codes: Any, mismatches: Any) -> tuple[str, str]:
+def code_check(field: FieldResult, codes: Codes, mismatches: Mismatches) -> tuple[str, str]:
     """``(kind, text)`` of what a code says about a field: ``match`` (the print agrees with a
     code), ``mismatch`` (a code disagrees: mislabel), ``code`` (the value comes from a code);
     ``("", "")`` when no code carries the field."""
     fmt = code_format_label(field_code_format(field.name, field.value, codes, mismatches))
     if field.code_match is False:
-        coded = field.code_value or ""
-        for m in mismatches if isinstance(mismatches, list) else []:
-            if isinstance(m, dict) and m.get("field") == field.name and not coded:
-                coded = str(m.get("coded") or "")
+        coded = field.code_value or next(
+            (str(m.get("coded") or "") for m in mismatches if m.get("field") == field.name), ""
+        )
         key = "mismatch" if fmt else "mismatch_plain"
         return "mismatch", str(CODE_CHECK_MESSAGES[key]) % {"code": fmt, "coded": coded}
     if field.source == "code":
@@ -202,17 +192,14 @@ def code_check(field: Any, codes: Any, mismatches: Any) -> tuple[str, str]:
     return "", ""
 
 
-def correction_html(field: Any) -> str:
+def correction_html(field: FieldResult) -> str:
     """``corrected from <raw>`` with the changed characters of the raw read in ``<mark>``;
     '' when the value was not corrected."""
     if not field.corrected:
         return ""
-    corr = field.correction if isinstance(field.correction, dict) else {}
+    corr = field.correction or {}
     raw = str(corr.get("from") or field.raw_value or "")
-    changed = set()
-    for c in corr.get("changes") or []:
-        if isinstance(c, dict) and isinstance(c.get("position"), int):
-            changed.add(c["position"])
+    changed = {c.get("position") for c in corr.get("changes") or ()}
     parts = []
     for i, ch in enumerate(raw):
         parts.append(format_html('<mark class="chg">{}</mark>', ch) if i in changed else escape(ch))
@@ -221,86 +208,87 @@ def correction_html(field: Any) -> str:
     return format_html("{}{}{}", before, marked, after)
 
 
-def review_threshold(review: Any, default: float) -> float:
-    """The auto-accept confidence a review decision used (``review.auto_accept``), else
-    ``default`` (the product type's)."""
-    auto = review.get("auto_accept") if isinstance(review, dict) else None
-    if isinstance(auto, (int, float)) and not isinstance(auto, bool):
-        return float(auto)
-    return float(default)
+def review_threshold(decision: ReviewDecision | None, default: float) -> float:
+    """The auto-accept confidence a review decision used, else ``default`` (the product
+    type's; reads stored before review decisions have none)."""
+    return float(decision.auto_accept) if decision is not None else float(default)
 
 
 def review_reasons(
-    review: Any, fields: list, codes: Any, mismatches: Any, threshold: float
+    decision: ReviewDecision | None,
+    fields: Sequence[FieldResult],
+    codes: Codes,
+    mismatches: Mismatches,
+    threshold: float,
 ) -> list[dict[str, str]]:
-    """Translated ``{code, field, text}`` of each ``Read.review.reasons[]`` item; numbers and
-    values come from the fields and mismatches (``upload.js`` ``reviewReasonText`` mirrors it)."""
-    review = review if isinstance(review, dict) else {}
-    by_name = {}
+    """Translated ``{code, field, text}`` of each reason of a review decision, rendered from
+    the reason's params; reasons stored without params (older reads) take the numbers and
+    values from the read's fields and mismatches."""
+    if decision is None:
+        return []
+    by_name: dict[str, FieldResult] = {}
     for f in fields:
         by_name.setdefault(f.name, f)
-    mm = {}
-    for m in mismatches if isinstance(mismatches, list) else []:
-        if isinstance(m, dict):
-            mm.setdefault(m.get("field"), m)
-    auto = review_threshold(review, threshold)
+    auto = review_threshold(decision, threshold)
     out = []
-    for r in review.get("reasons") or []:
-        if not isinstance(r, dict):
-            continue
-        code, name = str(r.get("code", "")), str(r.get("field", ""))
-        label = field_label(name)
-        f = by_name.get(name)
-        m = mm.get(name)
-        params = {"field": label}
-        if code == "missing":
-            key = "missing"
-        elif code == "invalid":
-            detail = "; ".join(field_reason_texts(f.reasons)) if f is not None else ""
-            key = "invalid" if detail else "invalid_plain"
-            params["detail"] = detail
-        elif code == "low_confidence":
-            key = "low_confidence" if f is not None else "low_confidence_plain"
-            params["confidence"] = percent(f.confidence) if f is not None else ""
-            params["threshold"] = percent(auto)
-        elif code == "mislabel":
-            value = f.value if f is not None else ""
-            fmt = code_format_label(field_code_format(name, value, codes, mismatches))
-            if m is not None and fmt:
-                params.update(printed=m.get("printed") or "", coded=m.get("coded") or "", code=fmt)
-                key = "mislabel"
-            elif f is not None and f.code_value and fmt:
-                params.update(printed=f.value, coded=f.code_value, code=fmt)
-                key = "mislabel"
-            else:
-                key = "mislabel_plain"
-        else:
-            out.append({"code": code, "field": name, "text": f"{label}: {r.get('message', '')}"})
-            continue
-        out.append({"code": code, "field": name, "text": str(REVIEW_MESSAGES[key]) % params})
+    for r in decision.reasons:
+        text = _review_text(r, by_name.get(r.field), codes, mismatches, auto)
+        out.append({"code": r.code, "field": r.field, "text": text})
     return out
 
 
-def quality_key(warning: dict[str, Any]) -> str:
-    code = str(warning.get("code", ""))
-    if code == "glare" and warning.get("message") and warning["message"] != TEXT_GLARE_MESSAGE:
-        return "glare_photo"
-    return code
+def _review_text(
+    r: ReviewReason, f: FieldResult | None, codes: Codes, mismatches: Mismatches, auto: float
+) -> str:
+    label = field_label(r.field)
+    params: dict[str, Any] = {"field": label}
+    if r.code == "missing":
+        key = "missing"
+    elif r.code == "invalid":
+        params["detail"] = "; ".join(field_reason_texts(f.reasons)) if f is not None else ""
+        key = "invalid" if params["detail"] else "invalid_plain"
+    elif r.code == "low_confidence":
+        confidence = r.params.get("confidence", f.confidence if f is not None else None)
+        key = "low_confidence" if confidence is not None else "low_confidence_plain"
+        params.update(
+            confidence=percent(confidence), threshold=percent(r.params.get("threshold", auto))
+        )
+    elif r.code == "mislabel":
+        printed, coded, fmt = _mislabel_values(r, f, codes, mismatches)
+        key = "mislabel" if printed and coded and fmt else "mislabel_plain"
+        params.update(printed=printed, coded=coded, code=code_format_label(fmt))
+    else:
+        return f"{label}: {r.message}"
+    return str(REVIEW_MESSAGES[key]) % params
+
+
+def _mislabel_values(
+    r: ReviewReason, f: FieldResult | None, codes: Codes, mismatches: Mismatches
+) -> tuple[str, str, str]:
+    """``(printed, coded, code format)`` of a ``mislabel`` reason: its params; for a reason
+    stored without params, the read's mismatch of the field, else the field's code value."""
+    if r.params.get("code_format"):
+        p = r.params
+        return str(p.get("printed") or ""), str(p.get("coded") or ""), str(p["code_format"])
+    value = f.value if f is not None else ""
+    fmt = field_code_format(r.field, value, codes, mismatches)
+    m = next((m for m in mismatches if m.get("field") == r.field), None)
+    if m is not None:
+        return str(m.get("printed") or ""), str(m.get("coded") or ""), fmt
+    return value, (f.code_value or "") if f is not None else "", fmt
 
 
 @register.filter
-def quality_message(warning: Any) -> str:
-    """Translated text of one ``read.quality.warnings[]`` item (falls back to its message)."""
-    if not isinstance(warning, dict):
-        return str(warning)
-    key = quality_key(warning)
-    msg = QUALITY_MESSAGES.get(key)
-    if msg is None:
-        return str(warning.get("message") or warning.get("code", ""))
-    if key == "glare_text":
-        found = _LINE_NUMBER.search(str(warning.get("message", "")))
-        return str(msg) % {"n": found.group(1) if found else "?"}
-    return str(msg)
+def quality_message(warning: QualityWarning) -> str:
+    """Translated text of one photo-quality warning, rendered from its code and params;
+    an unknown code shows the pipeline's own message."""
+    if warning.code == "glare_text":
+        line = warning.params.get("line")
+        if line is None:
+            return str(QUALITY_MESSAGES["glare_text_plain"])
+        return str(QUALITY_MESSAGES["glare_text"]) % {"n": line}
+    msg = QUALITY_MESSAGES.get(warning.code)
+    return str(msg) if msg is not None else warning.message or warning.code
 
 
 @register.filter
@@ -311,8 +299,8 @@ def failure_message(code: str) -> str:
 
 @register.filter
 def field_label(name: str) -> str:
-    """Translated label of a well-known field name; other names are shown as they are."""
-    return str(FIELD_LABELS.get(name, name))
+    """Translated label of a field: the catalogue's English label is the msgid."""
+    return gettext(catalogue.field_label(name))
 
 
 @register.filter

@@ -1,5 +1,6 @@
 """Browser: log in, upload a label photo with the file input, see the serial on the result card
-and the review decision, and check that the card says what the server-rendered page says.
+and the review decision, and check that the card says what the capture page says (the card is
+the page's result section, fetched from the server when the read is done).
 
 Real everything: headless Debian Chromium driven by Playwright, pytest-django's live server, the
 REST API, a real Celery worker (``celery_worker_proc``) running the real OCR pipeline against the
@@ -213,11 +214,65 @@ def test_upload_shows_serial_on_result_card(
     assert page.errors == []
 
 
+def _result_text(scope) -> dict:
+    """The visible text of a result section: each field row, the review, the lines, all of it."""
+    rows = scope.locator("table.fields tbody tr")
+    return {
+        "rows": {
+            rows.nth(i).get_attribute("data-field"): " ".join(rows.nth(i).inner_text().split())
+            for i in range(rows.count())
+        },
+        "confidences": _texts(scope.locator("table.fields .conf, ol.lines .conf")),
+        "review": _texts(scope.locator(".review")),
+        "reasons": _texts(scope.locator(".review-reasons li")),
+        "lines": _texts(scope.locator("ol.lines li")),
+        "all": " ".join(scope.inner_text().split()),
+    }
+
+
+def test_live_card_and_capture_page_show_the_same_read(
+    celery_worker_proc, page, live_server, user, station, product_type
+):
+    """A real read: the card on the upload page and the capture page show the same fields,
+    values, confidences and review reasons (one server rendering), and "Recent captures" lists
+    the new capture as soon as it is read, without a reload."""
+    _login(page, live_server)
+    recent = page.locator("#recent-captures")
+    assert "No captures yet." in recent.inner_text()
+    page.evaluate("window.notReloaded = true")
+    page.select_option("#station", str(station.pk))
+    page.select_option("#product_type", str(product_type.pk))
+    photo = label_png(["S/N: SN20260042", "P/N: PN-7731"], size=(900, 320), font_size=48)
+
+    card = _upload(page, "same.png", photo)
+    _wait_finished(page, card)
+    assert card.get_attribute("data-status") == "DONE", (
+        card.inner_text(),
+        celery_worker_proc.log()[-3000:],
+    )
+    capture_id = card.get_attribute("data-capture-id")
+    # the list shows the capture, read, on the same page
+    item = recent.locator(f'a.capture-item[href="/captures/{capture_id}/"]')
+    item.locator(".status-done").wait_for(timeout=15_000)
+    assert page.evaluate("window.notReloaded") is True
+    assert "SN20260042" in item.inner_text()
+    assert "No captures yet." not in recent.inner_text()
+
+    on_card = _result_text(card.locator(".result-body"))
+    assert "serial_number" in on_card["rows"] and "SN20260042" in on_card["rows"]["serial_number"]
+    assert on_card["confidences"] and all(c.endswith("%") for c in on_card["confidences"])
+    card.locator(".result-foot a").click()
+    page.wait_for_url(f"**/captures/{capture_id}/")
+    on_page = _result_text(page.locator(".result-detail .result-body"))
+    assert on_card == on_page
+    assert page.errors == []
+
+
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_result_card_says_what_the_capture_page_says(
     page, live_server, user, station, product_type, monkeypatch, lang
 ):
-    """The script-rendered card and the server-rendered page of one verified read (corrected
+    """The live card and the capture page of one verified read (corrected
     serial, DataMatrix mislabel, code-only lot, invalid date, low confidence) say the same.
 
     The read is stored with ``services.read_save``; the API's own JSON of it answers the upload

@@ -18,7 +18,6 @@ from django.urls import reverse
 
 from ocrapp import services
 from ocrapp.models import Capture
-from ocrapp.templatetags.ocrui import FIELD_LABELS
 from tests.images import label_png
 from tests.results import (
     REVIEW_CODED_SERIAL,
@@ -115,6 +114,39 @@ def test_review_banner_lists_translated_reasons_first(logged_in, review_capture)
         ("mislabel", "serial_number", MISLABEL_EN),
     ]
     assert "Auto-accepted" not in html
+
+
+def test_review_reasons_render_from_their_params(logged_in, user, station, product_type):
+    """The numbers and values of a reason come from its params, not from the fields."""
+    result = review_result_dict()
+    low, mislabel = result["review"]["reasons"][1], result["review"]["reasons"][3]
+    low["params"] = {"confidence": 0.5, "threshold": 0.9}
+    mislabel["params"] = {"printed": "SN-PRINTED", "coded": "SN-CODED", "code_format": "QRCode"}
+    html = _detail(logged_in, _capture_with(user, station, product_type, result))
+    assert "Model: confidence 50.0% is below the auto-accept threshold 90.0%" in html
+    assert (
+        "Serial number: printed value and code disagree (printed SN-PRINTED, QR says SN-CODED)"
+        in html
+    )
+
+
+def test_review_reasons_stored_without_params_use_the_fields(
+    logged_in, user, station, product_type
+):
+    """Reasons stored before they had params: the field's confidence, the review threshold and
+    the read's mismatch give the same sentences."""
+    result = review_result_dict()
+    for reason in result["review"]["reasons"]:
+        del reason["params"]
+    html = _detail(logged_in, _capture_with(user, station, product_type, result))
+    banner = re.search(r'<div class="review review-needed"[^>]*>(.*?)</div>', html, re.S)
+    texts = [html_lib.unescape(t) for t in re.findall(r"<li [^>]*>([^<]*)</li>", banner.group(1))]
+    assert texts == [
+        "Manufacturing date: the value is not valid (date is in the future)",
+        "Model: confidence 60.0% is below the auto-accept threshold 85.0%",
+        "IMEI: not found on the label",
+        MISLABEL_EN,
+    ]
 
 
 def test_fields_show_correction_checks_and_code_agreement(logged_in, review_capture):
@@ -241,31 +273,25 @@ def test_capture_list_queries_do_not_grow_with_captures(
     assert len(four.captured_queries) == len(one.captured_queries)
 
 
-def test_ui_strings_carry_the_review_sentences(logged_in, station, product_type):
-    strings = _ui_strings(logged_in.get("/").content.decode())
-    assert strings["needs_review"] == "Needs review"
-    assert strings["auto_accepted"] == "Auto-accepted"
-    assert set(strings["review_messages"]) >= {"missing", "invalid", "low_confidence", "mislabel"}
-    assert set(strings["field_reasons"]) == {
-        "required",
-        "pattern",
-        "format",
-        "check_digit",
-        "date_unparsed",
-        "date_future",
-        "date_too_old",
-        "uncertain",
-    }
-    assert strings["code_checks"]["match"] == "matches the %(code)s code"
-    assert strings["corrected_from"] == "corrected from %(raw)s"
-    assert strings["code_formats"]["QRCode"] == "QR"
-    for name in ("manufacturer", "company", "date", "address", "total", "expiry_date"):
-        assert name in FIELD_LABELS and strings["field_labels"][name], name
-
-    ko = _ui_strings(logged_in.get("/", HTTP_ACCEPT_LANGUAGE="ko").content.decode())
-    assert ko["needs_review"] == "검토 필요"
-    assert ko["field_labels"]["expiry_date"] == "유효 기한"
-    assert ko["review_messages"]["mislabel"].count("%(") == 4  # placeholders kept
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_upload_card_says_the_review_sentences_of_the_capture_page(logged_in, review_capture, lang):
+    """The upload page's live card is the capture page's result section, rendered once by the
+    server; the page's script carries no review, field or code sentences of its own."""
+    page = _detail(logged_in, review_capture, HTTP_ACCEPT_LANGUAGE=lang)
+    resp = logged_in.get(
+        reverse("capture-card", kwargs={"capture_id": review_capture.pk}),
+        HTTP_ACCEPT_LANGUAGE=lang,
+    )
+    card = resp.content.decode().strip()
+    assert card in page
+    mislabel_ko = (
+        f"일련번호: 인쇄된 값과 코드 값이 다릅니다 (인쇄: {REVIEW_SERIAL}, "
+        f"DataMatrix: {REVIEW_CODED_SERIAL})"
+    )
+    assert {"en": MISLABEL_EN, "ko": mislabel_ko}[lang] in _text(card)
+    strings = _ui_strings(logged_in.get("/", HTTP_ACCEPT_LANGUAGE=lang).content.decode())
+    assert not {"review_messages", "field_reasons", "code_checks", "field_labels"} & set(strings)
+    assert all(isinstance(v, str) for v in strings.values())
 
 
 def test_korean_review_rendering(logged_in, review_capture, accepted_capture):

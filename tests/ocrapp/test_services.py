@@ -4,7 +4,8 @@ from ocrapp import selectors, services
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture, Field, Read, SerialRecord, TextLine
 from tests.images import label_png
-from tests.results import result_dict
+from tests.results import accepted_result_dict, result_dict, review_result_dict
+from workers.contract import FieldDict, ReadResultDict, parse_read_result
 
 pytestmark = pytest.mark.django_db
 
@@ -156,3 +157,91 @@ def test_serial_history_lists_every_read_in_order(user, product_type, station):
     assert [r.capture_id for r in history] == [first.pk, second.pk]
     assert history[1].capture.client_ref == "rework"
     assert all(r.field_name == "serial_number" for r in history)
+
+
+# --- the result contract ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [result_dict, review_result_dict, accepted_result_dict])
+def test_test_results_have_the_contract_shape(build):
+    payload = build()
+    assert set(payload) == set(ReadResultDict.__annotations__)
+    assert set(payload["fields"][0]) == set(FieldDict.__annotations__)
+    parsed = parse_read_result(payload)
+    assert parsed.to_dict() == payload  # the JSON form round-trips through the dataclasses
+
+
+def test_read_save_stores_the_typed_result(user, product_type, station):
+    capture = _capture(user, product_type, station)
+    assert services.capture_claim(capture_id=capture.pk) is not None
+    read = services.read_save(capture_id=capture.pk, result=review_result_dict())
+    read.refresh_from_db()
+    assert read.needs_review is True
+    assert read.review["reasons"][1]["params"] == {"confidence": 0.6, "threshold": 0.85}
+    assert read.codes[0]["format"] == "DataMatrix" and read.mismatches[0]["coded"] == "SN20260099"
+    date = read.fields.get(name="mfg_date")
+    assert str(date.iso_date) == "2099-01-01"
+    assert date.reasons == [{"code": "date_future", "message": "2099-01-01 is in the future"}]
+    assert date.line.order == 2
+    serial = read.fields.get(name="serial_number")
+    assert serial.correction["changes"][0]["position"] == 3 and serial.code_match is False
+    assert serial.box == [[40.0, 40.0], [600.0, 40.0], [600.0, 100.0], [40.0, 100.0]]
+    assert read.fields.get(name="lot").line is None
+
+
+def _without(payload: dict, *path):
+    *parents, last = path
+    node = payload
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return payload
+
+
+def _with(payload: dict, value, *path):
+    *parents, last = path
+    node = payload
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("break_it", "problem"),
+    [
+        (lambda p: _without(p, "fields"), "result.fields: missing"),
+        (lambda p: _without(p, "fields", 0, "valid"), "result.fields[0].valid: missing"),
+        (lambda p: _with(p, "0.9", "fields", 1, "confidence"), "result.fields[1].confidence"),
+        (lambda p: _with(p, None, "lines", 0, "text"), "result.lines[0].text: must be str"),
+        (lambda p: _with(p, "yes", "needs_review"), "result.needs_review: must be bool"),
+        (lambda p: _with(p, "high", "quality", "blur"), "result:"),
+        (lambda p: _with(p, ["x"], "review", "reasons"), "result:"),
+        (lambda p: _with(p, "2099-13-45", "fields", 3, "iso_date"), "fields[3].iso_date"),
+        (lambda p: _with(p, "x" * 65, "fields", 0, "name"), "fields[0].name: longer than 64"),
+        (lambda p: ["not", "a", "result"], "result: must be an object"),
+    ],
+)
+def test_malformed_result_fails_the_capture_and_stores_nothing(
+    user, product_type, station, break_it, problem
+):
+    capture = _capture(user, product_type, station)
+    assert services.capture_claim(capture_id=capture.pk) is not None
+    payload = break_it(review_result_dict())
+    assert services.read_save(capture_id=capture.pk, result=payload) is None
+    capture.refresh_from_db()
+    assert capture.status == Capture.Status.FAILED
+    assert capture.failure_code == "bad_result"
+    assert problem in capture.failure_reason
+    assert capture.finished_at is not None
+    assert not Read.objects.exists() and not Field.objects.exists()
+    assert not TextLine.objects.exists() and not SerialRecord.objects.exists()
+
+
+def test_malformed_result_for_a_finished_capture_changes_nothing(user, product_type, station):
+    capture = _capture(user, product_type, station)
+    _done(capture)
+    assert services.read_save(capture_id=capture.pk, result={"fields": "?"}) is None
+    capture.refresh_from_db()
+    assert capture.status == Capture.Status.DONE and capture.failure_code == ""
+    assert Read.objects.count() == 1

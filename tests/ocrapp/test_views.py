@@ -21,6 +21,7 @@ from ocrapp import services
 from ocrapp.models import Capture
 from tests.images import label_png
 from tests.results import result_dict
+from workers.contract import QualityWarning
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,7 @@ def done_capture(user, station, product_type):
         user,
         station,
         product_type,
-        warnings=[{"code": "glare", "message": TEXT_GLARE}],
+        warnings=[QualityWarning("glare", TEXT_GLARE).to_dict()],
         invalid_part=True,
     )
 
@@ -136,21 +137,23 @@ def test_upload_page_lists_stations_product_types_and_inputs(logged_in, station,
     assert resp.status_code == 200
     html = resp.content.decode()
     assert f'<option value="{station.pk}">LINE-1 / station-A</option>' in html
-    assert f'<option value="{product_type.pk}" data-threshold="0.85">nameplate</option>' in html
+    assert f'<option value="{product_type.pk}">nameplate</option>' in html
     assert re.search(
         r'<input id="camera-input"[^>]*accept="image/\*" capture="environment" multiple', html
     )
     assert re.search(r'<input id="file-input"[^>]*type="file" accept="image/\*" multiple', html)
     assert 'data-create-url="/api/v1/captures"' in html
+    assert f'data-card-url="/captures/{uuid.UUID(int=0)}/card"' in html
+    assert 'id="recent-captures" data-url="/captures/recent/"' in html
     assert "/static/ocrapp/upload.js" in html and "/static/ocrapp/app.css" in html
     strings = json.loads(
         re.search(
             r'<script id="ui-strings" type="application/json">(.*?)</script>', html, re.S
         ).group(1)
     )
-    assert strings["warnings"]["glare"] == TEXT_GLARE
-    assert strings["text_glare_message"] == TEXT_GLARE
-    assert strings["failures"]["bad_image"]
+    # the script says upload and waiting states only; the server renders every result
+    assert strings["DONE"] == "Done" and strings["uploaded"] == "Uploaded. Reading…"
+    assert all(isinstance(v, str) for v in strings.values())
     # no third-party hosts: everything is self-hosted
     assert not re.search(r'(src|href)="https?://', html)
 
@@ -174,6 +177,12 @@ def test_static_assets_are_served(logged_in):
         assert resp.status_code == 200, name
         body = b"".join(resp.streaming_content) if resp.streaming else resp.content
         assert len(body) > 1000, name
+
+
+def _detail_html(client, capture, **headers) -> str:
+    resp = client.get(reverse("capture-detail", kwargs={"capture_id": capture.pk}), **headers)
+    assert resp.status_code == 200
+    return resp.content.decode()
 
 
 # --- capture detail -----------------------------------------------------------------------------
@@ -259,6 +268,62 @@ def test_capture_image_is_served(logged_in, done_capture):
     assert b"".join(resp.streaming_content).startswith(b"\x89PNG")
 
 
+# --- fragments for the upload page --------------------------------------------------------------
+
+
+def _card(client, capture_id, **headers):
+    return client.get(reverse("capture-card", kwargs={"capture_id": capture_id}), **headers)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_capture_card_is_the_capture_pages_result_section(logged_in, done_capture, lang):
+    resp = _card(logged_in, done_capture.pk, HTTP_ACCEPT_LANGUAGE=lang)
+    assert resp.status_code == 200
+    assert "no-cache" in resp["Cache-Control"]
+    card = resp.content.decode().strip()
+    assert card.startswith('<div class="result-body result-grid" data-status="DONE"')
+    assert "<html" not in card and "ui-strings" not in card
+    page = _detail_html(logged_in, done_capture, HTTP_ACCEPT_LANGUAGE=lang)
+    assert card in page  # one rendering, byte for byte
+    assert 'data-field="serial_number"' in card and "95.0%" in card
+    assert {"en": "Confidence", "ko": "신뢰도"}[lang] in card
+
+
+def test_capture_card_while_reading_and_after_failure(logged_in, user, station, product_type):
+    capture, _ = services.capture_create(
+        user=user, image_bytes=label_png(["X"]), product_type=product_type, station=station
+    )
+    card = _card(logged_in, capture.pk).content.decode()
+    assert 'data-status="PENDING"' in card and "still being read" in card
+    services.capture_claim(capture_id=capture.pk)
+    assert 'data-status="PROCESSING"' in _card(logged_in, capture.pk).content.decode()
+    services.capture_fail(capture_id=capture.pk, code="bad_image", reason="The file is empty.")
+    card = _card(logged_in, capture.pk).content.decode()
+    assert 'data-status="FAILED"' in card
+    assert "The file is not a readable image. Take the photo again." in card
+
+
+def test_capture_card_needs_login_and_a_known_capture(client, logged_in, done_capture):
+    missing = _card(logged_in, uuid.uuid4())
+    assert missing.status_code == 404
+    client.logout()
+    resp = _card(client, done_capture.pk)
+    assert resp.status_code == 302 and resp["Location"].startswith(reverse("login"))
+    resp = client.get(reverse("capture-recent"))
+    assert resp.status_code == 302 and resp["Location"].startswith(reverse("login"))
+
+
+def test_capture_recent_is_the_upload_pages_list(logged_in, user, station, product_type):
+    assert "No captures yet." in logged_in.get(reverse("capture-recent")).content.decode()
+    capture = _done_capture(user, station, product_type, serial="SN20260777")
+    resp = logged_in.get(reverse("capture-recent"))
+    assert resp.status_code == 200 and "no-cache" in resp["Cache-Control"]
+    items = resp.content.decode().strip()
+    assert items.startswith('<ul class="capture-items">')
+    assert f'href="/captures/{capture.pk}/"' in items and "SN20260777" in items
+    assert items in logged_in.get("/").content.decode()
+
+
 # --- search and history -------------------------------------------------------------------------
 
 
@@ -329,13 +394,7 @@ def test_korean_by_accept_language(logged_in, station, product_type):
             r'<script id="ui-strings" type="application/json">(.*?)</script>', html, re.S
         ).group(1)
     )
-    assert (
-        strings["warnings"]["glare"]
-        == "텍스트 위에 빛 반사가 강합니다: 다른 각도에서 다시 촬영하세요."
-    )
-    assert strings["confidence"] == "신뢰도"
-    # the English original stays available to tell the two glare messages apart
-    assert strings["text_glare_message"] == TEXT_GLARE
+    assert strings["DONE"] == "완료"
 
 
 def test_korean_after_set_language(logged_in, done_capture):
@@ -381,16 +440,75 @@ def test_korean_catalog_is_complete_and_compiled():
             assert (m.group(1) or m.group(2)) in msgids, (path.name, m.group(0))
 
 
-def test_glare_text_warning_is_translated_with_its_line_number():
+def test_glare_text_warning_is_rendered_from_its_line_param():
+    """``glare_text`` says its line from ``params["line"]`` (its English message is not read)."""
     from django.utils import translation
 
     from ocrapp.templatetags.ocrui import quality_message
 
-    warning = {
-        "code": "glare_text",
-        "message": "Glare covers characters on line 3: retake the photo at a different angle.",
-    }
+    warning = QualityWarning(
+        "glare_text", "Glare hides characters of the third line.", {"line": 3, "order": 2}
+    )
     with translation.override("en"):
-        assert quality_message(warning) == warning["message"]
+        assert quality_message(warning) == (
+            "Glare covers characters on line 3: retake the photo at a different angle."
+        )
     with translation.override("ko"):
-        assert quality_message(warning).startswith("3번째 줄")
+        assert quality_message(warning) == (
+            "3번째 줄의 글자가 빛 반사로 가려졌습니다: 다른 각도에서 다시 촬영하세요."
+        )
+    without_line = QualityWarning("glare_text", "Glare covers characters on line 3.")
+    with translation.override("en"):
+        assert quality_message(without_line) == (
+            "Glare covers characters of a text line: retake the photo at a different angle."
+        )
+    with translation.override("ko"):
+        assert quality_message(without_line).startswith("텍스트 줄의 글자가")
+
+
+@pytest.mark.parametrize(
+    ("lang", "texts"),
+    [
+        (
+            "en",
+            [
+                "Glare covers characters on line 2: retake the photo at a different angle.",
+                "Glare on the photo: avoid direct light or flash reflections on the label.",
+                TEXT_GLARE,
+            ],
+        ),
+        (
+            "ko",
+            [
+                "2번째 줄의 글자가 빛 반사로 가려졌습니다: 다른 각도에서 다시 촬영하세요.",
+                "사진에 빛 반사가 있습니다: 라벨에 직사광이나 플래시가 반사되지 않게 하세요.",
+                "텍스트 위에 빛 반사가 강합니다: 다른 각도에서 다시 촬영하세요.",
+            ],
+        ),
+    ],
+)
+def test_glare_warnings_on_the_capture_page_by_code_and_params(
+    logged_in, user, station, product_type, lang, texts
+):
+    warnings = [
+        QualityWarning("glare_text", "glare over line 2", {"line": 2, "order": 1}).to_dict(),
+        QualityWarning("glare_photo", "Glare somewhere on the photo.").to_dict(),
+        QualityWarning("glare", "Strong glare over the text.").to_dict(),
+    ]
+    capture = _done_capture(user, station, product_type, warnings=warnings)
+    html = logged_in.get(f"/captures/{capture.pk}/", HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+    shown = re.findall(r'<li class="warn" data-code="(\w+)">([^<]*)</li>', html)
+    assert shown == list(zip(["glare_text", "glare_photo", "glare"], texts, strict=True))
+
+
+def test_bad_result_failure_is_explained(logged_in, user, station, product_type):
+    capture, _ = services.capture_create(
+        user=user, image_bytes=label_png(["X"]), product_type=product_type, station=station
+    )
+    assert services.capture_claim(capture_id=capture.pk) is not None
+    assert services.read_save(capture_id=capture.pk, result={"image": {}}) is None
+    html = logged_in.get(f"/captures/{capture.pk}/").content.decode()
+    assert "The reader returned an unusable result. Try again or report it." in html
+    assert "result.quality: missing" in html and "(bad_result)" in html
+    ko = logged_in.get(f"/captures/{capture.pk}/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "판독기가 사용할 수 없는 결과를 돌려주었습니다." in ko
