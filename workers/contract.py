@@ -575,4 +575,7 @@ def parse_read_result(payload: Any) -> ReadResult:
         _check(ln, _LINE_SHAPES, f"result.lines[{i}]")
     for i, w in enumerate(payload["quality"].get("warnings") or ()):
         _check(w, {"code": (str,), "message": (str,)}, f"result.quality.warnings[{i}]")
-    return ReadResult.from_dict(payload)
+    try:
+        return ReadResult.from_dict(payload)
+    except (TypeError, ValueError, AttributeError) as exc:  # a bad value below the keys
+        raise ContractError(f"result: {type(exc).__name__}: {exc}") from exc
