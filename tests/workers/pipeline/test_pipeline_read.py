@@ -176,3 +176,20 @@ def test_loader_caches_per_process():
         assert get_pipeline(cfg) is get_pipeline(cfg)
     finally:
         clear_pipeline_cache()
+
+
+def test_a_real_read_satisfies_the_typed_contract(pipeline):
+    """The JSON of a real read (real models, real pixels) validates against workers.contract and round-trips through its dataclasses."""
+    from workers.contract import ContractError, parse_read_result
+
+    data, _box = _label()
+    payload = json.loads(json.dumps(pipeline.run(data).to_dict()))
+    typed = parse_read_result(payload)
+    assert typed.to_dict() == payload
+    assert typed.fields and all(f.name for f in typed.fields)
+    assert all(
+        set(w.params) >= {"line", "order"} for w in typed.quality.warnings if w.code == "glare_text"
+    )
+    broken = dict(payload, fields=[{**payload["fields"][0], "valid": "yes"}])
+    with pytest.raises(ContractError, match=r"fields\[0\]\.valid"):
+        parse_read_result(broken)
