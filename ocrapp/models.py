@@ -64,6 +64,13 @@ class Station(models.Model):
         help_text=_("Service user whose API token identifies this station."),
     )
     active = models.BooleanField(_("active"), default=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="member_stations",
+        verbose_name=_("operators"),
+        help_text=_("Operators who work at this station (they see and correct its reads)."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -121,6 +128,16 @@ class Capture(models.Model):
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="capture_status_idx")]
         verbose_name = _("capture")
+        # What the roles grant (``ocrapp.roles``); checked with ``user.has_perm("ocrapp.<code>")``.
+        permissions = [
+            ("upload_capture", _("Can upload captures")),
+            ("view_all_captures", _("Can see captures of every station")),
+            ("review_read", _("Can review, correct and sign reads")),
+            ("retry_capture", _("Can re-read a failed capture")),
+            ("withdraw_capture", _("Can withdraw a capture")),
+            ("export_reads", _("Can export reads")),
+            ("view_audit", _("Can read the audit trail")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
@@ -223,3 +240,44 @@ class SerialRecord(models.Model):
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
         ]
+
+
+class AuditEvent(models.Model):
+    """One change, append-only (21 CFR Part 11 / EU GMP Annex 11 audit trail).
+
+    Written only by ``ocrapp.audit.record``. PostgreSQL refuses UPDATE and DELETE on this table
+    (trigger from migration 0004; TRUNCATE stays possible for the table's owner, which the test
+    runner's flush needs: production runs the app as a role without TRUNCATE, see README). ``hash`` = sha256 of ``prev_hash`` and the row's
+    canonical content (``ocrapp.audit.row_digest``), so a row altered or removed behind the
+    trigger's back breaks the chain at that row (``manage.py audit_verify`` names it).
+    ``actor_name`` keeps the printed name as it was when the change was made.
+    """
+
+    at = models.DateTimeField(_("time"), db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+        verbose_name=_("actor"),
+    )
+    actor_name = models.CharField(_("actor name"), max_length=255, blank=True)
+    action = models.CharField(_("action"), max_length=64)
+    object_type = models.CharField(_("object type"), max_length=64)
+    object_id = models.CharField(_("object id"), max_length=64)
+    object_repr = models.CharField(_("object"), max_length=255, blank=True)
+    before = models.JSONField(_("before"), null=True, blank=True)
+    after = models.JSONField(_("after"), null=True, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_repr}"

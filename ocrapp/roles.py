@@ -1,0 +1,86 @@
+"""Roles and what they may see: the one place that says who can do what.
+
+Roles are Django groups (created by migration 0005) holding the ``Capture`` permissions below;
+a user's rights are ``user.has_perm("ocrapp.<code>")``. Object scope: who may see a capture
+(and its reads, fields, search hits and history) is :func:`capture_scope`; everything outside
+it answers 404, in the API and the UI alike.
+
+- ``operator``: uploads; sees and corrects the reads of the stations they work at
+  (``Station.members``).
+- ``quality_manager``: sees everything, reviews, signs, retries, withdraws, exports, reads the
+  audit trail.
+- ``line_client``: a station's service user (its API token): creates captures and sees only
+  its own station's captures, search hits and history.
+- ``auditor``: sees everything, read-only, including the audit trail.
+- ``admin``: every permission (and the Django admin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q
+
+OPERATOR = "operator"
+QUALITY_MANAGER = "quality_manager"
+LINE_CLIENT = "line_client"
+AUDITOR = "auditor"
+ADMIN = "admin"
+ROLES = (OPERATOR, QUALITY_MANAGER, LINE_CLIENT, AUDITOR, ADMIN)
+
+CAPTURE_PERMISSIONS = (
+    "upload_capture",
+    "view_all_captures",
+    "review_read",
+    "retry_capture",
+    "withdraw_capture",
+    "export_reads",
+    "view_audit",
+)
+
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    OPERATOR: ("upload_capture", "review_read", "retry_capture"),
+    QUALITY_MANAGER: (
+        "upload_capture",
+        "view_all_captures",
+        "review_read",
+        "retry_capture",
+        "withdraw_capture",
+        "export_reads",
+        "view_audit",
+    ),
+    LINE_CLIENT: ("upload_capture",),
+    AUDITOR: ("view_all_captures", "view_audit"),
+    ADMIN: CAPTURE_PERMISSIONS,
+}
+
+
+def can(user: Any, code: str) -> bool:
+    """Does ``user`` hold permission ``ocrapp.<code>`` (through a role or directly)?"""
+    return bool(user is not None and user.is_authenticated and user.has_perm(f"ocrapp.{code}"))
+
+
+def station_ids(user: Any) -> set[int]:
+    """The stations a user works at or is the service user of."""
+    ids = set(user.member_stations.values_list("id", flat=True))
+    station = getattr(user, "station", None)
+    if station is not None:
+        ids.add(station.id)
+    return ids
+
+
+def capture_scope(user: Any, prefix: str = "") -> Q | None:
+    """Filter of the captures ``user`` may see (``prefix``: the lookup path to the capture
+    from the queried model, e.g. ``"capture__"``); None = every capture. An anonymous user
+    sees nothing."""
+    if user is None or not user.is_authenticated:
+        return Q(pk__in=[])
+    if user.is_superuser or can(user, "view_all_captures"):
+        return None
+    return Q(**{f"{prefix}station_id__in": station_ids(user)})
+
+
+def scoped(qs: Any, user: Any, prefix: str = "") -> Any:
+    """``qs`` restricted to what ``user`` may see (see :func:`capture_scope`)."""
+    q = capture_scope(user, prefix)
+    return qs if q is None else qs.filter(q)
