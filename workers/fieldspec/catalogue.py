@@ -50,6 +50,11 @@ UNKNOWN_FIELD_NORMALISE: tuple[str, ...] = ("upper", "collapse_spaces")
 _RULE_KEYS = ("pattern", "format", "check_digit", "date")
 
 
+def gettext_noop(s: str) -> str:
+    """Marks a UI label for ``makemessages`` (the web tier translates it with gettext)."""
+    return s
+
+
 @dataclass(frozen=True)
 class KnownField:
     """One well-known field.
@@ -95,7 +100,7 @@ def _known(
 _CATALOGUE: tuple[KnownField, ...] = (
     _known(
         "serial_number",
-        "Serial number",
+        gettext_noop("Serial number"),
         required=True,
         pattern=r"(?=.*[0-9])[A-Z0-9][A-Z0-9./-]{3,39}",  # one digit at least
         normalise=("upper", "strip_spaces"),
@@ -118,7 +123,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "part_number",
-        "Part number",
+        gettext_noop("Part number"),
         pattern=r"[A-Z0-9][A-Z0-9./-]{2,39}",
         normalise=("upper", "strip_spaces"),
         keywords={
@@ -129,7 +134,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "lot",
-        "Lot",
+        gettext_noop("Lot"),
         pattern=r"[A-Z0-9][A-Z0-9./-]{0,19}",
         normalise=("upper", "strip_spaces"),
         keywords={
@@ -140,7 +145,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "mfg_date",
-        "Manufacturing date",
+        gettext_noop("Manufacturing date"),
         date=DateRule(not_future=True, max_age_days=36500),
         normalise=("upper", "collapse_spaces"),
         keywords={
@@ -162,7 +167,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "model",
-        "Model",
+        gettext_noop("Model"),
         pattern=r"[A-Z0-9][A-Z0-9 ./_+-]{0,39}",
         normalise=("upper", "collapse_spaces"),
         keywords={
@@ -173,7 +178,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "mac",
-        "MAC address",
+        gettext_noop("MAC address"),
         format="HH:HH:HH:HH:HH:HH",
         normalise=("mac",),
         keywords={"en": ("MAC", "MAC Address", "MAC ADDR", "MAC ID", "LAN MAC", "WLAN MAC")},
@@ -182,7 +187,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "imei",
-        "IMEI",
+        gettext_noop("IMEI"),
         format="9{15}",
         check_digit="luhn",
         normalise=("strip_separators",),
@@ -192,7 +197,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "gtin",
-        "GTIN",
+        gettext_noop("GTIN"),
         pattern=r"\d{8}|\d{12,14}",
         check_digit="gs1",
         normalise=("strip_separators",),
@@ -202,7 +207,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "manufacturer",
-        "Manufacturer",
+        gettext_noop("Manufacturer"),
         normalise=("collapse_spaces",),
         keywords={
             "en": ("Manufacturer", "Mfr", "Made by", "Manufactured by"),
@@ -211,17 +216,41 @@ _CATALOGUE: tuple[KnownField, ...] = (
     ),
     _known(
         "expiry_date",
-        "Expiry date",
+        gettext_noop("Expiry date"),
         date=DateRule(),
         normalise=("upper", "collapse_spaces"),
         keywords={"en": ("EXP", "Expiry", "Expiry Date", "Use by"), "ko": ("유통기한",)},
         document="other",
     ),
     # Receipt fields (the SROIE benchmark's entities): found by the layout model, not by keys.
-    _known("company", "Company", normalise=("collapse_spaces",), keywords={}, document="receipt"),
-    _known("date", "Date", normalise=("collapse_spaces",), keywords={}, document="receipt"),
-    _known("address", "Address", normalise=("collapse_spaces",), keywords={}, document="receipt"),
-    _known("total", "Total", normalise=("collapse_spaces",), keywords={}, document="receipt"),
+    _known(
+        "company",
+        gettext_noop("Company"),
+        normalise=("collapse_spaces",),
+        keywords={},
+        document="receipt",
+    ),
+    _known(
+        "date",
+        gettext_noop("Date"),
+        normalise=("collapse_spaces",),
+        keywords={},
+        document="receipt",
+    ),
+    _known(
+        "address",
+        gettext_noop("Address"),
+        normalise=("collapse_spaces",),
+        keywords={},
+        document="receipt",
+    ),
+    _known(
+        "total",
+        gettext_noop("Total"),
+        normalise=("collapse_spaces",),
+        keywords={},
+        document="receipt",
+    ),
 )
 
 KNOWN_FIELDS: dict[str, KnownField] = {k.name: k for k in _CATALOGUE}
