@@ -360,6 +360,8 @@ def build_pipeline(
         load()
     if getattr(extractor, "model_info", None) is not None:
         models.append(extractor.model_info)  # type: ignore[arg-type]
+    # the read records every provider that really ran, the extractor's too
+    providers.extend(p for p in getattr(extractor, "providers", ()) if p not in providers)
 
     # The device label reports what really runs: CPU if CUDA was requested but not granted.
     real_device = device if "CUDAExecutionProvider" in det_prov else "cpu"
