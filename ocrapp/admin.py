@@ -4,7 +4,6 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ocrapp import services
 from ocrapp.models import (
     ApiToken,
     Capture,
@@ -55,6 +54,8 @@ class StationAdmin(admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Issue token for station"), permissions=["issue_token"])
     def issue_token(self, request, queryset):
         """A new token per selected station; its key is shown in this one message only."""
+        from ocrapp import services  # not at import: the worker's django.setup() loads admin
+
         for station in queryset:
             key = services.station_token_issue(
                 station=station, actor=request.user, reason="issued in the admin"
@@ -108,6 +109,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Revoke selected tokens"), permissions=["revoke"])
     def revoke(self, request, queryset):
+        from ocrapp import services
+
         n = sum(
             services.api_token_revoke(token=t, actor=request.user, reason="revoked in the admin")
             for t in queryset

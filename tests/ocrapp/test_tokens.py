@@ -242,3 +242,24 @@ def test_a_plain_authtoken_key_keeps_working_after_the_migration(station, user):
     with connection.schema_editor() as editor:
         migration.forwards(apps, editor)
     assert ApiToken.objects.count() == 1
+
+
+def test_the_worker_app_loads_with_the_token_admin():
+    """``workers.celery`` runs django.setup(), which imports ocrapp.admin: the admin must not
+    import services (-> workers.tasks -> workers.celery) at import time."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ocrapp.settings"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import workers.celery"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
