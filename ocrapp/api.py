@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import selectors, services
+from ocrapp import roles, selectors, services
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture
 
@@ -163,11 +166,24 @@ class SerialHistoryItemOutput(serializers.Serializer):
     client_ref = serializers.CharField(source="capture.client_ref")
 
 
+# --- permissions -----------------------------------------------------------------------------
+
+
+class CanUpload(BasePermission):
+    """``upload_capture`` (``ocrapp.roles``); checked before the upload is parsed."""
+
+    message = gettext_lazy("You do not have permission to upload captures.")
+
+    def has_permission(self, request, view) -> bool:
+        return roles.can(request.user, "upload_capture")
+
+
 # --- views -----------------------------------------------------------------------------------
 
 
 class CaptureCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [IsAuthenticated, CanUpload]
 
     @extend_schema(
         operation_id="captures_create",
@@ -192,7 +208,7 @@ class CaptureCreateApi(APIView):
         station = selectors.station_find(ref=station_ref) if station_ref else None
         key = request.headers.get("Idempotency-Key", "").strip() or None
         if key is not None and len(key) > 128:
-            raise ApplicationError("invalid", "Idempotency-Key must be at most 128 characters.")
+            raise ApplicationError("invalid", _("Idempotency-Key must be at most 128 characters."))
         capture, created = services.capture_create(
             user=request.user,
             image_bytes=upload.read(),
@@ -202,7 +218,7 @@ class CaptureCreateApi(APIView):
             client_ref=data.validated_data.get("client_ref", ""),
             idempotency_key=key,
         )
-        capture = selectors.capture_get(capture_id=capture.pk)
+        capture = selectors.capture_get(capture_id=capture.pk, user=request.user)
         body = CaptureOutput(capture, context={"request": request}).data
         response = Response(body, status=status.HTTP_202_ACCEPTED)
         response["Location"] = body["url"]
@@ -228,15 +244,17 @@ class CaptureDetailApi(APIView):
         try:
             wait = float(raw_wait)
         except ValueError:
-            raise ApplicationError("invalid", "wait must be a number of seconds.") from None
+            raise ApplicationError("invalid", _("wait must be a number of seconds.")) from None
         if not 0 <= wait <= settings.CAPTURE_WAIT_MAX_SECONDS:
             raise ApplicationError(
-                "invalid", f"wait must be between 0 and {settings.CAPTURE_WAIT_MAX_SECONDS}."
+                "invalid",
+                _("wait must be between 0 and %(max)s.")
+                % {"max": settings.CAPTURE_WAIT_MAX_SECONDS},
             )
         if wait > 0:
-            capture = selectors.capture_wait(capture_id=capture_id, timeout=wait)
+            capture = selectors.capture_wait(capture_id=capture_id, user=request.user, timeout=wait)
         else:
-            capture = selectors.capture_get(capture_id=capture_id)
+            capture = selectors.capture_get(capture_id=capture_id, user=request.user)
         return Response(CaptureOutput(capture, context={"request": request}).data)
 
 
@@ -257,13 +275,15 @@ class SerialSearchApi(APIView):
     def get(self, request):
         q = request.query_params.get("q", "").strip()
         if not q:
-            raise ApplicationError("invalid", "q is required.", details={"q": ["Required."]})
+            raise ApplicationError(
+                "invalid", _("q is required."), details={"q": [_("This field is required.")]}
+            )
         try:
             limit = int(request.query_params.get("limit", "50"))
         except ValueError:
-            raise ApplicationError("invalid", "limit must be an integer.") from None
+            raise ApplicationError("invalid", _("limit must be an integer.")) from None
         limit = max(1, min(limit, 200))
-        hits = selectors.serial_search(q=q, limit=limit)
+        hits = selectors.serial_search(q=q, user=request.user, limit=limit)
         return Response(
             {
                 "query": q,
@@ -283,9 +303,11 @@ class SerialHistoryApi(APIView):
         },
     )
     def get(self, request, value):
-        records = selectors.serial_history(value=value)
+        records = selectors.serial_history(value=value, user=request.user)
         if not records:
-            raise ApplicationError("not_found", f"No reads of {value!r}.", status_code=404)
+            raise ApplicationError(
+                "not_found", _("No reads of %(value)s.") % {"value": repr(value)}, status_code=404
+            )
         return Response(
             {"value": records[0].value, "history": SerialHistoryItemOutput(records, many=True).data}
         )

@@ -1,6 +1,9 @@
 """Typed application errors and the one DRF exception handler that renders them.
 
 Every API error is JSON: ``{"error": {"code": str, "message": str, "details": {...}}}``.
+Messages are in the request's language (``LocaleMiddleware``: the language cookie set by the
+language switch, else ``Accept-Language``): ``ApplicationError`` messages are gettext'd where
+they are raised, DRF's own messages are translated by DRF.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -39,6 +43,20 @@ class NotFoundError(ApplicationError):
     status_code = status.HTTP_404_NOT_FOUND
 
 
+class PermissionDeniedError(ApplicationError, PermissionDenied):
+    """The user lacks a permission (``ocrapp.roles``): 403, as the JSON error in the API and
+    as the 403 page in the HTML views (it is also Django's ``PermissionDenied``)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+
+    def __init__(self, permission: str = "", message: str | None = None) -> None:
+        super().__init__(
+            "permission_denied",
+            message or _("You do not have permission to do this."),
+            details={"permission": permission} if permission else None,
+        )
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -48,7 +66,7 @@ def _flatten_message(detail: Any) -> str:
         for key, value in detail.items():
             text = _flatten_message(value)
             return text if key == "non_field_errors" else f"{key}: {text}"
-        return "Invalid request."
+        return _("Invalid request.")
     if isinstance(detail, list) and detail:
         return _flatten_message(detail[0])
     return str(detail)

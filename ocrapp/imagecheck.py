@@ -10,6 +10,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from PIL import Image, UnidentifiedImageError
 
 from ocrapp.errors import ApplicationError
@@ -29,7 +30,7 @@ class ImageInfo:
 def inspect_image(data: bytes, *, max_pixels: int, max_side: int) -> ImageInfo:
     """Validate ``data`` as a supported photo; raise ApplicationError with a clear code if not."""
     if not data:
-        raise ApplicationError("empty_file", "The uploaded file is empty.")
+        raise ApplicationError("empty_file", _("The uploaded file is empty."))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -37,30 +38,41 @@ def inspect_image(data: bytes, *, max_pixels: int, max_side: int) -> ImageInfo:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ApplicationError(
                 "image_too_large",
-                "The image has too many pixels to process.",
+                _("The image has too many pixels to process."),
                 details={"max_pixels": max_pixels},
             ) from exc
         except UnidentifiedImageError as exc:
             raise ApplicationError(
                 "unsupported_file",
-                "The file is not an image we can read (use JPEG, PNG, TIFF or WebP).",
+                _("The file is not an image we can read (use JPEG, PNG, TIFF or WebP)."),
             ) from exc
         except Exception as exc:  # Pillow raises many types for malformed headers
-            raise ApplicationError("corrupt_image", f"The image header is corrupt: {exc}") from exc
+            raise ApplicationError(
+                "corrupt_image", _("The image header is corrupt: %(error)s") % {"error": exc}
+            ) from exc
         fmt = (img.format or "").upper()
         if fmt not in ALLOWED_FORMATS:
             raise ApplicationError(
                 "unsupported_format",
-                f"Image format {fmt or 'unknown'} is not supported (use JPEG, PNG, TIFF or WebP).",
+                _("Image format %(format)s is not supported (use JPEG, PNG, TIFF or WebP).")
+                % {"format": fmt or "?"},
             )
         width, height = img.size
         if width < 1 or height < 1:
-            raise ApplicationError("corrupt_image", "The image has no pixels.")
+            raise ApplicationError("corrupt_image", _("The image has no pixels."))
         if width * height > max_pixels or max(width, height) > max_side:
             raise ApplicationError(
                 "image_too_large",
-                f"The image is {width}x{height} pixels; the limit is {max_pixels} pixels "
-                f"and {max_side} pixels per side.",
+                _(
+                    "The image is %(width)sx%(height)s pixels; the limit is %(max_pixels)s "
+                    "pixels and %(max_side)s pixels per side."
+                )
+                % {
+                    "width": width,
+                    "height": height,
+                    "max_pixels": max_pixels,
+                    "max_side": max_side,
+                },
                 details={"width": width, "height": height, "max_pixels": max_pixels},
             )
         try:
@@ -72,10 +84,11 @@ def inspect_image(data: bytes, *, max_pixels: int, max_side: int) -> ImageInfo:
                 img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ApplicationError("image_too_large", "The image has too many pixels.") from exc
+            raise ApplicationError("image_too_large", _("The image has too many pixels.")) from exc
         except Exception as exc:
             raise ApplicationError(
-                "corrupt_image", f"The image data is corrupt or truncated: {exc}"
+                "corrupt_image",
+                _("The image data is corrupt or truncated: %(error)s") % {"error": exc},
             ) from exc
     if orientation in (5, 6, 7, 8):
         width, height = height, width

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -82,6 +83,49 @@ class Station(models.Model):
 
     def __str__(self) -> str:
         return f"{self.line} / {self.name}"
+
+
+class ApiToken(models.Model):
+    """An API key (``Authorization: Token <key>`` or ``Bearer <key>``), stored as its sha256.
+
+    The key is shown once, when it is issued (``services.api_token_issue``); afterwards only
+    ``prefix`` (its first characters) identifies it. A station's token belongs to the station's
+    service user (``Station.token_owner``) and names the station. Revoked tokens stay (the
+    audit trail refers to them) and no longer authenticate.
+    """
+
+    key_hash = models.CharField(_("key sha256"), max_length=64, unique=True, editable=False)
+    prefix = models.CharField(_("prefix"), max_length=12, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        verbose_name=_("owner"),
+    )
+    station = models.ForeignKey(
+        Station,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="api_tokens",
+        verbose_name=_("station"),
+    )
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or self.user})"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
 
 
 class Capture(models.Model):

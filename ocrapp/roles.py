@@ -13,6 +13,11 @@ it answers 404, in the API and the UI alike.
   its own station's captures, search hits and history.
 - ``auditor``: sees everything, read-only, including the audit trail.
 - ``admin``: every permission (and the Django admin).
+
+Uploads: a user with ``upload_capture`` may upload to the stations in :func:`station_scope`
+(every station with ``view_all_captures``, else their own). Checks: :func:`can` for a
+permission (API: 403 in the JSON error shape; pages: the 403 page, see :func:`require`),
+:func:`scoped` / :func:`capture_scope` for objects (outside: 404).
 """
 
 from __future__ import annotations
@@ -84,3 +89,67 @@ def scoped(qs: Any, user: Any, prefix: str = "") -> Any:
     """``qs`` restricted to what ``user`` may see (see :func:`capture_scope`)."""
     q = capture_scope(user, prefix)
     return qs if q is None else qs.filter(q)
+
+
+def require(user: Any, code: str) -> None:
+    """Raise :class:`ocrapp.errors.PermissionDeniedError` (403: JSON error in the API, the
+    403 page in the UI) unless ``user`` holds ``ocrapp.<code>``."""
+    if not can(user, code):
+        from ocrapp.errors import PermissionDeniedError
+
+        raise PermissionDeniedError(code)
+
+
+def station_scope(user: Any) -> Q | None:
+    """Filter of the stations ``user`` may upload to (None = every station): every station for
+    holders of ``view_all_captures``, else the stations they work at or speak for; nothing
+    without ``upload_capture``."""
+    if not can(user, "upload_capture"):
+        return Q(pk__in=[])
+    if user.is_superuser or can(user, "view_all_captures"):
+        return None
+    return Q(pk__in=station_ids(user))
+
+
+def may_upload_to(user: Any, station: Any) -> bool:
+    """May ``user`` upload a capture for ``station``?"""
+    if not can(user, "upload_capture"):
+        return False
+    if user.is_superuser or can(user, "view_all_captures"):
+        return True
+    return station.pk in station_ids(user)
+
+
+def is_service_user(user: Any) -> bool:
+    """Is ``user`` a station's service user (the owner of its API token)?"""
+    return getattr(user, "station", None) is not None
+
+
+def sync_groups(group_model: Any = None, permission_model: Any = None) -> None:
+    """Create the role groups if missing and give each exactly its permissions (``admin``:
+    every permission there is). Idempotent; migrations pass their historical models (after
+    ``create_permissions``), the demo command and tests the live ones."""
+    if group_model is None or permission_model is None:
+        from django.contrib.auth.models import Group, Permission
+
+        group_model, permission_model = Group, Permission
+    for role, codes in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        perms = permission_model.objects.filter(
+            content_type__app_label="ocrapp", codename__in=codes
+        )
+        if role == ADMIN:
+            perms = permission_model.objects.all()
+        group.permissions.set(perms)
+
+
+def group(role: str) -> Any:
+    """The group of ``role`` (created with its permissions if it is missing, e.g. after a
+    test database flush)."""
+    from django.contrib.auth.models import Group
+
+    found = Group.objects.filter(name=role).first()
+    if found is None:
+        sync_groups()
+        found = Group.objects.get(name=role)
+    return found

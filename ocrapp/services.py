@@ -12,20 +12,30 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from django.utils.translation import gettext as _
 
+from ocrapp import audit, roles, tokens
 from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import inspect_image
-from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
+from ocrapp.models import (
+    ApiToken,
+    Capture,
+    Field,
+    ProductType,
+    Read,
+    SerialRecord,
+    Station,
+    TextLine,
+)
 from workers.contract import ContractError, Polygon, ReadResult, parse_read_result
 from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key, product_schema_errors
 from workers.tasks import read_capture  # celery only; the task body imports the pipeline
@@ -48,7 +58,7 @@ def product_type_create(
     if problems:
         raise ApplicationError("invalid_schema", " ".join(problems), details={"schema": problems})
     if not 0.0 <= auto_accept_threshold <= 1.0:
-        raise ApplicationError("invalid", "auto_accept_threshold must be between 0 and 1.")
+        raise ApplicationError("invalid", _("auto_accept_threshold must be between 0 and 1."))
     return ProductType.objects.create(
         name=name,
         field_schema=field_schema,
@@ -62,37 +72,194 @@ def station_create(*, line: str, name: str, token_owner=None) -> Station:
 
 
 @transaction.atomic
-def station_token_issue(*, station: Station, rotate: bool = False) -> str:
-    """Give the station a service user (if it has none) and return that user's API token."""
+def station_member_add(*, station: Station, user, actor=None) -> None:
+    """Make ``user`` an operator of ``station`` (they see and correct its reads)."""
+    if station.members.filter(pk=user.pk).exists():
+        return
+    station.members.add(user)
+    audit.record(
+        actor=actor,
+        action="station.member_add",
+        obj=station,
+        after={"member": user.get_username()},
+    )
+
+
+# --- users, roles and API tokens -------------------------------------------------------------
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    role: str,
+    actor=None,
+    password: str | None = None,
+    is_staff: bool = False,
+    full_name: str = "",
+):
+    """Create a user holding one role (``ocrapp.roles.ROLES``); no password = cannot log in
+    with one (service users authenticate with their API token)."""
+    if role not in roles.ROLES:
+        raise ApplicationError("invalid", _("Unknown role %(role)s.") % {"role": role})
+    first, _sep, last = full_name.strip().partition(" ")
+    user = User.objects.create_user(
+        username=username, password=password, is_staff=is_staff, first_name=first, last_name=last
+    )
+    user.groups.add(roles.group(role))
+    audit.record(
+        actor=actor,
+        action="user.create",
+        obj=user,
+        after={"username": username, "role": role, "is_staff": is_staff},
+    )
+    return user
+
+
+@transaction.atomic
+def user_password_set(*, user, password: str, actor=None, reason: str = "") -> None:
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit.record(actor=actor, action="user.password_set", obj=user, reason=reason)
+
+
+@transaction.atomic
+def user_password_disable(*, user, actor=None, reason: str = "") -> None:
+    """The user can no longer log in with a password."""
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    audit.record(actor=actor, action="user.password_disable", obj=user, reason=reason)
+
+
+@transaction.atomic
+def api_token_issue(
+    *, user, actor=None, station: Station | None = None, name: str = "", reason: str = ""
+) -> tuple[ApiToken, str]:
+    """Issue an API token for ``user`` (optionally naming its ``station``). Returns the token
+    and its key: the key exists only in this return value (the database keeps its sha256), so
+    show it once and never again."""
+    key = tokens.new_key()
+    token = ApiToken.objects.create(
+        key_hash=tokens.hash_key(key),
+        prefix=tokens.key_prefix(key),
+        user=user,
+        station=station,
+        name=name[:100],
+    )
+    audit.record(
+        actor=actor,
+        action="api_token.issue",
+        obj=token,
+        after={
+            "prefix": token.prefix,
+            "user": user.get_username(),
+            "station": str(station) if station else None,
+            "name": token.name,
+        },
+        reason=reason,
+    )
+    return token, key
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor=None, reason: str = "") -> bool:
+    """Revoke ``token`` (it no longer authenticates); False if it was already revoked."""
+    now = timezone.now()
+    if not ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
+        return False
+    token.revoked_at = now
+    audit.record(
+        actor=actor,
+        action="api_token.revoke",
+        obj=token,
+        before={"revoked_at": None},
+        after={"revoked_at": now},
+        reason=reason,
+    )
+    return True
+
+
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def api_token_touch(*, token: ApiToken, now: datetime | None = None) -> bool:
+    """Note that ``token`` was used: ``last_used_at`` moves at most once per
+    :data:`TOKEN_TOUCH_INTERVAL` (one conditional UPDATE, no write on most requests)."""
+    now = now or timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < TOKEN_TOUCH_INTERVAL:
+        return False
+    updated = ApiToken.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - TOKEN_TOUCH_INTERVAL),
+        pk=token.pk,
+    ).update(last_used_at=now)
+    if updated:
+        token.last_used_at = now
+    return bool(updated)
+
+
+@transaction.atomic
+def station_token_issue(
+    *, station: Station, rotate: bool = False, actor=None, name: str = "", reason: str = ""
+) -> str:
+    """Issue a new API token for the station's service user (created, with the
+    ``line_client`` role, if the station has none) and return its key (shown once).
+    ``rotate``: revoke the station's other tokens first."""
     if station.token_owner is None:
         username = f"station-{station.pk}-{uuid.uuid4().hex[:6]}"
-        station.token_owner = User.objects.create_user(username=username, password=None)
+        owner = user_create(username=username, role=roles.LINE_CLIENT, actor=actor)
+        station.token_owner = owner
         station.save(update_fields=["token_owner"])
+        audit.record(
+            actor=actor,
+            action="station.token_owner_set",
+            obj=station,
+            before={"token_owner": None},
+            after={"token_owner": username},
+        )
     if rotate:
-        Token.objects.filter(user=station.token_owner).delete()
-    token, _ = Token.objects.get_or_create(user=station.token_owner)
-    return token.key
+        for old in ApiToken.objects.filter(station=station, revoked_at__isnull=True):
+            api_token_revoke(token=old, actor=actor, reason=reason or "rotated")
+    _token, key = api_token_issue(
+        user=station.token_owner,
+        station=station,
+        name=name or str(station),
+        actor=actor,
+        reason=reason,
+    )
+    return key
 
 
 # --- captures --------------------------------------------------------------------------------
 
 
 def _station_for(*, user, station: Station | None) -> Station:
+    """The station of an upload: the one named (which ``user`` must be allowed to upload to,
+    ``roles.may_upload_to``), else the station whose token ``user`` owns."""
     owned = Station.objects.filter(token_owner=user).first()
     if station is None:
         if owned is None:
             raise ApplicationError(
-                "invalid", "station is required.", details={"station": ["This field is required."]}
+                "invalid",
+                _("station is required."),
+                details={"station": [_("This field is required.")]},
             )
-        return owned
+        station = owned
     if owned is not None and owned.pk != station.pk:
         raise ApplicationError(
             "station_mismatch",
-            "This token belongs to another station.",
+            _("This token belongs to another station."),
+            status_code=403,
+        )
+    if not roles.may_upload_to(user, station):
+        raise ApplicationError(
+            "station_mismatch",
+            _("You may not upload to station %(station)s.") % {"station": station},
             status_code=403,
         )
     if not station.active:
-        raise ApplicationError("station_inactive", f"Station {station} is not active.")
+        raise ApplicationError(
+            "station_inactive", _("Station %(station)s is not active.") % {"station": station}
+        )
     return station
 
 
@@ -110,8 +277,10 @@ def capture_create(
 
     Returns ``(capture, created)``; with an ``idempotency_key`` already used by this user for the
     same image, the existing capture is returned with ``created=False``. Nothing is stored when
-    validation fails, and the stored file is removed if the database write fails.
+    validation fails, and the stored file is removed if the database write fails. ``user``
+    needs ``upload_capture`` and may upload only to its own station(s) (``ocrapp.roles``).
     """
+    roles.require(user, "upload_capture")
     station = _station_for(user=user, station=station)
     upload_check_size(size=len(image_bytes))
     sha256 = hashlib.sha256(image_bytes).hexdigest()
@@ -152,7 +321,7 @@ def capture_create(
         Capture.objects.filter(pk=capture.pk).delete()
         raise ApplicationError(
             "queue_unavailable",
-            "The reading queue is unavailable; nothing was stored. Retry shortly.",
+            _("The reading queue is unavailable; nothing was stored. Retry shortly."),
             status_code=503,
         ) from None
     except BaseException:
@@ -169,7 +338,7 @@ def _image_store(*, capture: Capture, data: bytes, extension: str) -> str:
         log.error("could not store an uploaded image: %s: %s", type(exc).__name__, exc)
         raise ApplicationError(
             "storage_unavailable",
-            "The image store is unavailable; nothing was stored. Retry shortly.",
+            _("The image store is unavailable; nothing was stored. Retry shortly."),
             status_code=503,
         ) from exc
     return capture.image.name
@@ -188,7 +357,8 @@ def upload_check_size(*, size: int) -> None:
     if size > settings.MAX_UPLOAD_BYTES:
         raise ApplicationError(
             "file_too_large",
-            f"The file is {size} bytes; the limit is {settings.MAX_UPLOAD_BYTES} bytes.",
+            _("The file is %(size)s bytes; the limit is %(limit)s bytes.")
+            % {"size": size, "limit": settings.MAX_UPLOAD_BYTES},
             details={"max_bytes": settings.MAX_UPLOAD_BYTES},
             status_code=413,
         )
@@ -199,7 +369,7 @@ def _capture_for_idempotency_key(*, user, key: str, sha256: str) -> Capture | No
     if existing is not None and existing.sha256 != sha256:
         raise ApplicationError(
             "idempotency_key_reused",
-            "This Idempotency-Key was already used for a different image.",
+            _("This Idempotency-Key was already used for a different image."),
             details={"capture_id": str(existing.pk)},
             status_code=409,
         )

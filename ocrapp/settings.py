@@ -41,7 +41,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ocrapp",
@@ -105,6 +104,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# Messages stay on the server until shown (the admin's "Issue token" shows a new key in one).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "upload"
 LOGOUT_REDIRECT_URL = "login"
@@ -119,7 +121,8 @@ CAPTURE_WAIT_MAX_SECONDS = 30
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # ``Authorization: Token <key>`` (or ``Bearer <key>``), keys stored hashed (ApiToken).
+        "ocrapp.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

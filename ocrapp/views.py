@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from ocrapp import selectors
+from ocrapp import roles, selectors
 from ocrapp.errors import NotFoundError
 from ocrapp.models import Capture, Field, Read
 from ocrapp.templatetags.ocrui import (
@@ -157,9 +157,10 @@ def _code_view(code: dict) -> CodeView:
     )
 
 
-def _capture_or_404(capture_id: uuid.UUID | str) -> Capture:
+def _capture_or_404(request: HttpRequest, capture_id: uuid.UUID | str) -> Capture:
+    """The capture if the user may see it (``roles``); 404 otherwise, as for an unknown id."""
     try:
-        return selectors.capture_get(capture_id=capture_id)
+        return selectors.capture_get(capture_id=capture_id, user=request.user)
     except NotFoundError:
         raise Http404(_("No capture with this id.")) from None
 
@@ -185,20 +186,24 @@ def ui_strings() -> dict[str, str]:
     }
 
 
-def _recent(limit: int) -> list[CaptureView]:
-    return [_capture_view(c) for c in selectors.capture_list(limit=limit)]
+def _recent(request: HttpRequest, limit: int) -> list[CaptureView]:
+    return [_capture_view(c) for c in selectors.capture_list(user=request.user, limit=limit)]
 
 
 @login_required
 @require_GET
 def upload_page(request: HttpRequest) -> HttpResponse:
+    """The home page: uploading for users who may upload (to the stations they may upload
+    to); the others (auditors) are sent to the capture list."""
+    if not roles.can(request.user, "upload_capture"):
+        return redirect("capture-list")
     return render(
         request,
         "ocrapp/upload.html",
         {
-            "stations": list(selectors.station_list()),
+            "stations": list(selectors.station_list(user=request.user)),
             "product_types": list(selectors.product_type_list()),
-            "recent": _recent(RECENT_ON_UPLOAD),
+            "recent": _recent(request, RECENT_ON_UPLOAD),
             "ui_strings": ui_strings(),
             "api_create_url": reverse("api-capture-create"),
             "detail_url_template": reverse("capture-detail", kwargs={"capture_id": _ZERO_UUID}),
@@ -211,13 +216,13 @@ def upload_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def capture_list_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "ocrapp/capture_list.html", {"recent": _recent(RECENT_ON_LIST)})
+    return render(request, "ocrapp/capture_list.html", {"recent": _recent(request, RECENT_ON_LIST)})
 
 
 @login_required
 @require_GET
 def capture_page(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
-    view = _capture_view(_capture_or_404(capture_id))
+    view = _capture_view(_capture_or_404(request, capture_id))
     read = view.read
     return render(
         request,
@@ -237,7 +242,7 @@ def capture_card(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
     """The result section of the capture page alone (``_result_section.html``): the upload
     page puts it into its live card, so both show one server rendering. While the capture is
     PENDING or PROCESSING it says that the photo is still being read."""
-    view = _capture_view(_capture_or_404(capture_id))
+    view = _capture_view(_capture_or_404(request, capture_id))
     return render(request, "ocrapp/_result_section.html", {"cv": view})
 
 
@@ -247,13 +252,15 @@ def capture_card(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
 def capture_recent(request: HttpRequest) -> HttpResponse:
     """The upload page's "Recent captures" list alone (``_capture_items.html``), for
     ``upload.js`` to refresh it as reads finish."""
-    return render(request, "ocrapp/_capture_items.html", {"recent": _recent(RECENT_ON_UPLOAD)})
+    return render(
+        request, "ocrapp/_capture_items.html", {"recent": _recent(request, RECENT_ON_UPLOAD)}
+    )
 
 
 @login_required
 @require_GET
 def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> FileResponse:
-    capture = _capture_or_404(capture_id)
+    capture = _capture_or_404(request, capture_id)
     try:
         fh = capture.image.open("rb")
     except (FileNotFoundError, ValueError):
@@ -268,7 +275,7 @@ def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> FileResponse:
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
-    hits = selectors.serial_search(q=q) if q else []
+    hits = selectors.serial_search(q=q, user=request.user) if q else []
     return render(
         request,
         "ocrapp/search.html",
@@ -279,7 +286,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def serial_page(request: HttpRequest, value: str) -> HttpResponse:
-    records = selectors.serial_history(value=value)
+    records = selectors.serial_history(value=value, user=request.user)
     return render(
         request,
         "ocrapp/serial_history.html",

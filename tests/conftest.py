@@ -22,7 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def user(db, django_user_model):
-    return django_user_model.objects.create_user(username="operator", password="op-pass-1234")
+    """An operator (role ``operator``); the ``station`` fixture makes them one of its
+    operators (``Station.members``) when a test asks for both."""
+    from ocrapp import roles
+
+    user = django_user_model.objects.create_user(username="operator", password="op-pass-1234")
+    user.groups.add(roles.group(roles.OPERATOR))
+    return user
 
 
 @pytest.fixture
@@ -34,10 +40,15 @@ def product_type(db):
 
 
 @pytest.fixture
-def station(db):
+def station(db, request):
+    """Station LINE-1/station-A; the ``user`` fixture's operator works there if the test asks
+    for ``user`` too."""
     from ocrapp import services
 
-    return services.station_create(line="LINE-1", name="station-A")
+    station = services.station_create(line="LINE-1", name="station-A")
+    if "user" in request.fixturenames:
+        station.members.add(request.getfixturevalue("user"))
+    return station
 
 
 @pytest.fixture

@@ -349,3 +349,20 @@ def test_upload_error_message_from_api(page, live_server, user, station, product
     message = card.locator(".result-message").inner_text()
     assert "not an image we can read" in message
     assert page.errors == []
+
+
+def test_upload_error_message_in_korean(page, live_server, user, station, product_type):
+    """On the Korean upload page the API's refusal is in Korean too (the page's language
+    choice travels with its API calls)."""
+    _login(page, live_server)
+    page.click('.lang-switch button[value="ko"]')
+    page.wait_for_selector('html[lang="ko"]')
+    card = _upload(page, "broken.png", b"this is not a png at all")
+    _wait_finished(page, card, timeout=15_000)
+    assert card.get_attribute("data-status") == "FAILED"
+    assert card.locator(".result-status").inner_text() == "실패"
+    message = card.locator(".result-message").inner_text()
+    assert (
+        message == "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF 또는 WebP를 사용하세요)."
+    )
+    assert page.errors == []

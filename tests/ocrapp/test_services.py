@@ -135,17 +135,17 @@ def test_fail_does_not_override_done(user, product_type, station):
 def test_serial_search_exact_prefix_lookalike_similar(user, product_type, station):
     for serial in ["SN20260042", "SN20260043", "AB00Z117", "QQ999999"]:
         _done(_capture(user, product_type, station), serial)
-    by_value = {h.value: h for h in selectors.serial_search(q="sn-2026 0042")}
+    by_value = {h.value: h for h in selectors.serial_search(q="sn-2026 0042", user=user)}
     assert by_value["SN20260042"].match == "exact"
     assert "QQ999999" not in by_value
-    prefix = {h.value: h.match for h in selectors.serial_search(q="SN2026")}
+    prefix = {h.value: h.match for h in selectors.serial_search(q="SN2026", user=user)}
     assert prefix == {"SN20260042": "prefix", "SN20260043": "prefix"}
     # look-alike characters: O<->0, I<->1, S<->5, Z<->2
-    look = {h.value: h.match for h in selectors.serial_search(q="AB0OZ1I7")}
+    look = {h.value: h.match for h in selectors.serial_search(q="AB0OZ1I7", user=user)}
     assert look.get("AB00Z117") == "lookalike"
-    similar = {h.value: h.match for h in selectors.serial_search(q="SN2O26OO42X")}
+    similar = {h.value: h.match for h in selectors.serial_search(q="SN2O26OO42X", user=user)}
     assert "SN20260042" in similar
-    assert selectors.serial_search(q="  - ") == []
+    assert selectors.serial_search(q="  - ", user=user) == []
 
 
 def test_serial_history_lists_every_read_in_order(user, product_type, station):
@@ -153,7 +153,7 @@ def test_serial_history_lists_every_read_in_order(user, product_type, station):
     _done(first)
     second = _capture(user, product_type, station, client_ref="rework")
     _done(second)
-    history = selectors.serial_history(value="sn20260042")
+    history = selectors.serial_history(value="sn20260042", user=user)
     assert [r.capture_id for r in history] == [first.pk, second.pk]
     assert history[1].capture.client_ref == "rework"
     assert all(r.field_name == "serial_number" for r in history)
