@@ -14,7 +14,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import roles, selectors, services
+from ocrapp import roles, selectors, services, signature
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture
 
@@ -60,6 +60,10 @@ class FieldOutput(serializers.Serializer):
     confidence_parts = serializers.JSONField()
     line = serializers.SerializerMethodField()
     box = serializers.JSONField()
+    id = serializers.IntegerField(help_text="For POST /api/v1/fields/{id}/revisions.")
+    current_value = serializers.CharField(
+        help_text="The value in force: value until a signed revision corrects it."
+    )
 
     def get_line(self, obj) -> int | None:
         return obj.line.order if obj.line_id else None
@@ -101,6 +105,7 @@ class CaptureOutput(serializers.Serializer):
     finished_at = serializers.DateTimeField()
     fields = serializers.SerializerMethodField(method_name="get_field_values")
     needs_review = serializers.SerializerMethodField()
+    reviewed = serializers.SerializerMethodField()
     read = serializers.SerializerMethodField()
 
     def _url(self, name: str, obj: Capture) -> str:
@@ -123,14 +128,21 @@ class CaptureOutput(serializers.Serializer):
         return {"code": obj.failure_code, "reason": obj.failure_reason}
 
     def get_field_values(self, obj: Capture) -> dict:
-        """Convenience map: field name -> normalised value (empty when not found)."""
+        """Convenience map: field name -> value in force (the machine read's normalised value
+        until a signed revision corrects it; empty when not found)."""
         read = selectors.capture_latest_read(capture=obj)
-        return {f.name: f.value for f in read.fields.all()} if read else {}
+        return {f.name: f.current_value for f in read.fields.all()} if read else {}
 
     def get_needs_review(self, obj: Capture) -> bool | None:
         """Whether a person must check this read (null until it is read)."""
         read = selectors.capture_latest_read(capture=obj)
         return read.needs_review if read else None
+
+    def get_reviewed(self, obj: Capture) -> bool:
+        """Whether a person has signed every field of the latest read (see /revisions)."""
+        read = selectors.capture_latest_read(capture=obj)
+        rows = list(read.fields.all()) if read else []
+        return bool(rows) and all(len(f.revisions.all()) for f in rows)
 
     def get_read(self, obj: Capture) -> dict | None:
         read = selectors.capture_latest_read(capture=obj)
@@ -145,6 +157,9 @@ class SerialHitOutput(serializers.Serializer):
     first_seen = serializers.DateTimeField()
     last_seen = serializers.DateTimeField()
     field_names = serializers.ListField(child=serializers.CharField())
+    current_reads = serializers.IntegerField(
+        help_text="Reads whose value in force this is (0: only found as a corrected-away 'was')."
+    )
     history_url = serializers.SerializerMethodField()
 
     def get_history_url(self, obj) -> str:
@@ -164,6 +179,10 @@ class SerialHistoryItemOutput(serializers.Serializer):
     product_type = serializers.CharField(source="product_type.name")
     capture_status = serializers.CharField(source="capture.status")
     client_ref = serializers.CharField(source="capture.client_ref")
+    superseded = serializers.BooleanField(
+        help_text="A person corrected this read from this value to current_value ('was')."
+    )
+    current_value = serializers.CharField(source="field.current_value")
 
 
 # --- permissions -----------------------------------------------------------------------------
@@ -311,3 +330,269 @@ class SerialHistoryApi(APIView):
         return Response(
             {"value": records[0].value, "history": SerialHistoryItemOutput(records, many=True).data}
         )
+
+
+# --- review: queue, signed revisions, retry ----------------------------------------------------
+
+
+class RevisionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    field_id = serializers.IntegerField()
+    field = serializers.CharField(source="field.name")
+    run = serializers.IntegerField(source="field.read.run")
+    seq = serializers.IntegerField()
+    old_value = serializers.CharField()
+    new_value = serializers.CharField()
+    entered_value = serializers.CharField()
+    reason_code = serializers.CharField(
+        help_text="misread, glare, damaged_label, wrong_field, other or ''."
+    )
+    reason_text = serializers.CharField(help_text="The reviewer's own words (reason_code other).")
+    meaning = serializers.CharField(help_text="reviewed, corrected or approved.")
+    signer = serializers.CharField(source="signer.username")
+    signer_name = serializers.CharField(help_text="Printed name at signing.")
+    signed_at = serializers.DateTimeField()
+    valid = serializers.BooleanField(help_text="Whether new_value passed the field's checks.")
+    check_reasons = serializers.JSONField(help_text="Failed rules of new_value: [{code, message}].")
+    override = serializers.BooleanField(help_text="Signed although it failed its checks.")
+
+
+class FieldEditInput(serializers.Serializer):
+    value = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    override = serializers.BooleanField(required=False, default=False)
+
+
+class _SignatureInput(serializers.Serializer):
+    meaning = serializers.ChoiceField(
+        choices=["reviewed", "corrected", "approved"], required=False, default="reviewed"
+    )
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="The signer's password: always with a token, in a browser session when due.",
+    )
+
+
+class CaptureReviewInput(_SignatureInput):
+    fields = serializers.DictField(child=FieldEditInput(), required=False, default=dict)
+    base_revision = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Revisions of the read the reviewer saw; 409 stale_read if it changed.",
+    )
+
+
+class FieldRevisionInput(_SignatureInput, FieldEditInput):
+    base_seq = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Revisions of the field the reviewer saw; 409 stale_read if it changed.",
+    )
+
+
+class ReviewQueueItemOutput(serializers.Serializer):
+    capture_id = serializers.UUIDField(source="capture.pk")
+    capture_url = serializers.SerializerMethodField()
+    run = serializers.IntegerField()
+    created_at = serializers.DateTimeField(source="capture.created_at")
+    station = serializers.SerializerMethodField()
+    product_type = serializers.CharField(source="capture.product_type.name")
+    mislabel = serializers.BooleanField(source="risk_mislabel")
+    invalid = serializers.BooleanField(source="risk_invalid")
+    min_confidence = serializers.FloatField()
+    reasons = serializers.SerializerMethodField()
+    fields = serializers.SerializerMethodField(method_name="get_field_rows")
+
+    def get_capture_url(self, obj) -> str:
+        path = reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_station(self, obj) -> dict:
+        s = obj.capture.station
+        return {"id": s.pk, "line": s.line, "name": s.name}
+
+    def get_reasons(self, obj) -> list:
+        return [
+            {"code": r.get("code"), "field": r.get("field"), "params": r.get("params") or {}}
+            for r in (obj.review or {}).get("reasons") or ()
+        ]
+
+    def get_field_rows(self, obj) -> list:
+        return [
+            {
+                "id": f.pk,
+                "name": f.name,
+                "value": f.current_value,
+                "machine_value": f.value,
+                "confidence": f.confidence,
+                "valid": f.valid,
+                "line": f.line.order if f.line_id else None,
+                "revisions": len(f.revisions.all()),
+            }
+            for f in obj.fields.all()
+        ]
+
+
+def _int_param(request, name: str) -> int | None:
+    raw = request.query_params.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApplicationError("invalid", f"{name} must be an id.") from None
+
+
+class ReviewQueueListApi(APIView):
+    @extend_schema(
+        operation_id="review_queue_list",
+        parameters=[
+            OpenApiParameter("line", OpenApiTypes.STR, description="Line name."),
+            OpenApiParameter("station", OpenApiTypes.INT, description="Station id."),
+            OpenApiParameter("product_type", OpenApiTypes.STR, description="Id or name."),
+            OpenApiParameter(
+                "reason",
+                OpenApiTypes.STR,
+                description="missing, invalid, low_confidence or mislabel.",
+            ),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="At most 500 (default 100)."),
+        ],
+        responses={
+            200: inline_serializer(
+                "ReviewQueue",
+                {"count": serializers.IntegerField(), "results": ReviewQueueItemOutput(many=True)},
+            )
+        },
+    )
+    def get(self, request):
+        if not roles.can(request.user, "review_read"):
+            raise ApplicationError(
+                "permission_denied", "You are not allowed to review reads.", status_code=403
+            )
+        filters = selectors.review_filters_parse(params=request.query_params)
+        limit = max(1, min(_int_param(request, "limit") or 100, 500))
+        reads = selectors.review_queue(user=request.user, filters=filters, limit=limit)
+        return Response(
+            {
+                "count": selectors.review_queue_count(user=request.user, filters=filters),
+                "results": ReviewQueueItemOutput(
+                    reads, many=True, context={"request": request}
+                ).data,
+            }
+        )
+
+
+def _signed_response(request, capture_id, revisions, checked: bool, status_code: int):
+    if checked:
+        signature.password_checked(request)
+    capture = selectors.capture_get(capture_id=capture_id, user=request.user)
+    return Response(
+        {
+            "capture": CaptureOutput(capture, context={"request": request}).data,
+            "revisions": RevisionOutput(revisions, many=True).data,
+        },
+        status=status_code,
+    )
+
+
+class CaptureReviewApi(APIView):
+    @extend_schema(
+        operation_id="captures_review",
+        request=CaptureReviewInput,
+        responses={
+            200: inline_serializer(
+                "CaptureReviewed",
+                {"capture": CaptureOutput(), "revisions": RevisionOutput(many=True)},
+            )
+        },
+        description=(
+            "Sign the capture's latest read: every field gets a revision; fields in `fields` "
+            "are corrected (a reason is required), the others keep their value with `meaning`. "
+            "Invalid values are refused (400 invalid_value) unless `override` with a reason. "
+            "403 password_required / signature_failed when the password is due / wrong."
+        ),
+    )
+    def post(self, request, capture_id):
+        data = CaptureReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        edits = {
+            name: services.FieldEdit(
+                value=e.get("value"), reason=e.get("reason", ""), override=e.get("override", False)
+            )
+            for name, e in v.get("fields", {}).items()
+        }
+        revisions, checked = services.read_review(
+            user=request.user,
+            capture_id=capture_id,
+            edits=edits,
+            meaning=v.get("meaning", "reviewed"),
+            password=v.get("password") or None,
+            password_due=signature.password_due(request),
+            base_revision=v.get("base_revision"),
+        )
+        return _signed_response(request, capture_id, revisions, checked, status.HTTP_200_OK)
+
+
+class FieldRevisionCreateApi(APIView):
+    @extend_schema(
+        operation_id="fields_revisions_create",
+        request=FieldRevisionInput,
+        responses={
+            201: inline_serializer(
+                "FieldRevised",
+                {"capture": CaptureOutput(), "revisions": RevisionOutput(many=True)},
+            )
+        },
+    )
+    def post(self, request, field_id):
+        data = FieldRevisionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        revision, checked = services.field_revise(
+            user=request.user,
+            field_id=field_id,
+            value=v.get("value"),
+            reason=v.get("reason", ""),
+            meaning=v.get("meaning", "reviewed"),
+            override=v.get("override", False),
+            password=v.get("password") or None,
+            password_due=signature.password_due(request),
+            base_seq=v.get("base_seq"),
+        )
+        capture_id = revision.field.read.capture_id
+        return _signed_response(request, capture_id, [revision], checked, status.HTTP_201_CREATED)
+
+
+class CaptureRevisionListApi(APIView):
+    @extend_schema(
+        operation_id="captures_revisions_list",
+        responses={
+            200: inline_serializer(
+                "CaptureRevisions",
+                {"capture_id": serializers.UUIDField(), "revisions": RevisionOutput(many=True)},
+            )
+        },
+    )
+    def get(self, request, capture_id):
+        capture = selectors.capture_get(capture_id=capture_id, user=request.user)
+        revisions = selectors.capture_revisions(capture=capture)
+        return Response(
+            {"capture_id": capture.pk, "revisions": RevisionOutput(revisions, many=True).data}
+        )
+
+
+class CaptureRetryApi(APIView):
+    @extend_schema(
+        operation_id="captures_retry",
+        request=None,
+        responses={202: CaptureOutput},
+        description="Read a FAILED capture again (a new run; 409 not_failed otherwise).",
+    )
+    def post(self, request, capture_id):
+        capture = services.capture_retry(user=request.user, capture_id=capture_id)
+        body = CaptureOutput(capture, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -252,10 +252,68 @@ class Field(models.Model):
     code_match = models.BooleanField(null=True)
     iso_date = models.DateField(null=True, blank=True)
     confidence_parts = models.JSONField(default=dict)
+    # The value in force: the machine read (``value``) until a signed revision changes it; written
+    # by ``read_save`` and ``services.field_revise`` only (the revisions are ``self.revisions``).
+    current_value = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["name", "value"], name="field_name_value_idx")]
+
+
+# What a signature on a field revision means (21 CFR 11.50: the meaning of each signature).
+# ``reviewed``: the value was checked and stands; ``corrected``: the value was changed;
+# ``approved``: the value was approved (e.g. a second person after a correction).
+REVISION_MEANINGS = ("reviewed", "corrected", "approved")
+# Why a value was corrected; ``other`` carries the reviewer's own words (``reason_text``).
+# Rendered to words in ``ocrapp.templatetags.ocrui.REVISION_REASON_MESSAGES``.
+REVISION_REASONS = ("misread", "glare", "damaged_label", "wrong_field", "other")
+# Audit trail actions of the review (``ocrapp.audit.record``).
+FIELD_REVISED_ACTION = "field_revised"
+SIGNATURE_FAILED_ACTION = "signature_failed"
+CAPTURE_RETRIED_ACTION = "capture_retried"
+
+
+class FieldRevision(models.Model):
+    """One signed revision of a field: corrections never overwrite, they add a revision.
+
+    Append-only (PostgreSQL refuses UPDATE and DELETE, migration ``review_revisions``). The
+    field's value in force is the latest revision's ``new_value`` (kept in
+    ``Field.current_value``). ``seq`` counts from 1 per field. The signature is ``signer``,
+    ``signer_name`` (``audit.printed_name`` at signing), ``signed_at`` and ``meaning``.
+    ``valid`` / ``check_reasons`` are what ``workers.fieldspec.validate_field`` said about
+    ``new_value``; ``override`` marks a value signed although it failed validation.
+    """
+
+    field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="revisions")
+    seq = models.PositiveIntegerField()
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    entered_value = models.TextField(blank=True)  # as the reviewer typed it (before normalising)
+    reason_code = models.CharField(max_length=32, blank=True)  # REVISION_REASONS or ""
+    reason_text = models.TextField(blank=True)
+    meaning = models.CharField(max_length=16)  # REVISION_MEANINGS
+    signer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="field_revisions"
+    )
+    signer_name = models.CharField(max_length=255)
+    signed_at = models.DateTimeField(db_index=True)
+    valid = models.BooleanField()
+    check_reasons = models.JSONField(default=list)  # [{code, message}] of the failed rules
+    override = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["field_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["field", "seq"], name="fieldrevision_field_seq_uniq"),
+            models.CheckConstraint(
+                condition=Q(meaning__in=REVISION_MEANINGS), name="fieldrevision_meaning_known"
+            ),
+        ]
+        verbose_name = _("field revision")
+
+    def __str__(self) -> str:
+        return f"{self.field_id}#{self.seq} {self.meaning}"
 
 
 class SerialRecord(models.Model):
@@ -263,11 +321,15 @@ class SerialRecord(models.Model):
 
     ``value`` is the normalised form (upper case, no spaces or dashes); ``skeleton`` also folds
     look-alike characters (O->0, I/L->1, S->5, B->8, Z->2) so that a misread still finds its serial.
+
+    A field has one current row (``superseded=False``: its value in force) and one row per value a
+    revision replaced (``superseded=True``, shown as "was"), so an old value stays findable.
     """
 
     value = models.CharField(max_length=128)
     skeleton = models.CharField(max_length=128)
-    field = models.OneToOneField(Field, on_delete=models.CASCADE, related_name="serial_record")
+    field = models.ForeignKey(Field, on_delete=models.CASCADE, related_name="serial_records")
+    superseded = models.BooleanField(default=False)
     field_name = models.CharField(max_length=64)
     capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="serial_records")
     product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT)
@@ -283,6 +345,12 @@ class SerialRecord(models.Model):
             ),
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["field", "value"], name="serial_field_value_uniq"),
+            models.UniqueConstraint(
+                fields=["field"], condition=Q(superseded=False), name="serial_field_current_uniq"
+            ),
         ]
 
 

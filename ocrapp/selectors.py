@@ -7,21 +7,60 @@ the scope is "not found", search hits and history count only the captures in it.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import TrigramSimilarity
-from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
-from django.db.models.functions import Greatest
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    FloatField,
+    Max,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ocrapp import roles, tokens
-from ocrapp.errors import NotFoundError
-from ocrapp.models import ApiToken, Capture, Field, ProductType, Read, SerialRecord, Station
-from workers.fieldspec import identifier_key, lookalike_key
+from ocrapp.errors import ApplicationError, NotFoundError
+from ocrapp.models import (
+    FIELD_REVISED_ACTION,
+    SIGNATURE_FAILED_ACTION,
+    ApiToken,
+    AuditEvent,
+    Capture,
+    Field,
+    FieldRevision,
+    ProductType,
+    Read,
+    SerialRecord,
+    Station,
+)
+from workers.fieldspec import (
+    FieldCheck,
+    SchemaError,
+    identifier_key,
+    lookalike_key,
+    resolve_schema,
+    spec_for,
+    validate_field,
+)
+from workers.fieldspec.review import REVIEW_CODES
 
 FINAL_STATUSES = (Capture.Status.DONE, Capture.Status.FAILED)
 SIMILARITY_THRESHOLD = 0.3
@@ -34,7 +73,13 @@ def _capture_queryset() -> QuerySet[Capture]:
         Prefetch(
             "reads",
             queryset=Read.objects.order_by("-run").prefetch_related(
-                "lines", Prefetch("fields", queryset=Field.objects.select_related("line"))
+                "lines",
+                Prefetch(
+                    "fields",
+                    queryset=Field.objects.select_related("line").prefetch_related(
+                        Prefetch("revisions", queryset=FieldRevision.objects.order_by("seq"))
+                    ),
+                ),
             ),
         )
     )
@@ -137,6 +182,12 @@ class SerialHit:
     first_seen: datetime
     last_seen: datetime
     field_names: list[str]
+    current_reads: int = 0  # reads whose value in force this is; 0: found only as "was"
+
+    @property
+    def was_only(self) -> bool:
+        """Only superseded values match: a person corrected every read of it to another."""
+        return self.current_reads == 0
 
 
 def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
@@ -166,6 +217,7 @@ def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
             similarity=Max("sim"),
             skeleton=Max("skeleton"),
             field_names=ArrayAgg("field_name", distinct=True),
+            current=Count("id", filter=Q(superseded=False)),
         )
     )
     ranked: list[tuple[int, float, str, SerialHit]] = []
@@ -189,6 +241,7 @@ def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
             first_seen=row["first_seen"],
             last_seen=row["last_seen"],
             field_names=sorted(row["field_names"]),
+            current_reads=row["current"],
         )
         ranked.append((rank, -hit.similarity, value, hit))
     ranked.sort(key=lambda item: item[:3])
@@ -197,7 +250,8 @@ def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
 
 def serial_history(*, value: str, user) -> list[SerialRecord]:
     """Every read of one traced value that ``user`` may see, oldest first, with capture,
-    station and product type."""
+    station and product type; rows with ``superseded`` are reads a person corrected from this
+    value to another ("was")."""
     norm = identifier_key(value)
     return list(
         roles.scoped(SerialRecord.objects.filter(value=norm), user, "capture__")
@@ -215,3 +269,301 @@ def api_token_find(*, key: str) -> ApiToken | None:
         .filter(key_hash=tokens.hash_key(key), revoked_at__isnull=True)
         .first()
     )
+
+
+# --- review: the queue, revisions, suggestions ---------------------------------------------
+
+
+def field_check(*, capture: Capture, name: str, value: str) -> FieldCheck:
+    """The pipeline verifier's check of ``value`` as field ``name`` of ``capture``'s product type:
+    the same ``workers.fieldspec.validate_field`` with the same resolved spec. Date rules are
+    anchored to the day the photo was taken (what the pipeline anchored them to)."""
+    try:
+        schema = resolve_schema(capture.product_type.field_schema)
+    except SchemaError as exc:
+        raise ApplicationError(
+            "bad_schema", f"The product type's field schema is invalid: {exc}", status_code=409
+        ) from exc
+    today = timezone.localdate(capture.created_at, timezone=dt.UTC)
+    return validate_field(value, spec_for(name, schema), today=today)
+
+
+def _latest_read_q() -> Q:
+    """Reads that are the newest run of their capture."""
+    newer = Read.objects.filter(capture_id=OuterRef("capture_id"), run__gt=OuterRef("run"))
+    return ~Q(Exists(newer))
+
+
+def _not_withdrawn(qs: QuerySet[Read]) -> QuerySet[Read]:
+    """Reads whose capture is not withdrawn. The withdraw work (another branch) adds the marker
+    on Capture; this is the one place the review queue and the export exclude withdrawn
+    captures, so that filter belongs here once it exists."""
+    return qs
+
+
+def _unreviewed_q() -> Q:
+    """Reads with a field that has no signed revision yet, or without any field."""
+    unsigned = Field.objects.filter(read_id=OuterRef("pk"), revisions__isnull=True)
+    any_field = Field.objects.filter(read_id=OuterRef("pk"))
+    return Q(Exists(unsigned)) | ~Q(Exists(any_field))
+
+
+def _reviewed_q() -> Q:
+    """Reads with at least one field, every one of them signed."""
+    unsigned = Field.objects.filter(read_id=OuterRef("pk"), revisions__isnull=True)
+    any_field = Field.objects.filter(read_id=OuterRef("pk"))
+    return Q(Exists(any_field)) & ~Q(Exists(unsigned))
+
+
+def _reason_q(code: str) -> Q:
+    return Q(review__reasons__contains=[{"code": code}])
+
+
+@dataclass(frozen=True)
+class ReviewFilters:
+    """Filters of the review queue (all optional): a line name, a station id, a product type id
+    and a review reason code (``workers.fieldspec.review.REVIEW_CODES``)."""
+
+    line: str = ""
+    station: int | None = None
+    product_type: int | None = None
+    reason: str = ""
+
+
+def _review_queue_qs(*, user: Any, filters: ReviewFilters | None = None) -> QuerySet[Read]:
+    qs = Read.objects.filter(needs_review=True, capture__status=Capture.Status.DONE)
+    qs = qs.filter(_latest_read_q()).filter(_unreviewed_q())
+    qs = roles.scoped(_not_withdrawn(qs), user, "capture__")
+    f = filters or ReviewFilters()
+    if f.line:
+        qs = qs.filter(capture__station__line=f.line)
+    if f.station is not None:
+        qs = qs.filter(capture__station_id=f.station)
+    if f.product_type is not None:
+        qs = qs.filter(capture__product_type_id=f.product_type)
+    if f.reason:
+        qs = qs.filter(_reason_q(f.reason))
+    return qs
+
+
+def review_queue(
+    *, user: Any, filters: ReviewFilters | None = None, limit: int = 100
+) -> list[Read]:
+    """The reads a person must still check, riskiest first.
+
+    Each capture's latest read that needs review and has a field without a signed revision (or
+    no field at all), inside ``user``'s scope (``roles.scoped``), not withdrawn. Order: mislabel
+    alarms (a code contradicts the print) first, then reads with an invalid or missing field,
+    then the lowest field confidence, then the oldest. Each read carries ``risk_mislabel``,
+    ``risk_invalid`` and ``min_confidence`` annotations and its capture, fields (with their
+    revisions) and lines prefetched.
+    """
+    invalid_field = Field.objects.filter(read_id=OuterRef("pk"), valid=False)
+    min_conf = (
+        Field.objects.filter(read_id=OuterRef("pk"))
+        .order_by()
+        .values("read_id")
+        .annotate(m=Min("confidence"))
+        .values("m")
+    )
+    qs = (
+        _review_queue_qs(user=user, filters=filters)
+        .annotate(
+            risk_mislabel=Case(
+                When(_reason_q("mislabel") | ~Q(mismatches=[]), then=Value(True)),
+                default=Value(False),
+            ),
+            risk_invalid=Case(
+                When(
+                    _reason_q("invalid") | _reason_q("missing") | Q(Exists(invalid_field)),
+                    then=Value(True),
+                ),
+                default=Value(False),
+            ),
+            min_confidence=Coalesce(Subquery(min_conf, output_field=FloatField()), Value(0.0)),
+        )
+        .select_related(
+            "capture", "capture__station", "capture__product_type", "capture__uploaded_by"
+        )
+        .prefetch_related(
+            "lines",
+            Prefetch(
+                "fields",
+                queryset=Field.objects.select_related("line").prefetch_related(
+                    Prefetch("revisions", queryset=FieldRevision.objects.order_by("seq"))
+                ),
+            ),
+        )
+        .order_by("-risk_mislabel", "-risk_invalid", "min_confidence", "created_at", "pk")
+    )
+    return list(qs[:limit])
+
+
+def review_queue_count(*, user: Any, filters: ReviewFilters | None = None) -> int:
+    """How many reads wait in ``user``'s review queue (0 for a user who cannot review)."""
+    if not roles.can(user, "review_read"):
+        return 0
+    return _review_queue_qs(user=user, filters=filters).count()
+
+
+def review_filters_parse(*, params: Mapping[str, str]) -> ReviewFilters:
+    """The queue filters of a query string (the API and the page share them): ``line``,
+    ``station`` (id), ``product_type`` (id or name), ``reason`` (a review reason code)."""
+    reason = (params.get("reason") or "").strip()
+    if reason and reason not in REVIEW_CODES:
+        raise ApplicationError(
+            "invalid",
+            f"reason must be one of {', '.join(REVIEW_CODES)}.",
+            details={"reason": list(REVIEW_CODES)},
+        )
+    pt_ref = (params.get("product_type") or "").strip()
+    station_raw = (params.get("station") or "").strip()
+    if station_raw and not station_raw.isdigit():
+        raise ApplicationError("invalid", "station must be a station id.")
+    return ReviewFilters(
+        line=(params.get("line") or "").strip(),
+        station=int(station_raw) if station_raw else None,
+        product_type=product_type_find(ref=pt_ref).pk if pt_ref else None,
+        reason=reason,
+    )
+
+
+def review_filter_choices(*, user: Any) -> dict[str, list]:
+    """Lines, stations and product types the queue can be filtered by (inside ``user``'s
+    scope)."""
+    stations = Station.objects.all()
+    scope = roles.capture_scope(user)
+    if scope is not None:
+        stations = stations.filter(pk__in=roles.station_ids(user))
+    stations = list(stations.order_by("line", "name"))
+    return {
+        "lines": sorted({s.line for s in stations}),
+        "stations": stations,
+        "product_types": list(ProductType.objects.order_by("name")),
+    }
+
+
+def field_get_scoped(*, field_id: int | str, user: Any) -> Field:
+    """A field with its read, capture, product type and revisions, inside ``user``'s scope."""
+    try:
+        pk = int(field_id)
+    except (TypeError, ValueError):
+        raise NotFoundError("not_found", f"No field {field_id}.") from None
+    qs = Field.objects.select_related(
+        "read", "read__capture", "read__capture__product_type", "read__capture__station", "line"
+    ).filter(pk=pk)
+    field = roles.scoped(qs, user, "read__capture__").first()
+    if field is None:
+        raise NotFoundError("not_found", f"No field {field_id}.")
+    return field
+
+
+def capture_revisions(*, capture: Capture) -> list[FieldRevision]:
+    """Every signed revision of every field of every read of ``capture``, oldest first."""
+    return list(
+        FieldRevision.objects.filter(field__read__capture=capture)
+        .select_related("field", "field__read", "signer")
+        .order_by("signed_at", "pk")
+    )
+
+
+def read_revision_count(*, read: Read) -> int:
+    """How many revisions the fields of ``read`` have (a reviewer's view of the read is stale
+    when this changed since it was shown)."""
+    return FieldRevision.objects.filter(field__read=read).count()
+
+
+def signature_failures(*, user: Any) -> int:
+    """Wrong passwords given by ``user`` when signing since their last successful signature
+    (counted from the audit trail; a lockout can be built on it)."""
+    last_ok = (
+        AuditEvent.objects.filter(actor=user, action=FIELD_REVISED_ACTION)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    failures = AuditEvent.objects.filter(actor=user, action=SIGNATURE_FAILED_ACTION)
+    if last_ok is not None:
+        failures = failures.filter(id__gt=last_ok)
+    return failures.count()
+
+
+def reviewed_reads(*, since: datetime | None = None) -> list[Read]:
+    """Reads a person has signed in full (every field has a revision; the latest run of its
+    capture, not withdrawn), with a revision signed at or after ``since``; oldest first, with
+    capture, product type, lines and fields (with revisions) prefetched. What
+    ``manage.py export_reviewed`` writes."""
+    qs = Read.objects.filter(_latest_read_q()).filter(_reviewed_q())
+    qs = _not_withdrawn(qs)
+    if since is not None:
+        qs = qs.filter(
+            Exists(
+                FieldRevision.objects.filter(field__read_id=OuterRef("pk"), signed_at__gte=since)
+            )
+        )
+    return list(
+        qs.select_related("capture", "capture__product_type", "capture__station")
+        .prefetch_related(
+            "lines",
+            Prefetch(
+                "fields",
+                queryset=Field.objects.select_related("line").prefetch_related(
+                    Prefetch("revisions", queryset=FieldRevision.objects.order_by("seq"))
+                ),
+            ),
+        )
+        .order_by("created_at", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A value the recogniser's alternatives suggest for a field: ``value`` normalised,
+    ``valid`` as ``validate_field`` says, ``probability`` of the swapped character."""
+
+    value: str
+    valid: bool
+    probability: float
+
+
+def field_span(*, field: Field) -> tuple[int, int] | None:
+    """Where the field's raw read sits in its line's text (``start, end``), if it can be found."""
+    if not field.line_id or field.line is None:
+        return None
+    text = field.line.text
+    for needle in (field.raw_value, field.value):
+        if needle:
+            pos = text.find(needle)
+            if pos < 0:
+                pos = text.upper().find(needle.upper())
+            if pos >= 0:
+                return pos, pos + len(needle)
+    return None
+
+
+def field_suggestions(*, field: Field, capture: Capture, limit: int = 4) -> list[Suggestion]:
+    """Values the recogniser also considered for ``field``: its raw read with one character
+    swapped for an alternative of that position (``TextLine.alternatives``), normalised and
+    checked like a correction; valid ones first, then by the alternative's probability. The
+    value in force is never suggested."""
+    span = field_span(field=field)
+    if span is None:
+        return []
+    line = field.line
+    alts = line.alternatives or []
+    start, end = span
+    raw = line.text[start:end]
+    seen = {field.current_value}
+    out: list[Suggestion] = []
+    for i in range(start, min(end, len(alts))):
+        for ch, p in (alts[i] or [])[1:]:
+            if not ch or ch == line.text[i]:
+                continue
+            candidate = raw[: i - start] + ch + raw[i - start + 1 :]
+            check = field_check(capture=capture, name=field.name, value=candidate)
+            if not check.value or check.value in seen:
+                continue
+            seen.add(check.value)
+            out.append(Suggestion(check.value, check.valid, round(float(p), 4)))
+    out.sort(key=lambda s: (not s.valid, -s.probability))
+    return out[:limit]

@@ -11,7 +11,7 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,17 +19,23 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ocrapp import audit, roles, tokens
+from ocrapp import audit, roles, selectors, tokens
 from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
+    CAPTURE_RETRIED_ACTION,
+    FIELD_REVISED_ACTION,
+    REVISION_MEANINGS,
+    REVISION_REASONS,
+    SIGNATURE_FAILED_ACTION,
     ApiToken,
     Capture,
     Field,
+    FieldRevision,
     ProductType,
     Read,
     SerialRecord,
@@ -553,6 +559,7 @@ def read_save(
                     name=f.name,
                     raw_value=f.raw_value,
                     value=f.value,
+                    current_value=f.value,
                     confidence=f.confidence,
                     line=_line_at(lines, f.line_index),
                     box=_points(f.box),
@@ -630,3 +637,468 @@ def _line_at(lines: list[TextLine], index: int | None) -> TextLine | None:
     if index is not None and 0 <= index < len(lines):
         return lines[index]
     return None
+
+
+# --- review: signed revisions of fields, electronic signature, retry --------------------------
+
+MAX_REASON_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """What a reviewer asks for one field: ``value`` the corrected value (None: the value in
+    force stands), ``reason`` a :data:`~ocrapp.models.REVISION_REASONS` code or the reviewer's
+    own words, ``override`` to sign a value that fails validation (needs a reason)."""
+
+    value: str | None = None
+    reason: str = ""
+    override: bool = False
+
+
+@dataclass(frozen=True)
+class _Planned:
+    field: Field
+    new_value: str
+    entered_value: str
+    meaning: str
+    reason_code: str
+    reason_text: str
+    check: Any  # workers.fieldspec.FieldCheck of new_value
+    override: bool
+
+
+def _revision_reason(reason: str) -> tuple[str, str]:
+    """(code, text) of a reason given as a code or in the reviewer's own words."""
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ApplicationError(
+            "invalid", f"A reason is at most {MAX_REASON_LENGTH} characters.", details={}
+        )
+    if not reason:
+        return "", ""
+    if reason in REVISION_REASONS and reason != "other":
+        return reason, ""
+    return "other", reason
+
+
+def _check_meaning(meaning: str) -> str:
+    if meaning not in REVISION_MEANINGS:
+        raise ApplicationError(
+            "invalid",
+            f"meaning must be one of {', '.join(REVISION_MEANINGS)}.",
+            details={"meaning": list(REVISION_MEANINGS)},
+        )
+    return meaning
+
+
+def _plan(*, capture: Capture, field: Field, edit: FieldEdit, meaning: str) -> _Planned:
+    """One field's revision as asked, validated with the pipeline verifier's code."""
+    code, text = _revision_reason(edit.reason)
+    if edit.value is None:
+        entered = field.current_value
+        check = selectors.field_check(capture=capture, name=field.name, value=entered)
+        new_value, changed = field.current_value, False
+    else:
+        entered = str(edit.value)
+        check = selectors.field_check(capture=capture, name=field.name, value=entered)
+        new_value = check.value
+        changed = new_value != field.current_value
+    if changed and not code:
+        raise ApplicationError(
+            "reason_required",
+            f"{field.name}: a correction needs a reason.",
+            details={"fields": {field.name: ["reason_required"]}},
+        )
+    if edit.override and not code:
+        raise ApplicationError(
+            "reason_required",
+            f"{field.name}: signing an invalid value needs a reason.",
+            details={"fields": {field.name: ["reason_required"]}},
+        )
+    if changed:
+        meaning = "corrected"
+    elif meaning == "corrected":
+        meaning = "reviewed"  # nothing changed: the signature says the value was checked
+    return _Planned(
+        field=field,
+        new_value=new_value,
+        entered_value=entered,
+        meaning=meaning,
+        reason_code=code,
+        reason_text=text,
+        check=check,
+        override=bool(edit.override and not check.valid),
+    )
+
+
+def _refuse_invalid(plans: list[_Planned]) -> None:
+    """400 ``invalid_value`` listing every value that fails validation without an override."""
+    bad = {
+        p.field.name: {
+            "value": p.new_value,
+            "reasons": [r.to_dict() for r in p.check.reasons],
+        }
+        for p in plans
+        if not p.check.valid and not p.override
+    }
+    if bad:
+        raise ApplicationError(
+            "invalid_value",
+            "Some values fail their checks: "
+            + "; ".join(
+                f"{name}: {', '.join(r['code'] for r in v['reasons'])}" for name, v in bad.items()
+            )
+            + ". Correct them, or sign them anyway with override and a reason.",
+            details={"fields": bad},
+        )
+
+
+def signature_check(*, user, password: str | None, password_due: bool, obj: Any) -> bool:
+    """The identity check of an electronic signature (21 CFR 11.200).
+
+    ``password_due``: whether the signer must give their password now (always with token
+    authentication; in a browser session when the last password check is older than
+    ``SIGNATURE_REAUTH_MINUTES``, see :mod:`ocrapp.signature`). A password given when not due is
+    checked too. A missing password raises 403 ``password_required``; a wrong one records a
+    ``signature_failed`` row in the audit trail (committed on its own: the attempt is kept,
+    nothing of the change is stored) and raises 403 ``signature_failed`` with the number of
+    failures since the signer's last good signature. Returns whether a password was checked.
+    """
+    from django.contrib.auth import authenticate
+
+    if not password:
+        if password_due:
+            raise ApplicationError(
+                "password_required",
+                "Enter your password to sign.",
+                details={"password": ["required"]},
+                status_code=403,
+            )
+        return False
+    who = authenticate(username=user.get_username(), password=password)
+    if who is None or who.pk != user.pk:
+        with transaction.atomic():
+            audit.record(
+                actor=user, action=SIGNATURE_FAILED_ACTION, obj=obj, reason="wrong_password"
+            )
+        failures = selectors.signature_failures(user=user)
+        log.warning("signature refused for %s: wrong password (%d)", user, failures)
+        raise ApplicationError(
+            "signature_failed",
+            "The password is wrong; nothing was signed.",
+            details={"failures": failures},
+            status_code=403,
+        )
+    return True
+
+
+def _require(*, user, code: str) -> None:
+    if not roles.can(user, code):
+        raise ApplicationError(
+            "permission_denied", "You are not allowed to do this.", status_code=403
+        )
+
+
+def _serial_index_follow(*, field: Field, capture: Capture) -> None:
+    """Make the search index follow the field's value in force: the value's row is current,
+    every other row of the field is superseded (kept, found as "was")."""
+    if field.name not in TRACED_FIELDS:
+        return
+    key = identifier_key(field.current_value)[:128]
+    SerialRecord.objects.filter(field=field, superseded=False).exclude(value=key).update(
+        superseded=True
+    )
+    if not key:
+        return
+    updated = SerialRecord.objects.filter(field=field, value=key).update(superseded=False)
+    if not updated:
+        SerialRecord.objects.create(
+            value=key,
+            skeleton=lookalike_key(field.current_value)[:128],
+            field=field,
+            field_name=field.name,
+            capture=capture,
+            product_type_id=capture.product_type_id,
+            station_id=capture.station_id,
+            created_at=capture.created_at,
+        )
+
+
+def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevision:
+    """Write one revision, the field's value in force, the search index and the audit row (in
+    the caller's transaction, the field row locked)."""
+    field = plan.field
+    seq = (field.revisions.aggregate(m=Max("seq"))["m"] or 0) + 1
+    old = field.current_value
+    revision = FieldRevision.objects.create(
+        field=field,
+        seq=seq,
+        old_value=old,
+        new_value=plan.new_value,
+        entered_value=plan.entered_value,
+        reason_code=plan.reason_code,
+        reason_text=plan.reason_text,
+        meaning=plan.meaning,
+        signer=user,
+        signer_name=audit.printed_name(user),
+        signed_at=signed_at,
+        valid=plan.check.valid,
+        check_reasons=[r.to_dict() for r in plan.check.reasons],
+        override=plan.override,
+    )
+    if plan.new_value != old:
+        field.current_value = plan.new_value
+        field.save(update_fields=["current_value"])
+        _serial_index_follow(field=field, capture=capture)
+    audit.record(
+        actor=user,
+        action=FIELD_REVISED_ACTION,
+        object_type="ocrapp.field",
+        object_id=str(field.pk),
+        object_repr=f"capture {capture.pk} run {field.read.run} {field.name}",
+        before={"value": old, "seq": seq - 1},
+        after={
+            "value": plan.new_value,
+            "entered": plan.entered_value,
+            "seq": seq,
+            "revision": revision.pk,
+            "meaning": plan.meaning,
+            "signer": revision.signer_name,
+            "signed_at": signed_at.isoformat(),
+            "valid": plan.check.valid,
+            "check_reasons": [r.code for r in plan.check.reasons],
+            "override": plan.override,
+            "reason_code": plan.reason_code,
+        },
+        reason=plan.reason_text or plan.reason_code,
+    )
+    return revision
+
+
+def _review_capture(*, user, capture_id) -> tuple[Capture, Read]:
+    _require(user=user, code="review_read")
+    capture = selectors.capture_get(capture_id=capture_id, user=user)
+    read = selectors.capture_latest_read(capture=capture)
+    if capture.status != Capture.Status.DONE or read is None:
+        raise ApplicationError(
+            "not_reviewable", "Only a capture that was read can be reviewed.", status_code=409
+        )
+    return capture, read
+
+
+def _sign(
+    *,
+    user,
+    capture: Capture,
+    read: Read,
+    plans: list[_Planned],
+    password: str | None,
+    password_due: bool,
+    base_revision: int | None,
+    base_seq: int | None = None,
+) -> tuple[list[FieldRevision], bool]:
+    """Check the values and the signature, then write every revision in one transaction."""
+    _refuse_invalid(plans)
+    checked = signature_check(user=user, password=password, password_due=password_due, obj=capture)
+    with transaction.atomic():
+        Capture.objects.select_for_update().filter(pk=capture.pk).first()  # one review at a time
+        if base_revision is not None:
+            now_count = selectors.read_revision_count(read=read)
+            if now_count != base_revision:
+                raise ApplicationError(
+                    "stale_read",
+                    "Someone else signed this read meanwhile; reload it and check again.",
+                    details={"revisions": now_count},
+                    status_code=409,
+                )
+        fields = {f.pk: f for f in Field.objects.filter(pk__in=[p.field.pk for p in plans])}
+        signed_at = timezone.now()
+        revisions = []
+        for plan in plans:
+            locked = fields[plan.field.pk]
+            if locked.current_value != plan.field.current_value or (
+                base_seq is not None and locked.revisions.count() != base_seq
+            ):
+                raise ApplicationError(
+                    "stale_read",
+                    "This value changed meanwhile; reload it and check again.",
+                    status_code=409,
+                )
+            locked.read = read
+            revisions.append(
+                _revise(
+                    plan=replace(plan, field=locked),
+                    capture=capture,
+                    user=user,
+                    signed_at=signed_at,
+                )
+            )
+    return revisions, checked
+
+
+def read_review(
+    *,
+    user,
+    capture_id: uuid.UUID | str,
+    edits: Mapping[str, FieldEdit] | None = None,
+    meaning: str = "reviewed",
+    password: str | None = None,
+    password_due: bool = True,
+    base_revision: int | None = None,
+) -> tuple[list[FieldRevision], bool]:
+    """Sign the latest read of a capture: one revision for every field of the read.
+
+    ``edits`` (by field name) correct some fields (meaning ``corrected``, a reason needed); the
+    others keep their value in force with ``meaning`` (``reviewed`` or ``approved``). Every
+    value is checked with the pipeline verifier's ``validate_field``: one that fails is refused
+    (400 ``invalid_value`` with the reasons) unless its edit says ``override`` with a reason.
+    ``base_revision``: how many revisions of the read the reviewer saw; 409 ``stale_read``
+    if that changed. The signature is checked by :func:`signature_check`. Returns the
+    revisions and whether a password was checked. Nothing is stored when anything is refused.
+    """
+    capture, read = _review_capture(user=user, capture_id=capture_id)
+    meaning = _check_meaning(meaning)
+    fields = list(read.fields.all())
+    if not fields:
+        raise ApplicationError(
+            "nothing_to_review",
+            "This read has no fields to sign; retake the photo or withdraw the capture.",
+            status_code=409,
+        )
+    by_name: dict[str, list[Field]] = {}
+    for f in fields:
+        by_name.setdefault(f.name, []).append(f)
+    edits = dict(edits or {})
+    unknown = sorted(set(edits) - set(by_name))
+    if unknown:
+        raise ApplicationError(
+            "unknown_field",
+            f"The read has no field {', '.join(unknown)}.",
+            details={"fields": {name: ["unknown"] for name in unknown}},
+        )
+    ambiguous = sorted(name for name in edits if len(by_name[name]) > 1)
+    if ambiguous:
+        raise ApplicationError(
+            "ambiguous_field",
+            f"The read has several fields {', '.join(ambiguous)}; correct them one by one "
+            "(POST /api/v1/fields/{id}/revisions).",
+        )
+    plans = [
+        _plan(capture=capture, field=f, edit=edits.get(f.name, FieldEdit()), meaning=meaning)
+        for f in fields
+    ]
+    return _sign(
+        user=user,
+        capture=capture,
+        read=read,
+        plans=plans,
+        password=password,
+        password_due=password_due,
+        base_revision=base_revision,
+    )
+
+
+def field_revise(
+    *,
+    user,
+    field_id: int | str,
+    value: str | None,
+    reason: str = "",
+    meaning: str = "reviewed",
+    override: bool = False,
+    password: str | None = None,
+    password_due: bool = True,
+    base_seq: int | None = None,
+) -> tuple[FieldRevision, bool]:
+    """Sign one field of a capture's latest read (see :func:`read_review`); ``base_seq``: the
+    number of revisions of the field the reviewer saw (409 ``stale_read`` if it changed)."""
+    _require(user=user, code="review_read")
+    field = selectors.field_get_scoped(field_id=field_id, user=user)
+    capture, read = _review_capture(user=user, capture_id=field.read.capture_id)
+    if field.read_id != read.pk:
+        raise ApplicationError(
+            "not_latest_read", "Only the capture's latest read can be revised.", status_code=409
+        )
+    plan = _plan(
+        capture=capture,
+        field=field,
+        edit=FieldEdit(value=value, reason=reason, override=override),
+        meaning=_check_meaning(meaning),
+    )
+    revisions, checked = _sign(
+        user=user,
+        capture=capture,
+        read=read,
+        plans=[plan],
+        password=password,
+        password_due=password_due,
+        base_revision=None,
+        base_seq=base_seq,
+    )
+    return revisions[0], checked
+
+
+def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
+    """Read a FAILED capture again: back to PENDING (the failure stays in the audit trail, the
+    reads it had are kept; ``read_save`` numbers the new one as the next run) and enqueued on
+    commit. If the queue is unreachable the capture is put back as it was (503)."""
+    _require(user=user, code="retry_capture")
+    capture = selectors.capture_get(capture_id=capture_id, user=user)
+    before: dict[str, Any] = {}
+    try:
+        with transaction.atomic():
+            locked = Capture.objects.select_for_update().get(pk=capture.pk)
+            if locked.status != Capture.Status.FAILED:
+                raise ApplicationError(
+                    "not_failed",
+                    f"Only a failed capture can be read again (this one is {locked.status}).",
+                    status_code=409,
+                )
+            before = {
+                "status": locked.status,
+                "failure_code": locked.failure_code,
+                "failure_reason": locked.failure_reason,
+                "attempts": locked.attempts,
+                "finished_at": locked.finished_at,
+                "reads": locked.reads.count(),
+            }
+            Capture.objects.filter(pk=locked.pk).update(
+                status=Capture.Status.PENDING,
+                failure_code="",
+                failure_reason="",
+                started_at=None,
+                finished_at=None,
+                updated_at=timezone.now(),
+            )
+            audit.record(
+                actor=user,
+                action=CAPTURE_RETRIED_ACTION,
+                obj=locked,
+                before=before,
+                after={"status": Capture.Status.PENDING, "next_run": before["reads"] + 1},
+                reason=before["failure_code"],
+            )
+            transaction.on_commit(lambda: _enqueue_read(capture_id=capture.pk), robust=False)
+    except QueueUnavailable:
+        # committed, but no message: put the capture back as it was, so it can be retried
+        with transaction.atomic():
+            Capture.objects.filter(pk=capture.pk, status=Capture.Status.PENDING).update(
+                status=Capture.Status.FAILED,
+                failure_code=before["failure_code"],
+                failure_reason=before["failure_reason"],
+                finished_at=before["finished_at"],
+            )
+            audit.record(
+                actor=user,
+                action="capture_retry_undone",
+                obj=capture,
+                before={"status": Capture.Status.PENDING},
+                after={"status": Capture.Status.FAILED},
+                reason="queue_unavailable",
+            )
+        raise ApplicationError(
+            "queue_unavailable",
+            "The reading queue is unavailable; the capture stays failed. Retry shortly.",
+            status_code=503,
+        ) from None
+    return selectors.capture_get(capture_id=capture.pk, user=user)

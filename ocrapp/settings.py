@@ -72,6 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "ocrapp.context_processors.review_nav",
             ],
         },
     },
@@ -118,6 +119,9 @@ MAX_IMAGE_SIDE = env_int("MAX_IMAGE_SIDE", 12_000, minimum=100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CAPTURE_WAIT_MAX_SECONDS = 30
+# Electronic signatures (review): a browser session gives the password again when its last
+# password check is older than this many minutes (0: at every signature; API tokens: always).
+SIGNATURE_REAUTH_MINUTES = env_int("SIGNATURE_REAUTH_MINUTES", 15, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -9,6 +9,26 @@ api_v1 = [
     path("captures/<str:capture_id>", api.CaptureDetailApi.as_view(), name="api-capture-detail"),
     path("serials", api.SerialSearchApi.as_view(), name="api-serial-search"),
     path("serials/<str:value>/history", api.SerialHistoryApi.as_view(), name="api-serial-history"),
+    # review: queue, signed revisions, retry
+    path("review-queue", api.ReviewQueueListApi.as_view(), name="api-review-queue"),
+    path(
+        "captures/<str:capture_id>/review",
+        api.CaptureReviewApi.as_view(),
+        name="api-capture-review",
+    ),
+    path(
+        "captures/<str:capture_id>/revisions",
+        api.CaptureRevisionListApi.as_view(),
+        name="api-capture-revisions",
+    ),
+    path(
+        "captures/<str:capture_id>/retry", api.CaptureRetryApi.as_view(), name="api-capture-retry"
+    ),
+    path(
+        "fields/<str:field_id>/revisions",
+        api.FieldRevisionCreateApi.as_view(),
+        name="api-field-revisions",
+    ),
 ]
 
 urlpatterns = [

@@ -12,7 +12,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,9 +22,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from ocrapp import roles, selectors
-from ocrapp.errors import NotFoundError
-from ocrapp.models import Capture, Field, Read
+from ocrapp import crops, roles, selectors, signature
+from ocrapp.audit import printed_name
+from ocrapp.errors import ApplicationError, NotFoundError
+from ocrapp.models import REVISION_REASONS, Capture, Field, FieldRevision, Read
 from ocrapp.templatetags.ocrui import (
     code_check,
     code_format_label,
@@ -36,6 +39,8 @@ from workers.contract import FieldDict, FieldResult, QualityReport, QualityWarni
 RECENT_ON_UPLOAD = 10
 RECENT_ON_LIST = 50
 MAX_QUERY_LENGTH = 128
+REVIEW_PAGE_SIZE = 50
+REVIEW_FILTER_REASONS = ("mislabel", "invalid", "missing", "low_confidence")
 _ZERO_UUID = uuid.UUID(int=0)
 
 
@@ -47,13 +52,27 @@ class FieldView:
     code_check: str  # "match" | "mismatch" | "code" | "": what a code on the label says
     code_text: str  # translated sentence for code_check
     corrected_html: str  # "corrected from <raw>" with the changed characters marked, or ""
+    field_id: int = 0
+    current_value: str = ""  # the value in force (the machine read until a signed revision)
+    revision: FieldRevision | None = None  # the latest signed revision, if any
+
+    @property
+    def revised(self) -> bool:
+        """A person changed the value (the machine read is shown beside it)."""
+        return self.current_value != self.field.value
+
+    @property
+    def valid_now(self) -> bool:
+        """Whether the value in force passed its checks (the latest revision's check)."""
+        return self.revision.valid if self.revision is not None else self.field.valid
 
 
 @dataclass(frozen=True)
 class ReviewView:
-    needs_review: bool
+    needs_review: bool  # the machine asked for a person and no one has signed every field yet
     reasons: list[dict[str, str]]  # [{code, field, text}], text translated
     threshold: float  # the auto-accept confidence the decision used
+    signed: bool = False  # every field of the read carries a signed revision
 
 
 @dataclass(frozen=True)
@@ -99,18 +118,30 @@ def _field_result(row: Field) -> FieldResult:
 def _field_view(row: Field, codes: list[dict], mismatches: list[dict]) -> FieldView:
     f = _field_result(row)
     kind, text = code_check(f, codes, mismatches)
+    revisions = list(row.revisions.all())  # prefetched, by seq
+    latest = revisions[-1] if revisions else None
+    if latest is not None:
+        valid = latest.valid
+        reasons = [(r.get("code", ""), r.get("message", "")) for r in latest.check_reasons]
+    else:
+        valid, reasons = f.valid, list(f.reasons)
     return FieldView(
         field=f,
         polygon=row.box or (row.line.polygon if row.line_id and row.line else None),
-        check_reasons=[] if f.valid else field_reason_texts(f.reasons, f.reason),
+        check_reasons=[] if valid else field_reason_texts(reasons, f.reason if not latest else ""),
         code_check=kind,
         code_text=text,
         corrected_html=correction_html(f),
+        field_id=row.pk,
+        current_value=row.current_value,
+        revision=latest,
     )
 
 
-def _capture_view(capture: Capture) -> CaptureView:
-    read = selectors.capture_latest_read(capture=capture)
+def _capture_view(capture: Capture, read: Read | None = None) -> CaptureView:
+    """``read``: the capture's latest read when the caller has it already (the review queue)."""
+    if read is None:
+        read = selectors.capture_latest_read(capture=capture)
     threshold = capture.product_type.auto_accept_threshold
     if read is None:
         return CaptureView(
@@ -127,12 +158,21 @@ def _capture_view(capture: Capture) -> CaptureView:
     fields = [_field_view(row, read.codes, read.mismatches) for row in read.fields.all()]
     decision = ReviewDecision.from_dict(read.review) if read.review else None
     results = [fv.field for fv in fields]
+    signed = bool(fields) and all(fv.revision is not None for fv in fields)
     review = ReviewView(
-        needs_review=read.needs_review,
+        needs_review=read.needs_review and not signed,
         reasons=review_reasons(decision, results, read.codes, read.mismatches, threshold),
         threshold=review_threshold(decision, threshold),
+        signed=signed,
     )
-    serial = next((f.value for f in results if f.name == "serial_number" and f.value), "")
+    serial = next(
+        (
+            fv.current_value
+            for fv in fields
+            if fv.field.name == "serial_number" and fv.current_value
+        ),
+        "",
+    )
     return CaptureView(
         capture=capture,
         read=read,
@@ -231,6 +271,10 @@ def capture_page(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
             "cv": view,
             "capture": view.capture,
             "timings": [(k, v) for k, v in (read.timings_ms or {}).items()] if read else [],
+            # review: every signed revision, and the re-read of a failed capture
+            "revisions": selectors.capture_revisions(capture=view.capture),
+            "can_retry": view.failed and roles.can(request.user, "retry_capture"),
+            "retry_url": reverse("api-capture-retry", kwargs={"capture_id": view.capture.pk}),
         },
     )
 
@@ -296,3 +340,181 @@ def serial_page(request: HttpRequest, value: str) -> HttpResponse:
         },
         status=200 if records else 404,
     )
+
+
+# --- review: the queue page, line crops, revisions on the capture page ----------------------
+
+
+@dataclass(frozen=True)
+class CharView:
+    ch: str
+    confidence: float | None
+    in_field: bool
+
+    @property
+    def shade(self) -> str:
+        """CSS class of a character's confidence (``c-high`` / ``c-mid`` / ``c-low``)."""
+        if self.confidence is None:
+            return "c-none"
+        if self.confidence >= 0.9:
+            return "c-high"
+        return "c-mid" if self.confidence >= 0.6 else "c-low"
+
+
+@dataclass(frozen=True)
+class ReviewFieldView:
+    """One field of a queued read, as the reviewer works it."""
+
+    fv: FieldView
+    line_order: int | None  # the crop of this line is shown beside the value
+    chars: list[CharView]  # the line's text, per character, the field's span marked
+    suggestions: list  # selectors.Suggestion
+    risk: str  # "mislabel" | "invalid" | "low" | "": why this field is flagged
+
+
+@dataclass(frozen=True)
+class ReviewItemView:
+    cv: CaptureView
+    fields: list[ReviewFieldView]
+    primary: str  # the field that typing corrects first (the riskiest)
+    base_revision: int
+    mislabel: bool
+    invalid: bool
+    min_confidence: float
+
+
+def _chars(row: Field) -> list[CharView]:
+    if not row.line_id or row.line is None:
+        return []
+    line = row.line
+    span = selectors.field_span(field=row) or (-1, -1)
+    confs = list(line.char_confidences or [])
+    return [
+        CharView(
+            ch=ch,
+            confidence=float(confs[i]) if i < len(confs) else None,
+            in_field=span[0] <= i < span[1],
+        )
+        for i, ch in enumerate(line.text)
+    ]
+
+
+def _review_item(read: Read) -> ReviewItemView:
+    capture = read.capture
+    cv = _capture_view(capture, read)
+    flagged = {r["field"]: r["code"] for r in cv.review.reasons} if cv.review else {}
+    rows = {row.pk: row for row in read.fields.all()}
+    fields, order = [], []
+    for fv in cv.fields:
+        row = rows[fv.field_id]
+        code = flagged.get(fv.field.name, "")
+        risk = {"mislabel": "mislabel", "invalid": "invalid", "missing": "invalid"}.get(code, "")
+        if not risk and fv.field.code_match is False:
+            risk = "mislabel"
+        if not risk and not fv.valid_now:
+            risk = "invalid"
+        if not risk and code == "low_confidence":
+            risk = "low"
+        fields.append(
+            ReviewFieldView(
+                fv=fv,
+                line_order=row.line.order if row.line_id and row.line else None,
+                chars=_chars(row),
+                suggestions=selectors.field_suggestions(field=row, capture=capture),
+                risk=risk,
+            )
+        )
+        rank = {"mislabel": 0, "invalid": 1, "low": 2}.get(risk, 3)
+        order.append((rank, fv.field.confidence, fv.field.name))
+    return ReviewItemView(
+        cv=cv,
+        fields=fields,
+        primary=min(order)[2] if order else "",
+        base_revision=sum(len(row.revisions.all()) for row in rows.values()),
+        mislabel=read.risk_mislabel,
+        invalid=read.risk_invalid,
+        min_confidence=read.min_confidence,
+    )
+
+
+def review_strings() -> dict[str, str]:
+    """Translated strings of ``review.js`` (a JSON script tag)."""
+    return {
+        "signing": _("Signing…"),
+        "signed": _("Signed"),
+        "reason_needed": _("Pick a reason for the correction (1–4) or type one."),
+        "wrong_password": _("The password is wrong; nothing was signed."),
+        "password_needed": _("Enter your password to sign."),
+        "stale": _("Someone else signed this read meanwhile. Reload the page."),
+        "network_error": _("Network error. Check the connection and try again."),
+        "server_error": _("The server answered with an error (%(status)s)."),
+        "invalid": _("The value fails its checks. Correct it, or sign it anyway with a reason."),
+        "empty": _("The queue is empty. Every read has been reviewed."),
+        "meaning_reviewed": _("reviewed"),
+        "meaning_corrected": _("corrected"),
+        "meaning_approved": _("approved"),
+        "position": _("%(n)s of %(total)s"),
+    }
+
+
+def _ensure_can(request: HttpRequest, code: str) -> None:
+    if not roles.can(request.user, code):
+        raise PermissionDenied
+
+
+@login_required
+@require_GET
+def review_page(request: HttpRequest) -> HttpResponse:
+    """The review queue, worked with the keyboard (or by touch): see ``review.js``."""
+    _ensure_can(request, "review_read")
+    try:
+        filters = selectors.review_filters_parse(params=request.GET)
+    except ApplicationError:
+        filters = selectors.ReviewFilters()
+    reads = selectors.review_queue(user=request.user, filters=filters, limit=REVIEW_PAGE_SIZE)
+    due_at = signature.password_due_at(request)
+    return render(
+        request,
+        "ocrapp/review.html",
+        {
+            "items": [_review_item(read) for read in reads],
+            "total": selectors.review_queue_count(user=request.user, filters=filters),
+            "filters": filters,
+            "choices": selectors.review_filter_choices(user=request.user),
+            "reason_codes": REVIEW_FILTER_REASONS,
+            "revision_reasons": [c for c in REVISION_REASONS if c != "other"],
+            "signer_name": printed_name(request.user),
+            "password_due_at": due_at.isoformat() if due_at else "",
+            "reauth_minutes": settings.SIGNATURE_REAUTH_MINUTES,
+            "review_strings": review_strings(),
+            "review_url_template": reverse("api-capture-review", kwargs={"capture_id": _ZERO_UUID}),
+            "zero_uuid": str(_ZERO_UUID),
+        },
+    )
+
+
+@login_required
+@require_GET
+def line_crop_image(request: HttpRequest, capture_id: uuid.UUID, order: int) -> HttpResponse:
+    """The rectified crop of one text line of the capture's latest read (PNG, Pillow only)."""
+    capture = _capture_in_scope(request, capture_id)
+    read = selectors.capture_latest_read(capture=capture)
+    line = next((ln for ln in read.lines.all() if ln.order == order), None) if read else None
+    if line is None:
+        raise Http404(_("No such text line."))
+    try:
+        with capture.image.open("rb") as fh:
+            photo = crops.open_photo(fh.read())
+        png = crops.png_bytes(crops.line_crop(photo, line.polygon))
+    except (FileNotFoundError, ValueError, OSError):
+        raise Http404(_("The line cannot be cut from the photo.")) from None
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400"  # the photo and its lines never change
+    return response
+
+
+def _capture_in_scope(request: HttpRequest, capture_id: uuid.UUID) -> Capture:
+    try:
+        return selectors.capture_get(capture_id=capture_id, user=request.user)
+    except NotFoundError:
+        raise Http404(_("No capture with this id.")) from None

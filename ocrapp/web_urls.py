@@ -14,6 +14,12 @@ urlpatterns = [
     path("captures/<uuid:capture_id>/", views.capture_page, name="capture-detail"),
     path("captures/<uuid:capture_id>/card", views.capture_card, name="capture-card"),
     path("captures/<uuid:capture_id>/image", views.capture_image, name="capture-image"),
+    path(
+        "captures/<uuid:capture_id>/lines/<int:order>/crop.png",
+        views.line_crop_image,
+        name="line-crop",
+    ),
+    path("review/", views.review_page, name="review"),
     path("search/", views.search_page, name="search"),
     # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).
     path("serials/<path:value>/", views.serial_page, name="serial-history"),

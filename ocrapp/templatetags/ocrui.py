@@ -8,6 +8,7 @@ page is the server-rendered template too (``views.capture_card``), so there is n
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -340,3 +341,72 @@ def conf_class(value: Any, threshold: Any = 0.85) -> str:
     if v >= t:
         return "conf-high"
     return "conf-mid" if v >= 0.5 else "conf-low"
+
+
+# --- review: revision reasons, signature meanings, queue filters ---------------------------
+
+# Why a reviewer corrected a value (``FieldRevision.reason_code``, ``models.REVISION_REASONS``);
+# ``other`` shows the reviewer's own words (``reason_text``).
+REVISION_REASON_MESSAGES = {
+    "misread": _("misread"),
+    "glare": _("glare"),
+    "damaged_label": _("damaged label"),
+    "wrong_field": _("wrong field"),
+    "other": _("other"),
+}
+
+# What a signature means (``FieldRevision.meaning``, ``models.REVISION_MEANINGS``).
+MEANING_LABELS = {
+    "reviewed": _("reviewed"),
+    "corrected": _("corrected"),
+    "approved": _("approved"),
+}
+
+# The review queue's reason filter (``Read.review.reasons[].code``).
+REVIEW_REASON_LABELS = {
+    "mislabel": _("Mislabel (code disagrees)"),
+    "invalid": _("Invalid value"),
+    "missing": _("Missing field"),
+    "low_confidence": _("Low confidence"),
+}
+
+
+@register.filter
+def revision_reason(revision: Any) -> str:
+    """The reason of a revision in words: its code translated, or the reviewer's own words."""
+    text = (getattr(revision, "reason_text", "") or "").strip()
+    code = getattr(revision, "reason_code", "") or ""
+    if text:
+        return text
+    msg = REVISION_REASON_MESSAGES.get(code)
+    return str(msg) if msg is not None else code
+
+
+@register.filter
+def revision_reason_label(code: str) -> str:
+    msg = REVISION_REASON_MESSAGES.get(code)
+    return str(msg) if msg is not None else code
+
+
+@register.filter
+def meaning_label(meaning: str) -> str:
+    msg = MEANING_LABELS.get(meaning)
+    return str(msg) if msg is not None else meaning
+
+
+@register.filter
+def review_reason_label(code: str) -> str:
+    msg = REVIEW_REASON_LABELS.get(code)
+    return str(msg) if msg is not None else code
+
+
+@register.filter
+def signature_text(revision: Any) -> str:
+    """``Signed by Ada Kim (ada) at 2026-12-01 12:03 UTC, meaning: reviewed`` (the printed name
+    and time of the signature as stored, the time in UTC)."""
+    at = revision.signed_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return gettext("Signed by %(name)s at %(time)s UTC, meaning: %(meaning)s") % {
+        "name": revision.signer_name,
+        "time": at,
+        "meaning": meaning_label(revision.meaning),
+    }

@@ -1,0 +1,20 @@
+"""Template context of every page: the review queue's count in the navigation."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from ocrapp import roles, selectors
+
+
+def review_nav(request: HttpRequest) -> dict:
+    """``can_review`` and ``review_queue_count`` (a callable: the count is queried only when a
+    template shows it, i.e. in ``base.html``'s navigation for a user who can review)."""
+    user = getattr(request, "user", None)
+    can_review = roles.can(user, "review_read")
+    return {
+        "can_review": can_review,
+        "review_queue_count": (lambda: selectors.review_queue_count(user=user))
+        if can_review
+        else 0,
+    }
