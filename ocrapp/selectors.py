@@ -9,8 +9,8 @@ from datetime import datetime
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import TrigramSimilarity
-from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
-from django.db.models.functions import Greatest
+from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet, Value
+from django.db.models.functions import Concat, Greatest
 
 from ocrapp.errors import NotFoundError
 from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station
@@ -72,7 +72,8 @@ def capture_list(*, limit: int = 50, station: Station | None = None) -> list[Cap
 
 
 def product_type_list() -> QuerySet[ProductType]:
-    return ProductType.objects.all()
+    """Product types that take new captures (inactive ones keep their history only)."""
+    return ProductType.objects.filter(active=True)
 
 
 def product_type_find(*, ref: str | int) -> ProductType:
@@ -113,16 +114,19 @@ class SerialHit:
     first_seen: datetime
     last_seen: datetime
     field_names: list[str]
+    stations: list[str]  # "line / name" as they were when the photos were taken
 
 
 def serial_search(*, q: str, limit: int = 50) -> list[SerialHit]:
-    """Find traced values: exact, then prefix, then similar (trigram) and look-alike matches."""
+    """Find traced values: exact, then prefix, then similar (trigram) and look-alike matches.
+    Withdrawn captures are left out (their reads stay in :func:`serial_history`, marked)."""
     norm = identifier_key(q)
     if not norm:
         return []
     skel = lookalike_key(q)
     qs = (
-        SerialRecord.objects.filter(
+        SerialRecord.objects.filter(capture__withdrawn_at__isnull=True)
+        .filter(
             Q(value=norm)
             | Q(value__startswith=norm)
             | Q(skeleton=skel)
@@ -140,6 +144,10 @@ def serial_search(*, q: str, limit: int = 50) -> list[SerialHit]:
             similarity=Max("sim"),
             skeleton=Max("skeleton"),
             field_names=ArrayAgg("field_name", distinct=True),
+            stations=ArrayAgg(
+                Concat("capture__station_line", Value(" / "), "capture__station_name"),
+                distinct=True,
+            ),
         )
     )
     ranked: list[tuple[int, float, str, SerialHit]] = []
@@ -163,6 +171,7 @@ def serial_search(*, q: str, limit: int = 50) -> list[SerialHit]:
             first_seen=row["first_seen"],
             last_seen=row["last_seen"],
             field_names=sorted(row["field_names"]),
+            stations=sorted(row["stations"]),
         )
         ranked.append((rank, -hit.similarity, value, hit))
     ranked.sort(key=lambda item: item[:3])
@@ -170,7 +179,9 @@ def serial_search(*, q: str, limit: int = 50) -> list[SerialHit]:
 
 
 def serial_history(*, value: str) -> list[SerialRecord]:
-    """Every read of one traced value, oldest first, with capture, station and product type."""
+    """Every read of one traced value, oldest first, with capture, station and product type.
+    Withdrawn captures stay in the history (``record.capture.withdrawn``); the station to show
+    is the capture's ``station_label`` (its name when the photo was taken)."""
     norm = identifier_key(value)
     return list(
         SerialRecord.objects.filter(value=norm)
