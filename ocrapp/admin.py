@@ -31,9 +31,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ocrapp import roles, services
+from ocrapp import roles
 from ocrapp.errors import ApplicationError
 from ocrapp.models import (
+    WITHDRAWAL_REASON_MAX,
     AuditEvent,
     Capture,
     Field,
@@ -47,6 +48,14 @@ from workers.fieldspec import product_schema_errors
 
 User = get_user_model()
 REASON_FIELD = "audit_reason"
+
+
+def _services():
+    """``ocrapp.services``, imported on first use: the admin is autodiscovered while
+    ``workers.celery`` is still setting Django up in a worker, and services imports the task."""
+    from ocrapp import services
+
+    return services
 
 
 def _reason_field() -> forms.CharField:
@@ -174,15 +183,15 @@ class ProductTypeAdmin(ServiceAdmin):
 
     def create(self, request, form, reason):
         data = {k: v for k, v in form.cleaned_data.items() if k != REASON_FIELD}
-        return services.product_type_create(actor=request.user, reason=reason, **data)
+        return _services().product_type_create(actor=request.user, reason=reason, **data)
 
     def update(self, request, obj, changes, reason):
-        return services.product_type_update(
+        return _services().product_type_update(
             product_type_id=obj.pk, actor=request.user, changes=changes, reason=reason
         )
 
     def delete(self, request, obj):
-        services.product_type_delete(product_type_id=obj.pk, actor=request.user)
+        _services().product_type_delete(product_type_id=obj.pk, actor=request.user)
 
 
 class StationForm(forms.ModelForm):
@@ -207,15 +216,15 @@ class StationAdmin(ServiceAdmin):
 
     def create(self, request, form, reason):
         data = {k: v for k, v in form.cleaned_data.items() if k != REASON_FIELD}
-        return services.station_create(actor=request.user, reason=reason, **data)
+        return _services().station_create(actor=request.user, reason=reason, **data)
 
     def update(self, request, obj, changes, reason):
-        return services.station_update(
+        return _services().station_update(
             station_id=obj.pk, actor=request.user, changes=changes, reason=reason
         )
 
     def delete(self, request, obj):
-        services.station_delete(station_id=obj.pk, actor=request.user)
+        _services().station_delete(station_id=obj.pk, actor=request.user)
 
 
 # --- captures and what was read (view only) -------------------------------------------------
@@ -267,7 +276,7 @@ class FieldAdmin(ReadOnlyAdmin):
 class WithdrawForm(forms.Form):
     reason = forms.CharField(
         label=_("Reason for the withdrawal"),
-        max_length=services.WITHDRAWAL_REASON_MAX,
+        max_length=WITHDRAWAL_REASON_MAX,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_(
             "Required. The capture leaves serial search; its reads, history and image are kept."
@@ -316,7 +325,7 @@ class CaptureAdmin(ReadOnlyAdmin):
             done = 0
             for capture in queryset:
                 try:
-                    services.capture_withdraw(
+                    _services().capture_withdraw(
                         capture_id=capture.pk,
                         actor=request.user,
                         reason=form.cleaned_data["reason"],
@@ -431,7 +440,7 @@ class AuditedAdminPasswordChangeForm(auth_forms.AdminPasswordChangeForm):
         if actor is None:  # only UserAdmin.user_change_password sets it
             raise RuntimeError("a password change outside the audited admin view")
         usable = self.cleaned_data.get("set_usable_password", True)
-        saved = services.user_password_set(
+        saved = _services().user_password_set(
             user_id=self.user.pk,
             actor=actor,
             password=self.cleaned_data["password1"] if usable else None,
@@ -461,7 +470,7 @@ class UserAdmin(AuditLinkMixin, ServiceWritesMixin, auth_admin.UserAdmin):
     def create(self, request, form, reason):
         data = form.cleaned_data
         usable = data.get("set_usable_password", True)
-        return services.user_create(
+        return _services().user_create(
             actor=request.user,
             username=data["username"],
             password=data.get("password1") if usable else None,
@@ -469,12 +478,12 @@ class UserAdmin(AuditLinkMixin, ServiceWritesMixin, auth_admin.UserAdmin):
         )
 
     def update(self, request, obj, changes, reason):
-        return services.user_update(
+        return _services().user_update(
             user_id=obj.pk, actor=request.user, changes=changes, reason=reason
         )
 
     def delete(self, request, obj):
-        services.user_delete(user_id=obj.pk, actor=request.user)
+        _services().user_delete(user_id=obj.pk, actor=request.user)
 
     def user_change_password(self, request, id, form_url=""):
         token = _admin_actor.set(request.user)
@@ -498,7 +507,7 @@ class GroupAdmin(AuditLinkMixin, ServiceWritesMixin, auth_admin.GroupAdmin):
     form = AuditedGroupForm
 
     def create(self, request, form, reason):
-        return services.group_create(
+        return _services().group_create(
             actor=request.user,
             name=form.cleaned_data["name"],
             permissions=form.cleaned_data.get("permissions", ()),
@@ -506,9 +515,9 @@ class GroupAdmin(AuditLinkMixin, ServiceWritesMixin, auth_admin.GroupAdmin):
         )
 
     def update(self, request, obj, changes, reason):
-        return services.group_update(
+        return _services().group_update(
             group_id=obj.pk, actor=request.user, changes=changes, reason=reason
         )
 
     def delete(self, request, obj):
-        services.group_delete(group_id=obj.pk, actor=request.user)
+        _services().group_delete(group_id=obj.pk, actor=request.user)

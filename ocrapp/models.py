@@ -91,6 +91,9 @@ class Station(models.Model):
         return f"{self.line} / {self.name}"
 
 
+WITHDRAWAL_REASON_MAX = 2000  # characters of Capture.withdrawal_reason (services, admin, API)
+
+
 class Capture(models.Model):
     """One uploaded photo and the state of its processing."""
 

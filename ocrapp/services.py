@@ -27,7 +27,16 @@ from rest_framework.authtoken.models import Token
 from ocrapp import audit, roles
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
-from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station, TextLine
+from ocrapp.models import (
+    WITHDRAWAL_REASON_MAX,
+    Capture,
+    Field,
+    ProductType,
+    Read,
+    SerialRecord,
+    Station,
+    TextLine,
+)
 from workers.contract import ContractError, Polygon, ReadResult, parse_read_result
 from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key, product_schema_errors
 from workers.tasks import read_capture  # celery only; the task body imports the pipeline
@@ -735,9 +744,6 @@ def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool
             reason=reason,
         )
         return True
-
-
-WITHDRAWAL_REASON_MAX = 2000
 
 
 @transaction.atomic

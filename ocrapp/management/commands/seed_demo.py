@@ -20,8 +20,14 @@ class Command(BaseCommand):
         username = os.environ.get("DEMO_USERNAME", "demo")
         password = os.environ.get("DEMO_PASSWORD", "demo-serial-2026")
         user = User.objects.filter(username=username).first()
-        if user is None:
-            User.objects.create_superuser(username=username, password=password, email="")
+        if user is None:  # through the service, so the demo login's creation is audited too
+            services.user_create(
+                actor=None,
+                username=username,
+                password=password,
+                fields={"is_staff": True, "is_superuser": True},
+                reason="demo seed",
+            )
         for name, spec in DEMO_PRODUCT_TYPES.items():
             if not ProductType.objects.filter(name=name).exists():
                 services.product_type_create(name=name, **spec)
