@@ -107,6 +107,7 @@ class CaptureOutput(serializers.Serializer):
     needs_review = serializers.SerializerMethodField()
     reviewed = serializers.SerializerMethodField()
     read = serializers.SerializerMethodField()
+    withdrawn = serializers.SerializerMethodField()
 
     def _url(self, name: str, obj: Capture) -> str:
         path = reverse(name, kwargs={"capture_id": obj.pk})
@@ -120,7 +121,18 @@ class CaptureOutput(serializers.Serializer):
         return self._url("capture-image", obj)
 
     def get_station(self, obj: Capture) -> dict:
-        return {"id": obj.station_id, "line": obj.station.line, "name": obj.station.name}
+        """The station as it was named when the photo was taken; ``id``: the station now."""
+        return {"id": obj.station_id, "line": obj.station_line, "name": obj.station_name}
+
+    def get_withdrawn(self, obj: Capture) -> dict | None:
+        """{at, by, reason} once the capture was withdrawn (it then leaves serial search)."""
+        if obj.withdrawn_at is None:
+            return None
+        return {
+            "at": obj.withdrawn_at,
+            "by": obj.withdrawn_by_name,
+            "reason": obj.withdrawal_reason,
+        }
 
     def get_failure(self, obj: Capture) -> dict | None:
         if obj.status != Capture.Status.FAILED:
@@ -160,6 +172,9 @@ class SerialHitOutput(serializers.Serializer):
     current_reads = serializers.IntegerField(
         help_text="Reads whose value in force this is (0: only found as a corrected-away 'was')."
     )
+    stations = serializers.ListField(
+        child=serializers.CharField(), help_text="Stations (line / name) at capture time."
+    )
     history_url = serializers.SerializerMethodField()
 
     def get_history_url(self, obj) -> str:
@@ -175,7 +190,7 @@ class SerialHistoryItemOutput(serializers.Serializer):
     raw_value = serializers.CharField(source="field.raw_value")
     confidence = serializers.FloatField(source="field.confidence")
     valid = serializers.BooleanField(source="field.valid")
-    station = serializers.CharField(source="station.__str__")
+    station = serializers.CharField(source="capture.station_label")
     product_type = serializers.CharField(source="product_type.name")
     capture_status = serializers.CharField(source="capture.status")
     client_ref = serializers.CharField(source="capture.client_ref")
@@ -183,6 +198,7 @@ class SerialHistoryItemOutput(serializers.Serializer):
         help_text="A person corrected this read from this value to current_value ('was')."
     )
     current_value = serializers.CharField(source="field.current_value")
+    withdrawn = serializers.BooleanField(source="capture.withdrawn")
 
 
 # --- permissions -----------------------------------------------------------------------------
@@ -274,6 +290,31 @@ class CaptureDetailApi(APIView):
             capture = selectors.capture_wait(capture_id=capture_id, user=request.user, timeout=wait)
         else:
             capture = selectors.capture_get(capture_id=capture_id, user=request.user)
+        return Response(CaptureOutput(capture, context={"request": request}).data)
+
+
+class CaptureWithdrawInput(serializers.Serializer):
+    # Blank and length are checked by services.capture_withdraw (after the permission check).
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Why (required)."
+    )
+
+
+class CaptureWithdrawApi(APIView):
+    @extend_schema(
+        operation_id="captures_withdraw",
+        request=CaptureWithdrawInput,
+        responses={200: CaptureOutput},
+        description="Withdraw a capture (needs withdraw_capture, else 403): it leaves serial "
+        "search but keeps its reads, history and image. Captures are never deleted.",
+    )
+    def post(self, request, capture_id):
+        data = CaptureWithdrawInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.capture_withdraw(
+            capture_id=capture_id, actor=request.user, reason=data.validated_data["reason"]
+        )
+        capture = selectors.capture_get(capture_id=capture_id)
         return Response(CaptureOutput(capture, context={"request": request}).data)
 
 

@@ -156,3 +156,145 @@ def verify_chain() -> tuple[int, ChainBreak | None]:
             return n, ChainBreak(ev.pk, "hash")
         prev = ev.hash
     return n, None
+
+
+# --- integrity of the data against the trail (``manage.py audit_verify``) --------------------
+#
+# The chain proves the trail itself was not altered; these checks find data changed behind the
+# application's back (a raw SQL UPDATE, a restored backup): the search index must match the
+# fields it indexes, and every field's value must be what the trail last recorded for it.
+#
+# Where a field's value is recorded: ``ocrapp.read`` events with action ``create`` (the worker's
+# ``read_save``) or ``baseline`` (``manage.py audit_baseline``) carry
+# ``after["fields"] = {"<field id>": {"name": ..., "value": ...}}``; any later change of a value
+# (a correction) is an event about the field itself: ``object_type="ocrapp.field"``,
+# ``object_id=<field id>``, ``after={"value": <new value>, ...}``. The latest of these wins.
+
+READ_VALUE_ACTIONS = ("create", "baseline")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One row that does not match: ``kind`` is ``search_index`` or ``field_value``;
+    ``message`` names the row and what differs."""
+
+    kind: str
+    object_type: str
+    object_id: str
+    message: str
+
+
+_RECORDED_VALUES_SQL = """
+WITH recorded AS (
+    SELECT kv.key::bigint AS field_id, kv.value ->> 'value' AS value, e.id AS event_id
+    FROM ocrapp_auditevent e CROSS JOIN LATERAL jsonb_each(e.after -> 'fields') kv
+    WHERE e.object_type = 'ocrapp.read' AND e.action = ANY(%(read_actions)s)
+      AND jsonb_typeof(e.after -> 'fields') = 'object'
+    UNION ALL
+    SELECT e.object_id::bigint, e.after ->> 'value', e.id
+    FROM ocrapp_auditevent e
+    WHERE e.object_type = 'ocrapp.field' AND e.object_id ~ '^[0-9]+$'
+      AND jsonb_typeof(e.after) = 'object' AND e.after ? 'value'
+), latest AS (
+    SELECT DISTINCT ON (field_id) field_id, value, event_id
+    FROM recorded ORDER BY field_id, event_id DESC
+)
+SELECT f.id, f.name, f.current_value, r.capture_id, r.run, l.value, l.event_id, (f.id IS NULL)
+FROM ocrapp_field f
+JOIN ocrapp_read r ON r.id = f.read_id
+LEFT JOIN latest l ON l.field_id = f.id
+WHERE l.field_id IS NULL OR l.value IS DISTINCT FROM f.current_value
+UNION ALL
+SELECT l.field_id, NULL, NULL, NULL, NULL, l.value, l.event_id, TRUE
+FROM latest l LEFT JOIN ocrapp_field f ON f.id = l.field_id
+WHERE f.id IS NULL
+ORDER BY 1
+"""
+
+
+def verify_field_values() -> Iterator[Mismatch]:
+    """Every field whose current value is not what the audit trail last recorded for it, a
+    field the trail never recorded, and a recorded field that is gone (field id order)."""
+    with connection.cursor() as cur:
+        cur.execute(_RECORDED_VALUES_SQL, {"read_actions": list(READ_VALUE_ACTIONS)})
+        for fid, name, value, capture_id, run, recorded, event_id, gone in cur.fetchall():
+            where = f"field #{fid}"
+            if gone:
+                message = (
+                    f"{where}: recorded by audit event #{event_id} (value {recorded!r}) "
+                    "no longer exists (deleted behind the application's back)"
+                )
+            elif event_id is None:
+                message = (
+                    f"{where} ({name} of capture {capture_id} run {run}): value {value!r} "
+                    "was never recorded by the audit trail"
+                )
+            else:
+                message = (
+                    f"{where} ({name} of capture {capture_id} run {run}): value is {value!r} "
+                    f"but the audit trail last recorded {recorded!r} (event #{event_id})"
+                )
+            yield Mismatch("field_value", "ocrapp.field", str(fid), message)
+
+
+def verify_search_index() -> Iterator[Mismatch]:
+    """Every current search index row (``SerialRecord``, not ``superseded``) that does not match
+    its field's value in force (``current_value``
+    by ``identifier_key``/``lookalike_key``), name or capture, and every traced field value that
+    has no current index row (field id order)."""
+    from ocrapp.models import Field, SerialRecord
+    from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key
+
+    width = SerialRecord._meta.get_field("value").max_length
+    rows = (
+        SerialRecord.objects.filter(superseded=False)  # "was" rows keep a superseded value
+        .order_by("field_id")
+        .values_list(
+            "pk",
+            "value",
+            "skeleton",
+            "field_name",
+            "capture_id",
+            "field_id",
+            "field__name",
+            "field__current_value",
+            "field__read__capture_id",
+        )
+        .iterator(chunk_size=2000)
+    )
+    for pk, value, skeleton, field_name, capture_id, fid, f_name, f_value, f_capture in rows:
+        want_value = identifier_key(f_value)[:width]
+        want_skeleton = lookalike_key(f_value)[:width]
+        problems = []
+        if value != want_value:
+            problems.append(f"value {value!r} should be {want_value!r}")
+        if skeleton != want_skeleton:
+            problems.append(f"skeleton {skeleton!r} should be {want_skeleton!r}")
+        if field_name != f_name:
+            problems.append(f"field name {field_name!r} should be {f_name!r}")
+        if capture_id != f_capture:
+            problems.append(f"capture {capture_id} should be {f_capture}")
+        if problems:
+            yield Mismatch(
+                "search_index",
+                "ocrapp.serialrecord",
+                str(pk),
+                f"search index row #{pk} of field #{fid} ({f_name} = {f_value!r}): "
+                + "; ".join(problems),
+            )
+    missing = (
+        Field.objects.filter(name__in=TRACED_FIELDS)
+        .exclude(serial_records__superseded=False)
+        .order_by("pk")
+        .values_list("pk", "name", "current_value", "read__capture_id")
+        .iterator(chunk_size=2000)
+    )
+    for fid, name, value, capture_id in missing:
+        if identifier_key(value):
+            yield Mismatch(
+                "search_index",
+                "ocrapp.field",
+                str(fid),
+                f"field #{fid} ({name} = {value!r} of capture {capture_id}) "
+                "has no search index row",
+            )

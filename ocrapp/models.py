@@ -41,11 +41,17 @@ class ProductType(models.Model):
         ),
     )
     auto_accept_threshold = models.FloatField(_("auto-accept threshold"), default=0.85)
-    created_at = models.DateTimeField(auto_now_add=True)
+    active = models.BooleanField(
+        _("active"),
+        default=True,
+        help_text=_("Inactive product types take no new captures; their history stays."),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("product type")
+        verbose_name_plural = _("product types")
 
     def __str__(self) -> str:
         return self.name
@@ -72,7 +78,7 @@ class Station(models.Model):
         verbose_name=_("operators"),
         help_text=_("Operators who work at this station (they see and correct its reads)."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["line", "name"]
@@ -80,6 +86,7 @@ class Station(models.Model):
             models.UniqueConstraint(fields=["line", "name"], name="station_line_name_uniq")
         ]
         verbose_name = _("station")
+        verbose_name_plural = _("stations")
 
     def __str__(self) -> str:
         return f"{self.line} / {self.name}"
@@ -128,6 +135,9 @@ class ApiToken(models.Model):
         return self.revoked_at is None
 
 
+WITHDRAWAL_REASON_MAX = 2000  # characters of Capture.withdrawal_reason (services, admin, API)
+
+
 class Capture(models.Model):
     """One uploaded photo and the state of its processing."""
 
@@ -146,6 +156,10 @@ class Capture(models.Model):
     height = models.PositiveIntegerField()
     image_format = models.CharField(max_length=16)
     station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="captures")
+    # The station as it was named when the photo was taken: a later rename of the station does
+    # not rewrite this capture's history (history, search and the capture page show these).
+    station_line = models.CharField(_("line at capture time"), max_length=100, blank=True)
+    station_name = models.CharField(_("station name at capture time"), max_length=100, blank=True)
     product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="captures")
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="captures"
@@ -160,6 +174,20 @@ class Capture(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Withdrawal (``services.capture_withdraw``): a capture is never deleted; withdrawn, it leaves
+    # serial search but keeps its reads, history and image. ``withdrawn_by_name`` keeps the
+    # printed name as it was at the time (like ``AuditEvent.actor_name``).
+    withdrawn_at = models.DateTimeField(_("withdrawn at"), null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="withdrawn_captures",
+        verbose_name=_("withdrawn by"),
+    )
+    withdrawn_by_name = models.CharField(_("withdrawn by (name)"), max_length=255, blank=True)
+    withdrawal_reason = models.TextField(_("reason for withdrawal"), blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -172,6 +200,7 @@ class Capture(models.Model):
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="capture_status_idx")]
         verbose_name = _("capture")
+        verbose_name_plural = _("captures")
         # What the roles grant (``ocrapp.roles``); checked with ``user.has_perm("ocrapp.<code>")``.
         permissions = [
             ("upload_capture", _("Can upload captures")),
@@ -186,11 +215,29 @@ class Capture(models.Model):
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
 
+    @property
+    def station_label(self) -> str:
+        """The station as it was named when the photo was taken ("LINE-1 / station-A")."""
+        if not (self.station_line or self.station_name):  # not yet saved
+            return str(self.station) if self.station_id else ""
+        return f"{self.station_line} / {self.station_name}"
+
+    @property
+    def station_renamed(self) -> bool:
+        """Whether the station has been renamed since (its current name differs)."""
+        return bool(self.station_id) and str(self.station) != self.station_label
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.withdrawn_at is not None
+
 
 class Read(models.Model):
     """One processing run of a capture: what produced it and how it went."""
 
-    capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="reads")
+    # PROTECT everywhere below: reads, lines, fields and search rows are never deleted (a
+    # capture is withdrawn instead, ``services.capture_withdraw``).
+    capture = models.ForeignKey(Capture, on_delete=models.PROTECT, related_name="reads")
     run = models.PositiveIntegerField(default=1)
     models_used = models.JSONField(default=list)  # [{stage, name, version, sha256}]
     pipeline_config = models.JSONField(default=dict)
@@ -216,10 +263,15 @@ class Read(models.Model):
                 fields=["created_at"], condition=Q(needs_review=True), name="read_needs_review_idx"
             )
         ]
+        verbose_name = _("read")
+        verbose_name_plural = _("reads")
+
+    def __str__(self) -> str:
+        return f"capture {self.capture_id} run {self.run}"
 
 
 class TextLine(models.Model):
-    read = models.ForeignKey(Read, on_delete=models.CASCADE, related_name="lines")
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="lines")
     order = models.PositiveIntegerField()
     text = models.TextField()
     confidence = models.FloatField()
@@ -232,10 +284,16 @@ class TextLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["read", "order"], name="textline_read_order_uniq")
         ]
+        verbose_name = _("text line")
+        verbose_name_plural = _("text lines")
+
+    def __str__(self) -> str:
+        text = self.text if len(self.text) <= 60 else self.text[:59] + "…"
+        return f"line {self.order}: {text} (read {self.read_id})"
 
 
 class Field(models.Model):
-    read = models.ForeignKey(Read, on_delete=models.CASCADE, related_name="fields")
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="fields")
     name = models.CharField(max_length=64)
     raw_value = models.TextField(blank=True)
     value = models.TextField(blank=True)  # normalised
@@ -259,6 +317,19 @@ class Field(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["name", "value"], name="field_name_value_idx")]
+        verbose_name = _("field")
+        verbose_name_plural = _("fields")
+
+    def __str__(self) -> str:
+        value = self.value if len(self.value) <= 60 else self.value[:59] + "…"
+        return f"{self.name} = {value} (capture {self._capture_id()})"
+
+    def _capture_id(self) -> str:
+        read = self._state.fields_cache.get("read")  # no query when the read is loaded
+        if read is not None:
+            return str(read.capture_id)
+        capture_id = Read.objects.filter(pk=self.read_id).values_list("capture_id", flat=True)
+        return str(capture_id.first() or "?")
 
 
 # What a signature on a field revision means (21 CFR 11.50: the meaning of each signature).
@@ -328,10 +399,10 @@ class SerialRecord(models.Model):
 
     value = models.CharField(max_length=128)
     skeleton = models.CharField(max_length=128)
-    field = models.ForeignKey(Field, on_delete=models.CASCADE, related_name="serial_records")
+    field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="serial_records")
     superseded = models.BooleanField(default=False)
     field_name = models.CharField(max_length=64)
-    capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="serial_records")
+    capture = models.ForeignKey(Capture, on_delete=models.PROTECT, related_name="serial_records")
     product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT)
     station = models.ForeignKey(Station, on_delete=models.PROTECT)
     created_at = models.DateTimeField(db_index=True)
@@ -352,6 +423,11 @@ class SerialRecord(models.Model):
                 fields=["field"], condition=Q(superseded=False), name="serial_field_current_uniq"
             ),
         ]
+        verbose_name = _("serial index entry")
+        verbose_name_plural = _("serial index entries")
+
+    def __str__(self) -> str:
+        return f"{self.field_name} {self.value} (capture {self.capture_id})"
 
 
 class AuditEvent(models.Model):

@@ -32,7 +32,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce, Concat, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -134,7 +134,8 @@ def capture_list(*, user, limit: int = 50, station: Station | None = None) -> li
 
 
 def product_type_list() -> QuerySet[ProductType]:
-    return ProductType.objects.all()
+    """Product types that take new captures (inactive ones keep their history only)."""
+    return ProductType.objects.filter(active=True)
 
 
 def product_type_find(*, ref: str | int) -> ProductType:
@@ -182,6 +183,7 @@ class SerialHit:
     first_seen: datetime
     last_seen: datetime
     field_names: list[str]
+    stations: list[str]  # "line / name" as they were when the photos were taken
     current_reads: int = 0  # reads whose value in force this is; 0: found only as "was"
 
     @property
@@ -192,13 +194,16 @@ class SerialHit:
 
 def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
     """Find traced values: exact, then prefix, then similar (trigram) and look-alike matches,
-    among the captures ``user`` may see (counts and dates too)."""
+    among the captures ``user`` may see (counts and dates too). Withdrawn captures are left
+    out (their reads stay in :func:`serial_history`, marked)."""
     norm = identifier_key(q)
     if not norm:
         return []
     skel = lookalike_key(q)
     qs = (
-        roles.scoped(SerialRecord.objects.all(), user, "capture__")
+        roles.scoped(
+            SerialRecord.objects.filter(capture__withdrawn_at__isnull=True), user, "capture__"
+        )
         .filter(
             Q(value=norm)
             | Q(value__startswith=norm)
@@ -218,6 +223,10 @@ def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
             skeleton=Max("skeleton"),
             field_names=ArrayAgg("field_name", distinct=True),
             current=Count("id", filter=Q(superseded=False)),
+            stations=ArrayAgg(
+                Concat("capture__station_line", Value(" / "), "capture__station_name"),
+                distinct=True,
+            ),
         )
     )
     ranked: list[tuple[int, float, str, SerialHit]] = []
@@ -242,6 +251,7 @@ def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
             last_seen=row["last_seen"],
             field_names=sorted(row["field_names"]),
             current_reads=row["current"],
+            stations=sorted(row["stations"]),
         )
         ranked.append((rank, -hit.similarity, value, hit))
     ranked.sort(key=lambda item: item[:3])
@@ -251,7 +261,8 @@ def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
 def serial_history(*, value: str, user) -> list[SerialRecord]:
     """Every read of one traced value that ``user`` may see, oldest first, with capture,
     station and product type; rows with ``superseded`` are reads a person corrected from this
-    value to another ("was")."""
+    value to another ("was"). Withdrawn captures stay in the history
+    (``record.capture.withdrawn``); the station to show is the capture's ``station_label``."""
     norm = identifier_key(value)
     return list(
         roles.scoped(SerialRecord.objects.filter(value=norm), user, "capture__")
@@ -295,10 +306,9 @@ def _latest_read_q() -> Q:
 
 
 def _not_withdrawn(qs: QuerySet[Read]) -> QuerySet[Read]:
-    """Reads whose capture is not withdrawn. The withdraw work (another branch) adds the marker
-    on Capture; this is the one place the review queue and the export exclude withdrawn
-    captures, so that filter belongs here once it exists."""
-    return qs
+    """Reads whose capture is not withdrawn: the one place the review queue and the export
+    leave withdrawn captures out."""
+    return qs.filter(capture__withdrawn_at__isnull=True)
 
 
 def _unreviewed_q() -> Q:

@@ -10,21 +10,22 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ocrapp import audit, roles, selectors, tokens
-from ocrapp.errors import ApplicationError
+from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
     CAPTURE_RETRIED_ACTION,
@@ -32,6 +33,7 @@ from ocrapp.models import (
     REVISION_MEANINGS,
     REVISION_REASONS,
     SIGNATURE_FAILED_ACTION,
+    WITHDRAWAL_REASON_MAX,
     ApiToken,
     Capture,
     Field,
@@ -50,31 +52,402 @@ log = logging.getLogger(__name__)
 User = get_user_model()
 
 
+# --- audit helpers --------------------------------------------------------------------------
+#
+# Every change below writes one ``AuditEvent`` through ``audit.record`` inside the transaction of
+# the change. ``before``/``after`` hold the changed fields and the object's identifying fields
+# (``_IDENTITY``); many-to-many values are sorted lists of names; passwords are never recorded.
+
+_PRODUCT_TYPE_FIELDS = ("name", "description", "field_schema", "auto_accept_threshold", "active")
+_STATION_FIELDS = ("line", "name", "active", "token_owner", "members")
+_USER_FIELDS = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+    "groups",
+    "user_permissions",
+)
+_GROUP_FIELDS = ("name", "permissions")
+_IDENTITY = {
+    "producttype": ("name",),
+    "station": ("line", "name"),
+    "user": ("username",),
+    "group": ("name",),
+}
+
+
+def _perm_names(perms) -> list[str]:
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in perms)
+
+
+def _state(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The audited form of ``obj``'s fields ``names``: foreign keys and many-to-many values by
+    name (usernames, group names, ``app.codename``), never by a bare id."""
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == "token_owner":
+            out[name] = obj.token_owner.get_username() if obj.token_owner_id else None
+        elif name == "members":
+            out[name] = sorted(u.get_username() for u in obj.members.all()) if obj.pk else []
+        elif name == "groups":
+            out[name] = sorted(g.name for g in obj.groups.all()) if obj.pk else []
+        elif name in ("user_permissions", "permissions"):
+            perms = getattr(obj, name).select_related("content_type") if obj.pk else []
+            out[name] = _perm_names(perms)
+        else:
+            out[name] = getattr(obj, name)
+    return out
+
+
+def _diff(
+    kind: str, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Changed fields of ``before``/``after`` plus the identifying ones; None when nothing
+    changed (no event is written for an edit that changes nothing)."""
+    changed = [k for k in after if before.get(k) != after.get(k)]
+    if not changed:
+        return None
+    keys = [*_IDENTITY.get(kind, ()), *(k for k in changed if k not in _IDENTITY.get(kind, ()))]
+    return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
+
+
+def _check_changes(kind: str, changes: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(changes) - set(allowed))
+    if unknown:
+        raise ApplicationError(
+            "invalid",
+            f"{kind}: cannot change {', '.join(unknown)}.",
+            details={"fields": unknown},
+        )
+
+
+def _locked(model, pk: Any, what: str):
+    obj = model.objects.select_for_update().filter(pk=pk).first()
+    if obj is None:
+        raise NotFoundError("not_found", f"No {what} {pk}.")
+    return obj
+
+
+def _save_unique(obj: Any, what: str) -> None:
+    """Save, turning a unique-constraint violation into a readable 409."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError:
+        raise ApplicationError(
+            "already_exists", f"Another {what} already has this name.", status_code=409
+        ) from None
+
+
+def _ids(values: Iterable[Any]) -> list[Any]:
+    return [getattr(v, "pk", v) for v in values]
+
+
 # --- product types and stations -------------------------------------------------------------
 
 
+def _product_type_check(*, field_schema: dict, auto_accept_threshold: float) -> None:
+    problems = product_schema_errors(field_schema)
+    if problems:
+        raise ApplicationError("invalid_schema", " ".join(problems), details={"schema": problems})
+    if not 0.0 <= auto_accept_threshold <= 1.0:
+        raise ApplicationError("invalid", _("auto_accept_threshold must be between 0 and 1."))
+
+
+@transaction.atomic
 def product_type_create(
     *,
     name: str,
     field_schema: dict,
     description: str = "",
     auto_accept_threshold: float = 0.85,
+    active: bool = True,
+    actor: Any = None,
+    reason: str = "",
 ) -> ProductType:
-    problems = product_schema_errors(field_schema)
-    if problems:
-        raise ApplicationError("invalid_schema", " ".join(problems), details={"schema": problems})
-    if not 0.0 <= auto_accept_threshold <= 1.0:
-        raise ApplicationError("invalid", _("auto_accept_threshold must be between 0 and 1."))
-    return ProductType.objects.create(
+    _product_type_check(field_schema=field_schema, auto_accept_threshold=auto_accept_threshold)
+    product_type = ProductType(
         name=name,
         field_schema=field_schema,
         description=description,
         auto_accept_threshold=auto_accept_threshold,
+        active=active,
     )
+    _save_unique(product_type, "product type")
+    audit.record(
+        actor=actor,
+        action="create",
+        obj=product_type,
+        after=_state(product_type, _PRODUCT_TYPE_FIELDS),
+        reason=reason,
+    )
+    return product_type
 
 
-def station_create(*, line: str, name: str, token_owner=None) -> Station:
-    return Station.objects.create(line=line, name=name, token_owner=token_owner)
+@transaction.atomic
+def product_type_update(
+    *, product_type_id: int, actor: Any, changes: Mapping[str, Any], reason: str = ""
+) -> ProductType:
+    """Change a product type's name, description, field schema, auto-accept threshold or
+    ``active`` (deactivate instead of delete); one audit event with the changed fields."""
+    _check_changes("product type", changes, _PRODUCT_TYPE_FIELDS)
+    product_type = _locked(ProductType, product_type_id, "product type")
+    before = _state(product_type, _PRODUCT_TYPE_FIELDS)
+    for name, value in changes.items():
+        setattr(product_type, name, value)
+    _product_type_check(
+        field_schema=product_type.field_schema,
+        auto_accept_threshold=product_type.auto_accept_threshold,
+    )
+    diff = _diff("producttype", before, _state(product_type, _PRODUCT_TYPE_FIELDS))
+    if diff is None:
+        return product_type
+    _save_unique(product_type, "product type")
+    audit.record(
+        actor=actor, action="update", obj=product_type, before=diff[0], after=diff[1], reason=reason
+    )
+    return product_type
+
+
+@transaction.atomic
+def product_type_delete(*, product_type_id: int, actor: Any, reason: str = "") -> None:
+    """Delete a product type that was never used; one with captures is deactivated instead
+    (409 ``in_use``)."""
+    product_type = _locked(ProductType, product_type_id, "product type")
+    if product_type.captures.exists():
+        raise ApplicationError(
+            "in_use",
+            f"Product type {product_type} has captures: deactivate it instead of deleting it.",
+            status_code=409,
+        )
+    audit.record(
+        actor=actor,
+        action="delete",
+        obj=product_type,
+        before=_state(product_type, _PRODUCT_TYPE_FIELDS),
+        reason=reason,
+    )
+    product_type.delete()
+
+
+@transaction.atomic
+def station_create(
+    *,
+    line: str,
+    name: str,
+    token_owner=None,
+    active: bool = True,
+    members: Iterable[Any] = (),
+    actor: Any = None,
+    reason: str = "",
+) -> Station:
+    station = Station(line=line, name=name, token_owner=token_owner, active=active)
+    _save_unique(station, "station")
+    if members:
+        station.members.set(_ids(members))
+    audit.record(
+        actor=actor,
+        action="create",
+        obj=station,
+        after=_state(station, _STATION_FIELDS),
+        reason=reason,
+    )
+    return station
+
+
+@transaction.atomic
+def station_update(
+    *, station_id: int, actor: Any, changes: Mapping[str, Any], reason: str = ""
+) -> Station:
+    """Rename, (de)activate a station, change its operators (``members``) or its token owner.
+    Captures keep the line and name they were taken under (``Capture.station_line``/``name``),
+    so a rename does not rewrite history."""
+    _check_changes("station", changes, _STATION_FIELDS)
+    station = _locked(Station, station_id, "station")
+    before = _state(station, _STATION_FIELDS)
+    for name, value in changes.items():
+        if name != "members":
+            setattr(station, name, value)
+    _save_unique(station, "station")
+    if "members" in changes:
+        station.members.set(_ids(changes["members"]))
+    diff = _diff("station", before, _state(station, _STATION_FIELDS))
+    if diff is not None:
+        audit.record(
+            actor=actor, action="update", obj=station, before=diff[0], after=diff[1], reason=reason
+        )
+    return station
+
+
+@transaction.atomic
+def station_delete(*, station_id: int, actor: Any, reason: str = "") -> None:
+    """Delete a station that never took a capture; one with captures is deactivated instead
+    (409 ``in_use``)."""
+    station = _locked(Station, station_id, "station")
+    if station.captures.exists():
+        raise ApplicationError(
+            "in_use",
+            f"Station {station} has captures: deactivate it instead of deleting it.",
+            status_code=409,
+        )
+    audit.record(
+        actor=actor,
+        action="delete",
+        obj=station,
+        before=_state(station, _STATION_FIELDS),
+        reason=reason,
+    )
+    station.delete()
+
+
+# --- users and roles (groups) ---------------------------------------------------------------
+
+
+def _password_state(user) -> str:
+    return "usable" if user.has_usable_password() else "unusable"
+
+
+def _user_apply(user, changes: Mapping[str, Any]) -> None:
+    """Set plain fields now; many-to-many after the user has a primary key."""
+    for name, value in changes.items():
+        if name not in ("groups", "user_permissions"):
+            setattr(user, name, value)
+
+
+def _user_apply_m2m(user, changes: Mapping[str, Any]) -> None:
+    if "groups" in changes:
+        user.groups.set(_ids(changes["groups"]))
+    if "user_permissions" in changes:
+        user.user_permissions.set(_ids(changes["user_permissions"]))
+
+
+@transaction.atomic
+def user_create(
+    *,
+    actor: Any,
+    username: str,
+    password: str | None,
+    fields: Mapping[str, Any] | None = None,
+    reason: str = "",
+) -> Any:
+    """Create a user (``password`` None: no password login); ``fields``: names, e-mail,
+    ``is_active``/``is_staff``/``is_superuser``, ``groups`` (roles), ``user_permissions``."""
+    fields = dict(fields or {})
+    _check_changes("user", fields, _USER_FIELDS)
+    user = User(username=username)
+    _user_apply(user, fields)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    _save_unique(user, "user")
+    _user_apply_m2m(user, fields)
+    after = _state(user, _USER_FIELDS)
+    after["password"] = _password_state(user)
+    audit.record(actor=actor, action="create", obj=user, after=after, reason=reason)
+    return user
+
+
+@transaction.atomic
+def user_update(*, user_id: int, actor: Any, changes: Mapping[str, Any], reason: str = "") -> Any:
+    """Edit a user: names, e-mail, activation, staff/superuser, roles (``groups``) and
+    permissions; one audit event with the changed fields. Passwords: :func:`user_password_set`."""
+    _check_changes("user", changes, _USER_FIELDS)
+    user = _locked(User, user_id, "user")
+    before = _state(user, _USER_FIELDS)
+    _user_apply(user, changes)
+    _save_unique(user, "user")
+    _user_apply_m2m(user, changes)
+    diff = _diff("user", before, _state(user, _USER_FIELDS))
+    if diff is not None:
+        audit.record(
+            actor=actor, action="update", obj=user, before=diff[0], after=diff[1], reason=reason
+        )
+    return user
+
+
+@transaction.atomic
+def user_password_set(*, user_id: int, actor: Any, password: str | None, reason: str = "") -> Any:
+    """Set a user's password (None: disable password login); the audit event says that it
+    changed, never what it is."""
+    user = _locked(User, user_id, "user")
+    before = {"username": user.get_username(), "password": _password_state(user)}
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.save(update_fields=["password"])
+    after = {"username": user.get_username(), "password": "changed" if password else "unusable"}
+    audit.record(
+        actor=actor, action="password_change", obj=user, before=before, after=after, reason=reason
+    )
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user_id: int, actor: Any, reason: str = "") -> None:
+    """Delete a user who never did anything recorded (uploads, audit events and withdrawals
+    protect a user: deactivate them instead)."""
+    user = _locked(User, user_id, "user")
+    audit.record(
+        actor=actor, action="delete", obj=user, before=_state(user, _USER_FIELDS), reason=reason
+    )
+    try:
+        with transaction.atomic():
+            user.delete()
+    except ProtectedError:
+        raise ApplicationError(
+            "in_use",
+            f"User {user.get_username()} has recorded actions: deactivate them instead.",
+            status_code=409,
+        ) from None
+
+
+@transaction.atomic
+def group_create(
+    *, actor: Any, name: str, permissions: Iterable[Any] = (), reason: str = ""
+) -> Group:
+    group = Group(name=name)
+    _save_unique(group, "group")
+    group.permissions.set(_ids(permissions))
+    audit.record(
+        actor=actor, action="create", obj=group, after=_state(group, _GROUP_FIELDS), reason=reason
+    )
+    return group
+
+
+@transaction.atomic
+def group_update(
+    *, group_id: int, actor: Any, changes: Mapping[str, Any], reason: str = ""
+) -> Group:
+    """Rename a role (group) or change what it may do (its permissions)."""
+    _check_changes("group", changes, _GROUP_FIELDS)
+    group = _locked(Group, group_id, "group")
+    before = _state(group, _GROUP_FIELDS)
+    if "name" in changes:
+        group.name = changes["name"]
+        _save_unique(group, "group")
+    if "permissions" in changes:
+        group.permissions.set(_ids(changes["permissions"]))
+    diff = _diff("group", before, _state(group, _GROUP_FIELDS))
+    if diff is not None:
+        audit.record(
+            actor=actor, action="update", obj=group, before=diff[0], after=diff[1], reason=reason
+        )
+    return group
+
+
+@transaction.atomic
+def group_delete(*, group_id: int, actor: Any, reason: str = "") -> None:
+    group = _locked(Group, group_id, "group")
+    before = _state(group, _GROUP_FIELDS)
+    before["members"] = sorted(u.get_username() for u in group.user_set.all())
+    audit.record(actor=actor, action="delete", obj=group, before=before, reason=reason)
+    group.delete()
 
 
 @transaction.atomic
@@ -94,8 +467,7 @@ def station_member_add(*, station: Station, user, actor=None) -> None:
 # --- users, roles and API tokens -------------------------------------------------------------
 
 
-@transaction.atomic
-def user_create(
+def user_create_with_role(
     *,
     username: str,
     role: str,
@@ -103,38 +475,25 @@ def user_create(
     password: str | None = None,
     is_staff: bool = False,
     full_name: str = "",
+    reason: str = "",
 ):
-    """Create a user holding one role (``ocrapp.roles.ROLES``); no password = cannot log in
-    with one (service users authenticate with their API token)."""
+    """Create a user holding one role (``ocrapp.roles.ROLES``) through :func:`user_create`; no
+    password = cannot log in with one (service users authenticate with their API token)."""
     if role not in roles.ROLES:
         raise ApplicationError("invalid", _("Unknown role %(role)s.") % {"role": role})
     first, _sep, last = full_name.strip().partition(" ")
-    user = User.objects.create_user(
-        username=username, password=password, is_staff=is_staff, first_name=first, last_name=last
-    )
-    user.groups.add(roles.group(role))
-    audit.record(
+    return user_create(
         actor=actor,
-        action="user.create",
-        obj=user,
-        after={"username": username, "role": role, "is_staff": is_staff},
+        username=username,
+        password=password,
+        fields={
+            "is_staff": is_staff,
+            "first_name": first,
+            "last_name": last,
+            "groups": [roles.group(role)],
+        },
+        reason=reason,
     )
-    return user
-
-
-@transaction.atomic
-def user_password_set(*, user, password: str, actor=None, reason: str = "") -> None:
-    user.set_password(password)
-    user.save(update_fields=["password"])
-    audit.record(actor=actor, action="user.password_set", obj=user, reason=reason)
-
-
-@transaction.atomic
-def user_password_disable(*, user, actor=None, reason: str = "") -> None:
-    """The user can no longer log in with a password."""
-    user.set_unusable_password()
-    user.save(update_fields=["password"])
-    audit.record(actor=actor, action="user.password_disable", obj=user, reason=reason)
 
 
 @transaction.atomic
@@ -212,7 +571,7 @@ def station_token_issue(
     ``rotate``: revoke the station's other tokens first."""
     if station.token_owner is None:
         username = f"station-{station.pk}-{uuid.uuid4().hex[:6]}"
-        owner = user_create(username=username, role=roles.LINE_CLIENT, actor=actor)
+        owner = user_create_with_role(username=username, role=roles.LINE_CLIENT, actor=actor)
         station.token_owner = owner
         station.save(update_fields=["token_owner"])
         audit.record(
@@ -269,6 +628,20 @@ def _station_for(*, user, station: Station | None) -> Station:
     return station
 
 
+def _capture_audit_state(capture: Capture) -> dict[str, Any]:
+    return {
+        "station": capture.station_label,
+        "station_id": capture.station_id,
+        "product_type": capture.product_type.name,
+        "uploaded_by": capture.uploaded_by.get_username(),
+        "sha256": capture.sha256,
+        "size_bytes": capture.size_bytes,
+        "original_filename": capture.original_filename,
+        "client_ref": capture.client_ref,
+        "status": capture.status,
+    }
+
+
 def capture_create(
     *,
     user,
@@ -288,6 +661,10 @@ def capture_create(
     """
     roles.require(user, "upload_capture")
     station = _station_for(user=user, station=station)
+    if not product_type.active:
+        raise ApplicationError(
+            "product_type_inactive", f"Product type {product_type} is not active."
+        )
     upload_check_size(size=len(image_bytes))
     sha256 = hashlib.sha256(image_bytes).hexdigest()
     if idempotency_key:
@@ -305,6 +682,8 @@ def capture_create(
         image_format=info.format,
         original_filename=os.path.basename(original_filename)[:255],
         station=station,
+        station_line=station.line,
+        station_name=station.name,
         product_type=product_type,
         uploaded_by=user,
         client_ref=client_ref[:128],
@@ -314,6 +693,9 @@ def capture_create(
     try:
         with transaction.atomic():
             capture.save(force_insert=True)
+            audit.record(
+                actor=user, action="create", obj=capture, after=_capture_audit_state(capture)
+            )
             transaction.on_commit(lambda: _enqueue_read(capture_id=capture.pk), robust=False)
     except IntegrityError:
         _image_discard(name=stored_name)
@@ -324,7 +706,15 @@ def capture_create(
         raise
     except QueueUnavailable:
         _image_discard(name=stored_name)
-        Capture.objects.filter(pk=capture.pk).delete()
+        with transaction.atomic():  # never accepted: the client is told nothing was stored
+            audit.record(
+                actor=user,
+                action="discard",
+                obj=capture,
+                before={"status": capture.status},
+                reason="queue_unavailable",
+            )
+            Capture.objects.filter(pk=capture.pk).delete()
         raise ApplicationError(
             "queue_unavailable",
             _("The reading queue is unavailable; nothing was stored. Retry shortly."),
@@ -480,17 +870,99 @@ def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
 
 
 def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool:
-    """Mark a capture FAILED unless it already finished; returns whether it changed."""
-    return bool(
-        Capture.objects.filter(
-            pk=capture_id, status__in=[Capture.Status.PENDING, Capture.Status.PROCESSING]
-        ).update(
-            status=Capture.Status.FAILED,
-            failure_code=code[:64],
-            failure_reason=reason,
-            finished_at=timezone.now(),
+    """Mark a capture FAILED unless it already finished; returns whether it changed. Audited
+    as the system (actor None)."""
+    with transaction.atomic():
+        capture = (
+            Capture.objects.select_for_update()
+            .filter(pk=capture_id, status__in=[Capture.Status.PENDING, Capture.Status.PROCESSING])
+            .first()
         )
+        if capture is None:
+            return False
+        before = {"status": capture.status}
+        capture.status = Capture.Status.FAILED
+        capture.failure_code = code[:64]
+        capture.failure_reason = reason
+        capture.finished_at = timezone.now()
+        capture.save(
+            update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
+        )
+        audit.record(
+            actor=None,
+            action="fail",
+            obj=capture,
+            before=before,
+            after={"status": capture.status, "failure_code": capture.failure_code},
+            reason=reason,
+        )
+        return True
+
+
+@transaction.atomic
+def capture_withdraw(*, capture_id: uuid.UUID | str, actor: Any, reason: str) -> Capture:
+    """Withdraw a capture (it is never deleted): it leaves serial search but keeps its reads,
+    history and image, and says on its page who withdrew it, when and why.
+
+    Needs ``withdraw_capture`` (403 ``permission_denied``) and a capture ``actor`` may see
+    (404); ``reason`` is required (400 ``reason_required``); a capture is withdrawn once
+    (409 ``already_withdrawn``). Nothing is stored when any of these fails."""
+    if not roles.can(actor, "withdraw_capture"):
+        raise ApplicationError(
+            "permission_denied", "You may not withdraw captures.", status_code=403
+        )
+    try:
+        uuid.UUID(str(capture_id))
+    except ValueError:
+        raise NotFoundError("not_found", f"No capture {capture_id}.") from None
+    capture = (
+        roles.scoped(Capture.objects.select_for_update(of=("self",)), actor)
+        .filter(pk=capture_id)
+        .first()
     )
+    if capture is None:
+        raise NotFoundError("not_found", f"No capture {capture_id}.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(
+            "reason_required",
+            "A reason is required to withdraw a capture.",
+            details={"reason": ["This field is required."]},
+        )
+    if len(reason) > WITHDRAWAL_REASON_MAX:
+        raise ApplicationError(
+            "invalid",
+            f"The reason must be at most {WITHDRAWAL_REASON_MAX} characters.",
+            details={"reason": [f"At most {WITHDRAWAL_REASON_MAX} characters."]},
+        )
+    if capture.withdrawn_at is not None:
+        raise ApplicationError(
+            "already_withdrawn",
+            f"Capture {capture.pk} was already withdrawn on {capture.withdrawn_at:%Y-%m-%d}.",
+            status_code=409,
+        )
+    capture.withdrawn_at = timezone.now()
+    capture.withdrawn_by = actor
+    capture.withdrawn_by_name = audit.printed_name(actor)
+    capture.withdrawal_reason = reason
+    capture.save(
+        update_fields=[
+            "withdrawn_at",
+            "withdrawn_by",
+            "withdrawn_by_name",
+            "withdrawal_reason",
+            "updated_at",
+        ]
+    )
+    audit.record(
+        actor=actor,
+        action="withdraw",
+        obj=capture,
+        before={"withdrawn": False},
+        after={"withdrawn": True, "withdrawn_at": capture.withdrawn_at},
+        reason=reason,
+    )
+    return capture
 
 
 def read_save(
@@ -577,7 +1049,7 @@ def read_save(
                 for f, iso_date in zip(read_result.fields, iso_dates, strict=True)
             ]
         )
-        SerialRecord.objects.bulk_create(
+        records = SerialRecord.objects.bulk_create(
             [
                 SerialRecord(
                     value=identifier_key(field.value)[:128],
@@ -600,7 +1072,30 @@ def read_save(
         capture.save(
             update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
         )
+        audit.record(
+            actor=None,
+            action="create",
+            obj=read,
+            after=read_audit_state(
+                read=read, fields=fields, lines=len(lines), records=len(records)
+            ),
+        )
         return read
+
+
+def read_audit_state(*, read: Read, fields: list[Field], lines: int, records: int) -> dict:
+    """What the audit trail records of a saved read: its capture and run, the review decision
+    and every field's value by field id, so that ``manage.py audit_verify`` can tell a value
+    changed behind the application's back (``audit.verify_field_values``)."""
+    return {
+        "capture": str(read.capture_id),
+        "run": read.run,
+        "capture_status": Capture.Status.DONE,
+        "needs_review": read.needs_review,
+        "lines": lines,
+        "serial_records": records,
+        "fields": {str(f.pk): {"name": f.name, "value": f.value} for f in fields},
+    }
 
 
 def _read_refuse(*, capture_id: uuid.UUID | str, problem: str) -> None:

@@ -33,7 +33,7 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "ocrapp.apps.OcrAdminConfig",  # django.contrib.admin with the audited site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -7,6 +7,11 @@ from ocrapp import api
 api_v1 = [
     path("captures", api.CaptureCreateApi.as_view(), name="api-capture-create"),
     path("captures/<str:capture_id>", api.CaptureDetailApi.as_view(), name="api-capture-detail"),
+    path(
+        "captures/<str:capture_id>/withdraw",
+        api.CaptureWithdrawApi.as_view(),
+        name="api-capture-withdraw",
+    ),
     path("serials", api.SerialSearchApi.as_view(), name="api-serial-search"),
     path("serials/<str:value>/history", api.SerialHistoryApi.as_view(), name="api-serial-history"),
     # review: queue, signed revisions, retry

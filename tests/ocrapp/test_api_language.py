@@ -86,7 +86,7 @@ def test_drf_validation_authentication_and_permission_messages_in_korean(
     assert resp.status_code == 401 and _message(resp) == "유효하지 않거나 폐기된 API 토큰입니다."
 
     auditor = APIClient()
-    auditor.force_authenticate(services.user_create(username="aud", role=roles.AUDITOR))
+    auditor.force_authenticate(services.user_create_with_role(username="aud", role=roles.AUDITOR))
     refused = _upload(auditor, label_png(["S/N: 1"]), HTTP_ACCEPT_LANGUAGE="ko")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "permission_denied"

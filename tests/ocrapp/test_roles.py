@@ -64,7 +64,7 @@ def world(db, django_user_model, product_type) -> World:
     a.refresh_from_db()
     users = {"line_client": a.token_owner}
     for role in ("operator", "quality_manager", "auditor", "admin"):
-        users[role] = services.user_create(username=f"u-{role}", role=role)
+        users[role] = services.user_create_with_role(username=f"u-{role}", role=role)
     users["none"] = django_user_model.objects.create_user(username="u-none")
     services.station_member_add(station=a, user=users["operator"])
     for role in ROLES:

@@ -130,7 +130,7 @@ def test_issuing_is_audited_with_the_prefix_only(station):
 
 @pytest.fixture
 def boss_client(client, db):
-    admin = services.user_create(username="boss", role=roles.ADMIN, is_staff=True)
+    admin = services.user_create_with_role(username="boss", role=roles.ADMIN, is_staff=True)
     client.force_login(admin)
     client.admin = admin
     return client
@@ -205,7 +205,7 @@ def test_issue_token_command_prints_the_key_once(station):
 def test_a_plain_authtoken_key_keeps_working_after_the_migration(station, user):
     """An install that still has ``authtoken_token`` (plain keys): migration 0007 hashes each
     key into an ApiToken, drops the table, and the line software's key keeps working."""
-    owner = services.user_create(username="station-legacy", role=roles.LINE_CLIENT)
+    owner = services.user_create_with_role(username="station-legacy", role=roles.LINE_CLIENT)
     owner.groups.clear()  # made before roles existed: the migration gives it line_client
     Station.objects.filter(pk=station.pk).update(token_owner=owner)
     old_key = "0123456789abcdef0123456789abcdef01234567"  # DRF's 40 hex characters

@@ -45,17 +45,20 @@ class Command(BaseCommand):
             user = User.objects.filter(username=demo.username).first()
             if user is None:
                 password = _password()
-                user = services.user_create(
+                user = services.user_create_with_role(
                     username=demo.username,
                     role=demo.role,
                     password=password,
                     is_staff=demo.is_staff,
                     full_name=demo.full_name,
+                    reason=reason,
                 )
                 said = f"{demo.username} / {password}"
             elif options["reset_passwords"]:
                 password = _password()
-                services.user_password_set(user=user, password=password, reason=reason)
+                services.user_password_set(
+                    user_id=user.pk, actor=None, password=password, reason=reason
+                )
                 said = f"{demo.username} / {password}  (new password)"
             else:
                 said = f"{demo.username}  (exists; password unchanged, --reset-passwords)"
@@ -77,7 +80,10 @@ class Command(BaseCommand):
         username, password = LEGACY_DEMO_LOGIN
         legacy = User.objects.filter(username=username).first()
         if legacy is not None and legacy.check_password(password):
-            services.user_password_disable(
-                user=legacy, reason="the demo password was published in the source code"
+            services.user_password_set(
+                user_id=legacy.pk,
+                actor=None,
+                password=None,
+                reason="the demo password was published in the source code",
             )
             self.stdout.write(f"[demo] locked the old {username!r} login (its password was public)")
