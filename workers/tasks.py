@@ -114,7 +114,9 @@ class LeaseKeeper:
                     if not services.capture_lease_renew(
                         capture_id=self.capture_id, token=self.token
                     ):
-                        log.warning("capture %s: lease lost to another run", self.capture_id)
+                        # finished meanwhile, or (after a long database outage) resent by the
+                        # reaper and taken over: read_save still stores at most one result
+                        log.info("capture %s: lease ended", self.capture_id)
                         return
                 except _db_errors() as exc:
                     close_old_connections()
