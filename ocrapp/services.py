@@ -220,6 +220,32 @@ def _enqueue_read(*, capture_id: uuid.UUID) -> None:
         raise QueueUnavailable(str(exc)) from exc
 
 
+def capture_enqueue(*, capture_id: uuid.UUID | str, fresh: bool = False) -> None:
+    """Send a capture (again) to the reader: PENDING, sent now, published once the current
+    transaction commits. For any flow that asks for a new read (a retry of a FAILED or
+    quarantined capture): ``fresh=True`` also clears the attempt count, so the redelivery cap
+    (``OCR_MAX_ATTEMPTS``) starts again. If the queue is down the capture stays PENDING and the
+    reaper sends it once the queue is back; nothing is lost and nothing is raised here.
+    """
+    changes: dict[str, Any] = {
+        "status": Capture.Status.PENDING,
+        "enqueued_at": timezone.now(),
+        "lease_expires_at": None,
+        "claim_token": "",
+    }
+    if fresh:
+        changes["attempts"] = 0
+    Capture.objects.filter(pk=capture_id).update(**changes)
+
+    def publish() -> None:
+        try:
+            _enqueue_read(capture_id=capture_id)
+        except QueueUnavailable:
+            log.warning("capture %s stays PENDING until the reaper can send it", capture_id)
+
+    transaction.on_commit(publish)
+
+
 class ImageMissing(FileNotFoundError):
     """The stored original of a capture is gone (deleted file, missing S3 object)."""
 

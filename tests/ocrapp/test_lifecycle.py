@@ -207,3 +207,20 @@ def test_reaper_leaves_live_and_finished_captures_alone(user, product_type, stat
     assert not AuditEvent.objects.filter(action="capture.requeue").exists()
     live.refresh_from_db()
     assert live.status == Capture.Status.PROCESSING and live.requeues == 0
+
+
+def test_enqueue_fresh_gives_a_quarantined_capture_a_new_start(
+    user, product_type, station, ocr_queue, django_capture_on_commit_callbacks
+):
+    capture = _capture(user, product_type, station)
+    for _ in range(4):
+        services.capture_claim(capture_id=capture.pk, token="t")
+    capture.refresh_from_db()
+    assert capture.failure_code == "quarantined"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.capture_enqueue(capture_id=capture.pk, fresh=True)  # e.g. a manager's retry
+    assert ocr_queue() == [str(capture.pk)]
+    capture.refresh_from_db()
+    assert capture.status == Capture.Status.PENDING and capture.attempts == 0
+    assert services.capture_claim(capture_id=capture.pk, token="t2").attempts == 1
