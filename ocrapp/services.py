@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -494,6 +495,7 @@ def capture_reap(*, now=None, limit: int = 200) -> ReapReport:
     """
     now = now or timezone.now()
     oldest_sent = now - timedelta(seconds=settings.OCR_REAP_PENDING_AFTER)
+    queued: set[str] | None = None
     candidates = list(
         Capture.objects.filter(
             Q(status=Capture.Status.PENDING)
@@ -511,9 +513,11 @@ def capture_reap(*, now=None, limit: int = 200) -> ReapReport:
     expired: list[str] = []
     quarantined: list[str] = []
     not_sent: list[str] = []
+    if candidates:
+        queued = _queued_capture_ids()
     for pk in candidates:
         try:
-            outcome = _capture_reap_one(capture_id=pk, now=now)
+            outcome = _capture_reap_one(capture_id=pk, now=now, queued=queued)
         except QueueUnavailable:
             not_sent.append(str(pk))
             continue
@@ -526,7 +530,36 @@ def capture_reap(*, now=None, limit: int = 200) -> ReapReport:
     return ReapReport(tuple(pending), tuple(expired), tuple(quarantined), tuple(not_sent))
 
 
-def _capture_reap_one(*, capture_id: uuid.UUID, now) -> str | None:
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+QUEUE_INSPECT_MAX = 5000
+
+
+def _queued_capture_ids() -> set[str] | None:
+    """Capture ids whose message is waiting in the broker's "ocr" list, so that a capture that
+    is only slow (a long queue behind a restarted worker) is not sent twice. None when the
+    broker cannot be inspected (not Redis, unreachable, a very long queue): then the reaper
+    goes by time alone, which is safe, only less frugal (a duplicate message is skipped)."""
+    from workers.tasks import OCR_QUEUE
+
+    try:
+        with read_capture.app.connection_for_read() as conn:
+            client = getattr(conn.default_channel, "client", None)
+            if client is None or not hasattr(client, "lrange"):
+                return None
+            if client.llen(OCR_QUEUE) > QUEUE_INSPECT_MAX:
+                return None
+            raw = client.lrange(OCR_QUEUE, 0, -1)
+    except Exception as exc:  # the broker is down: time alone decides (and the resend fails)
+        log.warning("reaper: cannot look into the queue (%s: %s)", type(exc).__name__, exc)
+        return None
+    ids: set[str] = set()
+    for item in raw:
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+        ids.update(_UUID_RE.findall(text))  # argsrepr holds the capture id (and the task ids)
+    return ids
+
+
+def _capture_reap_one(*, capture_id: uuid.UUID, now, queued: set[str] | None) -> str | None:
     with transaction.atomic():
         capture = Capture.objects.select_for_update(skip_locked=True).filter(pk=capture_id).first()
         if capture is None:
@@ -534,6 +567,8 @@ def _capture_reap_one(*, capture_id: uuid.UUID, now) -> str | None:
         if capture.status == Capture.Status.PENDING:
             if not _pending_due(capture, now):
                 return None
+            if queued is not None and str(capture.pk) in queued:
+                return None  # still waiting in the queue: slow, not lost
             outcome, why = "pending", "its queue message was lost or is stuck"
         elif capture.status == Capture.Status.PROCESSING:
             if capture.lease_expires_at is not None and capture.lease_expires_at > now:

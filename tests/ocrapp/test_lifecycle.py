@@ -224,3 +224,20 @@ def test_enqueue_fresh_gives_a_quarantined_capture_a_new_start(
     capture.refresh_from_db()
     assert capture.status == Capture.Status.PENDING and capture.attempts == 0
     assert services.capture_claim(capture_id=capture.pk, token="t2").attempts == 1
+
+
+def test_reaper_does_not_resend_a_capture_still_waiting_in_the_queue(
+    user, product_type, station, ocr_queue
+):
+    from workers.tasks import read_capture
+
+    slow = _capture(user, product_type, station)
+    read_capture.delay(str(slow.pk))  # its message is there, behind a long queue
+    _age(slow, enqueued_at=timezone.now() - timedelta(seconds=300))
+    assert not services.capture_reap()
+    slow.refresh_from_db()
+    assert slow.requeues == 0
+
+    assert ocr_queue() == [str(slow.pk)]  # now it is gone: the next pass sends it again
+    assert services.capture_reap().resent_pending == (str(slow.pk),)
+    assert ocr_queue() == [str(slow.pk)]
