@@ -352,6 +352,7 @@ class Report:
     stop_seconds: float | None = None
     leftovers: list[str] = field(default_factory=list)
     faults: list[FaultRow] = field(default_factory=list)
+    settings: str = ""
     log_tail: str = ""
 
     def table(self) -> str:
@@ -359,6 +360,8 @@ class Report:
             return "-" if v is None else f"{v:.1f}"
 
         out = [
+            f"settings: {self.settings}",
+            "",
             "| fault | action | at (s) | captures in flight | all of them final after (s) |",
             "|---|---|---:|---:|---:|",
         ]
@@ -428,6 +431,15 @@ def run_faults(
     photos = [b for b, _ in label_set(images, seed=11)]
     stack = Stack(var_dir, concurrency=concurrency, env=_stack_env(var_dir, fast, env or {}))
     report = Report(images=images)
+    report.settings = (
+        ", ".join(
+            f"{k}={stack.env[k]}"
+            for k in ("OCR_FIELD_EXTRACTOR", "OCR_LEASE_SECONDS", "OCR_REAP_INTERVAL")
+            + ("OCR_REAP_PENDING_AFTER",)
+            if k in stack.env
+        )
+        + f", concurrency {concurrency}, {images} images"
+    )
     run_id = uuid.uuid4().hex[:8]
     uploads = [
         Upload(ref=f"faults-{run_id}-{i:03d}", key=f"faults-{run_id}-{i}") for i in range(images)
