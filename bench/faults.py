@@ -14,7 +14,9 @@ error or a 5xx). While the batch runs it injects, once each and in this order:
   sent again by the reaper when its lease expires);
 - ``redis``: SIGKILL Redis with messages queued (devstack restarts it on the same append-only
   file; what the last second lost is resent by the reaper);
-- ``postgres``: ``pg_ctl restart -m fast`` (every connection is cut).
+- ``postgres``: ``pg_ctl restart -m fast`` (every connection is cut);
+- ``app_restart``: Ctrl-C on ``devstack run`` (SIGINT to its process group) with photos queued,
+  then ``run`` again on the same var dir (the uploads meanwhile are refused and retried).
 
 Then it waits (at most ``--timeout`` s) until every accepted capture is DONE or FAILED and
 reconciles from PostgreSQL: lost (accepted, never DONE/FAILED; or no row at all), duplicated
@@ -50,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FAULTS = ("worker_child", "worker_main", "redis", "postgres")
+FAULTS = ("worker_child", "worker_main", "redis", "postgres", "app_restart")
 FINAL = ("DONE", "FAILED")
 STRIPPED_ENV = (
     "DATABASE_URL",
@@ -101,6 +103,7 @@ class Stack:
         return json.loads((self.var_dir / "devstack.json").read_text())
 
     def start(self, timeout: float = 180.0) -> None:
+        offset = len(self.log())
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it; closed on exit
         self.proc = subprocess.Popen(
             [
@@ -125,7 +128,7 @@ class Stack:
         log.close()
         deadline = time.monotonic() + timeout
         while True:
-            text = self.log()
+            text = self.log()[offset:]
             token = re.search(r"API token: (\w+)", text)
             warm = text.count("pipeline warm in pid")
             if token and warm >= self.concurrency and (self.var_dir / "devstack.json").exists():
@@ -146,6 +149,21 @@ class Stack:
             for pid in (state["processes"][n]["pid"] for n in state["processes"]):
                 with contextlib.suppress(psutil.Error):
                     self._pids_seen |= {pid, *(c.pid for c in psutil.Process(pid).children())}
+
+    def interrupt(self, timeout: float = 60.0) -> float | None:
+        """Ctrl-C as a terminal sends it: SIGINT to the process group of devstack (its services
+        and apps run in sessions of their own, so they hear it from devstack). Returns the
+        seconds it took to stop, None when it had to be killed."""
+        self._remember_pids()
+        t0 = time.monotonic()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+            return time.monotonic() - t0
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            return None
 
     def worker_children(self) -> list[int]:
         import psutil
@@ -221,6 +239,12 @@ def inject(stack: Stack, fault: str) -> str:
             start_new_session=True,
         )
         return f"pg_ctl restart -m fast ({time.monotonic() - t0:.1f}s)"
+    if fault == "app_restart":
+        stopped = stack.interrupt()
+        t0 = time.monotonic()
+        stack.start()
+        took = "killed" if stopped is None else f"stopped in {stopped:.1f}s"
+        return f"Ctrl-C on devstack run ({took}), run again (up in {time.monotonic() - t0:.0f}s)"
     raise ValueError(f"unknown fault {fault!r}")
 
 
@@ -477,7 +501,7 @@ def run_faults(
             row = FaultRow(fault)
             target = n_base + k * share
             _wait_until(lambda t=target: len(accepted_ids()) >= t or done_uploading.is_set(), 120)
-            if fault != "redis":  # the others hit a capture being read; Redis a full queue
+            if fault not in ("redis", "app_restart"):  # a capture being read; else a queue
                 _wait_until(lambda: _statuses(db, accepted_ids()).get("PROCESSING"), 15)
             row.in_flight = [
                 cid for cid, c in db.captures(accepted_ids()).items() if c["status"] not in FINAL
