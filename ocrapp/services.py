@@ -325,7 +325,6 @@ def capture_claim(*, capture_id: uuid.UUID | str, token: str = "") -> ClaimedCap
     its worker died) or once its lease expired; ``read_save`` makes sure only one result is
     ever stored. Database errors propagate: the task retries them (``workers.tasks``).
     """
-    now = timezone.now()
     with transaction.atomic():
         capture = (
             Capture.objects.select_for_update(of=("self",))
@@ -333,6 +332,7 @@ def capture_claim(*, capture_id: uuid.UUID | str, token: str = "") -> ClaimedCap
             .filter(pk=capture_id)
             .first()
         )
+        now = timezone.now()  # after the row lock: a wait for it does not shorten the lease
         if capture is None or capture.status not in (
             Capture.Status.PENDING,
             Capture.Status.PROCESSING,
@@ -410,8 +410,9 @@ def capture_release(*, capture_id: uuid.UUID | str, token: str, retry_in: float 
 
 def _quarantine_reason(attempts: int) -> str:
     return (
-        f"The reader crashed or was stopped on this image {attempts} times without finishing "
-        f"(limit {settings.OCR_MAX_ATTEMPTS}); it was set aside instead of being read again."
+        f"The reader started on this image {attempts} times and never finished (its worker "
+        f"crashed, was killed or lost the database each time; limit {settings.OCR_MAX_ATTEMPTS}"
+        "); it was set aside instead of being read again."
     )
 
 

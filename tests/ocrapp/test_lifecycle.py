@@ -98,7 +98,7 @@ def test_capture_claimed_more_than_the_cap_is_quarantined(user, product_type, st
     capture.refresh_from_db()
     assert capture.status == Capture.Status.FAILED
     assert capture.failure_code == "quarantined"
-    assert "crashed or was stopped on this image 3 times" in capture.failure_reason
+    assert "started on this image 3 times and never finished" in capture.failure_reason
     assert capture.attempts == 3 and capture.finished_at is not None
     assert not Read.objects.filter(capture=capture).exists()
     event = AuditEvent.objects.get(action="capture.quarantine", object_id=str(capture.pk))
