@@ -490,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     manage = sub.add_parser("manage", help="run a manage.py command against the services")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(func=cmd_manage)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("test", "manage"):  # everything after goes through, "-q" included
+        return {"test": cmd_test, "manage": cmd_manage}[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = parser.parse_args(argv)
     return args.func(args)
 
