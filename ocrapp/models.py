@@ -169,7 +169,14 @@ class Capture(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     failure_code = models.CharField(max_length=64, blank=True)
     failure_reason = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)  # claims: runs of the reader started
+    # Lifecycle lease (services.capture_claim / capture_reap): when the read was last sent to the
+    # queue, until when the run holding it is presumed alive (renewed while it reads), which
+    # message holds it (the Celery task id), and how often the reaper had to send it again.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=64, blank=True)
+    requeues = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

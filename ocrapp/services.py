@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, ProtectedError, Q
+from django.db.models import Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -688,6 +689,7 @@ def capture_create(
         uploaded_by=user,
         client_ref=client_ref[:128],
         idempotency_key=idempotency_key or None,
+        enqueued_at=timezone.now(),  # published on commit; the reaper resends it if it is lost
     )
     stored_name = _image_store(capture=capture, data=image_bytes, extension=info.extension)
     try:
@@ -784,6 +786,32 @@ def _enqueue_read(*, capture_id: uuid.UUID) -> None:
         raise QueueUnavailable(str(exc)) from exc
 
 
+def capture_enqueue(*, capture_id: uuid.UUID | str, fresh: bool = False) -> None:
+    """Send a capture (again) to the reader: PENDING, sent now, published once the current
+    transaction commits. For any flow that asks for a new read (a retry of a FAILED or
+    quarantined capture): ``fresh=True`` also clears the attempt count, so the redelivery cap
+    (``OCR_MAX_ATTEMPTS``) starts again. If the queue is down the capture stays PENDING and the
+    reaper sends it once the queue is back; nothing is lost and nothing is raised here.
+    """
+    changes: dict[str, Any] = {
+        "status": Capture.Status.PENDING,
+        "enqueued_at": timezone.now(),
+        "lease_expires_at": None,
+        "claim_token": "",
+    }
+    if fresh:
+        changes["attempts"] = 0
+    Capture.objects.filter(pk=capture_id).update(**changes)
+
+    def publish() -> None:
+        try:
+            _enqueue_read(capture_id=capture_id)
+        except QueueUnavailable:
+            log.warning("capture %s stays PENDING until the reaper can send it", capture_id)
+
+    transaction.on_commit(publish)
+
+
 class ImageMissing(FileNotFoundError):
     """The stored original of a capture is gone (deleted file, missing S3 object)."""
 
@@ -844,21 +872,68 @@ class ClaimedCapture:
     product_type: str
     attempts: int
     auto_accept: float = 0.85
+    token: str = ""  # the message (Celery task id) holding the lease
 
 
-def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
-    """Move a capture to PROCESSING; None when it is already finished (or gone).
+def _lease_until(now):
+    return now + timedelta(seconds=settings.OCR_LEASE_SECONDS)
 
-    PROCESSING is claimable again so that a message redelivered after a worker died is processed;
-    ``read_save`` makes sure only one result is ever stored.
+
+def capture_claim(*, capture_id: uuid.UUID | str, token: str = "") -> ClaimedCapture | None:
+    """Move a capture to PROCESSING under a lease held by ``token`` (the message's task id).
+
+    Returns None, and the message is done with, when the capture is finished or gone, when
+    another run holds a lease that has not expired (a duplicate message), or when it was
+    already claimed ``OCR_MAX_ATTEMPTS`` times: then the reader crashed or was stopped on it
+    every time and it is quarantined (FAILED, ``quarantined``) instead of being read again.
+    A PROCESSING capture is claimable again by the message that holds it (redelivered after
+    its worker died) or once its lease expired; ``read_save`` makes sure only one result is
+    ever stored. Database errors propagate: the task retries them (``workers.tasks``).
     """
-    now = timezone.now()
-    updated = Capture.objects.filter(
-        pk=capture_id, status__in=[Capture.Status.PENDING, Capture.Status.PROCESSING]
-    ).update(status=Capture.Status.PROCESSING, attempts=F("attempts") + 1, started_at=now)
-    if not updated:
-        return None
-    capture = Capture.objects.select_related("product_type").get(pk=capture_id)
+    with transaction.atomic():
+        capture = (
+            Capture.objects.select_for_update(of=("self",))
+            .select_related("product_type")
+            .filter(pk=capture_id)
+            .first()
+        )
+        now = timezone.now()  # after the row lock: a wait for it does not shorten the lease
+        if capture is None or capture.status not in (
+            Capture.Status.PENDING,
+            Capture.Status.PROCESSING,
+        ):
+            log.info("capture %s already finished or gone; nothing to do", capture_id)
+            return None
+        if (
+            capture.status == Capture.Status.PROCESSING
+            and capture.claim_token != token
+            and capture.lease_expires_at is not None
+            and capture.lease_expires_at > now
+        ):
+            log.info(
+                "capture %s is being read by another run (lease until %s); message dropped",
+                capture_id,
+                capture.lease_expires_at.isoformat(),
+            )
+            return None
+        if capture.attempts >= settings.OCR_MAX_ATTEMPTS:
+            _capture_quarantine(capture=capture, now=now)
+            return None
+        capture.status = Capture.Status.PROCESSING
+        capture.attempts += 1
+        capture.started_at = now
+        capture.lease_expires_at = _lease_until(now)
+        capture.claim_token = token[:64]
+        capture.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "started_at",
+                "lease_expires_at",
+                "claim_token",
+                "updated_at",
+            ]
+        )
     return ClaimedCapture(
         capture_id=capture.pk,
         image_name=capture.image.name,
@@ -866,7 +941,75 @@ def capture_claim(*, capture_id: uuid.UUID | str) -> ClaimedCapture | None:
         product_type=capture.product_type.name,
         attempts=capture.attempts,
         auto_accept=capture.product_type.auto_accept_threshold,
+        token=capture.claim_token,
     )
+
+
+def capture_lease_renew(*, capture_id: uuid.UUID | str, token: str) -> bool:
+    """Extend the lease of the run holding ``token``; False when it no longer holds it."""
+    return bool(
+        Capture.objects.filter(
+            pk=capture_id, status=Capture.Status.PROCESSING, claim_token=token[:64]
+        ).update(lease_expires_at=_lease_until(timezone.now()))
+    )
+
+
+def capture_release(*, capture_id: uuid.UUID | str, token: str, retry_in: float = 0.0) -> bool:
+    """Give a claimed capture back to the queue (PENDING) before a retry of its task.
+
+    ``retry_in``: seconds until the retry is due; the reaper counts the wait from then.
+    The attempt stays counted, so transient errors cannot retry past ``OCR_MAX_ATTEMPTS``.
+    """
+    due = timezone.now() + timedelta(seconds=max(0.0, retry_in))
+    return bool(
+        Capture.objects.filter(
+            pk=capture_id, status=Capture.Status.PROCESSING, claim_token=token[:64]
+        ).update(
+            status=Capture.Status.PENDING,
+            lease_expires_at=None,
+            claim_token="",
+            enqueued_at=due,
+        )
+    )
+
+
+def _quarantine_reason(attempts: int) -> str:
+    return (
+        f"The reader started on this image {attempts} times and never finished (its worker "
+        f"crashed, was killed or lost the database each time; limit {settings.OCR_MAX_ATTEMPTS}"
+        "); it was set aside instead of being read again."
+    )
+
+
+def _capture_quarantine(*, capture: Capture, now) -> None:
+    """FAILED with code ``quarantined`` (inside the caller's transaction, row locked)."""
+    before = {"status": capture.status, "attempts": capture.attempts}
+    capture.status = Capture.Status.FAILED
+    capture.failure_code = "quarantined"
+    capture.failure_reason = _quarantine_reason(capture.attempts)
+    capture.finished_at = now
+    capture.lease_expires_at = None
+    capture.claim_token = ""
+    capture.save(
+        update_fields=[
+            "status",
+            "failure_code",
+            "failure_reason",
+            "finished_at",
+            "lease_expires_at",
+            "claim_token",
+            "updated_at",
+        ]
+    )
+    audit.record(
+        actor=None,
+        action="capture.quarantine",
+        obj=capture,
+        before=before,
+        after={"status": capture.status, "failure_code": capture.failure_code},
+        reason=capture.failure_reason,
+    )
+    log.error("capture %s quarantined: %s", capture.pk, capture.failure_reason)
 
 
 def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool:
@@ -963,6 +1106,156 @@ def capture_withdraw(*, capture_id: uuid.UUID | str, actor: Any, reason: str) ->
         reason=reason,
     )
     return capture
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    """What one pass of :func:`capture_reap` did (capture ids as text)."""
+
+    resent_pending: tuple[str, ...] = ()  # PENDING whose message was lost or is stuck
+    resent_expired: tuple[str, ...] = ()  # PROCESSING whose run stopped renewing its lease
+    quarantined: tuple[str, ...] = ()
+    not_sent: tuple[str, ...] = ()  # the queue refused the resend: tried again next pass
+
+    def __bool__(self) -> bool:
+        return bool(self.resent_pending or self.resent_expired or self.quarantined or self.not_sent)
+
+
+def _pending_due(capture: Capture, now) -> bool:
+    """A PENDING capture is resent ``OCR_REAP_PENDING_AFTER`` s after it was last sent, then
+    after twice as long at each resend (at most 16x): a long queue is not flooded."""
+    sent = capture.enqueued_at or capture.created_at
+    wait = settings.OCR_REAP_PENDING_AFTER * 2 ** min(capture.requeues, 4)
+    return sent + timedelta(seconds=wait) <= now
+
+
+def capture_reap(*, now=None, limit: int = 200) -> ReapReport:
+    """Find captures whose message was lost and send them again; quarantine the exhausted ones.
+
+    Backstop for everything the broker can lose: a Redis restart, a worker main process killed
+    with a message in hand, an enqueue that never happened after a commit, a task whose error
+    handling could not reach the database or the broker. PENDING captures waiting longer than
+    ``OCR_REAP_PENDING_AFTER`` s (see ``_pending_due``) and PROCESSING ones whose lease expired
+    are put back to PENDING and published again (``requeues`` + 1, an audit row each); one
+    that already had ``OCR_MAX_ATTEMPTS`` claims is quarantined instead. Rows are locked with
+    SKIP LOCKED, so several reapers (or a claim in progress) never act twice on one capture.
+    A resent message is harmless if the first one turns up after all: the claim skips it.
+    """
+    now = now or timezone.now()
+    oldest_sent = now - timedelta(seconds=settings.OCR_REAP_PENDING_AFTER)
+    queued: set[str] | None = None
+    candidates = list(
+        Capture.objects.filter(
+            Q(status=Capture.Status.PENDING)
+            & (
+                Q(enqueued_at__lte=oldest_sent)
+                | Q(enqueued_at__isnull=True, created_at__lte=oldest_sent)
+            )
+            | Q(status=Capture.Status.PROCESSING)
+            & (Q(lease_expires_at__lte=now) | Q(lease_expires_at__isnull=True))
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    pending: list[str] = []
+    expired: list[str] = []
+    quarantined: list[str] = []
+    not_sent: list[str] = []
+    if candidates:
+        queued = _queued_capture_ids()
+    for pk in candidates:
+        try:
+            outcome = _capture_reap_one(capture_id=pk, now=now, queued=queued)
+        except QueueUnavailable:
+            not_sent.append(str(pk))
+            continue
+        if outcome == "pending":
+            pending.append(str(pk))
+        elif outcome == "expired":
+            expired.append(str(pk))
+        elif outcome == "quarantined":
+            quarantined.append(str(pk))
+    return ReapReport(tuple(pending), tuple(expired), tuple(quarantined), tuple(not_sent))
+
+
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+QUEUE_INSPECT_MAX = 5000
+
+
+def _queued_capture_ids() -> set[str] | None:
+    """Capture ids whose message is waiting in the broker's "ocr" list, so that a capture that
+    is only slow (a long queue behind a restarted worker) is not sent twice. None when the
+    broker cannot be inspected (not Redis, unreachable, a very long queue): then the reaper
+    goes by time alone, which is safe, only less frugal (a duplicate message is skipped)."""
+    from workers.tasks import OCR_QUEUE
+
+    try:
+        with read_capture.app.connection_for_read() as conn:
+            client = getattr(conn.default_channel, "client", None)
+            if client is None or not hasattr(client, "lrange"):
+                return None
+            if client.llen(OCR_QUEUE) > QUEUE_INSPECT_MAX:
+                return None
+            raw = client.lrange(OCR_QUEUE, 0, -1)
+    except Exception as exc:  # the broker is down: time alone decides (and the resend fails)
+        log.warning("reaper: cannot look into the queue (%s: %s)", type(exc).__name__, exc)
+        return None
+    ids: set[str] = set()
+    for item in raw:
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+        ids.update(_UUID_RE.findall(text))  # argsrepr holds the capture id (and the task ids)
+    return ids
+
+
+def _capture_reap_one(*, capture_id: uuid.UUID, now, queued: set[str] | None) -> str | None:
+    with transaction.atomic():
+        capture = Capture.objects.select_for_update(skip_locked=True).filter(pk=capture_id).first()
+        if capture is None:
+            return None
+        if capture.status == Capture.Status.PENDING:
+            if not _pending_due(capture, now):
+                return None
+            if queued is not None and str(capture.pk) in queued:
+                return None  # still waiting in the queue: slow, not lost
+            outcome, why = "pending", "its queue message was lost or is stuck"
+        elif capture.status == Capture.Status.PROCESSING:
+            if capture.lease_expires_at is not None and capture.lease_expires_at > now:
+                return None
+            if capture.attempts >= settings.OCR_MAX_ATTEMPTS:
+                _capture_quarantine(capture=capture, now=now)
+                return "quarantined"
+            outcome, why = "expired", "the run reading it stopped (its lease expired)"
+        else:
+            return None
+        before = {"status": capture.status, "attempts": capture.attempts}
+        capture.status = Capture.Status.PENDING
+        capture.lease_expires_at = None
+        capture.claim_token = ""
+        capture.enqueued_at = now
+        capture.requeues += 1
+        capture.save(
+            update_fields=[
+                "status",
+                "lease_expires_at",
+                "claim_token",
+                "enqueued_at",
+                "requeues",
+                "updated_at",
+            ]
+        )
+        audit.record(
+            actor=None,
+            action="capture.requeue",
+            obj=capture,
+            before=before,
+            after={"status": capture.status, "requeues": capture.requeues},
+            reason=f"Sent to the reader again: {why}.",
+        )
+        # Published inside the transaction: if the broker refuses, nothing above is kept and the
+        # next pass tries again; a message consumed before the commit waits on the row lock.
+        _enqueue_read(capture_id=capture.pk)
+    log.warning("capture %s sent to the reader again (%s)", capture_id, why)
+    return outcome
 
 
 def read_save(
@@ -1564,6 +1857,11 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
                 started_at=None,
                 finished_at=None,
                 updated_at=timezone.now(),
+                # a new read: the redelivery cap (OCR_MAX_ATTEMPTS) starts again, no lease held
+                attempts=0,
+                enqueued_at=timezone.now(),
+                lease_expires_at=None,
+                claim_token="",
             )
             audit.record(
                 actor=user,

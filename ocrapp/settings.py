@@ -158,6 +158,21 @@ CELERY_TASK_TIME_LIMIT = env_int("OCR_HARD_TIME_LIMIT", 180, minimum=10)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = False
+# Each pool child builds and warms its pipeline at start (workers/celery.py); the parent waits
+# this long for its "up" message before it gives up on the child (Celery's default is 4 s).
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(env_int("OCR_WARMUP_TIMEOUT", 300, minimum=4))
+OCR_WARMUP = env_bool("OCR_WARMUP", True)
+
+# Capture lifecycle (services.capture_claim / capture_reap, manage.py capture_reaper): a run of
+# the reader holds a capture for OCR_LEASE_SECONDS and renews the lease while it reads; the
+# reaper, every OCR_REAP_INTERVAL s, sends again a PENDING capture whose message has waited
+# longer than OCR_REAP_PENDING_AFTER s (doubling per resend, at most 16x) and a PROCESSING
+# capture whose lease expired; a capture claimed OCR_MAX_ATTEMPTS times without finishing is
+# quarantined (FAILED, code "quarantined") instead of being read again.
+OCR_MAX_ATTEMPTS = env_int("OCR_MAX_ATTEMPTS", 3, minimum=1)
+OCR_LEASE_SECONDS = env_int("OCR_LEASE_SECONDS", 30, minimum=3)
+OCR_REAP_INTERVAL = env_int("OCR_REAP_INTERVAL", 10, minimum=1)
+OCR_REAP_PENDING_AFTER = env_int("OCR_REAP_PENDING_AFTER", 60, minimum=1)
 
 LOGGING = {
     "version": 1,

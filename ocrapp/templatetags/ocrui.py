@@ -51,6 +51,10 @@ FAILURE_MESSAGES = {
     "transient_error": _("A temporary error stopped the reading. Try again."),
     "pipeline_error": _("The reader failed on this photo. Try again or report it."),
     "bad_result": _("The reader returned an unusable result. Try again or report it."),
+    "quarantined": _(
+        "The reader crashed on this photo every time it tried, so it was set aside. "
+        "Take the photo again or ask a quality manager to look at it."
+    ),
 }
 
 MATCH_LABELS = {
