@@ -314,7 +314,7 @@ class CaptureWithdrawApi(APIView):
         services.capture_withdraw(
             capture_id=capture_id, actor=request.user, reason=data.validated_data["reason"]
         )
-        capture = selectors.capture_get(capture_id=capture_id)
+        capture = selectors.capture_get(capture_id=capture_id, user=request.user)
         return Response(CaptureOutput(capture, context={"request": request}).data)
 
 
