@@ -449,7 +449,7 @@ def test_withdraw_through_the_api(
     qm = _person(django_user_model, "qm", roles.QUALITY_MANAGER, groups=role_groups)
     kept = _done(user, station, product_type, "SN20260042")
     capture = _done(user, station, product_type, "SN20260042")
-    assert selectors.serial_search(q="SN20260042")[0].reads == 2
+    assert selectors.serial_search(q="SN20260042", user=qm)[0].reads == 2
     resp = _api_as(api_client, qm).post(
         f"/api/v1/captures/{capture.pk}/withdraw",
         {"reason": "wrong part photographed"},
@@ -463,11 +463,11 @@ def test_withdraw_through_the_api(
     assert event.actor == qm and event.reason == "wrong part photographed"
     assert event.before == {"withdrawn": False} and event.after["withdrawn"] is True
     # it leaves search ...
-    [hit] = selectors.serial_search(q="SN20260042")
+    [hit] = selectors.serial_search(q="SN20260042", user=qm)
     assert hit.reads == 1
     # ... but keeps its reads, history and image
     assert Read.objects.filter(capture=capture).count() == 1
-    history = selectors.serial_history(value="SN20260042")
+    history = selectors.serial_history(value="SN20260042", user=qm)
     assert [r.capture_id for r in history] == [kept.pk, capture.pk]
     assert [r.capture.withdrawn for r in history] == [False, True]
     api_hist = api_client.get("/api/v1/serials/SN20260042/history").json()["history"]
@@ -481,8 +481,11 @@ def test_withdraw_through_the_api(
     # the only capture of a serial withdrawn: the serial is not found, its history stays
     only = _done(user, station, product_type, "SN55500011")
     services.capture_withdraw(capture_id=only.pk, actor=qm, reason="test label")
-    assert selectors.serial_search(q="SN55500011") == []
-    assert len(selectors.serial_history(value="SN55500011")) == 1
+    assert selectors.serial_search(q="SN55500011", user=qm) == []
+    assert len(selectors.serial_history(value="SN55500011", user=qm)) == 1
+    # the operator who took it (scoped to their station) sees the same
+    assert selectors.serial_search(q="SN55500011", user=user) == []
+    assert len(selectors.serial_history(value="SN55500011", user=user)) == 1
 
 
 def test_withdraw_refused_without_permission_reason_or_twice(
@@ -556,9 +559,9 @@ def test_station_rename_keeps_history(
     later = _done(user, Station.objects.get(pk=station.pk), product_type)
     capture.refresh_from_db()
     assert (capture.station_line, capture.station_name) == ("LINE-1", "station-A")
-    history = selectors.serial_history(value="SN20260042")
+    history = selectors.serial_history(value="SN20260042", user=user)
     assert [r.capture.station_label for r in history] == ["LINE-1 / station-A", "LINE-7 / renamed"]
-    [hit] = selectors.serial_search(q="SN20260042")
+    [hit] = selectors.serial_search(q="SN20260042", user=user)
     assert hit.stations == ["LINE-1 / station-A", "LINE-7 / renamed"]
     api = station_client.get(f"/api/v1/captures/{capture.pk}").json()
     assert api["station"] == {"id": station.pk, "line": "LINE-1", "name": "station-A"}
