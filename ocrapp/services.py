@@ -571,7 +571,12 @@ def station_token_issue(
     ``rotate``: revoke the station's other tokens first."""
     if station.token_owner is None:
         username = f"station-{station.pk}-{uuid.uuid4().hex[:6]}"
-        owner = user_create_with_role(username=username, role=roles.LINE_CLIENT, actor=actor)
+        owner = user_create_with_role(
+            username=username,
+            role=roles.LINE_CLIENT,
+            actor=actor,
+            reason=reason or f"service user of station {station}",
+        )
         station.token_owner = owner
         station.save(update_fields=["token_owner"])
         audit.record(

@@ -754,8 +754,16 @@ def test_admin_names_models_in_korean(admin_web):
     assert "스테이션s" not in html and ">Reads<" not in html
 
 
-def test_seed_demo_creates_its_login_through_the_audited_service(django_user_model):
+def test_seed_demo_creates_its_logins_through_the_audited_service(django_user_model):
+    """One login per role (the roles design: no superuser, no known password), each made by
+    ``services.user_create`` with one event that names its role and never its password."""
+    from ocrapp.demo import DEMO_USERS
+
     call_command("seed_demo", stdout=io.StringIO())
-    demo = django_user_model.objects.get(username="demo")
-    assert demo.is_superuser and demo.is_staff and demo.check_password("demo-serial-2026")
-    assert _one(demo, "create").after["is_superuser"] is True
+    assert not django_user_model.objects.filter(is_superuser=True).exists()
+    for demo in DEMO_USERS:
+        person = django_user_model.objects.get(username=demo.username)
+        event = _one(person, "create")
+        assert event.after["groups"] == [demo.role] and event.after["is_superuser"] is False
+        assert event.after["password"] == "usable" and event.reason == "demo data (seed_demo)"
+        assert event.actor is None  # the command, not a person
