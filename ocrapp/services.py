@@ -1099,8 +1099,17 @@ def read_audit_state(*, read: Read, fields: list[Field], lines: int, records: in
         "needs_review": read.needs_review,
         "lines": lines,
         "serial_records": records,
-        "fields": {str(f.pk): {"name": f.name, "value": f.value} for f in fields},
+        "fields": {str(f.pk): _field_audit_state(f) for f in fields},
     }
+
+
+def _field_audit_state(field: Field) -> dict[str, str]:
+    """A field as a read's audit event records it: the machine read, and the value in force
+    when a correction already changed it (only a baseline of a reviewed read has one)."""
+    state = {"name": field.name, "value": field.value}
+    if field.current_value != field.value:
+        state["current_value"] = field.current_value
+    return state
 
 
 def _read_refuse(*, capture_id: uuid.UUID | str, problem: str) -> None:

@@ -599,18 +599,33 @@ def test_audit_verify_names_a_field_edited_with_raw_sql(user, station, product_t
         cur.execute("UPDATE ocrapp_field SET value = 'PN-9999' WHERE id = %s", [field.pk])
     message = _verify()
     assert f"field #{field.pk} (part_number of capture {capture.pk} run 1)" in message
-    assert "'PN-9999' but the audit trail last recorded 'PN-7731'" in message
+    assert "machine read is 'PN-9999' but the audit trail last recorded 'PN-7731'" in message
     assert "1 field values problem" in message and "hash chain intact" in message
-    # the API shows the forged value: exactly what the check is there to catch
     assert Field.objects.get(pk=field.pk).value == "PN-9999"
+    # the value in force (what the API, search and export show) forged too: one field, both named
+    with connection.cursor() as cur:
+        cur.execute("UPDATE ocrapp_field SET current_value = 'PN-9999' WHERE id = %s", [field.pk])
+    message = _verify()
+    assert "value in force is 'PN-9999' but the audit trail last recorded 'PN-7731'" in message
+    assert "machine read is 'PN-9999'" in message and "1 field values problem" in message
+    # the API shows the forged value: exactly what the check is there to catch
+    assert (
+        selectors.capture_get(capture_id=capture.pk, user=user)
+        .reads.all()[0]
+        .fields.get(pk=field.pk)
+        .current_value
+        == "PN-9999"
+    )
 
 
 def test_audit_verify_names_a_traced_field_and_its_index_row(user, station, product_type):
     capture = _done(user, station, product_type)
     field = Field.objects.get(read__capture=capture, name="serial_number")
     record = SerialRecord.objects.get(field=field)
-    with connection.cursor() as cur:
-        cur.execute("UPDATE ocrapp_field SET value = 'SN99990000' WHERE id = %s", [field.pk])
+    with connection.cursor() as cur:  # the value in force: the one the index follows
+        cur.execute(
+            "UPDATE ocrapp_field SET current_value = 'SN99990000' WHERE id = %s", [field.pk]
+        )
     message = _verify()
     assert f"search index row #{record.pk} of field #{field.pk}" in message
     assert "value 'SN20260042' should be 'SN99990000'" in message
@@ -645,8 +660,8 @@ def test_a_correction_recorded_on_the_field_is_the_value_to_match(user, station,
     ``after["value"]`` recorded after the read's own event wins."""
     capture = _done(user, station, product_type)
     field = Field.objects.get(read__capture=capture, name="part_number")
-    with connection.cursor() as cur:
-        cur.execute("UPDATE ocrapp_field SET value = 'PN-7732' WHERE id = %s", [field.pk])
+    with connection.cursor() as cur:  # a correction changes the value in force, not the read
+        cur.execute("UPDATE ocrapp_field SET current_value = 'PN-7732' WHERE id = %s", [field.pk])
         # the correction re-keys the search index too (part numbers are traced)
         cur.execute(
             "UPDATE ocrapp_serialrecord SET value = 'PN7732', skeleton = 'PN7732'"
@@ -660,6 +675,76 @@ def test_a_correction_recorded_on_the_field_is_the_value_to_match(user, station,
         before={"value": "PN-7731"},
         after={"value": "PN-7732"},
     )
+    call_command("audit_verify")
+
+
+def test_audit_verify_follows_signed_corrections_and_their_was_rows(user, station, product_type):
+    """Real corrections (review's revisions): the value in force moves, the machine read stays,
+    the index keeps the old value as a superseded ("was") row; the trail still matches, a
+    correction back reuses the old row, and a forged value in force is still caught."""
+    from tests.review_data import PASSWORD, person
+
+    qm = person("rev", roles.QUALITY_MANAGER)
+    capture = _done(user, station, product_type)
+    field = Field.objects.get(read__capture=capture, name="serial_number")
+    for value in ("SN20260043", "SN20260042"):
+        services.read_review(
+            user=qm,
+            capture_id=capture.pk,
+            edits={"serial_number": services.FieldEdit(value=value, reason="misread")},
+            password=PASSWORD,
+        )
+        call_command("audit_verify")
+    field.refresh_from_db()
+    assert (field.value, field.current_value) == ("SN20260042", "SN20260042")
+    rows = dict(SerialRecord.objects.filter(field=field).values_list("value", "superseded"))
+    assert rows == {"SN20260042": False, "SN20260043": True}
+    services.read_review(
+        user=qm,
+        capture_id=capture.pk,
+        edits={"serial_number": services.FieldEdit(value="SN20260044", reason="misread")},
+        password=PASSWORD,
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE ocrapp_field SET current_value = 'SN20260042' WHERE id = %s", [field.pk]
+        )
+        cur.execute(  # and the index made to agree with the forgery
+            "UPDATE ocrapp_serialrecord SET superseded = (value <> 'SN20260042') "
+            "WHERE field_id = %s",
+            [field.pk],
+        )
+    message = _verify()
+    assert "value in force is 'SN20260042' but the audit trail last recorded 'SN20260044'" in (
+        message
+    )
+    assert "0 search index problem" in message and "1 field values problem" in message
+
+
+def test_audit_baseline_of_a_corrected_legacy_read_records_its_value_in_force(
+    user, station, product_type
+):
+    from tests.review_data import PASSWORD, person
+
+    qm = person("rev", roles.QUALITY_MANAGER)
+    capture = _done(user, station, product_type)
+    services.read_review(
+        user=qm,
+        capture_id=capture.pk,
+        edits={"part_number": services.FieldEdit(value="PN-7732", reason="misread")},
+        password=PASSWORD,
+    )
+    with connection.cursor() as cur:  # a database from before the trail recorded values
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("TRUNCATE ocrapp_auditevent")
+    call_command("audit_baseline")
+    [event] = _events(action="baseline")
+    part = Field.objects.get(read__capture=capture, name="part_number")
+    assert event.after["fields"][str(part.pk)] == {
+        "name": "part_number",
+        "value": "PN-7731",
+        "current_value": "PN-7732",
+    }
     call_command("audit_verify")
 
 
