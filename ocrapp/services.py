@@ -1383,9 +1383,22 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
     return revision
 
 
+def _refuse_withdrawn(capture: Capture) -> None:
+    """A withdrawn capture is closed: no new revision or read (409 ``withdrawn``); what it had
+    stays as it was when it was withdrawn."""
+    if capture.withdrawn_at is not None:
+        raise ApplicationError(
+            "withdrawn",
+            _("Capture %(id)s was withdrawn; it can no longer be signed or read again.")
+            % {"id": capture.pk},
+            status_code=409,
+        )
+
+
 def _review_capture(*, user, capture_id) -> tuple[Capture, Read]:
     roles.require(user, "review_read")
     capture = selectors.capture_get(capture_id=capture_id, user=user)
+    _refuse_withdrawn(capture)
     read = selectors.capture_latest_read(capture=capture)
     if capture.status != Capture.Status.DONE or read is None:
         raise ApplicationError(
@@ -1411,7 +1424,8 @@ def _sign(
     _refuse_invalid(plans)
     checked = signature_check(user=user, password=password, password_due=password_due, obj=capture)
     with transaction.atomic():
-        Capture.objects.select_for_update().filter(pk=capture.pk).first()  # one review at a time
+        now = Capture.objects.select_for_update().get(pk=capture.pk)  # one review at a time
+        _refuse_withdrawn(now)  # withdrawn meanwhile
         if base_revision is not None:
             now_count = selectors.read_revision_count(read=read)
             if now_count != base_revision:
@@ -1563,6 +1577,7 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
     try:
         with transaction.atomic():
             locked = Capture.objects.select_for_update().get(pk=capture.pk)
+            _refuse_withdrawn(locked)
             if locked.status != Capture.Status.FAILED:
                 raise ApplicationError(
                     "not_failed",

@@ -470,3 +470,36 @@ def test_retry_puts_a_failed_capture_back_on_the_ocr_queue(user, station, produc
     again.refresh_from_db()
     assert again.status == "FAILED"
     assert AuditEvent.objects.filter(action="capture_retried").count() == 1
+
+
+def test_a_withdrawn_capture_is_neither_signed_nor_read_again(
+    user, station, product_type, qm, qm_client
+):
+    """Withdrawal closes a capture: it leaves the queue, and a signature or a retry of it is
+    refused (409 withdrawn) with nothing stored; its page offers no Read again."""
+    queued = _queued(user, station, product_type, RAW)
+    failed = failed_capture(user, station, product_type)
+    for capture in (queued, failed):
+        services.capture_withdraw(capture_id=capture.pk, actor=qm, reason="wrong part")
+    assert selectors.review_queue_count(user=qm) == 0
+    events = AuditEvent.objects.count()
+    resp = _review(
+        qm_client, queued, fields={"serial_number": {"value": FIXED, "reason": "misread"}}
+    )
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "withdrawn"
+    field = _serial_field(queued)
+    resp = qm_client.post(
+        f"/api/v1/fields/{field.pk}/revisions",
+        {"value": FIXED, "reason": "misread"},
+        format="json",
+    )
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "withdrawn"
+    retry = qm_client.post(f"/api/v1/captures/{failed.pk}/retry")
+    assert retry.status_code == 409 and retry.json()["error"]["code"] == "withdrawn"
+    _nothing_signed()
+    field.refresh_from_db()
+    assert field.current_value == RAW
+    assert Capture.objects.get(pk=failed.pk).status == Capture.Status.FAILED
+    assert AuditEvent.objects.count() == events
+    page = qm_client.get(f"/captures/{failed.pk}/").content.decode()
+    assert "This capture was withdrawn." in page and 'id="retry-button"' not in page
