@@ -317,7 +317,7 @@ class CaptureWithdrawApi(APIView):
         services.capture_withdraw(
             capture_id=capture_id, actor=request.user, reason=data.validated_data["reason"]
         )
-        capture = selectors.capture_get(capture_id=capture_id)
+        capture = selectors.capture_get(capture_id=capture_id, user=request.user)
         return Response(CaptureOutput(capture, context={"request": request}).data)
 
 
@@ -487,7 +487,7 @@ def _int_param(request, name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise ApplicationError("invalid", f"{name} must be an id.") from None
+        raise ApplicationError("invalid", _("%(name)s must be an id.") % {"name": name}) from None
 
 
 class ReviewQueueListApi(APIView):
@@ -512,10 +512,9 @@ class ReviewQueueListApi(APIView):
         },
     )
     def get(self, request):
-        if not roles.can(request.user, "review_read"):
-            raise ApplicationError(
-                "permission_denied", "You are not allowed to review reads.", status_code=403
-            )
+        roles.require(
+            request.user, "review_read", message=_("You are not allowed to review reads.")
+        )
         filters = selectors.review_filters_parse(params=request.query_params)
         limit = max(1, min(_int_param(request, "limit") or 100, 500))
         reads = selectors.review_queue(user=request.user, filters=filters, limit=limit)

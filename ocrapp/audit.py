@@ -162,13 +162,17 @@ def verify_chain() -> tuple[int, ChainBreak | None]:
 #
 # The chain proves the trail itself was not altered; these checks find data changed behind the
 # application's back (a raw SQL UPDATE, a restored backup): the search index must match the
-# fields it indexes, and every field's value must be what the trail last recorded for it.
+# fields it indexes, and every field's two values must be what the trail recorded for them:
 #
-# Where a field's value is recorded: ``ocrapp.read`` events with action ``create`` (the worker's
-# ``read_save``) or ``baseline`` (``manage.py audit_baseline``) carry
-# ``after["fields"] = {"<field id>": {"name": ..., "value": ...}}``; any later change of a value
-# (a correction) is an event about the field itself: ``object_type="ocrapp.field"``,
-# ``object_id=<field id>``, ``after={"value": <new value>, ...}``. The latest of these wins.
+# - ``Field.value``, the machine read, never changes after ``read_save``: it must be what the
+#   read's own event recorded. ``ocrapp.read`` events with action ``create`` (the worker's
+#   ``read_save``) or ``baseline`` (``manage.py audit_baseline``) carry
+#   ``after["fields"] = {"<field id>": {"name": ..., "value": ...}}`` (a baseline of a field
+#   already corrected adds ``"current_value"``).
+# - ``Field.current_value``, the value in force, is what the latest of those events or of the
+#   field's own events recorded: a correction (``services.field_revise``/``read_review``: action
+#   ``field_revised``) is an event with ``object_type="ocrapp.field"``,
+#   ``object_id=<field id>``, ``after={"value": <value in force>, ...}``.
 
 READ_VALUE_ACTIONS = ("create", "baseline")
 
@@ -186,26 +190,34 @@ class Mismatch:
 
 _RECORDED_VALUES_SQL = """
 WITH recorded AS (
-    SELECT kv.key::bigint AS field_id, kv.value ->> 'value' AS value, e.id AS event_id
+    SELECT kv.key::bigint AS field_id, kv.value ->> 'value' AS machine,
+           COALESCE(kv.value ->> 'current_value', kv.value ->> 'value') AS in_force,
+           e.id AS event_id
     FROM ocrapp_auditevent e CROSS JOIN LATERAL jsonb_each(e.after -> 'fields') kv
     WHERE e.object_type = 'ocrapp.read' AND e.action = ANY(%(read_actions)s)
       AND jsonb_typeof(e.after -> 'fields') = 'object'
     UNION ALL
-    SELECT e.object_id::bigint, e.after ->> 'value', e.id
+    SELECT e.object_id::bigint, NULL, e.after ->> 'value', e.id
     FROM ocrapp_auditevent e
     WHERE e.object_type = 'ocrapp.field' AND e.object_id ~ '^[0-9]+$'
       AND jsonb_typeof(e.after) = 'object' AND e.after ? 'value'
+), read_event AS (
+    SELECT DISTINCT ON (field_id) field_id, machine, event_id
+    FROM recorded WHERE machine IS NOT NULL ORDER BY field_id, event_id DESC
 ), latest AS (
-    SELECT DISTINCT ON (field_id) field_id, value, event_id
+    SELECT DISTINCT ON (field_id) field_id, in_force, event_id
     FROM recorded ORDER BY field_id, event_id DESC
 )
-SELECT f.id, f.name, f.current_value, r.capture_id, r.run, l.value, l.event_id, (f.id IS NULL)
+SELECT f.id, f.name, r.capture_id, r.run, f.value, m.machine, m.event_id,
+       f.current_value, l.in_force, l.event_id, FALSE
 FROM ocrapp_field f
 JOIN ocrapp_read r ON r.id = f.read_id
+LEFT JOIN read_event m ON m.field_id = f.id
 LEFT JOIN latest l ON l.field_id = f.id
-WHERE l.field_id IS NULL OR l.value IS DISTINCT FROM f.current_value
+WHERE m.field_id IS NULL OR m.machine IS DISTINCT FROM f.value
+   OR l.in_force IS DISTINCT FROM f.current_value
 UNION ALL
-SELECT l.field_id, NULL, NULL, NULL, NULL, l.value, l.event_id, TRUE
+SELECT l.field_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, l.in_force, l.event_id, TRUE
 FROM latest l LEFT JOIN ocrapp_field f ON f.id = l.field_id
 WHERE f.id IS NULL
 ORDER BY 1
@@ -213,28 +225,40 @@ ORDER BY 1
 
 
 def verify_field_values() -> Iterator[Mismatch]:
-    """Every field whose current value is not what the audit trail last recorded for it, a
-    field the trail never recorded, and a recorded field that is gone (field id order)."""
+    """Every field whose machine read (``value``) is not what its read's audit event recorded,
+    or whose value in force (``current_value``) is not what the trail last recorded for it
+    (one mismatch per field, naming both when both differ); a field the trail never recorded;
+    and a recorded field that is gone (field id order)."""
     with connection.cursor() as cur:
         cur.execute(_RECORDED_VALUES_SQL, {"read_actions": list(READ_VALUE_ACTIONS)})
-        for fid, name, value, capture_id, run, recorded, event_id, gone in cur.fetchall():
-            where = f"field #{fid}"
-            if gone:
-                message = (
-                    f"{where}: recorded by audit event #{event_id} (value {recorded!r}) "
-                    "no longer exists (deleted behind the application's back)"
+        rows = cur.fetchall()
+    for row in rows:
+        fid, name, capture_id, run, value, machine, read_event, current, in_force, event, gone = row
+        where = f"field #{fid}"
+        if gone:
+            message = (
+                f"{where}: recorded by audit event #{event} (value {in_force!r}) "
+                "no longer exists (deleted behind the application's back)"
+            )
+        elif read_event is None:
+            message = (
+                f"{where} ({name} of capture {capture_id} run {run}): value {value!r} "
+                "was never recorded by the audit trail"
+            )
+        else:
+            problems = []
+            if machine != value:
+                problems.append(
+                    f"machine read is {value!r} but the audit trail last recorded {machine!r} "
+                    f"(event #{read_event})"
                 )
-            elif event_id is None:
-                message = (
-                    f"{where} ({name} of capture {capture_id} run {run}): value {value!r} "
-                    "was never recorded by the audit trail"
+            if in_force != current:
+                problems.append(
+                    f"value in force is {current!r} but the audit trail last recorded "
+                    f"{in_force!r} (event #{event})"
                 )
-            else:
-                message = (
-                    f"{where} ({name} of capture {capture_id} run {run}): value is {value!r} "
-                    f"but the audit trail last recorded {recorded!r} (event #{event_id})"
-                )
-            yield Mismatch("field_value", "ocrapp.field", str(fid), message)
+            message = f"{where} ({name} of capture {capture_id} run {run}): " + "; ".join(problems)
+        yield Mismatch("field_value", "ocrapp.field", str(fid), message)
 
 
 def verify_search_index() -> Iterator[Mismatch]:

@@ -91,13 +91,14 @@ def scoped(qs: Any, user: Any, prefix: str = "") -> Any:
     return qs if q is None else qs.filter(q)
 
 
-def require(user: Any, code: str) -> None:
+def require(user: Any, code: str, *, message: str | None = None) -> None:
     """Raise :class:`ocrapp.errors.PermissionDeniedError` (403: JSON error in the API, the
-    403 page in the UI) unless ``user`` holds ``ocrapp.<code>``."""
+    403 page in the UI) unless ``user`` holds ``ocrapp.<code>``; ``message``: a translated
+    message saying what was refused (default: "You do not have permission to do this.")."""
     if not can(user, code):
         from ocrapp.errors import PermissionDeniedError
 
-        raise PermissionDeniedError(code)
+        raise PermissionDeniedError(code, message)
 
 
 def station_scope(user: Any) -> Q | None:

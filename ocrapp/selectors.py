@@ -293,7 +293,9 @@ def field_check(*, capture: Capture, name: str, value: str) -> FieldCheck:
         schema = resolve_schema(capture.product_type.field_schema)
     except SchemaError as exc:
         raise ApplicationError(
-            "bad_schema", f"The product type's field schema is invalid: {exc}", status_code=409
+            "bad_schema",
+            _("The product type's field schema is invalid: %(error)s") % {"error": exc},
+            status_code=409,
         ) from exc
     today = timezone.localdate(capture.created_at, timezone=dt.UTC)
     return validate_field(value, spec_for(name, schema), today=today)
@@ -423,13 +425,13 @@ def review_filters_parse(*, params: Mapping[str, str]) -> ReviewFilters:
     if reason and reason not in REVIEW_CODES:
         raise ApplicationError(
             "invalid",
-            f"reason must be one of {', '.join(REVIEW_CODES)}.",
+            _("reason must be one of %(codes)s.") % {"codes": ", ".join(REVIEW_CODES)},
             details={"reason": list(REVIEW_CODES)},
         )
     pt_ref = (params.get("product_type") or "").strip()
     station_raw = (params.get("station") or "").strip()
     if station_raw and not station_raw.isdigit():
-        raise ApplicationError("invalid", "station must be a station id.")
+        raise ApplicationError("invalid", _("station must be a station id."))
     return ReviewFilters(
         line=(params.get("line") or "").strip(),
         station=int(station_raw) if station_raw else None,
@@ -453,18 +455,22 @@ def review_filter_choices(*, user: Any) -> dict[str, list]:
     }
 
 
+def _no_field(field_id: object) -> NotFoundError:
+    return NotFoundError("not_found", _("No field %(id)s.") % {"id": field_id})
+
+
 def field_get_scoped(*, field_id: int | str, user: Any) -> Field:
     """A field with its read, capture, product type and revisions, inside ``user``'s scope."""
     try:
         pk = int(field_id)
     except (TypeError, ValueError):
-        raise NotFoundError("not_found", f"No field {field_id}.") from None
+        raise _no_field(field_id) from None
     qs = Field.objects.select_related(
         "read", "read__capture", "read__capture__product_type", "read__capture__station", "line"
     ).filter(pk=pk)
     field = roles.scoped(qs, user, "read__capture__").first()
     if field is None:
-        raise NotFoundError("not_found", f"No field {field_id}.")
+        raise _no_field(field_id)
     return field
 
 

@@ -116,31 +116,36 @@ def _diff(
     return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
 
 
-def _check_changes(kind: str, changes: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+def _check_changes(model, changes: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(changes) - set(allowed))
     if unknown:
         raise ApplicationError(
             "invalid",
-            f"{kind}: cannot change {', '.join(unknown)}.",
+            _("%(kind)s: cannot change %(fields)s.")
+            % {"kind": model._meta.verbose_name, "fields": ", ".join(unknown)},
             details={"fields": unknown},
         )
 
 
-def _locked(model, pk: Any, what: str):
+def _locked(model, pk: Any):
     obj = model.objects.select_for_update().filter(pk=pk).first()
     if obj is None:
-        raise NotFoundError("not_found", f"No {what} {pk}.")
+        raise NotFoundError(
+            "not_found", _("No %(kind)s %(id)s.") % {"kind": model._meta.verbose_name, "id": pk}
+        )
     return obj
 
 
-def _save_unique(obj: Any, what: str) -> None:
+def _save_unique(obj: Any) -> None:
     """Save, turning a unique-constraint violation into a readable 409."""
     try:
         with transaction.atomic():
             obj.save()
     except IntegrityError:
         raise ApplicationError(
-            "already_exists", f"Another {what} already has this name.", status_code=409
+            "already_exists",
+            _("Another %(kind)s already has this name.") % {"kind": obj._meta.verbose_name},
+            status_code=409,
         ) from None
 
 
@@ -178,7 +183,7 @@ def product_type_create(
         auto_accept_threshold=auto_accept_threshold,
         active=active,
     )
-    _save_unique(product_type, "product type")
+    _save_unique(product_type)
     audit.record(
         actor=actor,
         action="create",
@@ -195,8 +200,8 @@ def product_type_update(
 ) -> ProductType:
     """Change a product type's name, description, field schema, auto-accept threshold or
     ``active`` (deactivate instead of delete); one audit event with the changed fields."""
-    _check_changes("product type", changes, _PRODUCT_TYPE_FIELDS)
-    product_type = _locked(ProductType, product_type_id, "product type")
+    _check_changes(ProductType, changes, _PRODUCT_TYPE_FIELDS)
+    product_type = _locked(ProductType, product_type_id)
     before = _state(product_type, _PRODUCT_TYPE_FIELDS)
     for name, value in changes.items():
         setattr(product_type, name, value)
@@ -207,7 +212,7 @@ def product_type_update(
     diff = _diff("producttype", before, _state(product_type, _PRODUCT_TYPE_FIELDS))
     if diff is None:
         return product_type
-    _save_unique(product_type, "product type")
+    _save_unique(product_type)
     audit.record(
         actor=actor, action="update", obj=product_type, before=diff[0], after=diff[1], reason=reason
     )
@@ -218,11 +223,12 @@ def product_type_update(
 def product_type_delete(*, product_type_id: int, actor: Any, reason: str = "") -> None:
     """Delete a product type that was never used; one with captures is deactivated instead
     (409 ``in_use``)."""
-    product_type = _locked(ProductType, product_type_id, "product type")
+    product_type = _locked(ProductType, product_type_id)
     if product_type.captures.exists():
         raise ApplicationError(
             "in_use",
-            f"Product type {product_type} has captures: deactivate it instead of deleting it.",
+            _("Product type %(name)s has captures: deactivate it instead of deleting it.")
+            % {"name": product_type},
             status_code=409,
         )
     audit.record(
@@ -247,7 +253,7 @@ def station_create(
     reason: str = "",
 ) -> Station:
     station = Station(line=line, name=name, token_owner=token_owner, active=active)
-    _save_unique(station, "station")
+    _save_unique(station)
     if members:
         station.members.set(_ids(members))
     audit.record(
@@ -267,13 +273,13 @@ def station_update(
     """Rename, (de)activate a station, change its operators (``members``) or its token owner.
     Captures keep the line and name they were taken under (``Capture.station_line``/``name``),
     so a rename does not rewrite history."""
-    _check_changes("station", changes, _STATION_FIELDS)
-    station = _locked(Station, station_id, "station")
+    _check_changes(Station, changes, _STATION_FIELDS)
+    station = _locked(Station, station_id)
     before = _state(station, _STATION_FIELDS)
     for name, value in changes.items():
         if name != "members":
             setattr(station, name, value)
-    _save_unique(station, "station")
+    _save_unique(station)
     if "members" in changes:
         station.members.set(_ids(changes["members"]))
     diff = _diff("station", before, _state(station, _STATION_FIELDS))
@@ -288,11 +294,12 @@ def station_update(
 def station_delete(*, station_id: int, actor: Any, reason: str = "") -> None:
     """Delete a station that never took a capture; one with captures is deactivated instead
     (409 ``in_use``)."""
-    station = _locked(Station, station_id, "station")
+    station = _locked(Station, station_id)
     if station.captures.exists():
         raise ApplicationError(
             "in_use",
-            f"Station {station} has captures: deactivate it instead of deleting it.",
+            _("Station %(name)s has captures: deactivate it instead of deleting it.")
+            % {"name": station},
             status_code=409,
         )
     audit.record(
@@ -338,14 +345,14 @@ def user_create(
     """Create a user (``password`` None: no password login); ``fields``: names, e-mail,
     ``is_active``/``is_staff``/``is_superuser``, ``groups`` (roles), ``user_permissions``."""
     fields = dict(fields or {})
-    _check_changes("user", fields, _USER_FIELDS)
+    _check_changes(User, fields, _USER_FIELDS)
     user = User(username=username)
     _user_apply(user, fields)
     if password:
         user.set_password(password)
     else:
         user.set_unusable_password()
-    _save_unique(user, "user")
+    _save_unique(user)
     _user_apply_m2m(user, fields)
     after = _state(user, _USER_FIELDS)
     after["password"] = _password_state(user)
@@ -357,11 +364,11 @@ def user_create(
 def user_update(*, user_id: int, actor: Any, changes: Mapping[str, Any], reason: str = "") -> Any:
     """Edit a user: names, e-mail, activation, staff/superuser, roles (``groups``) and
     permissions; one audit event with the changed fields. Passwords: :func:`user_password_set`."""
-    _check_changes("user", changes, _USER_FIELDS)
-    user = _locked(User, user_id, "user")
+    _check_changes(User, changes, _USER_FIELDS)
+    user = _locked(User, user_id)
     before = _state(user, _USER_FIELDS)
     _user_apply(user, changes)
-    _save_unique(user, "user")
+    _save_unique(user)
     _user_apply_m2m(user, changes)
     diff = _diff("user", before, _state(user, _USER_FIELDS))
     if diff is not None:
@@ -375,7 +382,7 @@ def user_update(*, user_id: int, actor: Any, changes: Mapping[str, Any], reason:
 def user_password_set(*, user_id: int, actor: Any, password: str | None, reason: str = "") -> Any:
     """Set a user's password (None: disable password login); the audit event says that it
     changed, never what it is."""
-    user = _locked(User, user_id, "user")
+    user = _locked(User, user_id)
     before = {"username": user.get_username(), "password": _password_state(user)}
     if password:
         user.set_password(password)
@@ -393,7 +400,7 @@ def user_password_set(*, user_id: int, actor: Any, password: str | None, reason:
 def user_delete(*, user_id: int, actor: Any, reason: str = "") -> None:
     """Delete a user who never did anything recorded (uploads, audit events and withdrawals
     protect a user: deactivate them instead)."""
-    user = _locked(User, user_id, "user")
+    user = _locked(User, user_id)
     audit.record(
         actor=actor, action="delete", obj=user, before=_state(user, _USER_FIELDS), reason=reason
     )
@@ -403,7 +410,8 @@ def user_delete(*, user_id: int, actor: Any, reason: str = "") -> None:
     except ProtectedError:
         raise ApplicationError(
             "in_use",
-            f"User {user.get_username()} has recorded actions: deactivate them instead.",
+            _("User %(name)s has recorded actions: deactivate them instead.")
+            % {"name": user.get_username()},
             status_code=409,
         ) from None
 
@@ -413,7 +421,7 @@ def group_create(
     *, actor: Any, name: str, permissions: Iterable[Any] = (), reason: str = ""
 ) -> Group:
     group = Group(name=name)
-    _save_unique(group, "group")
+    _save_unique(group)
     group.permissions.set(_ids(permissions))
     audit.record(
         actor=actor, action="create", obj=group, after=_state(group, _GROUP_FIELDS), reason=reason
@@ -426,12 +434,12 @@ def group_update(
     *, group_id: int, actor: Any, changes: Mapping[str, Any], reason: str = ""
 ) -> Group:
     """Rename a role (group) or change what it may do (its permissions)."""
-    _check_changes("group", changes, _GROUP_FIELDS)
-    group = _locked(Group, group_id, "group")
+    _check_changes(Group, changes, _GROUP_FIELDS)
+    group = _locked(Group, group_id)
     before = _state(group, _GROUP_FIELDS)
     if "name" in changes:
         group.name = changes["name"]
-        _save_unique(group, "group")
+        _save_unique(group)
     if "permissions" in changes:
         group.permissions.set(_ids(changes["permissions"]))
     diff = _diff("group", before, _state(group, _GROUP_FIELDS))
@@ -444,7 +452,7 @@ def group_update(
 
 @transaction.atomic
 def group_delete(*, group_id: int, actor: Any, reason: str = "") -> None:
-    group = _locked(Group, group_id, "group")
+    group = _locked(Group, group_id)
     before = _state(group, _GROUP_FIELDS)
     before["members"] = sorted(u.get_username() for u in group.user_set.all())
     audit.record(actor=actor, action="delete", obj=group, before=before, reason=reason)
@@ -572,7 +580,12 @@ def station_token_issue(
     ``rotate``: revoke the station's other tokens first."""
     if station.token_owner is None:
         username = f"station-{station.pk}-{uuid.uuid4().hex[:6]}"
-        owner = user_create_with_role(username=username, role=roles.LINE_CLIENT, actor=actor)
+        owner = user_create_with_role(
+            username=username,
+            role=roles.LINE_CLIENT,
+            actor=actor,
+            reason=reason or f"service user of station {station}",
+        )
         station.token_owner = owner
         station.save(update_fields=["token_owner"])
         audit.record(
@@ -664,7 +677,8 @@ def capture_create(
     station = _station_for(user=user, station=station)
     if not product_type.active:
         raise ApplicationError(
-            "product_type_inactive", f"Product type {product_type} is not active."
+            "product_type_inactive",
+            _("Product type %(name)s is not active.") % {"name": product_type},
         )
     upload_check_size(size=len(image_bytes))
     sha256 = hashlib.sha256(image_bytes).hexdigest()
@@ -1050,38 +1064,28 @@ def capture_withdraw(*, capture_id: uuid.UUID | str, actor: Any, reason: str) ->
     Needs ``withdraw_capture`` (403 ``permission_denied``) and a capture ``actor`` may see
     (404); ``reason`` is required (400 ``reason_required``); a capture is withdrawn once
     (409 ``already_withdrawn``). Nothing is stored when any of these fails."""
-    if not roles.can(actor, "withdraw_capture"):
-        raise ApplicationError(
-            "permission_denied", "You may not withdraw captures.", status_code=403
-        )
-    try:
-        uuid.UUID(str(capture_id))
-    except ValueError:
-        raise NotFoundError("not_found", f"No capture {capture_id}.") from None
-    capture = (
-        roles.scoped(Capture.objects.select_for_update(of=("self",)), actor)
-        .filter(pk=capture_id)
-        .first()
-    )
-    if capture is None:
-        raise NotFoundError("not_found", f"No capture {capture_id}.")
+    roles.require(actor, "withdraw_capture", message=_("You may not withdraw captures."))
+    visible = selectors.capture_get(capture_id=capture_id, user=actor)  # else 404
+    capture = Capture.objects.select_for_update(of=("self",)).get(pk=visible.pk)
     reason = (reason or "").strip()
     if not reason:
         raise ApplicationError(
             "reason_required",
-            "A reason is required to withdraw a capture.",
-            details={"reason": ["This field is required."]},
+            _("A reason is required to withdraw a capture."),
+            details={"reason": [_("This field is required.")]},
         )
     if len(reason) > WITHDRAWAL_REASON_MAX:
+        limit = {"max": WITHDRAWAL_REASON_MAX}
         raise ApplicationError(
             "invalid",
-            f"The reason must be at most {WITHDRAWAL_REASON_MAX} characters.",
-            details={"reason": [f"At most {WITHDRAWAL_REASON_MAX} characters."]},
+            _("The reason must be at most %(max)s characters.") % limit,
+            details={"reason": [_("At most %(max)s characters.") % limit]},
         )
     if capture.withdrawn_at is not None:
         raise ApplicationError(
             "already_withdrawn",
-            f"Capture {capture.pk} was already withdrawn on {capture.withdrawn_at:%Y-%m-%d}.",
+            _("Capture %(id)s was already withdrawn on %(date)s.")
+            % {"id": capture.pk, "date": f"{capture.withdrawn_at:%Y-%m-%d}"},
             status_code=409,
         )
     capture.withdrawn_at = timezone.now()
@@ -1387,8 +1391,17 @@ def read_audit_state(*, read: Read, fields: list[Field], lines: int, records: in
         "needs_review": read.needs_review,
         "lines": lines,
         "serial_records": records,
-        "fields": {str(f.pk): {"name": f.name, "value": f.value} for f in fields},
+        "fields": {str(f.pk): _field_audit_state(f) for f in fields},
     }
+
+
+def _field_audit_state(field: Field) -> dict[str, str]:
+    """A field as a read's audit event records it: the machine read, and the value in force
+    when a correction already changed it (only a baseline of a reviewed read has one)."""
+    state = {"name": field.name, "value": field.value}
+    if field.current_value != field.value:
+        state["current_value"] = field.current_value
+    return state
 
 
 def _read_refuse(*, capture_id: uuid.UUID | str, problem: str) -> None:
@@ -1460,7 +1473,9 @@ def _revision_reason(reason: str) -> tuple[str, str]:
     reason = (reason or "").strip()
     if len(reason) > MAX_REASON_LENGTH:
         raise ApplicationError(
-            "invalid", f"A reason is at most {MAX_REASON_LENGTH} characters.", details={}
+            "invalid",
+            _("A reason is at most %(max)s characters.") % {"max": MAX_REASON_LENGTH},
+            details={},
         )
     if not reason:
         return "", ""
@@ -1473,7 +1488,7 @@ def _check_meaning(meaning: str) -> str:
     if meaning not in REVISION_MEANINGS:
         raise ApplicationError(
             "invalid",
-            f"meaning must be one of {', '.join(REVISION_MEANINGS)}.",
+            _("meaning must be one of %(meanings)s.") % {"meanings": ", ".join(REVISION_MEANINGS)},
             details={"meaning": list(REVISION_MEANINGS)},
         )
     return meaning
@@ -1494,13 +1509,13 @@ def _plan(*, capture: Capture, field: Field, edit: FieldEdit, meaning: str) -> _
     if changed and not code:
         raise ApplicationError(
             "reason_required",
-            f"{field.name}: a correction needs a reason.",
+            _("%(field)s: a correction needs a reason.") % {"field": field.name},
             details={"fields": {field.name: ["reason_required"]}},
         )
     if edit.override and not code:
         raise ApplicationError(
             "reason_required",
-            f"{field.name}: signing an invalid value needs a reason.",
+            _("%(field)s: signing an invalid value needs a reason.") % {"field": field.name},
             details={"fields": {field.name: ["reason_required"]}},
         )
     if changed:
@@ -1532,11 +1547,16 @@ def _refuse_invalid(plans: list[_Planned]) -> None:
     if bad:
         raise ApplicationError(
             "invalid_value",
-            "Some values fail their checks: "
-            + "; ".join(
-                f"{name}: {', '.join(r['code'] for r in v['reasons'])}" for name, v in bad.items()
+            _(
+                "Some values fail their checks: %(problems)s. Correct them, or sign them anyway "
+                "with override and a reason."
             )
-            + ". Correct them, or sign them anyway with override and a reason.",
+            % {
+                "problems": "; ".join(
+                    f"{name}: {', '.join(r['code'] for r in v['reasons'])}"
+                    for name, v in bad.items()
+                )
+            },
             details={"fields": bad},
         )
 
@@ -1558,7 +1578,7 @@ def signature_check(*, user, password: str | None, password_due: bool, obj: Any)
         if password_due:
             raise ApplicationError(
                 "password_required",
-                "Enter your password to sign.",
+                _("Enter your password to sign."),
                 details={"password": ["required"]},
                 status_code=403,
             )
@@ -1573,18 +1593,11 @@ def signature_check(*, user, password: str | None, password_due: bool, obj: Any)
         log.warning("signature refused for %s: wrong password (%d)", user, failures)
         raise ApplicationError(
             "signature_failed",
-            "The password is wrong; nothing was signed.",
+            _("The password is wrong; nothing was signed."),
             details={"failures": failures},
             status_code=403,
         )
     return True
-
-
-def _require(*, user, code: str) -> None:
-    if not roles.can(user, code):
-        raise ApplicationError(
-            "permission_denied", "You are not allowed to do this.", status_code=403
-        )
 
 
 def _serial_index_follow(*, field: Field, capture: Capture) -> None:
@@ -1663,13 +1676,28 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
     return revision
 
 
+def _refuse_withdrawn(capture: Capture) -> None:
+    """A withdrawn capture is closed: no new revision or read (409 ``withdrawn``); what it had
+    stays as it was when it was withdrawn."""
+    if capture.withdrawn_at is not None:
+        raise ApplicationError(
+            "withdrawn",
+            _("Capture %(id)s was withdrawn; it can no longer be signed or read again.")
+            % {"id": capture.pk},
+            status_code=409,
+        )
+
+
 def _review_capture(*, user, capture_id) -> tuple[Capture, Read]:
-    _require(user=user, code="review_read")
+    roles.require(user, "review_read")
     capture = selectors.capture_get(capture_id=capture_id, user=user)
+    _refuse_withdrawn(capture)
     read = selectors.capture_latest_read(capture=capture)
     if capture.status != Capture.Status.DONE or read is None:
         raise ApplicationError(
-            "not_reviewable", "Only a capture that was read can be reviewed.", status_code=409
+            "not_reviewable",
+            _("Only a capture that was read can be reviewed."),
+            status_code=409,
         )
     return capture, read
 
@@ -1689,13 +1717,14 @@ def _sign(
     _refuse_invalid(plans)
     checked = signature_check(user=user, password=password, password_due=password_due, obj=capture)
     with transaction.atomic():
-        Capture.objects.select_for_update().filter(pk=capture.pk).first()  # one review at a time
+        now = Capture.objects.select_for_update().get(pk=capture.pk)  # one review at a time
+        _refuse_withdrawn(now)  # withdrawn meanwhile
         if base_revision is not None:
             now_count = selectors.read_revision_count(read=read)
             if now_count != base_revision:
                 raise ApplicationError(
                     "stale_read",
-                    "Someone else signed this read meanwhile; reload it and check again.",
+                    _("Someone else signed this read meanwhile; reload it and check again."),
                     details={"revisions": now_count},
                     status_code=409,
                 )
@@ -1709,7 +1738,7 @@ def _sign(
             ):
                 raise ApplicationError(
                     "stale_read",
-                    "This value changed meanwhile; reload it and check again.",
+                    _("This value changed meanwhile; reload it and check again."),
                     status_code=409,
                 )
             locked.read = read
@@ -1750,7 +1779,7 @@ def read_review(
     if not fields:
         raise ApplicationError(
             "nothing_to_review",
-            "This read has no fields to sign; retake the photo or withdraw the capture.",
+            _("This read has no fields to sign; retake the photo or withdraw the capture."),
             status_code=409,
         )
     by_name: dict[str, list[Field]] = {}
@@ -1761,15 +1790,18 @@ def read_review(
     if unknown:
         raise ApplicationError(
             "unknown_field",
-            f"The read has no field {', '.join(unknown)}.",
+            _("The read has no field %(fields)s.") % {"fields": ", ".join(unknown)},
             details={"fields": {name: ["unknown"] for name in unknown}},
         )
     ambiguous = sorted(name for name in edits if len(by_name[name]) > 1)
     if ambiguous:
         raise ApplicationError(
             "ambiguous_field",
-            f"The read has several fields {', '.join(ambiguous)}; correct them one by one "
-            "(POST /api/v1/fields/{id}/revisions).",
+            _(
+                "The read has several fields %(fields)s; correct them one by one "
+                "(POST /api/v1/fields/{id}/revisions)."
+            )
+            % {"fields": ", ".join(ambiguous)},
         )
     plans = [
         _plan(capture=capture, field=f, edit=edits.get(f.name, FieldEdit()), meaning=meaning)
@@ -1800,12 +1832,14 @@ def field_revise(
 ) -> tuple[FieldRevision, bool]:
     """Sign one field of a capture's latest read (see :func:`read_review`); ``base_seq``: the
     number of revisions of the field the reviewer saw (409 ``stale_read`` if it changed)."""
-    _require(user=user, code="review_read")
+    roles.require(user, "review_read")
     field = selectors.field_get_scoped(field_id=field_id, user=user)
     capture, read = _review_capture(user=user, capture_id=field.read.capture_id)
     if field.read_id != read.pk:
         raise ApplicationError(
-            "not_latest_read", "Only the capture's latest read can be revised.", status_code=409
+            "not_latest_read",
+            _("Only the capture's latest read can be revised."),
+            status_code=409,
         )
     plan = _plan(
         capture=capture,
@@ -1830,16 +1864,18 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
     """Read a FAILED capture again: back to PENDING (the failure stays in the audit trail, the
     reads it had are kept; ``read_save`` numbers the new one as the next run) and enqueued on
     commit. If the queue is unreachable the capture is put back as it was (503)."""
-    _require(user=user, code="retry_capture")
+    roles.require(user, "retry_capture")
     capture = selectors.capture_get(capture_id=capture_id, user=user)
     before: dict[str, Any] = {}
     try:
         with transaction.atomic():
             locked = Capture.objects.select_for_update().get(pk=capture.pk)
+            _refuse_withdrawn(locked)
             if locked.status != Capture.Status.FAILED:
                 raise ApplicationError(
                     "not_failed",
-                    f"Only a failed capture can be read again (this one is {locked.status}).",
+                    _("Only a failed capture can be read again (this one is %(status)s).")
+                    % {"status": locked.status},
                     status_code=409,
                 )
             before = {
@@ -1891,7 +1927,7 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
             )
         raise ApplicationError(
             "queue_unavailable",
-            "The reading queue is unavailable; the capture stays failed. Retry shortly.",
+            _("The reading queue is unavailable; the capture stays failed. Retry shortly."),
             status_code=503,
         ) from None
     return selectors.capture_get(capture_id=capture.pk, user=user)

@@ -273,7 +273,9 @@ def capture_page(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
             "timings": [(k, v) for k, v in (read.timings_ms or {}).items()] if read else [],
             # review: every signed revision, and the re-read of a failed capture
             "revisions": selectors.capture_revisions(capture=view.capture),
-            "can_retry": view.failed and roles.can(request.user, "retry_capture"),
+            "can_retry": view.failed
+            and not view.capture.withdrawn
+            and roles.can(request.user, "retry_capture"),
             "retry_url": reverse("api-capture-retry", kwargs={"capture_id": view.capture.pk}),
         },
     )

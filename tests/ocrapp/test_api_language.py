@@ -112,6 +112,26 @@ def test_the_language_switch_applies_to_the_api(client, user, station, product_t
     assert resp["Content-Language"] == "ko"
 
 
+def test_review_and_withdrawal_messages_in_korean():
+    """The review and withdrawal endpoints answer in the caller's language too (nothing stored)."""
+    from ocrapp.models import AuditEvent
+
+    auditor = APIClient()
+    auditor.force_authenticate(services.user_create_with_role(username="aud", role=roles.AUDITOR))
+    queue = auditor.get("/api/v1/review-queue", HTTP_ACCEPT_LANGUAGE="ko")
+    assert queue.status_code == 403 and queue.json()["error"]["code"] == "permission_denied"
+    assert _message(queue) == "판독을 검토할 권한이 없습니다."
+    qm = APIClient()
+    qm.force_authenticate(services.user_create_with_role(username="qm", role=roles.QUALITY_MANAGER))
+    before = AuditEvent.objects.count()
+    zero = "00000000-0000-0000-0000-000000000000"
+    gone = qm.post(f"/api/v1/captures/{zero}/withdraw", {"reason": "x"}, HTTP_ACCEPT_LANGUAGE="ko")
+    assert gone.status_code == 404 and _message(gone) == f"촬영 기록 {zero}이(가) 없습니다."
+    bad = qm.get("/api/v1/review-queue?reason=glare", HTTP_ACCEPT_LANGUAGE="ko")
+    assert bad.status_code == 400 and _message(bad).startswith("reason은 다음 중 하나여야 합니다:")
+    assert AuditEvent.objects.count() == before
+
+
 # --- every API message has its Korean translation ------------------------------------------
 
 ERRORS = {"ApplicationError", "NotFoundError", "PermissionDeniedError"}

@@ -449,7 +449,7 @@ def test_withdraw_through_the_api(
     qm = _person(django_user_model, "qm", roles.QUALITY_MANAGER, groups=role_groups)
     kept = _done(user, station, product_type, "SN20260042")
     capture = _done(user, station, product_type, "SN20260042")
-    assert selectors.serial_search(q="SN20260042")[0].reads == 2
+    assert selectors.serial_search(q="SN20260042", user=qm)[0].reads == 2
     resp = _api_as(api_client, qm).post(
         f"/api/v1/captures/{capture.pk}/withdraw",
         {"reason": "wrong part photographed"},
@@ -463,11 +463,11 @@ def test_withdraw_through_the_api(
     assert event.actor == qm and event.reason == "wrong part photographed"
     assert event.before == {"withdrawn": False} and event.after["withdrawn"] is True
     # it leaves search ...
-    [hit] = selectors.serial_search(q="SN20260042")
+    [hit] = selectors.serial_search(q="SN20260042", user=qm)
     assert hit.reads == 1
     # ... but keeps its reads, history and image
     assert Read.objects.filter(capture=capture).count() == 1
-    history = selectors.serial_history(value="SN20260042")
+    history = selectors.serial_history(value="SN20260042", user=qm)
     assert [r.capture_id for r in history] == [kept.pk, capture.pk]
     assert [r.capture.withdrawn for r in history] == [False, True]
     api_hist = api_client.get("/api/v1/serials/SN20260042/history").json()["history"]
@@ -481,8 +481,11 @@ def test_withdraw_through_the_api(
     # the only capture of a serial withdrawn: the serial is not found, its history stays
     only = _done(user, station, product_type, "SN55500011")
     services.capture_withdraw(capture_id=only.pk, actor=qm, reason="test label")
-    assert selectors.serial_search(q="SN55500011") == []
-    assert len(selectors.serial_history(value="SN55500011")) == 1
+    assert selectors.serial_search(q="SN55500011", user=qm) == []
+    assert len(selectors.serial_history(value="SN55500011", user=qm)) == 1
+    # the operator who took it (scoped to their station) sees the same
+    assert selectors.serial_search(q="SN55500011", user=user) == []
+    assert len(selectors.serial_history(value="SN55500011", user=user)) == 1
 
 
 def test_withdraw_refused_without_permission_reason_or_twice(
@@ -556,9 +559,9 @@ def test_station_rename_keeps_history(
     later = _done(user, Station.objects.get(pk=station.pk), product_type)
     capture.refresh_from_db()
     assert (capture.station_line, capture.station_name) == ("LINE-1", "station-A")
-    history = selectors.serial_history(value="SN20260042")
+    history = selectors.serial_history(value="SN20260042", user=user)
     assert [r.capture.station_label for r in history] == ["LINE-1 / station-A", "LINE-7 / renamed"]
-    [hit] = selectors.serial_search(q="SN20260042")
+    [hit] = selectors.serial_search(q="SN20260042", user=user)
     assert hit.stations == ["LINE-1 / station-A", "LINE-7 / renamed"]
     api = station_client.get(f"/api/v1/captures/{capture.pk}").json()
     assert api["station"] == {"id": station.pk, "line": "LINE-1", "name": "station-A"}
@@ -596,18 +599,33 @@ def test_audit_verify_names_a_field_edited_with_raw_sql(user, station, product_t
         cur.execute("UPDATE ocrapp_field SET value = 'PN-9999' WHERE id = %s", [field.pk])
     message = _verify()
     assert f"field #{field.pk} (part_number of capture {capture.pk} run 1)" in message
-    assert "'PN-9999' but the audit trail last recorded 'PN-7731'" in message
+    assert "machine read is 'PN-9999' but the audit trail last recorded 'PN-7731'" in message
     assert "1 field values problem" in message and "hash chain intact" in message
-    # the API shows the forged value: exactly what the check is there to catch
     assert Field.objects.get(pk=field.pk).value == "PN-9999"
+    # the value in force (what the API, search and export show) forged too: one field, both named
+    with connection.cursor() as cur:
+        cur.execute("UPDATE ocrapp_field SET current_value = 'PN-9999' WHERE id = %s", [field.pk])
+    message = _verify()
+    assert "value in force is 'PN-9999' but the audit trail last recorded 'PN-7731'" in message
+    assert "machine read is 'PN-9999'" in message and "1 field values problem" in message
+    # the API shows the forged value: exactly what the check is there to catch
+    assert (
+        selectors.capture_get(capture_id=capture.pk, user=user)
+        .reads.all()[0]
+        .fields.get(pk=field.pk)
+        .current_value
+        == "PN-9999"
+    )
 
 
 def test_audit_verify_names_a_traced_field_and_its_index_row(user, station, product_type):
     capture = _done(user, station, product_type)
     field = Field.objects.get(read__capture=capture, name="serial_number")
     record = SerialRecord.objects.get(field=field)
-    with connection.cursor() as cur:
-        cur.execute("UPDATE ocrapp_field SET value = 'SN99990000' WHERE id = %s", [field.pk])
+    with connection.cursor() as cur:  # the value in force: the one the index follows
+        cur.execute(
+            "UPDATE ocrapp_field SET current_value = 'SN99990000' WHERE id = %s", [field.pk]
+        )
     message = _verify()
     assert f"search index row #{record.pk} of field #{field.pk}" in message
     assert "value 'SN20260042' should be 'SN99990000'" in message
@@ -642,8 +660,8 @@ def test_a_correction_recorded_on_the_field_is_the_value_to_match(user, station,
     ``after["value"]`` recorded after the read's own event wins."""
     capture = _done(user, station, product_type)
     field = Field.objects.get(read__capture=capture, name="part_number")
-    with connection.cursor() as cur:
-        cur.execute("UPDATE ocrapp_field SET value = 'PN-7732' WHERE id = %s", [field.pk])
+    with connection.cursor() as cur:  # a correction changes the value in force, not the read
+        cur.execute("UPDATE ocrapp_field SET current_value = 'PN-7732' WHERE id = %s", [field.pk])
         # the correction re-keys the search index too (part numbers are traced)
         cur.execute(
             "UPDATE ocrapp_serialrecord SET value = 'PN7732', skeleton = 'PN7732'"
@@ -657,6 +675,76 @@ def test_a_correction_recorded_on_the_field_is_the_value_to_match(user, station,
         before={"value": "PN-7731"},
         after={"value": "PN-7732"},
     )
+    call_command("audit_verify")
+
+
+def test_audit_verify_follows_signed_corrections_and_their_was_rows(user, station, product_type):
+    """Real corrections (review's revisions): the value in force moves, the machine read stays,
+    the index keeps the old value as a superseded ("was") row; the trail still matches, a
+    correction back reuses the old row, and a forged value in force is still caught."""
+    from tests.review_data import PASSWORD, person
+
+    qm = person("rev", roles.QUALITY_MANAGER)
+    capture = _done(user, station, product_type)
+    field = Field.objects.get(read__capture=capture, name="serial_number")
+    for value in ("SN20260043", "SN20260042"):
+        services.read_review(
+            user=qm,
+            capture_id=capture.pk,
+            edits={"serial_number": services.FieldEdit(value=value, reason="misread")},
+            password=PASSWORD,
+        )
+        call_command("audit_verify")
+    field.refresh_from_db()
+    assert (field.value, field.current_value) == ("SN20260042", "SN20260042")
+    rows = dict(SerialRecord.objects.filter(field=field).values_list("value", "superseded"))
+    assert rows == {"SN20260042": False, "SN20260043": True}
+    services.read_review(
+        user=qm,
+        capture_id=capture.pk,
+        edits={"serial_number": services.FieldEdit(value="SN20260044", reason="misread")},
+        password=PASSWORD,
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE ocrapp_field SET current_value = 'SN20260042' WHERE id = %s", [field.pk]
+        )
+        cur.execute(  # and the index made to agree with the forgery
+            "UPDATE ocrapp_serialrecord SET superseded = (value <> 'SN20260042') "
+            "WHERE field_id = %s",
+            [field.pk],
+        )
+    message = _verify()
+    assert "value in force is 'SN20260042' but the audit trail last recorded 'SN20260044'" in (
+        message
+    )
+    assert "0 search index problem" in message and "1 field values problem" in message
+
+
+def test_audit_baseline_of_a_corrected_legacy_read_records_its_value_in_force(
+    user, station, product_type
+):
+    from tests.review_data import PASSWORD, person
+
+    qm = person("rev", roles.QUALITY_MANAGER)
+    capture = _done(user, station, product_type)
+    services.read_review(
+        user=qm,
+        capture_id=capture.pk,
+        edits={"part_number": services.FieldEdit(value="PN-7732", reason="misread")},
+        password=PASSWORD,
+    )
+    with connection.cursor() as cur:  # a database from before the trail recorded values
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("TRUNCATE ocrapp_auditevent")
+    call_command("audit_baseline")
+    [event] = _events(action="baseline")
+    part = Field.objects.get(read__capture=capture, name="part_number")
+    assert event.after["fields"][str(part.pk)] == {
+        "name": "part_number",
+        "value": "PN-7731",
+        "current_value": "PN-7732",
+    }
     call_command("audit_verify")
 
 
@@ -751,8 +839,16 @@ def test_admin_names_models_in_korean(admin_web):
     assert "스테이션s" not in html and ">Reads<" not in html
 
 
-def test_seed_demo_creates_its_login_through_the_audited_service(django_user_model):
+def test_seed_demo_creates_its_logins_through_the_audited_service(django_user_model):
+    """One login per role (the roles design: no superuser, no known password), each made by
+    ``services.user_create`` with one event that names its role and never its password."""
+    from ocrapp.demo import DEMO_USERS
+
     call_command("seed_demo", stdout=io.StringIO())
-    demo = django_user_model.objects.get(username="demo")
-    assert demo.is_superuser and demo.is_staff and demo.check_password("demo-serial-2026")
-    assert _one(demo, "create").after["is_superuser"] is True
+    assert not django_user_model.objects.filter(is_superuser=True).exists()
+    for demo in DEMO_USERS:
+        person = django_user_model.objects.get(username=demo.username)
+        event = _one(person, "create")
+        assert event.after["groups"] == [demo.role] and event.after["is_superuser"] is False
+        assert event.after["password"] == "usable" and event.reason == "demo data (seed_demo)"
+        assert event.actor is None  # the command, not a person

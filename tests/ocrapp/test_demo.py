@@ -54,7 +54,12 @@ def test_one_login_per_role_with_a_random_password_printed_once(client):
     # the printed passwords log in; the admin reaches the admin site
     assert client.login(username="demo-admin", password=logins["demo-admin"])
     assert client.get("/admin/ocrapp/apitoken/").status_code == 200
-    assert AuditEvent.objects.filter(action="user.create").count() == len(DEMO_USERS) + 1
+    # every login is made through services.user_create (one "create" event on "auth.user")
+    made = AuditEvent.objects.filter(object_type="auth.user", action="create")
+    assert made.count() == len(DEMO_USERS) + 1  # + the station's service user
+    trail = str(list(AuditEvent.objects.values_list("before", "after", "reason")))
+    assert not [u for u, pw in logins.items() if pw in trail]  # passwords are never recorded
+    assert key not in trail
 
 
 def test_a_second_run_prints_no_secret_and_changes_nothing():
@@ -82,7 +87,10 @@ def test_the_old_demo_superuser_with_the_published_password_is_locked():
     legacy = User.objects.get(username=username)
     assert not legacy.has_usable_password()
     assert "locked the old 'demo' login" in output
-    assert AuditEvent.objects.filter(action="user.password_disable").count() == 1
+    locked = AuditEvent.objects.filter(
+        object_type="auth.user", object_id=str(legacy.pk), action="password_change"
+    )
+    assert [(e.before["password"], e.after["password"]) for e in locked] == [("usable", "unusable")]
 
 
 def test_nothing_outside_the_demo_command_creates_a_superuser_or_a_fixed_password():

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ocrapp import roles, selectors, services, signature
@@ -92,6 +92,7 @@ def test_queue_filters_by_line_station_product_type_and_reason(
     user, station, product_type, qm, qm_client
 ):
     other_line = services.station_create(line="LINE-2", name="station-B")
+    other_line.members.add(user)  # the uploader works at both stations (the QM reviews)
     sticker = services.product_type_create(
         name="sticker", field_schema={"fields": [{"name": "serial_number", "required": True}]}
     )
@@ -118,6 +119,7 @@ def test_queue_filters_by_line_station_product_type_and_reason(
 
 def test_queue_is_scoped_and_needs_the_review_permission(user, station, product_type, qm):
     other = services.station_create(line="LINE-2", name="station-B")
+    other.members.add(user)  # the uploader works at both; op2 below only at ``station``
     mine = _queued(user, station, product_type, "SN3000001")
     _queued(user, other, product_type, "SN3000002")
     operator = person("op2", roles.OPERATOR, stations=[station])
@@ -197,9 +199,9 @@ def test_a_correction_is_a_new_revision_the_search_follows_and_the_old_value_is_
     # the index follows the value in force; the old value stays findable as "was"
     rows = {r.value: r.superseded for r in SerialRecord.objects.filter(field=field)}
     assert rows == {FIXED: False, RAW: True}
-    new_hit = selectors.serial_search(q=FIXED)[0]
+    new_hit = selectors.serial_search(q=FIXED, user=qm)[0]
     assert (new_hit.value, new_hit.match, new_hit.was_only) == (FIXED, "exact", False)
-    old_hit = next(h for h in selectors.serial_search(q=RAW) if h.value == RAW)
+    old_hit = next(h for h in selectors.serial_search(q=RAW, user=qm) if h.value == RAW)
     assert old_hit.match == "exact" and old_hit.was_only
     history = qm_client.get(f"/api/v1/serials/{RAW}/history").json()["history"]
     assert [(h["superseded"], h["current_value"]) for h in history] == [(True, FIXED)]
@@ -400,7 +402,8 @@ def test_reauth_minutes_zero_asks_at_every_signature(user, station, product_type
 def test_token_authentication_always_needs_the_password(user, station, product_type, qm):
     capture = _queued(user, station, product_type, FIXED)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=qm).key}")
+    _token, key = services.api_token_issue(user=qm, name="qm script")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     resp = _review(client, capture)
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "password_required"
     resp = client.post(
@@ -414,9 +417,13 @@ def test_token_authentication_always_needs_the_password(user, station, product_t
 
 def test_signing_needs_the_review_permission(user, station, product_type):
     capture = _queued(user, station, product_type, FIXED)
-    station.members.add(user)  # in scope, but the plain user holds no role
+    # in scope (works at the station), but holds no role: no review_read
+    plain = get_user_model().objects.create_user(username="plain", password=PASSWORD)
+    station.members.add(plain)
+    assert roles.capture_scope(plain) is not None and not roles.can(plain, "review_read")
+    assert selectors.capture_get(capture_id=capture.pk, user=plain) == capture
     client = APIClient()
-    assert client.login(username="operator", password="op-pass-1234")
+    assert client.login(username="plain", password=PASSWORD)
     resp = _review(client, capture)
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied"
     _nothing_signed()
@@ -463,3 +470,36 @@ def test_retry_puts_a_failed_capture_back_on_the_ocr_queue(user, station, produc
     again.refresh_from_db()
     assert again.status == "FAILED"
     assert AuditEvent.objects.filter(action="capture_retried").count() == 1
+
+
+def test_a_withdrawn_capture_is_neither_signed_nor_read_again(
+    user, station, product_type, qm, qm_client
+):
+    """Withdrawal closes a capture: it leaves the queue, and a signature or a retry of it is
+    refused (409 withdrawn) with nothing stored; its page offers no Read again."""
+    queued = _queued(user, station, product_type, RAW)
+    failed = failed_capture(user, station, product_type)
+    for capture in (queued, failed):
+        services.capture_withdraw(capture_id=capture.pk, actor=qm, reason="wrong part")
+    assert selectors.review_queue_count(user=qm) == 0
+    events = AuditEvent.objects.count()
+    resp = _review(
+        qm_client, queued, fields={"serial_number": {"value": FIXED, "reason": "misread"}}
+    )
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "withdrawn"
+    field = _serial_field(queued)
+    resp = qm_client.post(
+        f"/api/v1/fields/{field.pk}/revisions",
+        {"value": FIXED, "reason": "misread"},
+        format="json",
+    )
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "withdrawn"
+    retry = qm_client.post(f"/api/v1/captures/{failed.pk}/retry")
+    assert retry.status_code == 409 and retry.json()["error"]["code"] == "withdrawn"
+    _nothing_signed()
+    field.refresh_from_db()
+    assert field.current_value == RAW
+    assert Capture.objects.get(pk=failed.pk).status == Capture.Status.FAILED
+    assert AuditEvent.objects.count() == events
+    page = qm_client.get(f"/captures/{failed.pk}/").content.decode()
+    assert "This capture was withdrawn." in page and 'id="retry-button"' not in page

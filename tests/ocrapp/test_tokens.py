@@ -121,7 +121,10 @@ def test_issuing_is_audited_with_the_prefix_only(station):
     owner = Station.objects.get().token_owner
     assert list(owner.groups.values_list("name", flat=True)) == [roles.LINE_CLIENT]
     assert not owner.has_usable_password()
-    assert AuditEvent.objects.filter(action="user.create", object_id=str(owner.pk)).exists()
+    # (services.user_create: action "create" on "auth.user", like every user the admin makes)
+    made = AuditEvent.objects.get(object_type="auth.user", action="create", object_id=str(owner.pk))
+    assert made.after["groups"] == [roles.LINE_CLIENT] and made.after["password"] == "unusable"
+    assert made.reason == "new PLC"
     assert AuditEvent.objects.filter(action="station.token_owner_set").count() == 1
 
 
