@@ -130,10 +130,13 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             text = self.log()[offset:]
-            token = re.search(r"API token: (\w+)", text)
+            token = re.search(r"API token(?: \(shown once\))?: ([\w-]+)", text)
             warm = text.count("pipeline warm in pid")
-            if token and warm >= self.concurrency and (self.var_dir / "devstack.json").exists():
+            # the key is printed once, on the first start; a restart on the same var dir keeps it
+            if token:
                 self.token = token.group(1)
+            ready = warm >= self.concurrency and (self.var_dir / "devstack.json").exists()
+            if self.token and ready:
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the stack did not start:\n{text[-4000:]}")
