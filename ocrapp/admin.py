@@ -170,17 +170,22 @@ class ProductTypeForm(forms.ModelForm):
         return schema
 
 
-@admin.register(ProductType)
-class ProductTypeAdmin(ServiceAdmin):
-    form = ProductTypeForm
-    list_display = ("name", "auto_accept_threshold", "active", "created_at")
-    list_filter = ("active",)
-    search_fields = ("name",)
+class KeptWhenUsedAdmin(ServiceAdmin):
+    """Product types and stations: deletable only while nothing was captured with them (the
+    services refuse it too); afterwards they are deactivated, their history stays."""
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and obj.captures.exists():
             return False  # it has history: deactivate it instead
         return super().has_delete_permission(request, obj)
+
+
+@admin.register(ProductType)
+class ProductTypeAdmin(KeptWhenUsedAdmin):
+    form = ProductTypeForm
+    list_display = ("name", "auto_accept_threshold", "active", "created_at")
+    list_filter = ("active",)
+    search_fields = ("name",)
 
     def create(self, request, form, reason):
         data = {k: v for k, v in form.cleaned_data.items() if k != REASON_FIELD}
@@ -204,7 +209,7 @@ class StationForm(forms.ModelForm):
 
 
 @admin.register(Station)
-class StationAdmin(ServiceAdmin):
+class StationAdmin(KeptWhenUsedAdmin):
     form = StationForm
     list_display = ("line", "name", "token_owner", "token_prefixes", "active")
     list_filter = ("active", "line")
@@ -222,10 +227,8 @@ class StationAdmin(ServiceAdmin):
     @admin.action(description=_("Issue token for station"), permissions=["issue_token"])
     def issue_token(self, request, queryset):
         """A new token per selected station; its key is shown in this one message only."""
-        from ocrapp import services  # not at import: the worker's django.setup() loads admin
-
         for station in queryset:
-            key = services.station_token_issue(
+            key = _services().station_token_issue(
                 station=station, actor=request.user, reason="issued in the admin"
             )
             self.message_user(
@@ -237,11 +240,6 @@ class StationAdmin(ServiceAdmin):
                 % {"station": station, "key": key},
                 messages.WARNING,
             )
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.captures.exists():
-            return False  # it has history: deactivate it instead
-        return super().has_delete_permission(request, obj)
 
     def create(self, request, form, reason):
         data = {k: v for k, v in form.cleaned_data.items() if k != REASON_FIELD}
@@ -294,10 +292,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke selected tokens"), permissions=["revoke"])
     def revoke(self, request, queryset):
-        from ocrapp import services
-
         n = sum(
-            services.api_token_revoke(token=t, actor=request.user, reason="revoked in the admin")
+            _services().api_token_revoke(token=t, actor=request.user, reason="revoked in the admin")
             for t in queryset
         )
         self.message_user(request, _("%(n)s token(s) revoked.") % {"n": n}, messages.SUCCESS)

@@ -219,26 +219,28 @@ def product_type_update(
     return product_type
 
 
+def _delete_unused(*, obj: Any, fields: tuple[str, ...], in_use: str, actor: Any, reason: str):
+    """Delete a product type or station that never took a capture, audited; one with captures
+    is kept and ``in_use`` (the message) is raised as 409 ``in_use``: deactivate it instead."""
+    if obj.captures.exists():
+        raise ApplicationError("in_use", in_use, status_code=409)
+    audit.record(actor=actor, action="delete", obj=obj, before=_state(obj, fields), reason=reason)
+    obj.delete()
+
+
 @transaction.atomic
 def product_type_delete(*, product_type_id: int, actor: Any, reason: str = "") -> None:
     """Delete a product type that was never used; one with captures is deactivated instead
     (409 ``in_use``)."""
     product_type = _locked(ProductType, product_type_id)
-    if product_type.captures.exists():
-        raise ApplicationError(
-            "in_use",
-            _("Product type %(name)s has captures: deactivate it instead of deleting it.")
-            % {"name": product_type},
-            status_code=409,
-        )
-    audit.record(
-        actor=actor,
-        action="delete",
+    _delete_unused(
         obj=product_type,
-        before=_state(product_type, _PRODUCT_TYPE_FIELDS),
+        fields=_PRODUCT_TYPE_FIELDS,
+        in_use=_("Product type %(name)s has captures: deactivate it instead of deleting it.")
+        % {"name": product_type},
+        actor=actor,
         reason=reason,
     )
-    product_type.delete()
 
 
 @transaction.atomic
@@ -295,21 +297,14 @@ def station_delete(*, station_id: int, actor: Any, reason: str = "") -> None:
     """Delete a station that never took a capture; one with captures is deactivated instead
     (409 ``in_use``)."""
     station = _locked(Station, station_id)
-    if station.captures.exists():
-        raise ApplicationError(
-            "in_use",
-            _("Station %(name)s has captures: deactivate it instead of deleting it.")
-            % {"name": station},
-            status_code=409,
-        )
-    audit.record(
-        actor=actor,
-        action="delete",
+    _delete_unused(
         obj=station,
-        before=_state(station, _STATION_FIELDS),
+        fields=_STATION_FIELDS,
+        in_use=_("Station %(name)s has captures: deactivate it instead of deleting it.")
+        % {"name": station},
+        actor=actor,
         reason=reason,
     )
-    station.delete()
 
 
 # --- users and roles (groups) ---------------------------------------------------------------
