@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
         bool(_MISSING),
-        reason=f"the S3 test server needs moto[s3] + Flask (requirements.txt); missing: {_MISSING}",
+        reason=f"the S3 test server needs moto[s3] + Flask (requirements-dev.txt); missing: {_MISSING}",
     ),
 ]
 
