@@ -4,14 +4,22 @@ Called in each Celery pool child right after fork (``worker_process_init``, wire
 ``workers/celery.py``), never in the parent, which must not touch models or CUDA. Afterwards the
 first photo of a shift is read as fast as the tenth: sessions, the exported extractor graph and
 the lazily initialised kernels are all in place.
+
+A warmed process leaves a marker, ``$APP_VAR_DIR/run/warm/<pid>.json`` (device, the providers its
+sessions really got, seconds), which the container healthcheck (``python -m ocrapp.healthcheck
+worker``) matches against the worker's live pool processes: a worker whose models did not load
+is not healthy.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +56,74 @@ def warm_up() -> float:
         return time.perf_counter() - t0
     t2 = time.perf_counter()
     log.info(
-        "pipeline warm in pid %d: built in %.1fs, first read %.2fs (device %s)",
+        "pipeline warm in pid %d: built in %.1fs, first read %.2fs (device %s, providers %s)",
         os.getpid(),
         t1 - t0,
         t2 - t1,
         getattr(pipe, "device", "?"),
+        list(getattr(pipe, "providers", ())),
     )
+    try:
+        write_warm_marker(
+            device=str(getattr(pipe, "device", "?")),
+            providers=list(getattr(pipe, "providers", ())),
+            seconds=t2 - t0,
+        )
+    except OSError:
+        log.exception("could not write the warm-up marker in %s", warm_dir())
     return t2 - t0
+
+
+def warm_dir() -> Path:
+    """``$APP_VAR_DIR/run/warm`` (``APP_VAR_DIR`` defaults to ``var/`` in the repository root, as
+    in ``ocrapp/settings.py``)."""
+    var = os.environ.get("APP_VAR_DIR") or Path(__file__).resolve().parent.parent / "var"
+    return Path(var) / "run" / "warm"
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (``/proc/<pid>/stat`` field 22, clock ticks since
+    boot), so that a marker left by a dead process is never taken for a reused pid; None when
+    no such process runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+
+
+def write_warm_marker(*, device: str, providers: list[str], seconds: float) -> Path:
+    """Record that this process is warm (atomically), and drop markers of dead processes."""
+    folder = warm_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    pid = os.getpid()
+    marker = folder / f"{pid}.json"
+    tmp = folder / f".{pid}.tmp"
+    tmp.write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "start": process_start(pid),
+                "device": device,
+                "providers": providers,
+                "seconds": round(seconds, 3),
+                "at": time.time(),
+            }
+        )
+    )
+    os.replace(tmp, marker)
+    for other in folder.glob("*.json"):
+        if other != marker and read_warm_marker(int(other.stem)) is None:
+            other.unlink(missing_ok=True)
+    return marker
+
+
+def read_warm_marker(pid: int) -> dict[str, Any] | None:
+    """The marker of ``pid`` if that very process (same start time) is alive, else None."""
+    try:
+        data = json.loads((warm_dir() / f"{pid}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("start") is None or data.get("start") != process_start(pid):
+        return None
+    return data

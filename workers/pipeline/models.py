@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -18,6 +19,8 @@ from typing import Any
 
 from .errors import ConfigError, TransientError
 from .types import ModelInfo
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,33 @@ def resolve_device(device: str) -> tuple[str, list[str]]:
             )
         return device, ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return "cpu", ["CPUExecutionProvider"]
+
+
+def granted_device(requested: str, label: str, providers: list[str]) -> str:
+    """The device a session really runs on, from the providers it got (``get_providers()``),
+    not from the ones it asked for: onnxruntime-gpu lists ``CUDAExecutionProvider`` as available
+    even where the CUDA or cuDNN libraries (or the GPU) are missing, and then quietly builds a
+    CPU-only session.
+
+    ``requested`` is the configured ``OCR_DEVICE`` (``auto|cpu|cuda[:N]``), ``label`` what
+    ``resolve_device`` made of it. An explicit ``cuda[:N]`` that was not granted is a
+    ``ConfigError`` (never run on the CPU when CUDA was asked for); ``auto`` falls back to the
+    CPU with a warning that says so.
+    """
+    if not label.startswith("cuda") or "CUDAExecutionProvider" in providers:
+        return label
+    if requested.startswith("cuda"):
+        raise ConfigError(
+            f"OCR_DEVICE={requested} but the onnxruntime session did not get the "
+            f"CUDAExecutionProvider (got {providers}): check the GPU is visible (nvidia-smi) and "
+            "that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed"
+        )
+    _log.warning(
+        "OCR_DEVICE=auto: onnxruntime offers CUDA but the session got only %s (no usable GPU, "
+        "or CUDA/cuDNN libraries missing): running on the CPU",
+        providers,
+    )
+    return "cpu"
 
 
 def torch_device(device: str) -> str:

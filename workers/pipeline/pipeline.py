@@ -16,6 +16,7 @@ stages; ``Pipeline.run`` is pure orchestration plus timing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from typing import Any
@@ -34,7 +35,14 @@ from .fields import FieldExtractor, RuleFieldExtractor
 from .geometry import crop_quad, reading_order
 from .glare import apply_line_glare, image_glare_mask, line_glare_warnings
 from .io import DecodedImage, ImageDecoder
-from .models import MODEL_SETS, create_session, load_char_list, model_info, resolve_device
+from .models import (
+    MODEL_SETS,
+    create_session,
+    granted_device,
+    load_char_list,
+    model_info,
+    resolve_device,
+)
 from .quality import QualityAssessor
 from .recognition import LineClassifier, TextRecognizer
 from .rectification import label_view, orient_lines, rectify_line
@@ -45,6 +53,8 @@ from .types import (
     TextLine,
 )
 from .verification import FieldVerifier
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -341,6 +351,10 @@ def build_pipeline(
 
     det_sess, det_prov = create_session(ms.det.path(), device, threads)
     rec_sess, rec_prov = create_session(ms.rec.path(), device, threads)
+    # what really runs, from the sessions' own providers: CPU if CUDA was asked for but not
+    # granted (OCR_DEVICE=auto, with a warning), a ConfigError for an explicit cuda:N
+    real_device = granted_device(config.device, device, det_prov)
+    granted_device(config.device, device, rec_prov)
     models: list[ModelInfo] = [model_info("detection", ms.det), model_info("recognition", ms.rec)]
     providers: list[str] = []
     for p in det_prov + rec_prov:
@@ -363,8 +377,13 @@ def build_pipeline(
     # the read records every provider that really ran, the extractor's too
     providers.extend(p for p in getattr(extractor, "providers", ()) if p not in providers)
 
-    # The device label reports what really runs: CPU if CUDA was requested but not granted.
-    real_device = device if "CUDAExecutionProvider" in det_prov else "cpu"
+    log.info(
+        "pipeline %s: OCR_DEVICE=%s -> running on %s, onnxruntime providers %s",
+        config.model,
+        config.device,
+        real_device,
+        providers,
+    )
     return Pipeline(
         config=config,
         decoder=ImageDecoder(max_pixels=config.max_image_pixels, max_bytes=config.max_image_bytes),

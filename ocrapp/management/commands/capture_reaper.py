@@ -1,6 +1,8 @@
 """``manage.py capture_reaper``: every ``OCR_REAP_INTERVAL`` s, send again the captures whose
 queue message was lost and quarantine those that exhausted their attempts
 (``services.capture_reap``). ``--once``: one pass, then exit (a manual repair).
+``--heartbeat FILE``: touch ``FILE`` at start and after every pass, for the container
+healthcheck (``python -m ocrapp.healthcheck reaper --heartbeat FILE``).
 
 A process of its own, supervised beside the web and the worker by ``python -m ocrapp.devstack
 run`` (and a service in docker-compose.yml): it must keep working when the worker is the thing
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -34,6 +37,12 @@ class Command(BaseCommand):
             default=None,
             help="seconds between passes (default OCR_REAP_INTERVAL)",
         )
+        parser.add_argument(
+            "--heartbeat",
+            type=Path,
+            default=None,
+            help="file touched at start and after every pass (container healthcheck)",
+        )
 
     def handle(self, *args, **options):
         interval = options["interval"] or float(settings.OCR_REAP_INTERVAL)
@@ -55,7 +64,10 @@ class Command(BaseCommand):
             settings.OCR_LEASE_SECONDS,
             settings.OCR_MAX_ATTEMPTS,
         )
+        beat = options["heartbeat"]
+        _touch(beat)
         while not stop.wait(interval):
+            _touch(beat)  # the loop is alive, whatever this pass finds
             close_old_connections()  # a PostgreSQL restart since the last pass: reconnect
             try:
                 report = services.capture_reap()
@@ -68,6 +80,16 @@ class Command(BaseCommand):
             if report:
                 log.warning("reaper: %s", _describe(report))
         log.info("capture reaper stopped")
+
+
+def _touch(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:
+        log.warning("reaper heartbeat %s not written: %s", path, exc)
 
 
 def _describe(report: services.ReapReport) -> str:

@@ -68,9 +68,9 @@ def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
 
 def int8_path(fp32_path: Path) -> Path:
     """Cache file of the int8 graph derived from ``fp32_path`` (depends on the ORT version)."""
-    tag = hashlib.sha256(
-        f"{importlib.metadata.version('onnxruntime')}|{ONNX_INT8_RECIPE}".encode()
-    ).hexdigest()[:8]
+    import onnxruntime  # onnxruntime or onnxruntime-gpu: the module's version, not a dist's
+
+    tag = hashlib.sha256(f"{onnxruntime.__version__}|{ONNX_INT8_RECIPE}".encode()).hexdigest()[:8]
     return fp32_path.with_name(f"{fp32_path.stem}-int8-{tag}.onnx")
 
 
