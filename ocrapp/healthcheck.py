@@ -35,16 +35,23 @@ def _allowed_host() -> str | None:
     return None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: ARG002
+        return None  # a redirect (e.g. to https) is an answer to report, not to follow
+
+
 def check_web(url: str, timeout: float = 5.0) -> tuple[bool, str]:
     request = urllib.request.Request(url)
     host = _allowed_host()
     if host:
         request.add_header("Host", host)
+    opener = urllib.request.build_opener(_NoRedirect)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 (local URL)
+        with opener.open(request, timeout=timeout) as resp:
             return resp.status == 200, f"{url}: {resp.status}"
     except urllib.error.HTTPError as exc:
-        return False, f"{url}: {exc.code}"
+        hint = " (exempt it from SECURE_SSL_REDIRECT)" if 300 <= exc.code < 400 else ""
+        return False, f"{url}: {exc.code}{hint}"
     except OSError as exc:
         return False, f"{url}: {exc}"
 
