@@ -33,7 +33,8 @@ def test_web_modules_do_not_import_ml_libraries():
     loaded = _loaded_after(
         "import django; django.setup()\n"
         "import ocrapp.urls, ocrapp.api, ocrapp.views, ocrapp.services, ocrapp.selectors\n"
-        "import ocrapp.admin, ocrapp.wsgi, workers.tasks, workers.celery"
+        "import ocrapp.admin, ocrapp.wsgi, workers.tasks, workers.celery\n"
+        "import ocrapp.healthcheck, workers.warmup"
     )
     assert "ocrapp" in loaded  # the probe really imported the web modules
     assert not {m.split(".")[0] for m in loaded} & set(HEAVY), loaded
