@@ -290,6 +290,9 @@ def test_reads_over_the_rate_get_429_with_retry_after(station_client, station):
     body = resp.json()
     assert body["error"]["code"] == "throttled" and body["error"]["message"]
     assert 1 <= int(resp["Retry-After"]) <= 60
+    korean = station_client.get("/api/v1/serials?q=SN1", HTTP_ACCEPT_LANGUAGE="ko")
+    assert korean.status_code == 429
+    assert korean.json()["error"]["message"] != body["error"]["message"]  # DRF's Korean
     # the limit is per token: another station's token still gets through
     from rest_framework.test import APIClient
 
