@@ -416,3 +416,29 @@ def test_admin_login_counts_toward_the_lockout(client, django_user_model):
         client.post("/admin/login/", {"username": "boss", "password": "nope"})
     resp = client.post("/admin/login/", {"username": "boss", "password": "b0ss-pass-5678"})
     assert resp.status_code == 200 and "this account is locked" in resp.content.decode()
+
+
+@override_settings(**LOCK)
+def test_own_password_change_counts_toward_the_lockout(client, django_user_model):
+    staff = django_user_model.objects.create_user(
+        username="yoon", password="old-pass-1234", is_staff=True
+    )
+    client.force_login(staff)
+
+    def change(old):
+        return client.post(
+            reverse("admin:password_change"),
+            {
+                "old_password": old,
+                "new_password1": "N3w-pass-5678",
+                "new_password2": "N3w-pass-5678",
+            },
+        )
+
+    for _ in range(3):
+        assert change("guess").status_code == 200
+    resp = change("old-pass-1234")  # right, but locked
+    assert resp.status_code == 200 and "this account is locked" in resp.content.decode()
+    staff.refresh_from_db()
+    assert staff.check_password("old-pass-1234")
+    assert AuditEvent.objects.filter(action=lockout.LOGIN_LOCKED_ACTION, actor=staff).exists()
