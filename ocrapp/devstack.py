@@ -335,6 +335,17 @@ def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
 
 
+def prepare(env: dict[str, str]) -> None:
+    """Before the app starts: migrate, collect static files and, outside production, the demo
+    data (``seed_demo``: demo logins; never with ``DJANGO_ENV=production``)."""
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "collectstatic", "--noinput", "-v", "0")
+    if env.get("DJANGO_ENV", "").strip().lower() == "production":
+        _log("DJANGO_ENV=production: no demo data (seed_demo is not run)")
+    else:
+        _manage(env, "seed_demo")
+
+
 def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
     """web (gunicorn), worker (Celery, queue ocr) and the capture reaper."""
     web = Proc(
@@ -404,13 +415,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         env.setdefault("DJANGO_DEBUG", "false")
         # settings derive ALLOWED_HOSTS and PUBLIC_BASE_URL (absolute URLs) from where web runs
         env["HOST"], env["PORT"] = args.host, str(args.port)
-        production = env.get("DJANGO_ENV", "").strip().lower() == "production"
-        _manage(env, "migrate", "--noinput", "-v", "0")
-        _manage(env, "collectstatic", "--noinput", "-v", "0")
-        if production:
-            _log("DJANGO_ENV=production: no demo data (seed_demo is not run)")
-        else:
-            _manage(env, "seed_demo")
+        prepare(env)
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
         procs = app_procs(args, env)

@@ -442,3 +442,36 @@ def test_own_password_change_counts_toward_the_lockout(client, django_user_model
     staff.refresh_from_db()
     assert staff.check_password("old-pass-1234")
     assert AuditEvent.objects.filter(action=lockout.LOGIN_LOCKED_ACTION, actor=staff).exists()
+
+
+DB_CACHE = {"default": config.cache_from_env(broker_url="amqp://rabbit//", environ={})}
+
+
+@pytest.mark.django_db
+def test_rate_limit_and_lockout_on_the_database_cache(station_client, user, client):
+    """Without a Redis broker the limits live in the ocrapp_cache table (as the migration
+    makes it when CACHES uses it)."""
+    from django.db import connection
+
+    with override_settings(CACHES=DB_CACHE, API_RATE_READ="1/minute", **LOCK):
+        call_command("createcachetable", verbosity=0)
+        assert "ocrapp_cache" in connection.introspection.table_names()
+        assert station_client.get("/api/v1/serials?q=SN1").status_code == 200
+        assert station_client.get("/api/v1/serials?q=SN1").status_code == 429
+        for _ in range(3):
+            _login(client, "wrong")
+        assert "this account is locked" in _login(client, "op-pass-1234").content.decode()
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM ocrapp_cache WHERE cache_key LIKE %s", ["%lockout%"])
+            assert cur.fetchone()[0] >= 1
+
+
+@pytest.mark.parametrize(("env", "seeded"), [({}, True), ({"DJANGO_ENV": "production"}, False)])
+def test_devstack_seeds_demo_users_only_outside_production(monkeypatch, env, seeded):
+    from ocrapp import devstack
+
+    commands = []
+    monkeypatch.setattr(devstack, "_manage", lambda _env, *args: commands.append(args[0]))
+    devstack.prepare(env)
+    assert commands[:2] == ["migrate", "collectstatic"]
+    assert ("seed_demo" in commands) is seeded
