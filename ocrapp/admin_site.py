@@ -3,15 +3,33 @@ routed through ``services.user_password_set`` so that it is audited like every o
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminPasswordChangeForm
 from django.contrib.auth.views import PasswordChangeView
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from ocrapp.lockout import LockoutAdminAuthenticationForm
+
 
 class AuditedOwnPasswordChangeForm(AdminPasswordChangeForm):
-    """A signed-in user changing their own password (old password required)."""
+    """A signed-in user changing their own password (old password required, checked under
+    the login lockout: ``ocrapp.lockout``)."""
+
+    def clean_old_password(self):
+        from ocrapp import lockout
+
+        result = lockout.password_check(
+            user=self.user, password=self.cleaned_data.get("old_password") or "", request=None
+        )
+        if isinstance(result, lockout.Lock):
+            raise forms.ValidationError(lockout.message(result), code="locked")
+        if not result:
+            raise forms.ValidationError(
+                self.error_messages["password_incorrect"], code="password_incorrect"
+            )
+        return self.cleaned_data["old_password"]
 
     def save(self, commit: bool = True):
         from ocrapp import services
@@ -24,6 +42,7 @@ class AuditedOwnPasswordChangeForm(AdminPasswordChangeForm):
 
 
 class AuditedAdminSite(admin.AdminSite):
+    login_form = LockoutAdminAuthenticationForm  # wrong passwords count toward the lockout
     site_header = _("Serial reader administration")
     site_title = _("Serial reader administration")
 

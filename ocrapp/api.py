@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from ocrapp import roles, selectors, services, signature
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture
+from ocrapp.security import public_url
 
 # --- serializers -----------------------------------------------------------------------------
 
@@ -113,9 +114,7 @@ class CaptureOutput(serializers.Serializer):
     withdrawn = serializers.SerializerMethodField()
 
     def _url(self, name: str, obj: Capture) -> str:
-        path = reverse(name, kwargs={"capture_id": obj.pk})
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
+        return public_url(reverse(name, kwargs={"capture_id": obj.pk}))
 
     def get_url(self, obj: Capture) -> str:
         return self._url("api-capture-detail", obj)
@@ -181,9 +180,7 @@ class SerialHitOutput(serializers.Serializer):
     history_url = serializers.SerializerMethodField()
 
     def get_history_url(self, obj) -> str:
-        path = reverse("api-serial-history", kwargs={"value": obj.value})
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
+        return public_url(reverse("api-serial-history", kwargs={"value": obj.value}))
 
 
 class SerialHistoryItemOutput(serializers.Serializer):
@@ -221,6 +218,7 @@ class CanUpload(BasePermission):
 
 class CaptureCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    throttle_scope = "upload"  # API_RATE_UPLOAD (every other view: API_RATE_READ)
     permission_classes = [IsAuthenticated, CanUpload]
 
     @extend_schema(
@@ -450,9 +448,7 @@ class ReviewQueueItemOutput(serializers.Serializer):
     fields = serializers.SerializerMethodField(method_name="get_field_rows")
 
     def get_capture_url(self, obj) -> str:
-        path = reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id})
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
+        return public_url(reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id}))
 
     def get_station(self, obj) -> dict:
         s = obj.capture.station

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -123,3 +127,189 @@ def image_storage_from_env(environ: Mapping[str, str] | None = None) -> dict:
             "file_overwrite": False,  # a name already taken gets a new one, nothing is replaced
         },
     }
+
+
+# --- deployment mode, secret key, hosts, public URL, cache (the security settings) ---
+
+ENVIRONMENTS = ("development", "production")
+_WILDCARD_BIND = {"", "0.0.0.0", "::", "[::]"}
+_LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# Words that mark a key as a placeholder someone forgot to replace (compared case-folded).
+_PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "placeholder", "insecure", "example")
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_FILE = "secret_key"  # in the var dir: the generated development key
+
+
+def django_env(environ: Mapping[str, str] | None = None) -> str:
+    """``DJANGO_ENV``: ``development`` (default) or ``production``."""
+    env = os.environ if environ is None else environ
+    value = (env.get("DJANGO_ENV") or "development").strip().lower()
+    if value not in ENVIRONMENTS:
+        raise ImproperlyConfigured(
+            f"DJANGO_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env.get('DJANGO_ENV')!r}"
+        )
+    return value
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is not fit for production (None: it is)."""
+    if not key:
+        return "it is not set"
+    folded = key.casefold()
+    if key.startswith("django-insecure-") or any(m in folded for m in _PLACEHOLDER_MARKS):
+        return "it is a placeholder"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it is shorter than {SECRET_KEY_MIN_LENGTH} characters"
+    if len(set(key)) < 5:
+        return "it has fewer than 5 different characters"
+    return None
+
+
+def secret_key_from_env(
+    *, production: bool, var_dir: Path, environ: Mapping[str, str] | None = None
+) -> str:
+    """``DJANGO_SECRET_KEY``. In production it must be set and strong (else startup is refused
+    with the reason). In development an unset key is generated once and kept in
+    ``<var dir>/secret_key`` (mode 0600), so that every process of the app shares it and
+    sessions survive a restart."""
+    env = os.environ if environ is None else environ
+    key = (env.get("DJANGO_SECRET_KEY") or "").strip()
+    if production:
+        problem = secret_key_problem(key)
+        if problem:
+            raise ImproperlyConfigured(
+                f"DJANGO_ENV=production refuses to start: DJANGO_SECRET_KEY is not usable "
+                f"({problem}). Set it to a random value of at least {SECRET_KEY_MIN_LENGTH} "
+                'characters, e.g. the output of: python -c "import secrets; '
+                'print(secrets.token_urlsafe(50))"'
+            )
+        return key
+    if key:
+        return key
+    return _generated_secret_key(var_dir / SECRET_KEY_FILE)
+
+
+def _generated_secret_key(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text().strip() or _write_secret_key(path)
+    try:
+        return _write_secret_key(path)
+    except OSError:  # read-only var dir: a key for this process only (sessions do not survive)
+        return secrets.token_urlsafe(50)
+
+
+def _write_secret_key(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of the app made it first: use theirs
+        for _ in range(50):
+            existing = path.read_text().strip()
+            if existing:
+                return existing
+            time.sleep(0.02)
+        raise
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def public_base_url_from_env(*, production: bool, environ: Mapping[str, str] | None = None) -> str:
+    """``PUBLIC_BASE_URL``: the scheme, host and port clients reach the app at
+    (``https://serial.example.com``); every absolute URL the app hands out (the API's ``url``
+    fields, ``Location``) is built from it, never from the request's ``Host`` header. Default
+    (development only; production requires it): ``http://HOST:PORT`` of the web server
+    (``127.0.0.1:8000``; a wildcard bind address gives ``localhost``)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get("PUBLIC_BASE_URL") or "").strip()
+    if not raw:
+        if production:
+            raise ImproperlyConfigured(
+                "DJANGO_ENV=production needs PUBLIC_BASE_URL (e.g. https://serial.example.com): "
+                "absolute URLs are built from it, never from the request's Host header"
+            )
+        host = (env.get("HOST") or "127.0.0.1").strip()
+        host = "localhost" if host in _WILDCARD_BIND else host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{env.get('PORT') or '8000'}"
+    parsed = urlparse(raw)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise ImproperlyConfigured(
+            f"PUBLIC_BASE_URL must be an http:// or https:// URL with a host, got {raw!r}"
+        )
+    if parsed.path.strip("/") or parsed.query or parsed.fragment or parsed.username:
+        raise ImproperlyConfigured(
+            f"PUBLIC_BASE_URL must be scheme://host[:port] only (no path, query or user), "
+            f"got {raw!r}"
+        )
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def allowed_hosts_from_env(*, public_base_url: str, environ: Mapping[str, str] | None = None):
+    """``DJANGO_ALLOWED_HOSTS`` (comma-separated; ``*`` only when written there), always with the
+    host of PUBLIC_BASE_URL. Unset: the loopback names, ``HOST`` (unless a wildcard bind
+    address) and the public host."""
+    env = os.environ if environ is None else environ
+    public_host = urlparse(public_base_url).hostname or ""
+    if ":" in public_host:
+        public_host = f"[{public_host}]"
+    raw = env.get("DJANGO_ALLOWED_HOSTS")
+    if raw is not None and raw.strip():
+        hosts = [h.strip() for h in raw.split(",") if h.strip()]
+    else:
+        bind = (env.get("HOST") or "").strip()
+        hosts = list(_LOOPBACK_HOSTS)
+        if bind not in _WILDCARD_BIND:
+            hosts.append(f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind)
+    if public_host and public_host not in hosts:
+        hosts.append(public_host)
+    return list(dict.fromkeys(hosts))
+
+
+def cache_from_env(*, broker_url: str, environ: Mapping[str, str] | None = None) -> dict:
+    """``CACHES["default"]``: shared by every web process (rate limits, login lockouts).
+    ``CACHE_URL``: ``redis://...`` / ``rediss://...``, ``db`` (the ``ocrapp_cache`` table,
+    made by the migrations or ``manage.py createcachetable``) or ``locmem`` (one process only,
+    never for more than one web process). Unset: the Redis of CELERY_BROKER_URL, database 1 (the
+    broker's queues stay in its own database), when the broker is Redis; else ``db``."""
+    env = os.environ if environ is None else environ
+    url = (env.get("CACHE_URL") or "").strip()
+    if not url:
+        parsed = urlparse(broker_url)
+        url = parsed._replace(path="/1").geturl() if parsed.scheme in {"redis", "rediss"} else "db"
+    scheme = urlparse(url).scheme
+    if scheme in {"redis", "rediss"}:
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "serialread",
+        }
+    if url == "db":
+        return {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "ocrapp_cache",
+        }
+    if url == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    raise ImproperlyConfigured(f"CACHE_URL must be redis://..., db or locmem, got {url!r}")
+
+
+RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str | None) -> tuple[int, int] | None:
+    """``"120/minute"`` -> (120, 60); ``"off"``, ``"0"`` or empty -> None (no limit)."""
+    text = (rate or "").strip().lower()
+    if text in {"", "0", "off", "none"}:
+        return None
+    try:
+        count, period = text.split("/", 1)
+        number = int(count)
+        seconds = RATE_PERIODS[period.strip()[:1]]
+    except (ValueError, KeyError):
+        raise ImproperlyConfigured(
+            f"a rate must look like 120/minute (second, minute, hour, day) or off, got {rate!r}"
+        ) from None
+    return (number, seconds) if number > 0 else None

@@ -323,8 +323,27 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _public_base_url(env: dict[str, str]) -> str:
+    """The URL the app answers at (what settings.PUBLIC_BASE_URL will be), for the log line."""
+    from ocrapp.config import public_base_url_from_env
+
+    production = env.get("DJANGO_ENV", "").strip().lower() == "production"
+    return public_base_url_from_env(production=production, environ=env)
+
+
 def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
+
+
+def prepare(env: dict[str, str]) -> None:
+    """Before the app starts: migrate, collect static files and, outside production, the demo
+    data (``seed_demo``: demo logins; never with ``DJANGO_ENV=production``)."""
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "collectstatic", "--noinput", "-v", "0")
+    if env.get("DJANGO_ENV", "").strip().lower() == "production":
+        _log("DJANGO_ENV=production: no demo data (seed_demo is not run)")
+    else:
+        _manage(env, "seed_demo")
 
 
 def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
@@ -394,19 +413,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         env = _env(services.env)
         env.setdefault("APP_VAR_DIR", str(var_dir))
         env.setdefault("DJANGO_DEBUG", "false")
-        _manage(env, "migrate", "--noinput", "-v", "0")
-        _manage(env, "collectstatic", "--noinput", "-v", "0")
-        _manage(env, "seed_demo")
+        # settings derive ALLOWED_HOSTS and PUBLIC_BASE_URL (absolute URLs) from where web runs
+        env["HOST"], env["PORT"] = args.host, str(args.port)
+        prepare(env)
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
         procs = app_procs(args, env)
+        public_url = _public_base_url(env)
         supervised = ([services.redis] if services.redis else []) + procs
 
         def state() -> dict:
             return {
                 "pid": os.getpid(),
                 "var_dir": str(var_dir),
-                "url": f"http://{args.host}:{args.port}/",
+                "url": f"{public_url}/",
                 "env": {k: env[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL")},
                 "postgres": {"pgdata": str(services.pgdata), "pid": services.pg_pid}
                 if services.pgdata
@@ -425,7 +445,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for p in procs:
                 p.start()
             _write_state(var_dir, state())
-            _log(f"open http://{args.host}:{args.port}/  (API docs: /api/docs)")
+            _log(f"open {public_url}/  (API docs: /api/docs)")
             while not signals["count"]:
                 if any([p.supervise() for p in supervised]):
                     _write_state(var_dir, state())

@@ -1565,7 +1565,9 @@ def signature_check(*, user, password: str | None, password_due: bool, obj: Any)
     checked too. A missing password raises 403 ``password_required``; a wrong one records a
     ``signature_failed`` row in the audit trail (committed on its own: the attempt is kept,
     nothing of the change is stored) and raises 403 ``signature_failed`` with the number of
-    failures since the signer's last good signature. Returns whether a password was checked.
+    failures since the signer's last good signature. Wrong passwords count toward the login
+    lockout (``ocrapp.lockout``): while the signer is locked out every signature is refused,
+    403 ``account_locked``. Returns whether a password was checked.
     """
     from django.contrib.auth import authenticate
 
@@ -1578,12 +1580,28 @@ def signature_check(*, user, password: str | None, password_due: bool, obj: Any)
                 status_code=403,
             )
         return False
+    from ocrapp import lockout
+
+    def refuse_locked(lock: lockout.Lock) -> None:
+        raise ApplicationError(
+            "account_locked",
+            _("%(lockout)s Nothing was signed.") % {"lockout": lockout.message(lock)},
+            details={"retry_after": lock.seconds_left, "until": lock.until.isoformat()},
+            status_code=403,
+        )
+
+    lock = lockout.locked(username=user.get_username())
+    if lock is not None:  # too many wrong passwords (login or signature): refused while locked
+        refuse_locked(lock)
     who = authenticate(username=user.get_username(), password=password)
     if who is None or who.pk != user.pk:
         with transaction.atomic():
             audit.record(
                 actor=user, action=SIGNATURE_FAILED_ACTION, obj=obj, reason="wrong_password"
             )
+        lock = lockout.locked(username=user.get_username())
+        if lock is not None:  # this failure locked the account
+            refuse_locked(lock)
         failures = selectors.signature_failures(user=user)
         log.warning("signature refused for %s: wrong password (%d)", user, failures)
         raise ApplicationError(

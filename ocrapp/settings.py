@@ -8,29 +8,94 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from ocrapp.config import (
     DEFAULT_BROKER_URL,
     DEFAULT_DATABASE_URL,
+    allowed_hosts_from_env,
+    cache_from_env,
     database_from_url,
+    django_env,
     env_bool,
     env_int,
     image_storage_from_env,
+    parse_rate,
+    public_base_url_from_env,
+    secret_key_from_env,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("APP_VAR_DIR", BASE_DIR / "var"))
 
+# --- security settings (README "Production settings") ---
+# DJANGO_ENV=production: DEBUG off, a strong DJANGO_SECRET_KEY and PUBLIC_BASE_URL required,
+# Secure cookies, HSTS, HTTPS redirect, no demo users; each switch has its own variable.
+DJANGO_ENV = django_env()
+PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    # Development default only: production deployments set DJANGO_SECRET_KEY (see README).
-    SECRET_KEY = "dev-insecure-key-set-DJANGO_SECRET_KEY-in-production"
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [
-    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
-]
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_ENV=production refuses to start with DJANGO_DEBUG on")
+SECRET_KEY = secret_key_from_env(production=PRODUCTION, var_dir=VAR_DIR)
+# Absolute URLs (API "url" fields, Location) come from here, never from the Host header.
+PUBLIC_BASE_URL = public_base_url_from_env(production=PRODUCTION)
+ALLOWED_HOSTS = allowed_hosts_from_env(public_base_url=PUBLIC_BASE_URL)
+CSRF_TRUSTED_ORIGINS = list(
+    dict.fromkeys(
+        [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+        + [PUBLIC_BASE_URL]
+    )
+)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", PRODUCTION)
+# Behind a TLS-terminating proxy: the header it sets to "https" (e.g. X-Forwarded-Proto).
+_proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = os.environ.get("DJANGO_REFERRER_POLICY", "same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# Content-Security-Policy (ocrapp.security.ContentSecurityPolicyMiddleware), in every mode:
+# DJANGO_CSP_MODE enforce (default) | report-only | off; DJANGO_CSP replaces the policy.
+CSP_MODE = os.environ.get("DJANGO_CSP_MODE", "enforce").strip().lower()
+if CSP_MODE not in {"enforce", "report-only", "off"}:
+    raise ImproperlyConfigured(
+        f"DJANGO_CSP_MODE must be enforce, report-only or off, got {CSP_MODE!r}"
+    )
+CSP_POLICY = os.environ.get("DJANGO_CSP", "").strip() or (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+# A deliberate choice made in the environment is not a warning of `check --deploy`.
+SILENCED_SYSTEM_CHECKS = []
+if PRODUCTION and not SECURE_SSL_REDIRECT:  # the TLS proxy in front redirects to HTTPS
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+if PRODUCTION and SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+# The client address of a request: REMOTE_ADDR, or behind a proxy the header it sets
+# (CLIENT_IP_HEADER=X-Forwarded-For: its last address, the one the proxy added).
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "").strip()
+
+# Rate limits per API token (ocrapp.throttling; "N/second|minute|hour|day", "off"): uploads
+# (POST /api/v1/captures) and every other API call; over the rate: 429 with Retry-After.
+API_RATE_UPLOAD = os.environ.get("API_RATE_UPLOAD", "120/minute")
+API_RATE_READ = os.environ.get("API_RATE_READ", "600/minute")
+parse_rate(API_RATE_UPLOAD), parse_rate(API_RATE_READ)  # refuse a malformed rate at startup
+# Login lockout (ocrapp.lockout): LOGIN_LOCKOUT_ATTEMPTS wrong passwords for one username (or
+# LOGIN_LOCKOUT_IP_ATTEMPTS from one address; 0: no limit) within LOGIN_LOCKOUT_WINDOW s lock
+# it for LOGIN_LOCKOUT_SECONDS s: web login, admin login, signatures, password change.
+LOGIN_LOCKOUT_ATTEMPTS = env_int("LOGIN_LOCKOUT_ATTEMPTS", 5, minimum=0)
+LOGIN_LOCKOUT_IP_ATTEMPTS = env_int("LOGIN_LOCKOUT_IP_ATTEMPTS", 30, minimum=0)
+LOGIN_LOCKOUT_WINDOW = env_int("LOGIN_LOCKOUT_WINDOW", 900, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+AUTHENTICATION_BACKENDS = ["ocrapp.lockout.LockoutModelBackend"]
 
 INSTALLED_APPS = [
     "ocrapp.apps.OcrAdminConfig",  # django.contrib.admin with the audited site
@@ -48,6 +113,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ocrapp.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -134,6 +200,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "ocrapp.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": None,
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["ocrapp.throttling.ApiRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Serial reader API",
@@ -146,6 +213,9 @@ SPECTACULAR_SETTINGS = {
 
 # Celery (the app lives in workers/celery.py and reads CELERY_* from here).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+# Shared by every web process: rate limits and login lockouts (CACHE_URL; default: the
+# broker's Redis, database 1; else the database table ocrapp_cache).
+CACHES = {"default": cache_from_env(broker_url=CELERY_BROKER_URL)}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

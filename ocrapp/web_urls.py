@@ -4,9 +4,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from ocrapp import views
+from ocrapp.lockout import LockoutAuthenticationForm
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, authentication_form=LockoutAuthenticationForm
+        ),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.upload_page, name="upload"),
     path("captures/", views.capture_list_page, name="capture-list"),

@@ -20,6 +20,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _clear_shared_cache():
+    """Every test starts with no rate-limit counters and no login lockouts (the shared cache:
+    Redis database 1 of the test broker, never the broker's queues in database 0)."""
+    from django.core.cache import cache
+
+    with contextlib.suppress(Exception):
+        cache.clear()
+    yield
+
+
 @pytest.fixture
 def user(db, django_user_model):
     """An operator (role ``operator``); the ``station`` fixture makes them one of its

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from ocrapp import roles, services
 from ocrapp.demo import DEMO_PRODUCT_TYPES, DEMO_USERS, LEGACY_DEMO_LOGIN
@@ -30,6 +31,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError(
+                "seed_demo is refused with DJANGO_ENV=production: it makes demo logins. Create "
+                "real users with createsuperuser and the admin."
+            )
         User = get_user_model()
         roles.sync_groups()  # the admin role holds every permission there is now
         out = self.stdout.write
