@@ -24,6 +24,7 @@ APP_SERVICES = ("web", "worker", "worker-cpu", "reaper")  # long-running, built 
 TEST_ENV = {
     "DJANGO_SECRET_KEY": "k" * 50,
     "DJANGO_ALLOWED_HOSTS": "serial.example.com",
+    "PUBLIC_BASE_URL": "https://serial.example.com",
     "POSTGRES_PASSWORD": "pg-secret",
     "MINIO_ROOT_USER": "minio-user",
     "MINIO_ROOT_PASSWORD": "minio-secret",
@@ -130,7 +131,7 @@ def test_gpu_worker_runs_the_gpu_image_on_a_reserved_gpu_and_the_cpu_worker_is_a
 def test_no_placeholder_secrets_no_demo_seeding_and_production_settings(services):
     text = (ROOT / "docker-compose.yml").read_text()
     assert "change-me" not in text and "seed_demo" not in text
-    for var in SECRETS + ("DJANGO_ALLOWED_HOSTS",):
+    for var in SECRETS + ("DJANGO_ALLOWED_HOSTS", "PUBLIC_BASE_URL"):
         uses = re.findall(r"\$\{" + var + r"(:?[-?]?)[^}]*\}", text)
         assert uses and set(uses) == {":?"}, (var, uses)  # required, never a default
     for name, service in services.items():
