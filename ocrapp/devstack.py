@@ -49,6 +49,7 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 STATE_FILE = "devstack.json"  # in the var dir while `run` is up: services, ports, pids
+PROMETHEUS_DIR = "prometheus"  # in the var dir: prometheus_client multiprocess files (run)
 REDIS_DIR = "redis"  # in the var dir: the embedded Redis's append-only file (appendonly.aof)
 STOP_TIMEOUT = float(os.environ.get("DEVSTACK_STOP_TIMEOUT", "25"))  # then SIGKILL the groups
 RESTART_BACKOFF_MAX = 30.0
@@ -394,6 +395,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         env = _env(services.env)
         env.setdefault("APP_VAR_DIR", str(var_dir))
         env.setdefault("DJANGO_DEBUG", "false")
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # the web processes' request metrics, summed by /metrics (ocrapp/metrics.py);
+            # emptied at each start (counters restart with the app)
+            prom_dir = var_dir / PROMETHEUS_DIR
+            shutil.rmtree(prom_dir, ignore_errors=True)
+            prom_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
         _manage(env, "migrate", "--noinput", "-v", "0")
         _manage(env, "collectstatic", "--noinput", "-v", "0")
         _manage(env, "seed_demo")
