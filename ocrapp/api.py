@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -14,10 +16,12 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import roles, selectors, services, signature
+from ocrapp import logctx, roles, selectors, services, signature
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture
 from ocrapp.security import public_url
+
+log = logging.getLogger(__name__)
 
 # --- serializers -----------------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class CaptureOutput(serializers.Serializer):
     reviewed = serializers.SerializerMethodField()
     read = serializers.SerializerMethodField()
     withdrawn = serializers.SerializerMethodField()
+    image_purged = serializers.SerializerMethodField()
 
     def _url(self, name: str, obj: Capture) -> str:
         return public_url(reverse(name, kwargs={"capture_id": obj.pk}))
@@ -119,8 +124,17 @@ class CaptureOutput(serializers.Serializer):
     def get_url(self, obj: Capture) -> str:
         return self._url("api-capture-detail", obj)
 
-    def get_image_url(self, obj: Capture) -> str:
+    def get_image_url(self, obj: Capture) -> str | None:
+        """None once retention deleted the image (``image_purged``)."""
+        if obj.image_purged_at is not None:
+            return None
         return self._url("capture-image", obj)
+
+    def get_image_purged(self, obj: Capture) -> dict | None:
+        """{at, message} once ``purge_images`` deleted the image (the reads and sha256 stay)."""
+        if obj.image_purged_at is None:
+            return None
+        return {"at": obj.image_purged_at, "message": _("Image deleted by retention.")}
 
     def get_station(self, obj: Capture) -> dict:
         """The station as it was named when the photo was taken; ``id``: the station now."""
@@ -254,6 +268,8 @@ class CaptureCreateApi(APIView):
             client_ref=data.validated_data.get("client_ref", ""),
             idempotency_key=key,
         )
+        logctx.bind(capture_id=capture.pk)  # for the rest of this request's log lines
+        log.info("capture %s %s", capture.pk, "accepted" if created else "replayed (idempotent)")
         capture = selectors.capture_get(capture_id=capture.pk, user=request.user)
         body = CaptureOutput(capture, context={"request": request}).data
         response = Response(body, status=status.HTTP_202_ACCEPTED)

@@ -49,6 +49,7 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 STATE_FILE = "devstack.json"  # in the var dir while `run` is up: services, ports, pids
+PROMETHEUS_DIR = "prometheus"  # in the var dir: prometheus_client multiprocess files (run)
 REDIS_DIR = "redis"  # in the var dir: the embedded Redis's append-only file (appendonly.aof)
 STOP_TIMEOUT = float(os.environ.get("DEVSTACK_STOP_TIMEOUT", "25"))  # then SIGKILL the groups
 RESTART_BACKOFF_MAX = 30.0
@@ -415,6 +416,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         env.setdefault("DJANGO_DEBUG", "false")
         # settings derive ALLOWED_HOSTS and PUBLIC_BASE_URL (absolute URLs) from where web runs
         env["HOST"], env["PORT"] = args.host, str(args.port)
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # the web processes' request metrics, summed by /metrics (ocrapp/metrics.py);
+            # emptied at each start (counters restart with the app)
+            prom_dir = var_dir / PROMETHEUS_DIR
+            shutil.rmtree(prom_dir, ignore_errors=True)
+            prom_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
         prepare(env)
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)

@@ -195,6 +195,11 @@ class Capture(models.Model):
     )
     withdrawn_by_name = models.CharField(_("withdrawn by (name)"), max_length=255, blank=True)
     withdrawal_reason = models.TextField(_("reason for withdrawal"), blank=True)
+    # Retention (``services.capture_image_purge``, ``manage.py purge_images``): the stored image
+    # was deleted at this time; ``image`` keeps the name it had, ``sha256`` and the reads stay.
+    image_purged_at = models.DateTimeField(
+        _("image deleted by retention at"), null=True, blank=True
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -237,6 +242,10 @@ class Capture(models.Model):
     @property
     def withdrawn(self) -> bool:
         return self.withdrawn_at is not None
+
+    @property
+    def image_purged(self) -> bool:
+        return self.image_purged_at is not None
 
 
 class Read(models.Model):

@@ -342,10 +342,24 @@ class ReviewFilters:
     reason: str = ""
 
 
-def _review_queue_qs(*, user: Any, filters: ReviewFilters | None = None) -> QuerySet[Read]:
+def _review_backlog_qs() -> QuerySet[Read]:
+    """Every read waiting for review, whoever may see it."""
     qs = Read.objects.filter(needs_review=True, capture__status=Capture.Status.DONE)
-    qs = qs.filter(_latest_read_q()).filter(_unreviewed_q())
-    qs = roles.scoped(_not_withdrawn(qs), user, "capture__")
+    return _not_withdrawn(qs.filter(_latest_read_q()).filter(_unreviewed_q()))
+
+
+def review_backlog_capture_ids() -> QuerySet:
+    """Ids of the captures whose latest read waits for review (retention keeps their image)."""
+    return _review_backlog_qs().values("capture_id")
+
+
+def review_backlog_count() -> int:
+    """How many reads wait for review across all stations (the metric; no user scope)."""
+    return _review_backlog_qs().count()
+
+
+def _review_queue_qs(*, user: Any, filters: ReviewFilters | None = None) -> QuerySet[Read]:
+    qs = roles.scoped(_review_backlog_qs(), user, "capture__")
     f = filters or ReviewFilters()
     if f.line:
         qs = qs.filter(capture__station__line=f.line)

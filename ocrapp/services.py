@@ -836,9 +836,11 @@ def capture_image_bytes(*, capture_id: uuid.UUID | str) -> bytes:
     cannot be read right now; the worker turns the first into ``image_missing`` and retries the
     second.
     """
-    capture = Capture.objects.only("image").filter(pk=capture_id).first()
+    capture = Capture.objects.only("image", "image_purged_at").filter(pk=capture_id).first()
     if capture is None or not capture.image:
         raise ImageMissing(f"Capture {capture_id} has no stored image.")
+    if capture.image_purged_at is not None:
+        raise ImageMissing(f"The image of capture {capture_id} was deleted by retention.")
     name = capture.image.name
     try:
         with capture.image.open("rb") as fh:
@@ -1884,6 +1886,14 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
         with transaction.atomic():
             locked = Capture.objects.select_for_update().get(pk=capture.pk)
             _refuse_withdrawn(locked)
+            if locked.image_purged_at is not None:
+                raise ApplicationError(
+                    "image_purged",
+                    _(
+                        "The image of this capture was deleted by retention; it cannot be read again."
+                    ),
+                    status_code=409,
+                )
             if locked.status != Capture.Status.FAILED:
                 raise ApplicationError(
                     "not_failed",
@@ -1944,3 +1954,149 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
             status_code=503,
         ) from None
     return selectors.capture_get(capture_id=capture.pk, user=user)
+
+
+# --- retention: delete old images, keep the records (manage.py purge_images) ---------------------
+
+IMAGE_PURGED_ACTION = "image_purged"
+RETENTION_RUN_ACTION = "retention_run"
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What one retention run did (or, with ``dry_run``, would do)."""
+
+    cutoff: datetime
+    dry_run: bool
+    purged: int = 0  # images deleted (dry run: that would be deleted)
+    kept_unfinished: int = 0  # older captures still PENDING/PROCESSING: left alone
+    kept_for_review: int = 0  # older captures whose read waits for review: left alone
+    errors: int = 0  # images the store would not delete (retried at the next run)
+
+
+def _purge_candidates(*, cutoff: datetime):
+    """Finished captures older than ``cutoff`` that still have their image and no read waiting
+    for review."""
+    return (
+        Capture.objects.filter(
+            created_at__lt=cutoff,
+            image_purged_at__isnull=True,
+            status__in=[Capture.Status.DONE, Capture.Status.FAILED],
+        )
+        .exclude(pk__in=selectors.review_backlog_capture_ids())
+        .order_by("pk")
+    )
+
+
+def capture_image_purge(*, capture_id: uuid.UUID | str, cutoff: datetime, days: int) -> bool:
+    """Delete one capture's stored image (through the storage API: local file or S3 object) and
+    mark the capture ``image_purged_at``, with an ``image_purged`` audit row, in one
+    transaction. The capture, its reads, fields, search rows and ``sha256`` stay.
+
+    The image is deleted before the mark commits: interrupted in between, the capture is
+    still unmarked and the next run deletes again (deleting a missing file or object is not an
+    error) and marks it. False when the capture is no longer a candidate (already purged,
+    newer, unfinished) or is locked by someone else right now. A store error propagates and
+    nothing is marked."""
+    with transaction.atomic():
+        capture = (
+            _purge_candidates(cutoff=cutoff)
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(pk=capture_id)
+            .first()
+        )
+        if capture is None:
+            return False
+        name = capture.image.name
+        if name:
+            capture.image.storage.delete(name)
+        now = timezone.now()
+        Capture.objects.filter(pk=capture.pk).update(image_purged_at=now, updated_at=now)
+        audit.record(
+            actor=None,
+            action=IMAGE_PURGED_ACTION,
+            obj=capture,
+            before={"image": name},
+            after={"image": None, "image_purged_at": now, "sha256": capture.sha256},
+            reason=f"retention: images older than {days} days",
+        )
+    return True
+
+
+def images_purge(*, older_than_days: int, dry_run: bool = False, batch: int = 200) -> PurgeReport:
+    """Retention: delete the images of finished captures older than ``older_than_days`` days
+    (``capture_image_purge`` one by one, so a run can be interrupted anywhere and run again),
+    then write one ``retention_run`` audit row with the counts (not for a dry run). Captures
+    still being read, and those whose read waits for review, keep their image."""
+    if older_than_days < 0:
+        raise ApplicationError("invalid", _("The number of days must be zero or more."))
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = Capture.objects.filter(created_at__lt=cutoff, image_purged_at__isnull=True)
+    kept_unfinished = old.exclude(status__in=[Capture.Status.DONE, Capture.Status.FAILED]).count()
+    kept_for_review = (
+        old.filter(status__in=[Capture.Status.DONE, Capture.Status.FAILED])
+        .filter(pk__in=selectors.review_backlog_capture_ids())
+        .count()
+    )
+    if dry_run:
+        return PurgeReport(
+            cutoff=cutoff,
+            dry_run=True,
+            purged=_purge_candidates(cutoff=cutoff).count(),
+            kept_unfinished=kept_unfinished,
+            kept_for_review=kept_for_review,
+        )
+    purged = errors = 0
+    last = None
+    while True:
+        qs = _purge_candidates(cutoff=cutoff)
+        if last is not None:
+            qs = qs.filter(pk__gt=last)
+        ids = list(qs.values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        for capture_id in ids:
+            last = capture_id
+            try:
+                if capture_image_purge(capture_id=capture_id, cutoff=cutoff, days=older_than_days):
+                    purged += 1
+            except Exception as exc:  # the store refused: nothing marked, next run tries again
+                errors += 1
+                log.error(
+                    "retention: image of capture %s not deleted (%s: %s)",
+                    capture_id,
+                    type(exc).__name__,
+                    exc,
+                )
+    report = PurgeReport(
+        cutoff=cutoff,
+        dry_run=False,
+        purged=purged,
+        kept_unfinished=kept_unfinished,
+        kept_for_review=kept_for_review,
+        errors=errors,
+    )
+    with transaction.atomic():
+        audit.record(
+            actor=None,
+            action=RETENTION_RUN_ACTION,
+            object_type="retention",
+            object_id=cutoff.isoformat(timespec="seconds"),
+            object_repr=f"images older than {older_than_days} days",
+            after={
+                "older_than_days": older_than_days,
+                "cutoff": cutoff,
+                "purged": purged,
+                "kept_unfinished": kept_unfinished,
+                "kept_for_review": kept_for_review,
+                "errors": errors,
+            },
+        )
+    log.info(
+        "retention: %d image(s) deleted, %d error(s), cutoff %s",
+        purged,
+        errors,
+        cutoff.isoformat(timespec="seconds"),
+        extra={"purged": purged, "errors": errors},
+    )
+    return report

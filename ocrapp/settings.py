@@ -25,6 +25,7 @@ from ocrapp.config import (
     public_base_url_from_env,
     secret_key_from_env,
 )
+from ocrapp.logctx import log_format_from_env, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("APP_VAR_DIR", BASE_DIR / "var"))
@@ -114,6 +115,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # first: request id + log context + request metrics around everything (ocrapp/observability.py)
+    "ocrapp.observability.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "ocrapp.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -246,10 +249,16 @@ OCR_LEASE_SECONDS = env_int("OCR_LEASE_SECONDS", 30, minimum=3)
 OCR_REAP_INTERVAL = env_int("OCR_REAP_INTERVAL", 10, minimum=1)
 OCR_REAP_PENDING_AFTER = env_int("OCR_REAP_PENDING_AFTER", 60, minimum=1)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# Logs (ocrapp/logctx.py): LOG_FORMAT=json (one JSON object a line, with request_id /
+# capture_id / task_id) or plain; json by default when DJANGO_ENV=production, else plain.
+LOG_FORMAT = log_format_from_env()
+LOGGING = logging_config(log_format=LOG_FORMAT, level=os.environ.get("LOG_LEVEL", "INFO"))
+
+# Operations (ocrapp/health.py, ocrapp/metrics.py; README "Operations"). /metrics answers a
+# request with "Authorization: Bearer <METRICS_TOKEN>" when METRICS_TOKEN is set, else only
+# requests from loopback. Workers write a heartbeat to Redis every WORKER_HEARTBEAT_INTERVAL s
+# that lives WORKER_HEARTBEAT_TTL s; /readyz wants one that is fresh.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+WORKER_HEARTBEAT_INTERVAL = env_int("WORKER_HEARTBEAT_INTERVAL", 10, minimum=1)
+WORKER_HEARTBEAT_TTL = env_int("WORKER_HEARTBEAT_TTL", 3 * WORKER_HEARTBEAT_INTERVAL, minimum=2)
+READYZ_TIMEOUT = float(env_int("READYZ_TIMEOUT_MS", 1000, minimum=50)) / 1000.0

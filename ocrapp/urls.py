@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from ocrapp import api
+from ocrapp import api, ops_views
 
 api_v1 = [
     path("captures", api.CaptureCreateApi.as_view(), name="api-capture-create"),
@@ -37,6 +37,10 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # operations: unauthenticated probes and metrics (ocrapp/ops_views.py)
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     # split view: the init script is its own request (?script), so no inline script (CSP)

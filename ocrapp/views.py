@@ -307,6 +307,8 @@ def capture_recent(request: HttpRequest) -> HttpResponse:
 @require_GET
 def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> FileResponse:
     capture = _capture_or_404(request, capture_id)
+    if capture.image_purged_at is not None:
+        return HttpResponse(_("Image deleted by retention."), status=410, content_type="text/plain")
     try:
         fh = capture.image.open("rb")
     except (FileNotFoundError, ValueError):
@@ -504,6 +506,8 @@ def line_crop_image(request: HttpRequest, capture_id: uuid.UUID, order: int) -> 
     line = next((ln for ln in read.lines.all() if ln.order == order), None) if read else None
     if line is None:
         raise Http404(_("No such text line."))
+    if capture.image_purged_at is not None:
+        return HttpResponse(_("Image deleted by retention."), status=410, content_type="text/plain")
     try:
         with capture.image.open("rb") as fh:
             photo = crops.open_photo(fh.read())

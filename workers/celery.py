@@ -37,15 +37,65 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = ("workers.tasks",)
 
 
+_heartbeat = None  # this pool child's ocrapp.health.Heartbeat
+_task_context: dict[str, object] = {}  # task id -> logctx token, between prerun and postrun
+
+
 @signals.worker_process_init.connect
 def _warm_pool_child(**_kwargs) -> None:
-    """In each prefork child, after fork (the parent's models stay unloaded)."""
+    """In each prefork child, after fork (the parent's models stay unloaded): warm up, then
+    start the heartbeat that ``/readyz`` looks for (``ocrapp.health``)."""
+    global _heartbeat
     from django.conf import settings
 
-    if settings.OCR_WARMUP:
-        from workers.warmup import warm_up
+    from ocrapp.health import Heartbeat
 
-        warm_up()
+    error = ""
+    if settings.OCR_WARMUP:
+        from workers import warmup
+
+        warmup.warm_up()
+        error = warmup.LAST_ERROR
+    _heartbeat = Heartbeat(warmup_error=error).start()
+
+
+@signals.worker_process_shutdown.connect
+def _stop_heartbeat(**_kwargs) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _structured_logs(logger=None, **_kwargs) -> None:
+    """Celery's handlers get the log context (capture id, task id) and, with LOG_FORMAT=json,
+    the JSON formatter (``ocrapp.logctx``)."""
+    from django.conf import settings
+
+    from ocrapp.logctx import adopt_handlers
+
+    if logger is not None:
+        adopt_handlers(logger, settings.LOG_FORMAT)
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id=None, task=None, args=None, kwargs=None, **_kw) -> None:
+    """Every log line of a task carries its task id and, for a capture's task, the capture id."""
+    from ocrapp import logctx
+
+    capture_id = (kwargs or {}).get("capture_id") or (args[0] if args else None)
+    if getattr(task, "name", "") != "workers.tasks.read_capture":
+        capture_id = (kwargs or {}).get("capture_id")
+    _task_context[task_id] = logctx.bind(task_id=task_id, capture_id=capture_id)
+
+
+@signals.task_postrun.connect
+def _unbind_task_context(task_id=None, **_kw) -> None:
+    from ocrapp import logctx
+
+    token = _task_context.pop(task_id, None)
+    if token is not None:
+        logctx.reset(token)
 
 
 @signals.worker_init.connect

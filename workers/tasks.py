@@ -15,6 +15,7 @@ the reaper (``manage.py capture_reaper``), which sends lost captures again.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 import threading
@@ -93,7 +94,11 @@ class LeaseKeeper:
         self.token = token
         self.interval = max(1.0, settings.OCR_LEASE_SECONDS / 3)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{capture_id}", daemon=True)
+        # the thread's log lines carry the task's context (capture id, task id: ocrapp.logctx)
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=ctx.run, args=(self._run,), name=f"lease-{capture_id}", daemon=True
+        )
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -147,6 +152,7 @@ def read_capture(self, capture_id: str) -> str:
     )
     if claim is None:
         return "skipped"
+    log.info("reading capture %s (attempt %d)", capture_id, claim.attempts)
 
     def fail(code: str, reason: str) -> str:
         _with_db_retry(
@@ -203,6 +209,13 @@ def read_capture(self, capture_id: str) -> str:
             capture_id,
             lambda: services.read_save(capture_id=capture_id, result=payload, worker=worker),
         )
+    timings = payload.get("timings_ms") or {}
+    log.info(
+        "capture %s read: %s",
+        capture_id,
+        "saved" if read is not None else "already saved (duplicate)",
+        extra={"total_ms": timings.get("total"), "device": payload.get("device", "")},
+    )
     return "saved" if read is not None else "duplicate"
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 # A schema with a traced field, so the field extractor and the validation run too.
 WARMUP_SCHEMA = {"fields": [{"name": "serial_number", "required": True}]}
+LAST_ERROR = ""  # why this process's last warm-up failed (its heartbeat reports it)
 
 
 def warmup_image() -> bytes:
@@ -44,6 +45,7 @@ def warm_up() -> float:
     """Build this process's pipeline (``loader.get_pipeline``) and run one read; returns the
     seconds it took. Never raises: a worker that cannot warm up still starts and reports the
     error on its first real capture."""
+    global LAST_ERROR
     t0 = time.perf_counter()
     try:
         from workers.pipeline.loader import get_pipeline
@@ -51,7 +53,8 @@ def warm_up() -> float:
         pipe = get_pipeline()
         t1 = time.perf_counter()
         pipe.run(warmup_image(), schema=WARMUP_SCHEMA)
-    except Exception:
+    except Exception as exc:
+        LAST_ERROR = f"{type(exc).__name__}: {exc}"[:500]
         log.exception("warm-up failed in pid %d; models load on the first capture", os.getpid())
         return time.perf_counter() - t0
     t2 = time.perf_counter()

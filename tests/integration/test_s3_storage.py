@@ -293,3 +293,28 @@ def test_an_object_deleted_between_open_and_read_counts_as_missing(s3, s3_storag
         fh.read()
     assert type(err.value).__name__ in {"ClientError", "NoSuchKey"}
     assert services._is_missing_object(err.value)
+
+
+def test_retention_deletes_the_object_and_keeps_the_records(s3, s3_storage, user, station):
+    """purge_images on S3: the object leaves the bucket (the storage API), the capture, its read
+    and sha256 stay; a second run deletes nothing more."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.review_data import accepted_result, stored_capture
+
+    product = ProductType.objects.get_or_create(name="nameplate")[0]
+    old = stored_capture(user, station, product, accepted_result("SN20250077"))
+    new = stored_capture(user, station, product, accepted_result("SN20260078"))
+    assert {old.image.name, new.image.name} <= s3.keys()
+    Capture.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=100))
+
+    report = services.images_purge(older_than_days=90)
+    assert report.purged == 1 and report.errors == 0
+    keys = s3.keys()
+    assert old.image.name not in keys and new.image.name in keys
+    kept = Capture.objects.get(pk=old.pk)
+    assert kept.image_purged_at is not None and kept.sha256 == old.sha256
+    assert Read.objects.filter(capture=kept).count() == 1
+    assert services.images_purge(older_than_days=90).purged == 0
