@@ -146,7 +146,6 @@ def _check_png(data: bytes) -> int:
     expected = produced = 0
     stride = 0  # bytes per row when not interlaced (filter bytes checked), else 0
     orientation = 1
-    seen_end = False
     while pos + 12 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
@@ -186,7 +185,6 @@ def _check_png(data: bytes) -> int:
         elif ctype == b"eXIf":
             orientation = _orientation(None, body)
         elif ctype == b"IEND":
-            seen_end = True
             break
     if header is None:
         raise _corrupt("no header")
@@ -198,7 +196,7 @@ def _check_png(data: bytes) -> int:
         if not piece:
             break
         produced += len(piece)
-    if produced < expected or not seen_end:
+    if produced < expected:  # (a missing IEND alone is tolerated, as Pillow does)
         raise _corrupt("truncated image data")
     return orientation
 

@@ -67,11 +67,23 @@ def error_response(
 ) -> HttpResponse:
     """The JSON error shape under /api/, else a small HTML page saying the same."""
     if _is_api(request_path):
-        return JsonResponse(error_body(code, message, details), status=status)
-    html = render_to_string(
-        "400.html", {"status": status, "message": message, "title": _("Request refused")}
-    )
-    return HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
+        response = JsonResponse(error_body(code, message, details), status=status)
+    else:
+        html = render_to_string(
+            "400.html", {"status": status, "message": message, "title": _("Request refused")}
+        )
+        response = HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
+    # Set here: these answers leave before CommonMiddleware, which would set it.
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+def _close_after(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Ask gunicorn to close the connection instead of draining a body left unread
+    (``Connection`` is hop-by-hop: only gunicorn takes it from the application)."""
+    if "gunicorn.socket" in request.META:
+        response["Connection"] = "close"
+    return response
 
 
 def _too_large_message() -> str:
@@ -160,17 +172,19 @@ class RequestLimitsMiddleware:
             except ValueError:
                 length = -1
             if length < 0 or not str(raw_length).strip().isdigit():
-                return error_response(
+                response = error_response(
                     path, 400, "bad_request", _("The Content-Length header is not a number.")
                 )
+                return _close_after(request, response)
             if length > settings.MAX_REQUEST_BYTES:
-                return error_response(
+                response = error_response(
                     path,
                     413,
                     "request_too_large",
                     _too_large_message(),
                     {"max_bytes": settings.MAX_REQUEST_BYTES},
                 )
+                return _close_after(request, response)
         return None
 
 
@@ -258,14 +272,13 @@ def limit_wsgi_body(app: Callable) -> Callable:
                 if size > cap:
                     path = environ.get("PATH_INFO", "")
                     body = _too_large_body(path, environ.get("HTTP_ACCEPT_LANGUAGE", ""))
-                    start_response(
-                        "413 Content Too Large",
-                        [
-                            ("Content-Type", _content_type(path)),
-                            ("Content-Length", str(len(body))),
-                            ("Connection", "close"),
-                        ],
-                    )
+                    headers = [
+                        ("Content-Type", _content_type(path)),
+                        ("Content-Length", str(len(body))),
+                    ]
+                    if "gunicorn.socket" in environ:  # do not drain the rest: close
+                        headers.append(("Connection", "close"))
+                    start_response("413 Content Too Large", headers)
                     return [body]
             environ["CONTENT_LENGTH"] = str(size)
             environ["wsgi.input"] = io.BytesIO(buf.getvalue())
