@@ -138,25 +138,28 @@ def _orientation(img: Image.Image, exif: bytes | None = None) -> int:
 
 
 def _check_png(data: bytes) -> int:
-    """Returns the EXIF orientation of its eXIf chunk (1 without one)."""
-    """Walk the chunks of a PNG and inflate its image data without keeping it (see module)."""
+    """Walk the chunks of a PNG (CRC of each) and inflate its image data without keeping it
+    (see module); returns the EXIF orientation of its eXIf chunk (1 without one)."""
     if not data.startswith(_PNG_SIGNATURE):
         raise _corrupt("not a PNG signature")
+    view = memoryview(data)
     pos, header, inflater = len(_PNG_SIGNATURE), None, zlib.decompressobj()
     expected = produced = 0
     stride = 0  # bytes per row when not interlaced (filter bytes checked), else 0
     orientation = 1
     while pos + 12 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        crc = data[pos + 8 + length : pos + 12 + length]
+        body = view[pos + 8 : pos + 8 + length]  # a view: chunks are not copied
+        crc = view[pos + 8 + length : pos + 12 + length]
         if len(body) < length or len(crc) < 4:
             raise _corrupt("truncated chunk")
-        if zlib.crc32(ctype + body) & 0xFFFFFFFF != struct.unpack(">I", crc)[0]:
+        if zlib.crc32(body, zlib.crc32(ctype)) & 0xFFFFFFFF != struct.unpack(">I", crc)[0]:
             raise _corrupt(f"bad CRC in {ctype.decode('latin-1')}")
         pos += 12 + length
         if ctype == b"IHDR":
-            width, height, bits, color, _c, _f, interlace = struct.unpack(">IIBBBBB", body[:13])
+            width, height, bits, color, _c, _f, interlace = struct.unpack(
+                ">IIBBBBB", bytes(body[:13])
+            )
             channels = _PNG_CHANNELS.get(color)
             if channels is None:
                 raise _corrupt("unknown colour type")
@@ -183,7 +186,7 @@ def _check_png(data: bytes) -> int:
                 if not piece:
                     break
         elif ctype == b"eXIf":
-            orientation = _orientation(None, body)
+            orientation = _orientation(None, bytes(body))
         elif ctype == b"IEND":
             break
     if header is None:

@@ -258,3 +258,69 @@ def test_admin_index_has_no_add_link_for_captures(admin_web):
     assert resp.status_code == 200
     assert b"/admin/ocrapp/capture/add/" not in resp.content
     assert b"/admin/ocrapp/serialrecord/add/" not in resp.content
+
+
+# --- more NULs and ids that PostgreSQL would refuse -------------------------------------------
+
+
+def test_nul_in_a_json_key_is_400(api_client, user, station, product_type):
+    api_client.force_authenticate(user)
+    resp = api_client.post(
+        f"/api/v1/captures/{uuid.uuid4()}/review",
+        {"fields": {"serial\x00number": {"value": "X", "reason": "misread"}}},
+        format="json",
+    )
+    err = _json_error(resp, 400, "invalid")
+    assert list(err["details"]) == ["fields.serial\\0number"]
+
+
+def test_nul_in_the_file_name_never_reaches_the_database(station_client, product_type):
+    image = SimpleUploadedFile("a\x00b.png", label_png(["S/N: 1"]), "image/png")
+    resp = station_client.post(
+        "/api/v1/captures", {"image": image, "product_type": product_type.name}, format="multipart"
+    )
+    assert resp.status_code in (202, 400), resp.content
+    if resp.status_code == 202:  # the multipart parser may drop it; never stored with a NUL
+        assert "\x00" not in Capture.objects.get(pk=resp.json()["id"]).original_filename
+
+
+def test_control_characters_leave_the_stored_file_name(user, station, product_type):
+    capture, _ = services.capture_create(
+        user=user,
+        image_bytes=label_png(["S/N: 1"]),
+        original_filename="C:\\photos\\lab\x00el\x07.png",
+        product_type=product_type,
+        station=station,
+    )
+    assert capture.original_filename == "label.png"
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999", "9223372036854775808", "0", "٣"])
+def test_ids_out_of_bigint_or_not_ascii_are_unknown(station_client, product_type, ref):
+    resp = station_client.post(
+        "/api/v1/captures",
+        {"image": _image(), "product_type": ref, "station": ref},
+        format="multipart",
+    )
+    _json_error(resp, 400, "unknown_product_type")
+    resp = station_client.post(
+        "/api/v1/captures",
+        {"image": _image(), "product_type": product_type.name, "station": ref},
+        format="multipart",
+    )
+    _json_error(resp, 400, "unknown_station")
+
+
+def test_field_id_out_of_bigint_is_404(api_client):
+    from ocrapp import roles
+
+    qm = services.user_create_with_role(username="qm", role=roles.QUALITY_MANAGER)
+    api_client.force_authenticate(qm)
+    resp = api_client.post("/api/v1/fields/99999999999999999999/revisions", {}, format="json")
+    _json_error(resp, 404, "not_found")
+
+
+def test_korean_page_for_a_long_url(client):
+    resp = client.get("/search/?q=" + "S" * 5000, HTTP_ACCEPT_LANGUAGE="ko")
+    assert resp.status_code == 414
+    assert "URL이 4096자보다 깁니다." in resp.content.decode()
