@@ -44,7 +44,7 @@ def test_korean_accept_language_gets_a_korean_error(station_client, product_type
     )
     english = _upload(station_client, b"not an image at all" * 20, HTTP_ACCEPT_LANGUAGE="en")
     assert _message(english) == (
-        "The file is not an image we can read (use JPEG, PNG, TIFF or WebP)."
+        "The file is not an image we can read (use JPEG, PNG, TIFF, WebP or HEIC)."
     )
     assert Capture.objects.count() == 0
 

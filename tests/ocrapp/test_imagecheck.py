@@ -205,3 +205,26 @@ def test_heic_upload_through_the_api(station_client, product_type):
 def test_imagecheck_registers_heif_once():
     assert "HEIF" in Image.registered_extensions().values()
     assert imagecheck.ALLOWED_FORMATS["HEIF"] == ".heic"
+
+
+@pytest.mark.django_db
+def test_heic_capture_image_page_serves_a_jpeg(client, user, station, product_type):
+    from ocrapp import services
+
+    data = _heic(label_image(["S/N: 1"]).transpose(Image.Transpose.ROTATE_90), orientation=6)
+    capture, _ = services.capture_create(
+        user=user, image_bytes=data, product_type=product_type, station=station
+    )
+    client.force_login(user)
+    resp = client.get(f"/captures/{capture.pk}/image")
+    assert resp.status_code == 200 and resp["Content-Type"] == "image/jpeg"
+    shown = Image.open(io.BytesIO(resp.content))
+    assert shown.format == "JPEG" and shown.size == (900, 420)
+    png = services.capture_create(
+        user=user,
+        image_bytes=encode(label_image(["x"])),
+        product_type=product_type,
+        station=station,
+    )[0]
+    resp = client.get(f"/captures/{png.pk}/image")
+    assert resp.status_code == 200 and b"".join(resp.streaming_content).startswith(b"\x89PNG")
