@@ -228,3 +228,54 @@ def test_heic_capture_image_page_serves_a_jpeg(client, user, station, product_ty
     )[0]
     resp = client.get(f"/captures/{png.pk}/image")
     assert resp.status_code == 200 and b"".join(resp.streaming_content).startswith(b"\x89PNG")
+
+
+_FUZZ_SCRIPT = r"""
+import json, random, sys
+import django
+django.setup()
+from ocrapp.errors import ApplicationError
+from ocrapp.imagecheck import inspect_image
+from tests.images import encode, label_image
+from workers.pipeline.errors import BadImageError
+from workers.pipeline.io import decode_image
+rng = random.Random(12)
+img = label_image(["S/N: 1"], size=(320, 160))
+base = [encode(img, fmt) for fmt in ("HEIF", "PNG", "JPEG", "WEBP", "TIFF")]
+unexpected = []
+for i in range(int(sys.argv[1])):
+    data = bytearray(rng.choice(base))
+    for _ in range(rng.randint(1, 20)):
+        op, pos = rng.random(), rng.randrange(len(data))
+        if op < 0.6:
+            data[pos] = rng.randrange(256)
+        elif op < 0.8:
+            del data[pos : pos + rng.randint(1, 200)]
+        else:
+            data[pos:pos] = rng.randbytes(rng.randint(1, 50))
+    for check, expected in ((lambda d: inspect_image(d, max_pixels=40_000_000, max_side=12_000),
+                             ApplicationError), (decode_image, BadImageError)):
+        try:
+            check(bytes(data))
+        except expected:
+            pass
+        except Exception as exc:
+            unexpected.append(f"{i}: {type(exc).__name__}: {exc}")
+print(json.dumps(unexpected))
+"""
+
+
+def test_fuzzed_images_never_crash_the_web_check_or_the_worker_decoder():
+    """200 mutated HEIC/PNG/JPEG/WebP/TIFF files (fixed seed), in a fresh process so that a
+    crash in a native decoder would show: the web check refuses with an ApplicationError or
+    passes, the worker's decoder with a BadImageError or decodes; nothing else."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _FUZZ_SCRIPT, "200"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "ocrapp.settings"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
