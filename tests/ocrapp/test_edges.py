@@ -324,3 +324,48 @@ def test_korean_page_for_a_long_url(client):
     resp = client.get("/search/?q=" + "S" * 5000, HTTP_ACCEPT_LANGUAGE="ko")
     assert resp.status_code == 414
     assert "URL이 4096자보다 깁니다." in resp.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_duplicate_idempotency_keys_make_one_capture(
+    user, station, product_type, monkeypatch
+):
+    """6 threads (6 database connections) upload the same photo under one key at once: one
+    capture, one stored file, one enqueue; every thread gets that capture back."""
+    import threading
+
+    from django.db import connection
+
+    enqueued = []
+    monkeypatch.setattr(services, "_enqueue_read", lambda capture_id: enqueued.append(capture_id))
+    data = label_png(["S/N: 4242"])
+    files_before = _media_files()
+    barrier = threading.Barrier(6)
+    results, errors = [], []
+
+    def upload():
+        try:
+            barrier.wait(10)
+            capture, created = services.capture_create(
+                user=user,
+                image_bytes=data,
+                product_type=product_type,
+                station=station,
+                idempotency_key="same-key",
+            )
+            results.append((capture.pk, created))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len({pk for pk, _created in results}) == 1 and len(results) == 6
+    assert sum(created for _pk, created in results) == 1
+    assert Capture.objects.count() == 1 and len(enqueued) == 1
+    assert len(_media_files() - files_before) == 1
