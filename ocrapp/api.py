@@ -11,7 +11,6 @@ from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 from ocrapp import logctx, roles, selectors, services, signature
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture
+from ocrapp.parsers import FormParser, MultiPartParser
 from ocrapp.security import public_url
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,10 @@ import io
 import math
 from collections.abc import Sequence
 
+import pillow_heif
 from PIL import Image, ImageOps
+
+pillow_heif.register_heif_opener()  # HEIC photos from phones (as ocrapp.imagecheck)
 
 Point = tuple[float, float]
 
@@ -33,6 +36,20 @@ def open_photo(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img = ImageOps.exif_transpose(img)
     return img.convert("RGB")
+
+
+def jpeg_rendition(data: bytes, *, quality: int = 90) -> bytes:
+    """The photo as a JPEG for browsers that cannot show its own format (HEIC outside Safari),
+    upright; decoded within the web process's decode budget (``ocrapp.imagecheck``)."""
+    from ocrapp.imagecheck import DECODE_BUDGET
+
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        with DECODE_BUDGET.hold(width * height * 4 * 3):  # decoded, RGB copy, encoder
+            photo = open_photo(data)
+            buf = io.BytesIO()
+            photo.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def _dist(a: Point, b: Point) -> float:

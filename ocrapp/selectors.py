@@ -138,11 +138,24 @@ def product_type_list() -> QuerySet[ProductType]:
     return ProductType.objects.filter(active=True)
 
 
+_MAX_ID = 2**63 - 1  # bigint
+
+
+def as_id(ref: str | int) -> int | None:
+    """``ref`` as a primary key when it is one: ASCII digits only (``"²"`` and ``"٣"`` pass
+    ``str.isdigit`` but are no id) within PostgreSQL's bigint; else None."""
+    text = str(ref).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 0 < value <= _MAX_ID else None
+
+
 def product_type_find(*, ref: str | int) -> ProductType:
     ref = str(ref).strip()
-    pt = ProductType.objects.filter(
-        Q(name__iexact=ref) | Q(pk=int(ref) if ref.isdigit() else None)
-    ).first()
+    pk = as_id(ref)
+    pt = ProductType.objects.filter(Q(name__iexact=ref) | Q(pk=pk) if pk else Q(name__iexact=ref))
+    pt = pt.first()
     if pt is None:
         raise NotFoundError(
             "unknown_product_type",
@@ -162,8 +175,9 @@ def station_list(*, user) -> QuerySet[Station]:
 def station_find(*, ref: str | int) -> Station:
     ref = str(ref).strip()
     station = None
-    if ref.isdigit():
-        station = Station.objects.filter(pk=int(ref)).first()
+    pk = as_id(ref)
+    if pk is not None:
+        station = Station.objects.filter(pk=pk).first()
     elif "/" in ref:
         line, name = (part.strip() for part in ref.split("/", 1))
         station = Station.objects.filter(line=line, name=name).first()
@@ -444,11 +458,12 @@ def review_filters_parse(*, params: Mapping[str, str]) -> ReviewFilters:
         )
     pt_ref = (params.get("product_type") or "").strip()
     station_raw = (params.get("station") or "").strip()
-    if station_raw and not station_raw.isdigit():
+    station_id = as_id(station_raw) if station_raw else None
+    if station_raw and station_id is None:
         raise ApplicationError("invalid", _("station must be a station id."))
     return ReviewFilters(
         line=(params.get("line") or "").strip(),
-        station=int(station_raw) if station_raw else None,
+        station=station_id,
         product_type=product_type_find(ref=pt_ref).pk if pt_ref else None,
         reason=reason,
     )
@@ -475,10 +490,9 @@ def _no_field(field_id: object) -> NotFoundError:
 
 def field_get_scoped(*, field_id: int | str, user: Any) -> Field:
     """A field with its read, capture, product type and revisions, inside ``user``'s scope."""
-    try:
-        pk = int(field_id)
-    except (TypeError, ValueError):
-        raise _no_field(field_id) from None
+    pk = as_id(field_id)
+    if pk is None:
+        raise _no_field(field_id)
     qs = Field.objects.select_related(
         "read", "read__capture", "read__capture__product_type", "read__capture__station", "line"
     ).filter(pk=pk)

@@ -630,9 +630,11 @@ def _station_for(*, user, station: Station | None) -> Station:
             _("You may not upload to station %(station)s.") % {"station": station},
             status_code=403,
         )
-    if not station.active:
+    if not station.active:  # also the token's own station when the upload names none
         raise ApplicationError(
-            "station_inactive", _("Station %(station)s is not active.") % {"station": station}
+            "station_inactive",
+            _("Station %(station)s is not active.") % {"station": station},
+            status_code=403,
         )
     return station
 
@@ -677,8 +679,12 @@ def capture_create(
         )
     upload_check_size(size=len(image_bytes))
     sha256 = hashlib.sha256(image_bytes).hexdigest()
+    client_ref = client_ref[:128]
+    request = _IdempotentRequest(
+        sha256=sha256, product_type_id=product_type.pk, station_id=station.pk, client_ref=client_ref
+    )
     if idempotency_key:
-        existing = _capture_for_idempotency_key(user=user, key=idempotency_key, sha256=sha256)
+        existing = _capture_for_idempotency_key(user=user, key=idempotency_key, request=request)
         if existing is not None:
             return existing, False
     info = inspect_image(
@@ -690,13 +696,13 @@ def capture_create(
         width=info.width,
         height=info.height,
         image_format=info.format,
-        original_filename=os.path.basename(original_filename)[:255],
+        original_filename=_clean_filename(original_filename),
         station=station,
         station_line=station.line,
         station_name=station.name,
         product_type=product_type,
         uploaded_by=user,
-        client_ref=client_ref[:128],
+        client_ref=client_ref,
         idempotency_key=idempotency_key or None,
         enqueued_at=timezone.now(),  # published on commit; the reaper resends it if it is lost
     )
@@ -711,7 +717,7 @@ def capture_create(
     except IntegrityError:
         _image_discard(name=stored_name)
         if idempotency_key:  # a concurrent request with the same key won the race
-            existing = _capture_for_idempotency_key(user=user, key=idempotency_key, sha256=sha256)
+            existing = _capture_for_idempotency_key(user=user, key=idempotency_key, request=request)
             if existing is not None:
                 return existing, False
         raise
@@ -771,13 +777,52 @@ def upload_check_size(*, size: int) -> None:
         )
 
 
-def _capture_for_idempotency_key(*, user, key: str, sha256: str) -> Capture | None:
+def _clean_filename(name: str) -> str:
+    """The upload's own file name as stored: its last path part, without control characters
+    (a NUL cannot be stored in PostgreSQL text), at most 255 characters."""
+    base = os.path.basename((name or "").replace("\\", "/"))
+    return "".join(ch for ch in base if ch >= " " and ch != "\x7f")[:255]
+
+
+@dataclass(frozen=True)
+class _IdempotentRequest:
+    """What a replay under the same Idempotency-Key must repeat to get the first capture."""
+
+    sha256: str
+    product_type_id: int
+    station_id: int
+    client_ref: str
+
+
+def _capture_for_idempotency_key(*, user, key: str, request: _IdempotentRequest) -> Capture | None:
+    """The capture this user made with ``key``; 409 when the replay differs from it (another
+    image, product type, station or client_ref): a key names one request, never two."""
     existing = Capture.objects.filter(uploaded_by=user, idempotency_key=key).first()
-    if existing is not None and existing.sha256 != sha256:
+    if existing is None:
+        return None
+    differs = [
+        name
+        for name, first, again in (
+            ("image", existing.sha256, request.sha256),
+            ("product_type", existing.product_type_id, request.product_type_id),
+            ("station", existing.station_id, request.station_id),
+            ("client_ref", existing.client_ref, request.client_ref),
+        )
+        if first != again
+    ]
+    if differs == ["image"]:
         raise ApplicationError(
             "idempotency_key_reused",
             _("This Idempotency-Key was already used for a different image."),
-            details={"capture_id": str(existing.pk)},
+            details={"capture_id": str(existing.pk), "differs": differs},
+            status_code=409,
+        )
+    if differs:
+        raise ApplicationError(
+            "idempotency_key_reused",
+            _("This Idempotency-Key was already used for a different request (%(fields)s differ).")
+            % {"fields": ", ".join(differs)},
+            details={"capture_id": str(existing.pk), "differs": differs},
             status_code=409,
         )
     return existing

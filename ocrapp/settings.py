@@ -117,6 +117,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # first: request id + log context + request metrics around everything (ocrapp/observability.py)
     "ocrapp.observability.RequestContextMiddleware",
+    # Then: refuses oversized/NUL-carrying requests before anything reads them (ocrapp/limits.py).
+    "ocrapp.limits.RequestLimitsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "ocrapp.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -187,8 +189,24 @@ LOGOUT_REDIRECT_URL = "login"
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024, minimum=1024)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 MAX_IMAGE_SIDE = env_int("MAX_IMAGE_SIDE", 12_000, minimum=100)
+# The web process checks uploads' pixels within this many bytes of decoded images at once
+# (ocrapp/imagecheck.py; PNG and JPEG need almost none); a check waits this long for room.
+IMAGE_DECODE_BUDGET_BYTES = env_int("IMAGE_DECODE_BUDGET_BYTES", 256 * 1024 * 1024, minimum=1)
+IMAGE_DECODE_WAIT_SECONDS = env_int("IMAGE_DECODE_WAIT_SECONDS", 20, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Request limits (ocrapp/limits.py; the web server's own limits must be looser, see there):
+# a body over MAX_REQUEST_BYTES is refused by its Content-Length before it is read (413) and a
+# chunked one is read only up to it; longer URLs are 414, bigger headers 431 (JSON under /api/).
+MAX_REQUEST_BYTES = env_int(
+    "MAX_REQUEST_BYTES", MAX_UPLOAD_BYTES + 1024 * 1024, minimum=MAX_UPLOAD_BYTES
+)
+MAX_URL_LENGTH = env_int("MAX_URL_LENGTH", 4096, minimum=256)
+MAX_HEADER_BYTES = env_int("MAX_HEADER_BYTES", 8192, minimum=1024)
+MAX_HEADERS_BYTES = env_int("MAX_HEADERS_BYTES", 32768, minimum=MAX_HEADER_BYTES)
+MAX_HEADER_COUNT = env_int("MAX_HEADER_COUNT", 100, minimum=10)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
 CAPTURE_WAIT_MAX_SECONDS = 30
 # Electronic signatures (review): a browser session gives the password again when its last
 # password check is older than this many minutes (0: at every signature; API tokens: always).
@@ -203,6 +221,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ocrapp.errors.api_exception_handler",
+    # JSON, form and multipart parsers that refuse a NUL character in any value (ocrapp/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "ocrapp.parsers.JSONParser",
+        "ocrapp.parsers.FormParser",
+        "ocrapp.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": None,
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": ["ocrapp.throttling.ApiRateThrottle"],

@@ -4,6 +4,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from ocrapp import api, ops_views
 
+# Django's own 400s (RequestDataTooBig, TooManyFieldsSent, SuspiciousOperation): JSON under /api/.
+handler400 = "ocrapp.limits.bad_request"
+
 api_v1 = [
     path("captures", api.CaptureCreateApi.as_view(), name="api-capture-create"),
     path("captures/<str:capture_id>", api.CaptureDetailApi.as_view(), name="api-capture-detail"),

@@ -42,6 +42,7 @@ MAX_QUERY_LENGTH = 128
 REVIEW_PAGE_SIZE = 50
 REVIEW_FILTER_REASONS = ("mislabel", "invalid", "missing", "low_confidence")
 _ZERO_UUID = uuid.UUID(int=0)
+BROWSER_UNREADABLE_FORMATS = frozenset({"HEIF"})  # the image page serves a JPEG of these
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ def capture_recent(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> FileResponse:
+def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse | FileResponse:
     capture = _capture_or_404(request, capture_id)
     if capture.image_purged_at is not None:
         return HttpResponse(_("Image deleted by retention."), status=410, content_type="text/plain")
@@ -313,6 +314,17 @@ def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> FileResponse:
         fh = capture.image.open("rb")
     except (FileNotFoundError, ValueError):
         raise Http404(_("The image file is missing.")) from None
+    if capture.image_format in BROWSER_UNREADABLE_FORMATS:  # HEIC: shown as a JPEG
+        with fh:
+            data = fh.read()
+        try:
+            response = HttpResponse(crops.jpeg_rendition(data), content_type="image/jpeg")
+        except OSError:
+            raise Http404(_("The image file is missing.")) from None
+        except ApplicationError as exc:  # the decode budget is full: retry shortly
+            return HttpResponse(exc.message, status=exc.status_code, content_type="text/plain")
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
     response = FileResponse(fh)
     # The stored file never changes (content-addressed by the capture), so browsers may keep it.
     response["Cache-Control"] = "private, max-age=86400"

@@ -34,3 +34,20 @@ def png_bomb(side: int = 20000) -> bytes:
     """A tiny PNG whose header claims side x side pixels (1-bit, compresses to almost nothing)."""
     img = Image.new("1", (side, side), 0)
     return encode(img, "PNG", optimize=False)
+
+
+def png_rgb_bomb(width: int = 6300, height: int = 6300) -> bytes:
+    """A small PNG of ``width`` x ``height`` white RGB pixels (39.7 MP by default: just under
+    MAX_IMAGE_PIXELS), built row by row so that making it never holds the decoded image."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    deflate = zlib.compressobj(9)
+    row = b"\x00" + b"\xff" * (3 * width)
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

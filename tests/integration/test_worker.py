@@ -96,3 +96,29 @@ def test_undecodable_image_fails_terminally(celery_worker_proc, user, station, p
     assert capture.failure_code and capture.failure_reason
     assert capture.attempts == 1  # terminal: no retries
     assert not Read.objects.filter(capture=capture).exists()
+
+
+def test_heic_phone_photo_is_read_upright_by_real_worker(
+    celery_worker_proc, station_client, product_type
+):
+    """A phone's HEIC, stored turned with EXIF orientation 6 (made here by pillow-heif): the
+    web accepts it with upright sizes and the worker reads the serial from it."""
+    from PIL import Image
+
+    from tests.images import encode, label_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = label_image(["S/N: SN20261234", "P/N: PN-4410"]).transpose(Image.Transpose.ROTATE_90)
+    data = encode(stored, "HEIF", exif=exif.tobytes(), quality=92)
+    resp = _upload(station_client, data, name="IMG_0042.HEIC", ctype="image/heic")
+    assert resp.status_code == 202, resp.content
+    body = resp.json()
+    assert body["image_format"] == "HEIF" and (body["width"], body["height"]) == (900, 420)
+    capture_id = body["id"]
+    body = station_client.get(f"/api/v1/captures/{capture_id}?wait=30").json()
+    if body["status"] not in ("DONE", "FAILED"):
+        body = station_client.get(f"/api/v1/captures/{capture_id}?wait=30").json()
+    assert body["status"] == "DONE", (body, celery_worker_proc.log()[-3000:])
+    assert body["fields"]["serial_number"] == "SN20261234"
+    assert body["read"]["quality"]

@@ -40,11 +40,11 @@ def test_korean_accept_language_gets_a_korean_error(station_client, product_type
     resp = _upload(station_client, b"not an image at all" * 20, HTTP_ACCEPT_LANGUAGE="ko")
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_file"
     assert _message(resp) == (
-        "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF 또는 WebP를 사용하세요)."
+        "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF, WebP 또는 HEIC를 사용하세요)."
     )
     english = _upload(station_client, b"not an image at all" * 20, HTTP_ACCEPT_LANGUAGE="en")
     assert _message(english) == (
-        "The file is not an image we can read (use JPEG, PNG, TIFF or WebP)."
+        "The file is not an image we can read (use JPEG, PNG, TIFF, WebP or HEIC)."
     )
     assert Capture.objects.count() == 0
 
@@ -135,7 +135,16 @@ def test_review_and_withdrawal_messages_in_korean():
 # --- every API message has its Korean translation ------------------------------------------
 
 ERRORS = {"ApplicationError", "NotFoundError", "PermissionDeniedError"}
-MESSAGE_MODULES = ("api", "authentication", "errors", "imagecheck", "selectors", "services")
+MESSAGE_MODULES = (
+    "api",
+    "authentication",
+    "errors",
+    "imagecheck",
+    "limits",
+    "parsers",
+    "selectors",
+    "services",
+)
 
 
 def _calls(tree: ast.AST, names: set[str]):

@@ -16,12 +16,17 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImageError
 from .types import ImageInfo
 
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF"})
+# HEIC/HEIF (phone photos) through pillow-heif: libheif applies the photo's rotation (irot/imir)
+# when it decodes and resets the EXIF orientation to 1, so the array is upright as for JPEG.
+pillow_heif.register_heif_opener()
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", "HEIF"})
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
@@ -37,8 +42,6 @@ def _sniff_unsupported(data: bytes) -> str | None:
     """Name a real image format we do not read (so the user gets a precise error)."""
     if len(data) >= 12 and data[4:8] == b"ftyp":
         brand = data[8:12]
-        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
-            return "HEIC/HEIF"
         if brand in (b"avif", b"avis"):
             return "AVIF"
     if data[:4] == b"%PDF":
@@ -112,7 +115,7 @@ def decode_image(
     if unsupported:
         raise BadImageError(
             "unsupported_format",
-            f"{unsupported} files are not supported; upload JPEG, PNG, TIFF or WebP.",
+            f"{unsupported} files are not supported; upload JPEG, PNG, TIFF, WebP or HEIC.",
         )
     with warnings.catch_warnings():
         # Our own pixel limit below is stricter than Pillow's bomb warning.
@@ -138,7 +141,7 @@ def decode_image(
         if fmt not in SUPPORTED_FORMATS:
             raise BadImageError(
                 "unsupported_format",
-                f"{fmt or 'This'} images are not supported; upload JPEG, PNG, TIFF or WebP.",
+                f"{fmt or 'This'} images are not supported; upload JPEG, PNG, TIFF, WebP or HEIC.",
             )
         width, height = im.size
         if width <= 0 or height <= 0:
@@ -158,6 +161,9 @@ def decode_image(
             except Exception:  # a broken EXIF block must not reject a good image
                 orientation = 1
             if orientation not in range(1, 9):
+                orientation = 1
+            if fmt == "HEIF":  # libheif rotated it already; record what the photo said
+                recorded = int(im.info.get("original_orientation") or 1)
                 orientation = 1
             im.load()  # full decode; raises on truncated/corrupt data
             if orientation != 1:
@@ -179,6 +185,6 @@ def decode_image(
         width=int(rgb.shape[1]),
         height=int(rgb.shape[0]),
         format="JPEG" if fmt == "MPO" else fmt,
-        exif_orientation=orientation,
+        exif_orientation=recorded if fmt == "HEIF" else orientation,
     )
     return DecodedImage(rgb=rgb, info=info)

@@ -127,10 +127,27 @@ def test_corrupt_jpeg_header_rejected():
     assert _code(e) == "bad_image"
 
 
-def test_heic_is_unsupported_format():
+def test_heic_is_decoded_upright():
+    """A phone's HEIC (made here by pillow-heif) with orientation 6: the array is upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _save(_quadrants(64, 32), "HEIF", exif=exif.tobytes(), quality=95)
+    assert data[4:12] == b"ftypheic"
+    d = decode_image(data)
+    assert d.info.format == "HEIF" and d.info.exif_orientation == 6
+    assert d.rgb.shape == (64, 32, 3) and (d.info.width, d.info.height) == (32, 64)
+    assert d.rgb[5, 16, 0] > 180 and d.rgb[5, 16, 2] < 80  # stored left (red) half on top
+    assert d.rgb[60, 16, 2] > 180 and d.rgb[60, 16, 0] < 80
+
+
+def test_broken_heic_is_bad_image_and_avif_unsupported():
     fake = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 100
     with pytest.raises(BadImageError) as e:
         decode_image(fake)
+    assert _code(e) == "bad_image"
+    avif = b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif" + b"\x00" * 100
+    with pytest.raises(BadImageError) as e:
+        decode_image(avif)
     assert _code(e) == "unsupported_format"
 
 
