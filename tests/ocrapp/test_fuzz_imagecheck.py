@@ -8,11 +8,16 @@ code): never another exception, which the API would answer with a 500.
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from hypothesis import example, given, seed
+from django.core.files.uploadedfile import SimpleUploadedFile
+from hypothesis import HealthCheck, example, given, seed
+from hypothesis import settings as hypothesis_settings
 
 from ocrapp.errors import ApplicationError
 from ocrapp.imagecheck import ALLOWED_FORMATS, ImageInfo, inspect_image
+from ocrapp.models import Capture
 from tests.fuzz_images import (
     FUZZ_SEED,
     FUZZ_SETTINGS,
@@ -71,3 +76,33 @@ def test_inspect_image_accepts_or_refuses_with_application_error(data):
 @given(mutated_images())
 def test_mutated_images_accept_or_refuse_with_application_error(data):
     _check(data)
+
+
+def _media_files(root) -> set[str]:
+    return {os.path.join(d, f) for d, _dirs, files in os.walk(root) for f in files}
+
+
+@pytest.mark.django_db
+@seed(FUZZ_SEED + 2)
+@hypothesis_settings(
+    FUZZ_SETTINGS,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=mutated_images())
+def test_fuzzed_uploads_are_accepted_or_refused_with_nothing_left(
+    station_client, product_type, settings, tmp_path, data
+):
+    """Through the API: 202, or a 400 in the JSON error shape that left no row and no file."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    rows, files = Capture.objects.count(), _media_files(tmp_path)
+    upload = SimpleUploadedFile("fuzz.bin", data, "application/octet-stream")
+    resp = station_client.post(
+        "/api/v1/captures", {"product_type": product_type.name, "image": upload}, format="multipart"
+    )
+    assert resp.status_code in (202, 400), resp.content
+    if resp.status_code == 400:
+        assert resp.json()["error"]["code"] in CODES
+        assert Capture.objects.count() == rows
+        assert _media_files(tmp_path) == files
+    else:
+        assert Capture.objects.count() == rows + 1
