@@ -101,3 +101,30 @@ def test_error_descriptions_are_translated():
         response["description"]
         != _schema()["paths"]["/api/v1/captures"]["post"]["responses"]["413"]["description"]
     )
+
+
+def test_the_upload_is_a_binary_file_part():
+    """A file field in a request body is ``format: binary`` (was ``uri``: clients and fuzzers
+    sent the photo as a text field)."""
+    schemas = _schema()["components"]["schemas"]
+    op = _schema()["paths"]["/api/v1/captures"]["post"]
+    ref = op["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    image = schemas[ref.rsplit("/", 1)[1]]["properties"]["image"]
+    assert image["type"] == "string" and image["format"] == "binary"
+
+
+def test_every_null_in_a_new_capture_is_documented_as_nullable(station_client, product_type):
+    """A PENDING capture's null values (finished_at was documented as a plain string)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.images import label_png
+
+    upload = SimpleUploadedFile("label.png", label_png(["S/N: SN1"]), "image/png")
+    resp = station_client.post(
+        "/api/v1/captures", {"image": upload, "product_type": product_type.name}, format="multipart"
+    )
+    assert resp.status_code == 202, resp.content
+    nulls = sorted(k for k, v in resp.json().items() if v is None)
+    assert "finished_at" in nulls
+    properties = _schema()["components"]["schemas"]["CaptureOutput"]["properties"]
+    assert [k for k in nulls if not properties[k].get("nullable")] == []
