@@ -3,9 +3,11 @@
 Every operation of the schema is fuzzed with schema-valid and schema-violating requests, as a
 station's line client and as a quality manager (real hashed ``ApiToken`` keys), against the
 real PostgreSQL test database. Each response must not be a server error, its status must be
-documented (``ocrapp.openapi``) and its body must match the documented schema. An upload that
-is refused leaves no capture row and no image file. Uploads are only enqueued after commit and
-the test's transaction never commits, so no worker is needed.
+documented (``ocrapp.openapi``) and its body must match the documented schema. Half the cases
+name objects that exist (a read capture, its field, its serial; a real photo for uploads), so
+success answers are checked too. An upload that is refused leaves no capture row and no image
+file. Uploads are only enqueued after commit and the test's transaction never commits, so no
+worker is needed.
 
 Bounded: ``MAX_EXAMPLES`` per operation and identity, derandomized (the same cases on every
 run), no example database.
@@ -20,7 +22,9 @@ import pytest
 import schemathesis
 from django.core import signals
 from django.db import close_old_connections
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import HealthCheck, assume
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -29,8 +33,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ocrapp import roles, services
-from ocrapp.models import Capture
+from ocrapp.models import Capture, Field
 from tests.images import label_png
+from tests.results import result_dict
 from tests.review_data import person
 
 pytestmark = pytest.mark.django_db
@@ -72,13 +77,18 @@ def _pytest9_node_id(request):
         request.node._nodeid = request.node.nodeid
 
 
+PHOTO = label_png(["S/N: SN20260077"])
+
+
 def _media_files(root) -> set[str]:
     return {os.path.join(d, f) for d, _dirs, files in os.walk(root) for f in files}
 
 
 @pytest.fixture(params=["line_client", "quality_manager"])
 def identity(request, settings, tmp_path, station, product_type):
-    """(Authorization header, a capture it may see) for a line client or a quality manager."""
+    """(Authorization header, real path values) for a line client or a quality manager: a
+    capture in its scope, read (DONE) with a field, and the serial that read found, so that
+    success answers are checked against their schema too."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     if request.param == "line_client":
         key = services.station_token_issue(station=station)
@@ -95,7 +105,11 @@ def identity(request, settings, tmp_path, station, product_type):
         station=station,
         client_ref="fuzz",
     )
-    return {"Authorization": f"Token {key}"}, capture
+    services.capture_claim(capture_id=capture.pk)
+    services.read_save(capture_id=capture.pk, result=result_dict("SN20260042"))
+    field = Field.objects.filter(read__capture=capture).order_by("pk").first()
+    real = {"capture_id": str(capture.pk), "field_id": str(field.pk), "value": "SN20260042"}
+    return {"Authorization": f"Token {key}"}, real
 
 
 def _is_uuid(value) -> bool:
@@ -129,16 +143,23 @@ def _known_wt_edges_case(case) -> bool:
 
 
 @schema.parametrize()
+@schema.given(use_real=st.booleans())
 @pytest.mark.usefixtures("identity")  # static, so that pytest parametrizes it (lazy schema)
-@settings(
+@hypothesis_settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_schema(case, identity, settings):
-    headers, _capture = identity
+def test_api_conforms_to_its_schema(case, use_real, identity, settings):
+    headers, real = identity
+    if use_real:  # half the cases name objects that exist (the rest are random: mostly 404)
+        for name in case.path_parameters or {}:
+            if name in real:
+                case.path_parameters[name] = real[name]
+        if case.operation.path == "/api/v1/captures" and isinstance(case.body, dict):
+            case.body.update(image=PHOTO, product_type="nameplate")  # the rest stays fuzzed
     assume(not _known_wt_edges_case(case))
     is_upload = (
         case.operation.method.upper() == "POST" and case.operation.path == "/api/v1/captures"
