@@ -11,11 +11,14 @@ documented without touching each view:
 - operations with parameters or a request body: 400 (bad input);
 - authenticated operations (``security`` names a scheme): 401 and 403;
 - operations with a path parameter: 404 (unknown, or outside the caller's scope);
-- operations with a request body: 409 (conflict with the stored state), 413 (request or
-  file too large) and 415 (unsupported ``Content-Type``);
+- writes (POST, PUT, PATCH, DELETE): 409 (conflict with the stored state);
+- operations with a request body: 413 (request or file too large) and 415 (unsupported
+  ``Content-Type``);
 - operations that enqueue a read (``ENQUEUES``): 503 (queue or image store unavailable).
 
-A response a view documents itself is kept as it is.
+A response a view documents itself is kept; an error status it declares without a body
+(``extend_schema(responses={503: OpenApiResponse(description=...)})``, e.g. a readiness
+check) gets the ``Error`` body.
 """
 
 from __future__ import annotations
@@ -87,8 +90,10 @@ def error_statuses(operation: dict[str, Any], *, path: str, method: str) -> list
         statuses |= {"401", "403"}
     if "{" in path or any(p.get("in") == "path" for p in parameters):
         statuses.add("404")
-    if "requestBody" in operation or method in {"post", "put", "patch"}:
-        statuses |= {"409", "413", "415"}
+    if method in {"post", "put", "patch", "delete"}:
+        statuses.add("409")
+    if "requestBody" in operation:
+        statuses |= {"413", "415"}
     if operation.get("operationId") in ENQUEUES:
         statuses.add("503")
     return sorted(statuses)
@@ -115,4 +120,7 @@ def document_errors(result: dict[str, Any], generator, request, public) -> dict[
             responses = operation.setdefault("responses", {})
             for status in error_statuses(operation, path=path, method=method):
                 responses.setdefault(status, error_response(status))
+            for status, response in responses.items():
+                if str(status)[:1] in "45" and not response.get("content"):
+                    response["content"] = {"application/json": {"schema": dict(ERROR_REF)}}
     return result
