@@ -110,7 +110,7 @@ class CaptureOutput(serializers.Serializer):
         help_text="Runs of the reader started on this capture (a crash or restart adds one)."
     )
     created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="Null until the read ends.")
     fields = serializers.SerializerMethodField(method_name="get_field_values")
     needs_review = serializers.SerializerMethodField()
     reviewed = serializers.SerializerMethodField()

@@ -456,13 +456,19 @@ def review_filters_parse(*, params: Mapping[str, str]) -> ReviewFilters:
             _("reason must be one of %(codes)s.") % {"codes": ", ".join(REVIEW_CODES)},
             details={"reason": list(REVIEW_CODES)},
         )
+    line = (params.get("line") or "").strip()
     pt_ref = (params.get("product_type") or "").strip()
+    for name, value in (("line", line), ("product_type", pt_ref)):
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL: no row can match, say so
+            raise ApplicationError(
+                "invalid", _("%(name)s must not contain NUL characters.") % {"name": name}
+            )
     station_raw = (params.get("station") or "").strip()
     station_id = as_id(station_raw) if station_raw else None
     if station_raw and station_id is None:
         raise ApplicationError("invalid", _("station must be a station id."))
     return ReviewFilters(
-        line=(params.get("line") or "").strip(),
+        line=line,
         station=station_id,
         product_type=product_type_find(ref=pt_ref).pk if pt_ref else None,
         reason=reason,

@@ -238,6 +238,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # self-hosted assets, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Request bodies get their own components, so that a file field is `format: binary`
+    # (multipart upload) rather than the `uri` a response would carry.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation's error answers and the Error component, in one place (ocrapp/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ocrapp.openapi.document_errors",
+    ],
 }
 
 # Celery (the app lives in workers/celery.py and reads CELERY_* from here).
