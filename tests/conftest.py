@@ -20,6 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, and before the test database is dropped: stop the ?wait= listener
+    thread (ocrapp.waiting), whose connection would keep the database in use."""
+    yield
+    from ocrapp import waiting
+
+    waiting.waiters.stop()
+
+
 @pytest.fixture
 def user(db, django_user_model):
     """An operator (role ``operator``); the ``station`` fixture makes them one of its
