@@ -336,6 +336,13 @@ def web_argv(*, host: str, port: int, workers: int | None = None) -> list[str]:
     accepting, lets requests finish for at most WEB_GRACEFUL_SECONDS, closes the rest and
     exits, and the parent exits once its processes have."""
     workers = workers or int(os.environ.get("WEB_WORKERS", "2"))
+    if os.environ.get("WEB_SERVER", "uvicorn") == "gunicorn":  # the old WSGI server (a peer
+        # for bench/load.py): 16 threads a process, and every waiting request holds one
+        return [
+            *(PY, "-m", "gunicorn", "ocrapp.wsgi", "--bind", f"{host}:{port}"),
+            *("--worker-class", "gthread", "--workers", str(workers), "--threads", "16"),
+            *("--timeout", "60", "--graceful-timeout", "10"),
+        ]
     return [
         PY,
         "-m",

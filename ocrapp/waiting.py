@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
