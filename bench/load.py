@@ -6,7 +6,8 @@
 
 Starts the whole app stack as ``make run`` does (``bench/faults.py``'s ``Stack``: embedded
 PostgreSQL and Redis, the web server, one Celery worker, the reaper) in a temporary var dir on
-loopback. Each client, in its own thread, loops: POST a generated label photo (station token,
+loopback. Each client, in its own thread (started one after the other over the first quarter
+of ``--duration``, at most 15 s), loops: POST a generated label photo (station token,
 its own Idempotency-Key, retried with the same key on a connection error or a 5xx) and then GET
 ``/api/v1/captures/{id}?wait=30`` until the read is DONE/FAILED; it starts no new upload after
 ``--duration`` s or once ``--count`` uploads were started. Then it waits (``--drain`` s at most)
@@ -14,8 +15,9 @@ for every accepted capture to finish and reconciles from PostgreSQL and the medi
 (accepted, not final, or no row), duplicated (more than one read of a capture, or more than one
 capture for one upload), sha256 mismatches (the stored file or the row's sha256 differ from the
 bytes sent). Prints: clients, uploads, throughput, acknowledgement (POST answered) p50/p95/max,
-answer (POST sent to final status received) p50/p95, 5xx, most waits open at once, and the
-reconciliation. ``--peer`` runs the same load against the old server (gunicorn gthread, where
+answer (POST sent to final status received) p50/p95, the acknowledgement of the uploads sent
+while at least 32 waits were open (the old server's thread count: the issue's condition), 5xx,
+most waits open at once, and the reconciliation. ``--peer`` runs the same load against the old server (gunicorn gthread, where
 each waiting request holds one of 2 x 16 threads) for comparison.
 
 Bounded: at most 200 clients, 900 s of uploads and 2000 uploads; startup 180 s, each request
@@ -44,6 +46,7 @@ from bench.faults import FINAL, Db, Stack, _stack_env  # noqa: E402
 WAIT = 30
 REQUEST_TIMEOUT = 40.0
 MAX_CLIENTS, MAX_DURATION, MAX_COUNT = 200, 900.0, 2000
+OLD_THREADS = 32  # the old server's request threads (gunicorn gthread, 2 x 16)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Upload:
     answered: float | None = None  # a GET answered a final status
     capture_id: str | None = None
     status: str = ""
+    waits_open_at_send: int = 0  # other clients' ?wait requests open when this POST was sent
     tries: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -87,6 +91,7 @@ def _post(session, url: str, token: str, image: bytes, up: Upload, counters: Cou
     import requests
 
     up.sent = time.monotonic()
+    up.waits_open_at_send = counters.waits_open
     deadline = up.sent + 60
     delay = 0.2
     while time.monotonic() < deadline:
@@ -176,8 +181,18 @@ class LoadReport:
         p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
         return statistics.median(values), p95, values[-1]
 
-    def ack(self):
-        return self._pcts([u.acked - u.sent for u in self.uploads if u.acked])
+    def ack(self, min_waits: int = 0):
+        return self._pcts(
+            [
+                u.acked - u.sent
+                for u in self.uploads
+                if u.acked and u.waits_open_at_send >= min_waits
+            ]
+        )
+
+    def busy(self) -> list[Upload]:
+        """Uploads sent while at least OLD_THREADS waits were open (the issue's condition)."""
+        return [u for u in self.uploads if u.waits_open_at_send >= OLD_THREADS]
 
     def answer(self):
         return self._pcts([u.answered - u.sent for u in self.uploads if u.answered])
@@ -190,11 +205,13 @@ class LoadReport:
             return "-" if v is None else f"{v:.1f}"
 
         a50, a95, amax = self.ack()
+        _, b95, bmax = self.ack(OLD_THREADS)
         r50, r95, _ = self.answer()
         rate = len(self.accepted) / self.seconds if self.seconds else 0.0
         return (
             f"| {self.server} | {self.clients} | {len(self.uploads)} | {len(self.accepted)} |"
-            f" {rate:.2f} | {ms(a50)} / {ms(a95)} / {ms(amax)} | {s(r50)} / {s(r95)} |"
+            f" {rate:.2f} | {ms(a50)} / {ms(a95)} / {ms(amax)} |"
+            f" {len(self.busy())}: {ms(b95)} / {ms(bmax)} | {s(r50)} / {s(r95)} |"
             f" {self.http_5xx} | {self.waits_open_max} | {len(self.lost)} |"
             f" {len(self.duplicated)} | {len(self.sha_mismatch)} | {self.done} / {self.failed} |"
             f" {s(self.stop_seconds)} |"
@@ -203,9 +220,10 @@ class LoadReport:
 
 HEADER = (
     "| server | clients | uploads | accepted | throughput (reads/s) |"
-    " ack p50 / p95 / max (ms) | answer p50 / p95 (s) | 5xx | waits open at once (max) |"
+    " ack p50 / p95 / max (ms) | uploads sent with >= 32 waits open: ack p95 / max (ms) |"
+    " answer p50 / p95 (s) | 5xx | waits open at once (max) |"
     " lost | duplicated | sha256 mismatch | done / failed | stop (s) |\n"
-    "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|"
+    "|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|---:|"
 )
 
 
@@ -267,7 +285,10 @@ def run_load(
                 report.uploads.append(up)
             return up, image
 
-        def client() -> None:
+        ramp = min(15.0, duration / 4)  # clients start one after the other, not in one burst
+
+        def client(i: int) -> None:
+            time.sleep(i * ramp / clients)
             with requests.Session() as session:
                 while (item := next_upload()) is not None:
                     up, image = item
@@ -275,7 +296,7 @@ def run_load(
                     if up.capture_id:
                         _wait(session, stack.url, stack.token, up, counters, hard_stop)
 
-        threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
         for t in threads:
             t.start()
         for t in threads:
