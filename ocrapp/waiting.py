@@ -169,9 +169,7 @@ def _conninfo() -> dict:
         "port": s.get("PORT") or None,
         "application_name": "serialread-wait-listener",
     }
-    params.update(
-        {k: v for k, v in (s.get("OPTIONS") or {}).items() if isinstance(v, str | int)}
-    )
+    params.update({k: v for k, v in (s.get("OPTIONS") or {}).items() if isinstance(v, str | int)})
     return {k: v for k, v in params.items() if v is not None}
 
 
