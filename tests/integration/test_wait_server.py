@@ -46,6 +46,9 @@ def web_server(django_db_blocker, log_dir: Path, *, workers: int = 2):
         db_url = _test_database_url()
     port = _free_port()
     env = dict(os.environ)
+    env.pop(
+        "DJANGO_ALLOW_ASYNC_UNSAFE", None
+    )  # as in production: a sync DB call in async code fails
     env.update(
         DATABASE_URL=db_url,
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
