@@ -82,4 +82,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "ocrapp.healthcheck", "web"]
 # WEB SERVER (the one line to change when the web server changes; compose's web service runs it)
-CMD ["gunicorn", "ocrapp.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--timeout", "60"]
+CMD ["uvicorn", "ocrapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--lifespan", "off", "--timeout-graceful-shutdown", "5", "--no-server-header", \
+     "--h11-max-incomplete-event-size", "131072"]

@@ -423,6 +423,9 @@ def _stack_env(var_dir: Path, fast: bool, overrides: dict[str, str]) -> dict[str
     env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
     env.update(APP_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", DJANGO_DEBUG="false")
     env.update(LOG_LEVEL="INFO")
+    # One station token carries every client of the bench: its per-token rate limits (tested in
+    # tests/ocrapp/test_security.py) would measure the throttle, not the app's capacity.
+    env.update(API_RATE_UPLOAD="off", API_RATE_READ="off")
     if fast:  # the lifecycle is under test, not the models: quick model load, short leases
         env.update(
             OCR_FIELD_EXTRACTOR="rules",

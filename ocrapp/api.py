@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -15,7 +20,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import logctx, roles, selectors, services, signature
+from ocrapp import logctx, roles, selectors, services, signature, waiting
 from ocrapp.errors import ApplicationError
 from ocrapp.models import Capture
 from ocrapp.parsers import FormParser, MultiPartParser
@@ -292,22 +297,82 @@ class CaptureDetailApi(APIView):
         responses={200: CaptureOutput},
     )
     def get(self, request, capture_id):
-        raw_wait = request.query_params.get("wait", "0")
-        try:
-            wait = float(raw_wait)
-        except ValueError:
-            raise ApplicationError("invalid", _("wait must be a number of seconds.")) from None
-        if not 0 <= wait <= settings.CAPTURE_WAIT_MAX_SECONDS:
-            raise ApplicationError(
-                "invalid",
-                _("wait must be between 0 and %(max)s.")
-                % {"max": settings.CAPTURE_WAIT_MAX_SECONDS},
-            )
-        if wait > 0:
-            capture = selectors.capture_wait(capture_id=capture_id, user=request.user, timeout=wait)
-        else:
-            capture = selectors.capture_get(capture_id=capture_id, user=request.user)
-        return Response(CaptureOutput(capture, context={"request": request}).data)
+        # The wait itself happens in capture_detail (async, no thread held): this answers now.
+        parse_wait(request.query_params.get("wait", "0"))
+        capture = selectors.capture_get(capture_id=capture_id, user=request.user)
+        response = Response(CaptureOutput(capture, context={"request": request}).data)
+        response.capture_final = capture.status in selectors.FINAL_STATUSES
+        return response
+
+
+def parse_wait(raw: str) -> float:
+    """``?wait=`` in seconds (0 to CAPTURE_WAIT_MAX_SECONDS), else ApplicationError (400)."""
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApplicationError("invalid", _("wait must be a number of seconds.")) from None
+    if not 0 <= wait <= settings.CAPTURE_WAIT_MAX_SECONDS:  # also rejects nan
+        raise ApplicationError(
+            "invalid",
+            _("wait must be between 0 and %(max)s.") % {"max": settings.CAPTURE_WAIT_MAX_SECONDS},
+        )
+    return wait
+
+
+_capture_detail_sync = CaptureDetailApi.as_view()
+WAIT_DB_SLOTS = 8  # waiting requests of one event loop that use the database at once
+_wait_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _answer_now(request, capture_id):
+    """The DRF view (authentication, scope, errors, language, body), in a request thread; the
+    thread's database connection is closed after it unless a transaction holds it (a test's),
+    so a waiting request holds no connection either."""
+    try:
+        return _capture_detail_sync(request, capture_id=capture_id)
+    finally:
+        for conn in connections.all(initialized_only=True):
+            if not conn.in_atomic_block:
+                conn.close()
+
+
+async def _answer(request, capture_id):
+    loop = asyncio.get_running_loop()
+    slots = _wait_slots.get(loop)
+    if slots is None:
+        slots = _wait_slots[loop] = asyncio.Semaphore(WAIT_DB_SLOTS)
+    async with slots:
+        return await sync_to_async(_answer_now)(request, capture_id)
+
+
+@csrf_exempt
+async def capture_detail(request, capture_id):
+    """GET /api/v1/captures/{id}[?wait=N]: CaptureDetailApi's answer; with ``wait`` > 0 and the
+    capture not final yet, it first waits without a thread (``ocrapp.waiting``) until the read
+    is DONE/FAILED or N seconds passed, then answers exactly as CaptureDetailApi does."""
+    try:
+        wait = parse_wait(request.GET.get("wait", "0")) if request.method == "GET" else 0.0
+    except ApplicationError:
+        wait = 0.0  # CaptureDetailApi answers the 400 (after authentication, in its language)
+    key = waiting.canonical_id(capture_id)
+    if wait <= 0 or key is None:
+        return await sync_to_async(_capture_detail_sync)(request, capture_id=capture_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    ticket = waiting.waiters.register(key)  # before the first look: no wake-up falls between
+    try:
+        response = await _answer(request, capture_id)
+        if getattr(response, "capture_final", True):
+            return response  # final already, or an error (401, 404...)
+        await ticket.wait(deadline - loop.time())
+    finally:
+        waiting.waiters.unregister(ticket)
+    return await _answer(request, capture_id)
+
+
+# drf-spectacular documents the view behind the URL through these (as for as_view()).
+capture_detail.cls = CaptureDetailApi
+capture_detail.initkwargs = {}
 
 
 class CaptureWithdrawInput(serializers.Serializer):

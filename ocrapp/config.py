@@ -59,7 +59,9 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
-        "CONN_MAX_AGE": 60,
+        # 60 s for the worker and WSGI; ocrapp/asgi.py sets 0: under ASGI every request runs in
+        # a thread of its own, so a connection kept after it would never be used again.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": query,
         "TEST": {"NAME": f"test_{name}"},

@@ -1,6 +1,6 @@
 """Development stack: embedded PostgreSQL and Redis from PyPI wheels, then the app or the tests.
 
-    python -m ocrapp.devstack run      # services + migrate + demo login + web (gunicorn) + worker
+    python -m ocrapp.devstack run      # services + migrate + demo login + web (uvicorn) + worker
     python -m ocrapp.devstack test ... # services + pytest (arguments go to pytest)
     python -m ocrapp.devstack manage ...  # manage.py command on the running app's services
 
@@ -79,7 +79,7 @@ def _exit_text(rc: int | None) -> str:
 
 class Proc:
     """A supervised child process in its own session: its process group holds the command and
-    everything it starts (gunicorn workers, Celery pool children), so a stop or a restart can
+    everything it starts (uvicorn's web processes, Celery pool children), so a stop or a restart can
     end all of them at once with ``killpg``.
 
     ``supervise()`` restarts it when it has died, after a backoff that doubles with each quick
@@ -136,7 +136,7 @@ class Proc:
         now = time.monotonic()
         if self.restart_at is None:
             ran = now - self.started
-            self.kill_group()  # what it left behind (pool children, gunicorn workers)
+            self.kill_group()  # what it left behind (pool children, web processes)
             self.quick_deaths = 1 if ran >= 60 else self.quick_deaths + 1
             delay = min(RESTART_BACKOFF_MAX, 2.0 ** (self.quick_deaths - 1))
             self.restart_at = now + delay
@@ -158,7 +158,7 @@ class Proc:
         return True
 
     def terminate(self) -> None:
-        """Ask the process itself (not its group) to stop: gunicorn and Celery shut their
+        """Ask the process itself (not its group) to stop: uvicorn and Celery shut their
         children down gracefully and finish the request or task at hand."""
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
@@ -347,32 +347,50 @@ def prepare(env: dict[str, str]) -> None:
         _manage(env, "seed_demo")
 
 
+WEB_GRACEFUL_SECONDS = 5  # a stopping web process answers what it can, then closes the rest
+
+
+def web_argv(*, host: str, port: int, workers: int | None = None) -> list[str]:
+    """The web server: uvicorn on ``ocrapp.asgi`` with ``WEB_WORKERS`` (2) processes. Waiting
+    requests (``?wait=``) hold no thread (``ocrapp.waiting``); on SIGTERM each process stops
+    accepting, lets requests finish for at most WEB_GRACEFUL_SECONDS, closes the rest and
+    exits, and the parent exits once its processes have."""
+    workers = workers or int(os.environ.get("WEB_WORKERS", "2"))
+    if os.environ.get("WEB_SERVER", "uvicorn") == "gunicorn":  # the old WSGI server (a peer
+        # for bench/load.py): 16 threads a process, and every waiting request holds one
+        return [
+            *(PY, "-m", "gunicorn", "ocrapp.wsgi", "--bind", f"{host}:{port}"),
+            *("--worker-class", "gthread", "--workers", str(workers), "--threads", "16"),
+            *("--timeout", "60", "--graceful-timeout", "10"),
+            # looser than the app's own limits (ocrapp/limits.py answers in the JSON shape)
+            *("--limit-request-line", "16384", "--limit-request-field_size", "16384"),
+            *("--limit-request-fields", "200"),
+        ]
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        "ocrapp.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--lifespan",
+        "off",
+        "--timeout-graceful-shutdown",
+        str(WEB_GRACEFUL_SECONDS),
+        "--no-server-header",
+        # looser than the app's own header limits (ocrapp/limits.py answers in the JSON shape)
+        "--h11-max-incomplete-event-size",
+        "131072",
+    ]
+
+
 def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
-    """web (gunicorn), worker (Celery, queue ocr) and the capture reaper."""
-    web = Proc(
-        "web",
-        [
-            PY,
-            "-m",
-            "gunicorn",
-            "ocrapp.wsgi",
-            "--bind",
-            f"{args.host}:{args.port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "16",
-            "--timeout",
-            "60",
-            "--graceful-timeout",
-            "10",
-            "--access-logfile",
-            "-",
-        ],
-        env=env,
-    )
+    """web (uvicorn, ASGI), worker (Celery, queue ocr) and the capture reaper."""
+    web = Proc("web", web_argv(host=args.host, port=args.port), env=env)
     worker = Proc(
         "worker",
         [

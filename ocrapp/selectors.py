@@ -8,7 +8,6 @@ the scope is "not found", search hits and history count only the captures in it.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,25 +103,6 @@ def capture_get(*, capture_id: uuid.UUID | str, user) -> Capture:
 def capture_latest_read(*, capture: Capture) -> Read | None:
     reads = list(capture.reads.all())  # prefetched, newest run first
     return reads[0] if reads else None
-
-
-def capture_wait(
-    *, capture_id: uuid.UUID | str, user, timeout: float, poll: float = 0.2
-) -> Capture:
-    """Return the capture as soon as it is DONE/FAILED, or after ``timeout`` seconds.
-
-    Polls one indexed primary-key query; the request thread sleeps between polls, so other requests
-    are served by the other threads of the web server meanwhile.
-    """
-    capture_get(capture_id=capture_id, user=user)  # unknown, malformed or not yours: 404 now
-    visible = roles.scoped(Capture.objects.filter(pk=capture_id), user)
-    deadline = time.monotonic() + max(0.0, timeout)
-    while time.monotonic() < deadline:
-        status = visible.values_list("status", flat=True).first()
-        if status is None or status in FINAL_STATUSES:
-            break
-        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-    return capture_get(capture_id=capture_id, user=user)
 
 
 def capture_list(*, user, limit: int = 50, station: Station | None = None) -> list[Capture]:

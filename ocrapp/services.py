@@ -25,7 +25,7 @@ from django.db.models import Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ocrapp import audit, roles, selectors, tokens
+from ocrapp import audit, roles, selectors, tokens, waiting
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
@@ -1065,6 +1065,7 @@ def _capture_quarantine(*, capture: Capture, now) -> None:
         after={"status": capture.status, "failure_code": capture.failure_code},
         reason=capture.failure_reason,
     )
+    waiting.notify_final(capture.pk)
     log.error("capture %s quarantined: %s", capture.pk, capture.failure_reason)
 
 
@@ -1087,6 +1088,7 @@ def capture_fail(*, capture_id: uuid.UUID | str, code: str, reason: str) -> bool
         capture.save(
             update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
         )
+        waiting.notify_final(capture.pk)
         audit.record(
             actor=None,
             action="fail",
@@ -1411,6 +1413,7 @@ def read_save(
         capture.save(
             update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
         )
+        waiting.notify_final(capture.pk)
         audit.record(
             actor=None,
             action="create",
@@ -1985,6 +1988,7 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
                 failure_reason=before["failure_reason"],
                 finished_at=before["finished_at"],
             )
+            waiting.notify_final(capture.pk)
             audit.record(
                 actor=user,
                 action="capture_retry_undone",

@@ -9,7 +9,7 @@ handler400 = "ocrapp.limits.bad_request"
 
 api_v1 = [
     path("captures", api.CaptureCreateApi.as_view(), name="api-capture-create"),
-    path("captures/<str:capture_id>", api.CaptureDetailApi.as_view(), name="api-capture-detail"),
+    path("captures/<str:capture_id>", api.capture_detail, name="api-capture-detail"),
     path(
         "captures/<str:capture_id>/withdraw",
         api.CaptureWithdrawApi.as_view(),

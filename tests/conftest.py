@@ -31,6 +31,16 @@ def _clear_shared_cache():
     yield
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, and before the test database is dropped: stop the ?wait= listener
+    thread (ocrapp.waiting), whose connection would keep the database in use."""
+    yield
+    from ocrapp import waiting
+
+    waiting.waiters.stop()
+
+
 @pytest.fixture
 def user(db, django_user_model):
     """An operator (role ``operator``); the ``station`` fixture makes them one of its
