@@ -10,6 +10,7 @@ same test database. Skips when Chromium is missing unless ``REQUIRE_BROWSER=1``.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -294,7 +295,11 @@ def test_result_card_says_what_the_capture_page_says(
     assert services.read_save(capture_id=capture.pk, result=review_result_dict()) is not None
     api = APIClient()
     api.force_authenticate(user)
-    body = api.get(reverse("api-capture-detail", kwargs={"capture_id": capture.pk})).content
+    url = reverse("api-capture-detail", kwargs={"capture_id": capture.pk})
+    # The detail view is async (?wait=); Playwright's sync API runs an event loop in this
+    # thread, where Django cannot run it: ask from another thread.
+    with ThreadPoolExecutor(1) as pool:
+        body = pool.submit(lambda: api.get(url).content).result()
 
     _login(page, live_server)
     if lang == "ko":
@@ -363,6 +368,6 @@ def test_upload_error_message_in_korean(page, live_server, user, station, produc
     assert card.locator(".result-status").inner_text() == "실패"
     message = card.locator(".result-message").inner_text()
     assert (
-        message == "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF 또는 WebP를 사용하세요)."
+        message == "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF, WebP 또는 HEIC를 사용하세요)."
     )
     assert page.errors == []
