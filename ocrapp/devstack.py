@@ -95,8 +95,10 @@ class Proc:
         stop_timeout: float = STOP_TIMEOUT,
         ready: Callable[[], None] | None = None,
         stdout=None,
+        nice: int = 0,
     ) -> None:
         self.name = name
+        self.nice = nice
         self.argv = argv
         self.env = env
         self.stop_timeout = stop_timeout
@@ -121,13 +123,19 @@ class Proc:
             env=self.env,
             cwd=ROOT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=self._preexec,
             stdout=self.stdout,
             stderr=subprocess.STDOUT if self.stdout is not None else None,
         )
         self.started = time.monotonic()
         if self.ready is not None:
             self.ready()
+
+    def _preexec(self) -> None:
+        _die_with_parent()
+        if self.nice:
+            with contextlib.suppress(OSError):
+                os.nice(self.nice)
 
     def supervise(self) -> bool:
         """Restart the process if it died (when its backoff is over); True when it restarted."""
@@ -412,6 +420,9 @@ def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
             "ocr@%h",
         ],
         env=env,
+        # One machine runs web and worker: reads yield the CPU to web requests (an upload is
+        # acknowledged at once while the worker reads, the queue absorbs the difference).
+        nice=int(env.get("WORKER_NICE", "10")),
     )
     reaper = Proc("reaper", [PY, str(ROOT / "manage.py"), "capture_reaper"], env=env)
     return [web, worker, reaper]
