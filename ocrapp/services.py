@@ -1341,22 +1341,7 @@ def read_save(
                 for f, iso_date in zip(read_result.fields, iso_dates, strict=True)
             ]
         )
-        records = SerialRecord.objects.bulk_create(
-            [
-                SerialRecord(
-                    value=identifier_key(field.value)[:128],
-                    skeleton=lookalike_key(field.value)[:128],
-                    field=field,
-                    field_name=field.name,
-                    capture=capture,
-                    product_type_id=capture.product_type_id,
-                    station_id=capture.station_id,
-                    created_at=capture.created_at,
-                )
-                for field in fields
-                if field.name in TRACED_FIELDS and identifier_key(field.value)
-            ]
-        )
+        records = SerialRecord.objects.bulk_create(serial_rows(fields=fields, capture=capture))
         capture.status = Capture.Status.DONE
         capture.failure_code = ""
         capture.failure_reason = ""
@@ -1373,6 +1358,38 @@ def read_save(
             ),
         )
         return read
+
+
+def serial_rows(*, fields: Iterable[Field], capture: Capture) -> list[SerialRecord]:
+    """The search index rows of a new read's fields (unsaved): one ``text`` row per traced
+    field value (``display``: as printed), and a ``code`` row where a code on the label carries
+    another value than the print (so a value only the code carries is found as exact)."""
+    rows: list[SerialRecord] = []
+
+    def row(field: Field, shown: str, source: str) -> SerialRecord:
+        return SerialRecord(
+            value=identifier_key(shown)[:128],
+            skeleton=lookalike_key(shown)[:128],
+            display=shown.strip()[:128],
+            source=source,
+            field=field,
+            field_name=field.name,
+            capture=capture,
+            product_type_id=capture.product_type_id,
+            station_id=capture.station_id,
+            created_at=capture.created_at,
+        )
+
+    for field in fields:
+        if field.name not in TRACED_FIELDS:
+            continue
+        key = identifier_key(field.value)
+        if key:
+            rows.append(row(field, field.value, "text"))
+        code_key = identifier_key(field.code_value or "")
+        if code_key and code_key != key:
+            rows.append(row(field, field.code_value or "", "code"))
+    return rows
 
 
 def read_audit_state(*, read: Read, fields: list[Field], lines: int, records: int) -> dict:
@@ -1601,16 +1618,19 @@ def _serial_index_follow(*, field: Field, capture: Capture) -> None:
     if field.name not in TRACED_FIELDS:
         return
     key = identifier_key(field.current_value)[:128]
-    SerialRecord.objects.filter(field=field, superseded=False).exclude(value=key).update(
-        superseded=True
-    )
+    text_rows = SerialRecord.objects.filter(field=field, source="text")
+    text_rows.filter(superseded=False).exclude(value=key).update(superseded=True)
     if not key:
         return
-    updated = SerialRecord.objects.filter(field=field, value=key).update(superseded=False)
+    updated = text_rows.filter(value=key).update(
+        superseded=False, display=field.current_value.strip()[:128]
+    )
     if not updated:
         SerialRecord.objects.create(
             value=key,
             skeleton=lookalike_key(field.current_value)[:128],
+            display=field.current_value.strip()[:128],
+            source="text",
             field=field,
             field_name=field.name,
             capture=capture,
