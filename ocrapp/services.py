@@ -1622,9 +1622,7 @@ def _serial_index_follow(*, field: Field, capture: Capture) -> None:
     text_rows.filter(superseded=False).exclude(value=key).update(superseded=True)
     if not key:
         return
-    updated = text_rows.filter(value=key).update(
-        superseded=False, display=field.current_value.strip()[:128]
-    )
+    updated = text_rows.filter(value=key).update(superseded=False)
     if not updated:
         SerialRecord.objects.create(
             value=key,
