@@ -354,6 +354,5 @@ def _verify_code_rows() -> Iterator[Mismatch]:
                 "search_index",
                 "ocrapp.serialrecord",
                 str(pk),
-                f"search index row #{pk} of field #{fid}: code value {value!r} should be "
-                f"{want!r}",
+                f"search index row #{pk} of field #{fid}: code value {value!r} should be {want!r}",
             )

@@ -210,9 +210,7 @@ class Capture(models.Model):
             # keyset pages of the capture list (newest first, ties by id) and its filters
             models.Index(fields=["-created_at", "-id"], name="capture_created_id_idx"),
             models.Index(fields=["station", "-created_at"], name="capture_station_created_idx"),
-            models.Index(
-                fields=["product_type", "-created_at"], name="capture_pt_created_idx"
-            ),
+            models.Index(fields=["product_type", "-created_at"], name="capture_pt_created_idx"),
             models.Index(
                 fields=["client_ref"], condition=~Q(client_ref=""), name="capture_client_ref_idx"
             ),
@@ -444,9 +442,7 @@ class SerialRecord(models.Model):
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
             # nearest-neighbour ordering (``skeleton <-> q``) for "similar": bench/NOTES-search.md
-            GistIndex(
-                OpClass("skeleton", name="gist_trgm_ops"), name="serial_skeleton_gist_idx"
-            ),
+            GistIndex(OpClass("skeleton", name="gist_trgm_ops"), name="serial_skeleton_gist_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

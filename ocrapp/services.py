@@ -853,6 +853,30 @@ def capture_image_bytes(*, capture_id: uuid.UUID | str) -> bytes:
         raise
 
 
+def capture_thumbnail_name(*, capture: Capture) -> str:
+    """The storage name of the capture's thumbnail (beside its image, ``<image>.thumb.jpg``)."""
+    stem, _ext = os.path.splitext(capture.image.name)
+    return f"{stem}.thumb.jpg"
+
+
+def capture_thumbnail_open(*, capture: Capture):
+    """The capture's thumbnail (JPEG, ``crops.THUMBNAIL_SIZE``) as an open storage file: made
+    once from the stored photo with Pillow and stored beside it through the storage API
+    (local or S3), then served as it is. ``ImageMissing`` when the photo is gone."""
+    from ocrapp import crops
+
+    storage = Capture._meta.get_field("image").storage
+    name = capture_thumbnail_name(capture=capture)
+    if not storage.exists(name):
+        data = capture_image_bytes(capture_id=capture.pk)
+        try:
+            jpeg = crops.thumbnail_jpeg(data)
+        except (OSError, ValueError) as exc:
+            raise ImageMissing(f"The stored image of {capture.pk} cannot be decoded.") from exc
+        name = storage.save(name, ContentFile(jpeg))
+    return storage.open(name, "rb")
+
+
 def _is_missing_object(exc: Exception) -> bool:
     """FileNotFoundError (local, and S3Storage.open on a 404) or a botocore 404 while reading."""
     if isinstance(exc, FileNotFoundError):
