@@ -175,7 +175,7 @@ def station_find(*, ref: str | int) -> Station:
 # --- search and lists: filters, keyset pages, totals (pages and API share them) -------------
 
 SEARCH_MAX_LIMIT = 200
-TOTAL_CAP = 10_000  # totals are exact up to this many, estimated (EXPLAIN) beyond it
+TOTAL_CAP = 1_000  # totals are exact up to this many, estimated (EXPLAIN) beyond it
 REVIEW_STATES = ("needs_review", "reviewed", "accepted")
 CAPTURE_SORTS = ("newest", "oldest")
 ALARMS = ("mislabel",)
@@ -622,9 +622,7 @@ def serial_search_page(
     "was") matching ``q``: exact, then prefix, then look-alike (``lookalike_key``), then similar
     (trigram), among the captures ``user`` may see, filtered; one keyset page of
     :class:`SerialHit` (counts and dates too). Withdrawn captures are left out (their reads
-    stay in :func:`serial_history`, marked). ``total``: the values on this and the following
-    pages, counted up to the first :data:`SEARCH_MAX_LIMIT` beyond this page (``total_exact``
-    false when there are more)."""
+    stay in :func:`serial_history`, marked). ``total``: see :func:`_serial_total`."""
     f = filters or SearchFilters()
     norm, skel = identifier_key(q)[:128], lookalike_key(q)[:128]
     if not norm:
@@ -635,20 +633,42 @@ def serial_search_page(
     ):
         raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
     base = _search_base(user, f)
-    cands = _candidates(base, norm, skel, after, limit + SEARCH_MAX_LIMIT + 1)
-    exact_total = len(cands) <= limit + SEARCH_MAX_LIMIT
+    cands = _candidates(base, norm, skel, after, limit + 1)
     page = cands[:limit]
+    more = len(cands) > limit
     hits = _serial_hits(base, page, norm, skel)
     next_cursor = ""
-    if len(cands) > limit and page:
+    if more and page:
         last = page[-1]
         next_cursor = _cursor_dump("serials", [last[0], last[1], last[2]])
-    return Page(
-        items=hits,
-        next_cursor=next_cursor,
-        total=min(len(cands), limit + SEARCH_MAX_LIMIT),
-        total_exact=exact_total,
+    total, exact_total = _serial_total(base, norm, skel, after, page, more)
+    return Page(items=hits, next_cursor=next_cursor, total=total, total_exact=exact_total)
+
+
+def _serial_total(
+    base: QuerySet[SerialRecord],
+    norm: str,
+    skel: str,
+    after: list | None,
+    page: list[tuple[int, float, str]],
+    more: bool,
+) -> tuple[int, bool]:
+    """How many values match: on the first page, the exact, prefix and look-alike values
+    (counted up to :data:`TOTAL_CAP` with index-only queries) plus the similar ones on the
+    page; exact only when there is no further page. On later pages: at least the values seen."""
+    if not more and after is None:
+        return len(page), True
+    if after is not None:
+        return len(page) + int(more), not more
+    strict = (
+        base.filter(Q(value__startswith=norm) | Q(skeleton=skel))
+        .order_by()
+        .values("value")
+        .distinct()
     )
+    n = strict[: TOTAL_CAP + 1].count()
+    similar = sum(1 for rank, _s, _v in page if rank == 3)
+    return min(n, TOTAL_CAP) + similar, False
 
 
 def _serial_hits(
