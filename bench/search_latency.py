@@ -186,6 +186,10 @@ def run(args) -> None:
     def search(q):
         selectors.serial_search_page(q=q, user=qm, limit=50)
 
+    def search_only(*kinds):
+        f = selectors.SearchFilters(match=kinds)
+        return lambda q: selectors.serial_search_page(q=q, user=qm, filters=f, limit=50)
+
     def gin_similar(q):  # the peer: trigram % filter over the GIN indexes
         norm, skel = identifier_key(q), lookalike_key(q)
         list(
@@ -212,9 +216,12 @@ def run(args) -> None:
         selectors.capture_page(user=qm, limit=50)
 
     rows: list = []
-    _measure("exact", exact, search, rows)
-    _measure("look-alike", look, search, rows)
-    _measure("prefix (3-7 chars)", prefix, search, rows)
+    _measure("exact (match=exact)", exact, search_only("exact"), rows)
+    _measure("look-alike (match=exact,lookalike)", look, search_only("exact", "lookalike"), rows)
+    _measure("prefix (match=prefix, 3-7 chars)", prefix, search_only("prefix"), rows)
+    _measure("full search, exact query", exact, search, rows)
+    _measure("full search, look-alike query", look, search, rows)
+    _measure("full search, prefix query", prefix, search, rows)
     _measure("similar, adversarial (KNN GiST)", similar, search, rows)
     _measure("similar peer: % filter (GIN)", similar[: max(10, args.runs // 5)], gin_similar, rows)
     _measure("history of one serial", exact, history, rows)

@@ -422,6 +422,12 @@ class SerialSearchApi(APIView):
         parameters=[
             OpenApiParameter("q", OpenApiTypes.STR, required=True, description="Serial or part."),
             OpenApiParameter("field", OpenApiTypes.STR, description="A traced field name."),
+            OpenApiParameter(
+                "match",
+                OpenApiTypes.STR,
+                description="Kinds to run, comma-separated: exact, prefix, lookalike, similar "
+                "(default all).",
+            ),
             *_FILTER_PARAMS,
         ],
         responses={

@@ -179,6 +179,7 @@ TOTAL_CAP = 1_000  # totals are exact up to this many, estimated (EXPLAIN) beyon
 REVIEW_STATES = ("needs_review", "reviewed", "accepted")
 CAPTURE_SORTS = ("newest", "oldest")
 ALARMS = ("mislabel",)
+MATCH_KINDS = ("exact", "prefix", "lookalike", "similar")
 _CURSOR_SALT = "ocrapp.selectors.cursor"
 
 
@@ -277,6 +278,7 @@ class SearchFilters:
     client_ref: str = ""
     sort: str = "newest"
     tz: str = ""
+    match: tuple[str, ...] = ()  # search kinds to run (MATCH_KINDS); () = all of them
 
     @property
     def active(self) -> bool:
@@ -328,6 +330,11 @@ def search_filters_parse(*, params: Mapping[str, str], default_tz: str = "") -> 
         client_ref=param_text(params, "client_ref"),
         sort=_choice(param_text(params, "sort"), "sort", CAPTURE_SORTS) or "newest",
         tz=tz_name,
+        match=tuple(
+            _choice(kind.strip(), "match", MATCH_KINDS)
+            for kind in param_text(params, "match", max_length=64).split(",")
+            if kind.strip()
+        ),
     )
 
 
@@ -560,7 +567,12 @@ def _search_base(user: Any, f: SearchFilters) -> QuerySet[SerialRecord]:
 
 
 def _candidates(
-    base: QuerySet[SerialRecord], norm: str, skel: str, after: list | None, need: int
+    base: QuerySet[SerialRecord],
+    norm: str,
+    skel: str,
+    after: list | None,
+    need: int,
+    kinds: tuple[str, ...] = (),
 ) -> list[tuple[int, float, str]]:
     """Up to ``need`` matching values after the keyset ``after`` (``[rank, -similarity,
     value]``), in rank order: (rank, -similarity, value). Each kind is one indexed query:
@@ -568,25 +580,26 @@ def _candidates(
     (btree on ``skeleton``), similar (GiST nearest neighbours ``skeleton <-> q``)."""
     rank0, sim0, value0 = (after[0], after[1], after[2]) if after else (-1, 0.0, "")
     out: list[tuple[int, float, str]] = []
+    run = set(kinds or MATCH_KINDS)
 
     def left() -> int:
         return need - len(out)
 
-    if rank0 < 0 and base.filter(value=norm).exists():
+    if "exact" in run and rank0 < 0 and base.filter(value=norm).exists():
         out.append((0, -1.0, norm))
-    if left() > 0 and rank0 <= 1:
+    if "prefix" in run and left() > 0 and rank0 <= 1:
         qs = base.filter(value__startswith=norm).exclude(value=norm)
         if rank0 == 1:
             qs = qs.filter(value__gt=value0)
         vals = qs.order_by("value").values_list("value", flat=True).distinct()[: left()]
         out += [(1, -1.0, v) for v in vals]
-    if left() > 0 and rank0 <= 2:
+    if "lookalike" in run and left() > 0 and rank0 <= 2:
         qs = base.filter(skeleton=skel).exclude(value__startswith=norm)
         if rank0 == 2:
             qs = qs.filter(value__gt=value0)
         vals = qs.order_by("value").values_list("value", flat=True).distinct()[: left()]
         out += [(2, -1.0, v) for v in vals]
-    if left() > 0:
+    if "similar" in run and left() > 0:
         qs = base.exclude(value__startswith=norm).exclude(skeleton=skel)
         qs = qs.annotate(dist=TrigramDistance("skeleton", skel))
         if rank0 == 3:
@@ -633,7 +646,7 @@ def serial_search_page(
     ):
         raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
     base = _search_base(user, f)
-    cands = _candidates(base, norm, skel, after, limit + 1)
+    cands = _candidates(base, norm, skel, after, limit + 1, f.match)
     page = cands[:limit]
     more = len(cands) > limit
     hits = _serial_hits(base, page, norm, skel)
@@ -641,7 +654,7 @@ def serial_search_page(
     if more and page:
         last = page[-1]
         next_cursor = _cursor_dump("serials", [last[0], last[1], last[2]])
-    total, exact_total = _serial_total(base, norm, skel, after, page, more)
+    total, exact_total = _serial_total(base, norm, skel, after, page, more, f.match)
     return Page(items=hits, next_cursor=next_cursor, total=total, total_exact=exact_total)
 
 
@@ -652,6 +665,7 @@ def _serial_total(
     after: list | None,
     page: list[tuple[int, float, str]],
     more: bool,
+    kinds: tuple[str, ...] = (),
 ) -> tuple[int, bool]:
     """How many values match: on the first page, the exact, prefix and look-alike values
     (counted up to :data:`TOTAL_CAP` with index-only queries) plus the similar ones on the
@@ -660,12 +674,15 @@ def _serial_total(
         return len(page), True
     if after is not None:
         return len(page) + int(more), not more
-    strict = (
-        base.filter(Q(value__startswith=norm) | Q(skeleton=skel))
-        .order_by()
-        .values("value")
-        .distinct()
-    )
+    run = set(kinds or MATCH_KINDS)
+    q = Q(pk__in=[])
+    if "exact" in run:
+        q |= Q(value=norm)
+    if "prefix" in run:
+        q |= Q(value__startswith=norm)
+    if "lookalike" in run:
+        q |= Q(skeleton=skel)
+    strict = base.filter(q).order_by().values("value").distinct()
     n = strict[: TOTAL_CAP + 1].count()
     similar = sum(1 for rank, _s, _v in page if rank == 3)
     return min(n, TOTAL_CAP) + similar, False

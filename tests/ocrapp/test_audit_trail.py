@@ -572,7 +572,9 @@ def test_station_rename_keeps_history(
     assert "LINE-1 / station-A" in page and "LINE-7 / renamed" in page  # then and now
     assert "LINE-1 / station-A" not in client.get(f"/captures/{later.pk}/").content.decode()
     rows = re.findall(
-        r"<tr class=[^>]*>(.*?)</tr>", client.get("/serials/SN20260042/").content.decode(), re.S
+        r'<li class="history-item[^>]*>(.*?)</li>',
+        client.get("/serials/SN20260042/").content.decode(),
+        re.S,
     )
     assert "LINE-1 / station-A" in rows[0] and "LINE-7 / renamed" in rows[1]
 

@@ -58,6 +58,10 @@ def test_values_are_shown_as_printed_and_found_exact_and_lookalike(qm, station, 
     assert prefix["441020"].match == "prefix"
     history = selectors.serial_history(value="441020", user=qm)
     assert [r.shown for r in history] == ["44-1020"]
+    # match= runs only the kinds asked for (line software looking up one serial)
+    assert _hits(qm, "44-IO2O", match=("exact",)) == {}
+    assert _hits(qm, "44-IO2O", match=("lookalike",))["441020"].match == "lookalike"
+    assert set(_hits(qm, "44-1020", match=("exact",))) == {"441020"}
 
 
 def test_a_value_only_the_code_carries_is_found_exact(qm, station, product_type):
@@ -212,6 +216,7 @@ def test_api_capture_list_pages_with_next_links(qm, station, product_type, stati
         ({"review": "maybe"}, "review"),
         ({"limit": "0"}, "limit"),
         ({"line": "L\x00"}, "line"),
+        ({"match": "exact,fuzzy"}, "match"),
     ],
 )
 def test_api_bad_parameters_are_400_with_the_error_shape(station_client, params, name):
