@@ -601,6 +601,9 @@ def _candidates(
         out += [(2, -1.0, v) for v in vals]
     if "similar" in run and left() > 0:
         qs = base.exclude(value__startswith=norm).exclude(skeleton=skel)
+        # ``%`` (pg_trgm.similarity_threshold, 0.3 = SIMILARITY_THRESHOLD) lets the GiST scan
+        # skip subtrees that cannot reach it: short, common fragments then cost little
+        qs = qs.filter(skeleton__trigram_similar=skel)
         qs = qs.annotate(dist=TrigramDistance("skeleton", skel))
         if rank0 == 3:
             qs = qs.filter(dist__gte=1.0 + sim0)  # sim0 is -similarity of the last hit
