@@ -678,15 +678,17 @@ def _serial_total(
     if after is not None:
         return len(page) + int(more), not more
     run = set(kinds or MATCH_KINDS)
-    q = Q(pk__in=[])
-    if "exact" in run:
-        q |= Q(value=norm)
-    if "prefix" in run:
-        q |= Q(value__startswith=norm)
+
+    def distinct_values(qs: QuerySet[SerialRecord]) -> int:  # in index order, stops at the cap
+        return qs.order_by("value").values("value").distinct()[: TOTAL_CAP + 1].count()
+
+    n = 0
+    if "prefix" in run:  # the exact value starts with itself
+        n += distinct_values(base.filter(value__startswith=norm))
+    elif "exact" in run:
+        n += int(base.filter(value=norm).exists())
     if "lookalike" in run:
-        q |= Q(skeleton=skel)
-    strict = base.filter(q).order_by().values("value").distinct()
-    n = strict[: TOTAL_CAP + 1].count()
+        n += distinct_values(base.filter(skeleton=skel).exclude(value__startswith=norm))
     similar = sum(1 for rank, _s, _v in page if rank == 3)
     return min(n, TOTAL_CAP) + similar, False
 
