@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Collate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -439,6 +440,8 @@ class SerialRecord(models.Model):
                 OpClass("value", name="varchar_pattern_ops"), name="serial_value_prefix_idx"
             ),
             models.Index(fields=["skeleton"], name="serial_skeleton_idx"),
+            # prefix ranges and keyset order of search ("C" collation: byte order)
+            models.Index(Collate("value", "C"), name="serial_value_c_idx"),
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
             # nearest-neighbour ordering (``skeleton <-> q``) for "similar": bench/NOTES-search.md

@@ -37,7 +37,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Concat, Greatest
+from django.db.models.functions import Coalesce, Collate, Concat, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -566,6 +566,15 @@ def _search_base(user: Any, f: SearchFilters) -> QuerySet[SerialRecord]:
     return _record_filters(roles.scoped(qs, user, "capture__"), f)
 
 
+def _c_value(qs: QuerySet[SerialRecord]) -> QuerySet[SerialRecord]:
+    """``qs`` with ``vc``: the value in the "C" collation (byte order, as Python sorts it),
+    indexed by ``serial_value_c_idx``: a prefix is then an index range (``LIKE 'SN2%'``
+    becomes ``>= 'SN2' AND < 'SN3'``) read in the order the keyset pages need."""
+    if "vc" in qs.query.annotations:
+        return qs
+    return qs.annotate(vc=Collate("value", "C"))
+
+
 def _candidates(
     base: QuerySet[SerialRecord],
     norm: str,
@@ -588,16 +597,16 @@ def _candidates(
     if "exact" in run and rank0 < 0 and base.filter(value=norm).exists():
         out.append((0, -1.0, norm))
     if "prefix" in run and left() > 0 and rank0 <= 1:
-        qs = base.filter(value__startswith=norm).exclude(value=norm)
+        qs = _c_value(base).filter(vc__startswith=norm).exclude(value=norm)
         if rank0 == 1:
-            qs = qs.filter(value__gt=value0)
-        vals = qs.order_by("value").values_list("value", flat=True).distinct()[: left()]
+            qs = qs.filter(vc__gt=value0)
+        vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
         out += [(1, -1.0, v) for v in vals]
     if "lookalike" in run and left() > 0 and rank0 <= 2:
-        qs = base.filter(skeleton=skel).exclude(value__startswith=norm)
+        qs = _c_value(base.filter(skeleton=skel).exclude(value__startswith=norm))
         if rank0 == 2:
-            qs = qs.filter(value__gt=value0)
-        vals = qs.order_by("value").values_list("value", flat=True).distinct()[: left()]
+            qs = qs.filter(vc__gt=value0)
+        vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
         out += [(2, -1.0, v) for v in vals]
     if "similar" in run and left() > 0:
         qs = base.exclude(value__startswith=norm).exclude(skeleton=skel)
@@ -680,11 +689,12 @@ def _serial_total(
     run = set(kinds or MATCH_KINDS)
 
     def distinct_values(qs: QuerySet[SerialRecord]) -> int:  # in index order, stops at the cap
-        return qs.order_by("value").values("value").distinct()[: TOTAL_CAP + 1].count()
+        qs = _c_value(qs)
+        return qs.order_by("vc").values("vc").distinct()[: TOTAL_CAP + 1].count()
 
     n = 0
     if "prefix" in run:  # the exact value starts with itself
-        n += distinct_values(base.filter(value__startswith=norm))
+        n += distinct_values(_c_value(base).filter(vc__startswith=norm))
     elif "exact" in run:
         n += int(base.filter(value=norm).exists())
     if "lookalike" in run:
