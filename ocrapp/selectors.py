@@ -615,7 +615,8 @@ def _candidates(
         qs = qs.filter(skeleton__trigram_similar=skel)
         qs = qs.annotate(dist=TrigramDistance("skeleton", skel))
         if rank0 == 3:
-            qs = qs.filter(dist__gte=1.0 + sim0)  # sim0 is -similarity of the last hit
+            # sim0 is -similarity of the last hit (rounded to 4 places: start a little before)
+            qs = qs.filter(dist__gte=1.0 + sim0 - 0.0001)
         seen = {v for _r, _s, v in out}
         batch = left() * 4 + 8
         rows = qs.order_by("dist").values_list("value", "dist")[:batch]
