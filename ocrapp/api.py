@@ -9,7 +9,9 @@ import weakref
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.http import FileResponse, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
@@ -20,8 +22,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import logctx, roles, selectors, services, signature, waiting
-from ocrapp.errors import ApplicationError
+from ocrapp import crops, logctx, roles, selectors, services, signature, waiting
+from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.models import Capture
 from ocrapp.parsers import FormParser, MultiPartParser
 from ocrapp.security import public_url
@@ -100,7 +102,10 @@ class CaptureOutput(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
     url = serializers.SerializerMethodField()
-    image_url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField(
+        help_text="The photo, for the session or the token that may see the capture."
+    )
+    thumbnail_url = serializers.SerializerMethodField()
     sha256 = serializers.CharField()
     size_bytes = serializers.IntegerField()
     width = serializers.IntegerField()
@@ -133,7 +138,12 @@ class CaptureOutput(serializers.Serializer):
         """None once retention deleted the image (``image_purged``)."""
         if obj.image_purged_at is not None:
             return None
-        return self._url("capture-image", obj)
+        return self._url("api-capture-image", obj)
+
+    def get_thumbnail_url(self, obj: Capture) -> str | None:
+        if obj.image_purged_at is not None:
+            return None
+        return self._url("api-capture-image", obj) + "?size=thumb"
 
     def get_image_purged(self, obj: Capture) -> dict | None:
         """{at, message} once ``purge_images`` deleted the image (the reads and sha256 stay)."""
@@ -183,8 +193,9 @@ class CaptureOutput(serializers.Serializer):
 
 
 class SerialHitOutput(serializers.Serializer):
-    value = serializers.CharField()
-    match = serializers.CharField()
+    value = serializers.CharField(help_text="Normalised (no separators): the history's key.")
+    display = serializers.CharField(help_text="As printed (the latest printed form).")
+    match = serializers.CharField(help_text="exact, prefix, lookalike or similar.")
     similarity = serializers.FloatField()
     reads = serializers.IntegerField()
     first_seen = serializers.DateTimeField()
@@ -192,6 +203,10 @@ class SerialHitOutput(serializers.Serializer):
     field_names = serializers.ListField(child=serializers.CharField())
     current_reads = serializers.IntegerField(
         help_text="Reads whose value in force this is (0: only found as a corrected-away 'was')."
+    )
+    sources = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="text (a field's value) and/or code (only a code on the label carries it).",
     )
     stations = serializers.ListField(
         child=serializers.CharField(), help_text="Stations (line / name) at capture time."
@@ -202,13 +217,40 @@ class SerialHitOutput(serializers.Serializer):
         return public_url(reverse("api-serial-history", kwargs={"value": obj.value}))
 
 
+class HistoryFieldOutput(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(source="current_value", help_text="The value in force.")
+    machine_value = serializers.CharField(source="value")
+    confidence = serializers.FloatField()
+    valid = serializers.BooleanField()
+    source = serializers.CharField()
+    revisions = serializers.SerializerMethodField()
+
+    def get_revisions(self, obj) -> list:
+        return [
+            {
+                "seq": r.seq,
+                "old_value": r.old_value,
+                "new_value": r.new_value,
+                "meaning": r.meaning,
+                "reason_code": r.reason_code,
+                "signer_name": r.signer_name,
+                "signed_at": serializers.DateTimeField().to_representation(r.signed_at),
+            }
+            for r in obj.revisions.all()
+        ]
+
+
 class SerialHistoryItemOutput(serializers.Serializer):
     capture_id = serializers.UUIDField(source="capture.pk")
     captured_at = serializers.DateTimeField(source="created_at")
     field = serializers.CharField(source="field_name")
+    display = serializers.CharField(source="shown", help_text="This value as printed.")
+    source = serializers.CharField(help_text="text: the field's value; code: a label code's.")
     raw_value = serializers.CharField(source="field.raw_value")
     confidence = serializers.FloatField(source="field.confidence")
     valid = serializers.BooleanField(source="field.valid")
+    line = serializers.CharField(source="capture.station_line")
     station = serializers.CharField(source="capture.station_label")
     product_type = serializers.CharField(source="product_type.name")
     capture_status = serializers.CharField(source="capture.status")
@@ -218,6 +260,59 @@ class SerialHistoryItemOutput(serializers.Serializer):
     )
     current_value = serializers.CharField(source="field.current_value")
     withdrawn = serializers.BooleanField(source="capture.withdrawn")
+    needs_review = serializers.BooleanField(source="field.read.needs_review")
+    alarms = serializers.JSONField(
+        source="field.read.mismatches", help_text="Printed fields a code contradicts (mislabel)."
+    )
+    fields = HistoryFieldOutput(many=True, source="field.read.fields.all")
+    capture_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    def _abs(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_capture_url(self, obj) -> str:
+        return self._abs(reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id}))
+
+    def get_thumbnail_url(self, obj) -> str:
+        path = reverse("api-capture-image", kwargs={"capture_id": obj.capture_id})
+        return self._abs(path + "?size=thumb")
+
+
+def _page_body(page: selectors.Page, results: list, request) -> dict:
+    """The page envelope of list endpoints: results, the opaque next cursor and its URL, the
+    total and whether it is exact (else estimated)."""
+    next_url = None
+    if page.next_cursor:
+        params = request.query_params.copy()
+        params["cursor"] = page.next_cursor
+        next_url = request.build_absolute_uri(request.path + "?" + params.urlencode())
+    return {
+        "total": page.total,
+        "total_exact": page.total_exact,
+        "next_cursor": page.next_cursor or None,
+        "next": next_url,
+        "results": results,
+    }
+
+
+_FILTER_PARAMS = [
+    OpenApiParameter("from", OpenApiTypes.STR, description="YYYY-MM-DD or YYYY-MM-DDTHH:MM."),
+    OpenApiParameter("to", OpenApiTypes.STR, description="Inclusive day, or a time (exclusive)."),
+    OpenApiParameter("tz", OpenApiTypes.STR, description="IANA zone of from/to and the answer."),
+    OpenApiParameter("line", OpenApiTypes.STR, description="Line at capture time."),
+    OpenApiParameter("station", OpenApiTypes.STR, description="Station id or line/name."),
+    OpenApiParameter("product_type", OpenApiTypes.STR, description="Id or name."),
+    OpenApiParameter("status", OpenApiTypes.STR, description="PENDING, PROCESSING, DONE, FAILED."),
+    OpenApiParameter("review", OpenApiTypes.STR, description="needs_review, reviewed, accepted."),
+    OpenApiParameter("conf_min", OpenApiTypes.NUMBER, description="0..1"),
+    OpenApiParameter("conf_max", OpenApiTypes.NUMBER, description="0..1"),
+    OpenApiParameter("alarm", OpenApiTypes.STR, description="mislabel"),
+    OpenApiParameter("client_ref", OpenApiTypes.STR),
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="next_cursor of the page before."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="1-200 (default 50)."),
+]
 
 
 # --- permissions -----------------------------------------------------------------------------
@@ -229,6 +324,8 @@ class CanUpload(BasePermission):
     message = gettext_lazy("You do not have permission to upload captures.")
 
     def has_permission(self, request, view) -> bool:
+        if request.method != "POST":  # GET /captures lists (scoped), POST uploads
+            return True
         return roles.can(request.user, "upload_capture")
 
 
@@ -405,54 +502,177 @@ class SerialSearchApi(APIView):
         operation_id="serials_search",
         parameters=[
             OpenApiParameter("q", OpenApiTypes.STR, required=True, description="Serial or part."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="At most 200 (default 50)."),
+            OpenApiParameter("field", OpenApiTypes.STR, description="A traced field name."),
+            OpenApiParameter(
+                "match",
+                OpenApiTypes.STR,
+                description="Kinds to run, comma-separated: exact, prefix, lookalike, similar "
+                "(default all).",
+            ),
+            *_FILTER_PARAMS,
         ],
         responses={
             200: inline_serializer(
                 "SerialSearchResult",
-                {"query": serializers.CharField(), "results": SerialHitOutput(many=True)},
+                {
+                    "query": serializers.CharField(),
+                    "total": serializers.IntegerField(),
+                    "total_exact": serializers.BooleanField(),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                    "next": serializers.CharField(allow_null=True),
+                    "results": SerialHitOutput(many=True),
+                },
             )
         },
     )
     def get(self, request):
-        q = request.query_params.get("q", "").strip()
-        if not q:
+        params = request.query_params
+        filters = selectors.search_filters_parse(params=params, default_tz="UTC")
+        if not filters.q:
             raise ApplicationError(
                 "invalid", _("q is required."), details={"q": [_("This field is required.")]}
             )
-        try:
-            limit = int(request.query_params.get("limit", "50"))
-        except ValueError:
-            raise ApplicationError("invalid", _("limit must be an integer.")) from None
-        limit = max(1, min(limit, 200))
-        hits = selectors.serial_search(q=q, user=request.user, limit=limit)
-        return Response(
-            {
-                "query": q,
-                "results": SerialHitOutput(hits, many=True, context={"request": request}).data,
-            }
-        )
+        limit = selectors.search_limit_parse(params=params)
+        cursor = selectors.param_text(params, "cursor", max_length=512)
+        with timezone.override(selectors.time_zone_find(name=filters.tz)):
+            page = selectors.serial_search_page(
+                q=filters.q, user=request.user, filters=filters, cursor=cursor, limit=limit
+            )
+            results = SerialHitOutput(page.items, many=True, context={"request": request}).data
+        return Response({"query": filters.q, **_page_body(page, results, request)})
 
 
 class SerialHistoryApi(APIView):
     @extend_schema(
         operation_id="serials_history",
+        parameters=[
+            OpenApiParameter("part", OpenApiTypes.STR, description="Only this part number's."),
+            OpenApiParameter("tz", OpenApiTypes.STR, description="IANA zone of the times."),
+        ],
         responses={
             200: inline_serializer(
                 "SerialHistory",
-                {"value": serializers.CharField(), "history": SerialHistoryItemOutput(many=True)},
+                {
+                    "value": serializers.CharField(),
+                    "display": serializers.CharField(),
+                    "history": SerialHistoryItemOutput(many=True),
+                },
             )
         },
     )
     def get(self, request, value):
-        records = selectors.serial_history(value=value, user=request.user)
+        if "\x00" in value:
+            raise ApplicationError("invalid", _("The value must not contain NUL characters."))
+        part = selectors.param_text(request.query_params, "part")
+        tz = selectors.time_zone_find(
+            name=selectors.param_text(request.query_params, "tz", max_length=64) or "UTC"
+        )
+        records = selectors.serial_history(value=value, user=request.user, part=part)
         if not records:
             raise ApplicationError(
                 "not_found", _("No reads of %(value)s.") % {"value": repr(value)}, status_code=404
             )
+        with timezone.override(tz):
+            history = SerialHistoryItemOutput(records, many=True, context={"request": request}).data
         return Response(
-            {"value": records[0].value, "history": SerialHistoryItemOutput(records, many=True).data}
+            {"value": records[0].value, "display": records[-1].shown, "history": history}
         )
+
+
+class CaptureListApi(APIView):
+    @extend_schema(
+        operation_id="captures_list",
+        parameters=[
+            OpenApiParameter("q", OpenApiTypes.STR, description="A traced value or its start."),
+            OpenApiParameter("sort", OpenApiTypes.STR, description="newest (default), oldest."),
+            *_FILTER_PARAMS,
+        ],
+        responses={
+            200: inline_serializer(
+                "CaptureList",
+                {
+                    "total": serializers.IntegerField(),
+                    "total_exact": serializers.BooleanField(),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                    "next": serializers.CharField(allow_null=True),
+                    "results": CaptureOutput(many=True),
+                },
+            )
+        },
+        description="The captures the caller may see (a station token: its station's), "
+        "filtered, one keyset page; follow `next` for the next one.",
+    )
+    def get(self, request):
+        params = request.query_params
+        filters = selectors.search_filters_parse(params=params, default_tz="UTC")
+        limit = selectors.search_limit_parse(params=params)
+        cursor = selectors.param_text(params, "cursor", max_length=512)
+        page = selectors.capture_page(
+            user=request.user, filters=filters, cursor=cursor, limit=limit
+        )
+        with timezone.override(selectors.time_zone_find(name=filters.tz)):
+            results = CaptureOutput(page.items, many=True, context={"request": request}).data
+        return Response(_page_body(page, results, request))
+
+
+class CapturesApi(CaptureListApi, CaptureCreateApi):
+    """``/api/v1/captures``: GET lists (:class:`CaptureListApi`), POST uploads
+    (:class:`CaptureCreateApi`)."""
+
+
+class CaptureImageApi(APIView):
+    @extend_schema(
+        operation_id="captures_image",
+        parameters=[
+            OpenApiParameter("size", OpenApiTypes.STR, description="full (default) or thumb.")
+        ],
+        responses={(200, "image/*"): OpenApiTypes.BINARY},
+        description="The stored photo (or its JPEG thumbnail) for a session or token that may "
+        "see the capture; 404 otherwise.",
+    )
+    def get(self, request, capture_id):
+        size = selectors.param_text(request.query_params, "size", max_length=8) or "full"
+        if size not in ("full", "thumb"):
+            raise ApplicationError(
+                "invalid",
+                _("size must be full or thumb."),
+                details={"size": ["full", "thumb"]},
+            )
+        capture = selectors.capture_get(capture_id=capture_id, user=request.user)
+        return capture_image_response(capture=capture, thumb=size == "thumb")
+
+
+# Stored formats browsers do not show: the full image is served as a JPEG rendition.
+BROWSER_UNREADABLE_FORMATS = frozenset({"HEIF"})
+
+
+def capture_image_response(*, capture: Capture, thumb: bool) -> HttpResponse:
+    """The photo or its thumbnail of a capture already checked to be in scope (API and page):
+    410 ``image_purged`` once retention deleted it, 404 ``image_missing`` when the file is
+    gone, a JPEG rendition of a HEIC photo (503 ``server_busy`` when the decode budget is full)."""
+    if capture.image_purged_at is not None:
+        raise ApplicationError(
+            "image_purged", _("Image deleted by retention."), status_code=status.HTTP_410_GONE
+        )
+    try:
+        if thumb:
+            fh = services.capture_thumbnail_open(capture=capture)
+        else:
+            fh = capture.image.open("rb")
+    except (FileNotFoundError, ValueError, services.ImageMissing):
+        raise NotFoundError("image_missing", _("The image file is missing.")) from None
+    if not thumb and capture.image_format in BROWSER_UNREADABLE_FORMATS:
+        with fh:
+            data = fh.read()
+        try:
+            response = HttpResponse(crops.jpeg_rendition(data), content_type="image/jpeg")
+        except OSError:
+            raise NotFoundError("image_missing", _("The image file is missing.")) from None
+    else:
+        response = FileResponse(fh, content_type="image/jpeg" if thumb else None)
+    # The stored file never changes (content-addressed by the capture), so browsers may keep it.
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 # --- review: queue, signed revisions, retry ----------------------------------------------------

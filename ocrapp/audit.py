@@ -270,8 +270,12 @@ def verify_search_index() -> Iterator[Mismatch]:
     from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key
 
     width = SerialRecord._meta.get_field("value").max_length
+    from django.db.models import Exists, OuterRef
+
+    yield from _verify_code_rows()
     rows = (
-        SerialRecord.objects.filter(superseded=False)  # "was" rows keep a superseded value
+        # "was" rows keep a superseded value; ``code`` rows are checked by _verify_code_rows
+        SerialRecord.objects.filter(superseded=False, source="text")
         .order_by("field_id")
         .values_list(
             "pk",
@@ -308,7 +312,13 @@ def verify_search_index() -> Iterator[Mismatch]:
             )
     missing = (
         Field.objects.filter(name__in=TRACED_FIELDS)
-        .exclude(serial_records__superseded=False)
+        .exclude(
+            Exists(
+                SerialRecord.objects.filter(
+                    field_id=OuterRef("pk"), superseded=False, source="text"
+                )
+            )
+        )
         .order_by("pk")
         .values_list("pk", "name", "current_value", "read__capture_id")
         .iterator(chunk_size=2000)
@@ -321,4 +331,28 @@ def verify_search_index() -> Iterator[Mismatch]:
                 str(fid),
                 f"field #{fid} ({name} = {value!r} of capture {capture_id}) "
                 "has no search index row",
+            )
+
+
+def _verify_code_rows() -> Iterator[Mismatch]:
+    """Every ``code`` search row (a value a code on the label carries, ``services.serial_rows``)
+    whose value is not its field's ``code_value`` (field id order)."""
+    from ocrapp.models import SerialRecord
+    from workers.fieldspec import identifier_key
+
+    width = SerialRecord._meta.get_field("value").max_length
+    rows = (
+        SerialRecord.objects.filter(source="code")
+        .order_by("field_id", "pk")
+        .values_list("pk", "value", "field_id", "field__code_value")
+        .iterator(chunk_size=2000)
+    )
+    for pk, value, fid, code_value in rows:
+        want = identifier_key(code_value or "")[:width]
+        if value != want:
+            yield Mismatch(
+                "search_index",
+                "ocrapp.serialrecord",
+                str(pk),
+                f"search index row #{pk} of field #{fid}: code value {value!r} should be {want!r}",
             )

@@ -145,3 +145,15 @@ def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
+
+
+THUMBNAIL_SIZE = (320, 320)
+
+
+def thumbnail_jpeg(data: bytes, size: tuple[int, int] = THUMBNAIL_SIZE) -> bytes:
+    """A JPEG thumbnail (at most ``size``, aspect kept, EXIF orientation applied) of a photo."""
+    photo = open_photo(data).convert("RGB")
+    photo.thumbnail(size, Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    photo.save(out, format="JPEG", quality=80, optimize=True)
+    return out.getvalue()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Collate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -210,7 +211,16 @@ class Capture(models.Model):
                 name="capture_idempotency_uniq",
             )
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="capture_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="capture_status_idx"),
+            # keyset pages of the capture list (newest first, ties by id) and its filters
+            models.Index(fields=["-created_at", "-id"], name="capture_created_id_idx"),
+            models.Index(fields=["station", "-created_at"], name="capture_station_created_idx"),
+            models.Index(fields=["product_type", "-created_at"], name="capture_pt_created_idx"),
+            models.Index(
+                fields=["client_ref"], condition=~Q(client_ref=""), name="capture_client_ref_idx"
+            ),
+        ]
         verbose_name = _("capture")
         verbose_name_plural = _("captures")
         # What the roles grant (``ocrapp.roles``); checked with ``user.has_perm("ocrapp.<code>")``.
@@ -407,14 +417,22 @@ class SerialRecord(models.Model):
     """Search index of serial-like values: one row per field value worth tracing.
 
     ``value`` is the normalised form (upper case, no spaces or dashes); ``skeleton`` also folds
-    look-alike characters (O->0, I/L->1, S->5, B->8, Z->2) so that a misread still finds its serial.
+    look-alike characters (O/Q/D->0, I/L->1, S->5, B->8, Z->2, G->6) so that a misread still
+    finds its serial; ``display`` is the value as printed (``44-1020`` for ``441020``).
 
-    A field has one current row (``superseded=False``: its value in force) and one row per value a
-    revision replaced (``superseded=True``, shown as "was"), so an old value stays findable.
+    ``source`` ``text``: the field's value (the print, or a code when only a code carried the
+    field, ``Field.source``). A field has one current ``text`` row (``superseded=False``: its
+    value in force) and one row per value a revision replaced (``superseded=True``, shown as
+    "was"), so an old value stays findable. ``source`` ``code``: a value a code on the label
+    carries that differs from the field's printed value (a mislabel), so it is found exactly.
     """
+
+    SOURCES = ("text", "code")
 
     value = models.CharField(max_length=128)
     skeleton = models.CharField(max_length=128)
+    display = models.CharField(max_length=128, blank=True, default="")
+    source = models.CharField(max_length=8, default="text")
     field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="serial_records")
     superseded = models.BooleanField(default=False)
     field_name = models.CharField(max_length=64)
@@ -430,13 +448,22 @@ class SerialRecord(models.Model):
             models.Index(
                 OpClass("value", name="varchar_pattern_ops"), name="serial_value_prefix_idx"
             ),
+            models.Index(fields=["skeleton"], name="serial_skeleton_idx"),
+            # prefix ranges and keyset order of search ("C" collation: byte order)
+            models.Index(Collate("value", "C"), name="serial_value_c_idx"),
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
+            # nearest-neighbour ordering (``skeleton <-> q``) for "similar": bench/NOTES-search.md
+            GistIndex(OpClass("skeleton", name="gist_trgm_ops"), name="serial_skeleton_gist_idx"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["field", "value"], name="serial_field_value_uniq"),
             models.UniqueConstraint(
-                fields=["field"], condition=Q(superseded=False), name="serial_field_current_uniq"
+                fields=["field", "source", "value"], name="serial_field_source_value_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["field"],
+                condition=Q(superseded=False, source="text"),
+                name="serial_field_current_uniq",
             ),
         ]
         verbose_name = _("serial index entry")
@@ -444,6 +471,11 @@ class SerialRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field_name} {self.value} (capture {self.capture_id})"
+
+    @property
+    def shown(self) -> str:
+        """The value as printed (the normalised value for rows indexed before ``display``)."""
+        return self.display or self.value
 
 
 class AuditEvent(models.Model):

@@ -7,15 +7,20 @@ the scope is "not found", search hits and history count only the captures in it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import uuid
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.contrib.postgres.search import TrigramSimilarity
+from django.contrib.postgres.search import TrigramDistance, TrigramSimilarity
+from django.core import signing
+from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -31,7 +36,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Concat, Greatest
+from django.db.models.functions import Coalesce, Collate, Concat, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -51,6 +56,7 @@ from ocrapp.models import (
     Station,
 )
 from workers.fieldspec import (
+    TRACED_FIELDS,
     FieldCheck,
     SchemaError,
     identifier_key,
@@ -104,13 +110,6 @@ def capture_latest_read(*, capture: Capture) -> Read | None:
     reads = list(capture.reads.all())  # prefetched, newest run first
     return reads[0] if reads else None
 
-
-def capture_list(*, user, limit: int = 50, station: Station | None = None) -> list[Capture]:
-    """The newest captures ``user`` may see."""
-    qs = roles.scoped(_capture_queryset(), user)
-    if station is not None:
-        qs = qs.filter(station=station)
-    return list(qs[:limit])
 
 
 def product_type_list() -> QuerySet[ProductType]:
@@ -168,9 +167,337 @@ def station_find(*, ref: str | int) -> Station:
     return station
 
 
+# --- search and lists: filters, keyset pages, totals (pages and API share them) -------------
+
+SEARCH_MAX_LIMIT = 200
+TOTAL_CAP = 1_000  # totals are exact up to this many, estimated (EXPLAIN) beyond it
+REVIEW_STATES = ("needs_review", "reviewed", "accepted")
+CAPTURE_SORTS = ("newest", "oldest")
+ALARMS = ("mislabel",)
+MATCH_KINDS = ("exact", "prefix", "lookalike", "similar")
+_CURSOR_SALT = "ocrapp.selectors.cursor"
+
+
+def _bad(name: str, message: str) -> ApplicationError:
+    return ApplicationError("invalid", message, details={name: [message]})
+
+
+def param_text(params: Mapping[str, str], name: str, *, max_length: int = 128) -> str:
+    """One query parameter, stripped; 400 for a NUL byte or a value over ``max_length``."""
+    raw = params.get(name) or ""
+    if "\x00" in raw:
+        raise _bad(name, _("%(name)s must not contain NUL characters.") % {"name": name})
+    raw = raw.strip()
+    if len(raw) > max_length:
+        raise _bad(
+            name,
+            _("%(name)s must be at most %(max)s characters.") % {"name": name, "max": max_length},
+        )
+    return raw
+
+
+def time_zone_find(*, name: str) -> zoneinfo.ZoneInfo | dt.tzinfo:
+    """The IANA time zone ``name`` (``Asia/Seoul``); "" is the server's ``TIME_ZONE``."""
+    if not name:
+        return timezone.get_default_timezone()
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise _bad("tz", _("Unknown time zone %(tz)s.") % {"tz": repr(name)}) from None
+
+
+def _parse_when(raw: str, name: str, tz: dt.tzinfo, *, end: bool) -> datetime | None:
+    """``YYYY-MM-DD`` (a whole day: ``to`` includes it) or ``YYYY-MM-DDTHH:MM[:SS]``, in ``tz``."""
+    if not raw:
+        return None
+    try:
+        if len(raw) == 10:
+            day = dt.date.fromisoformat(raw)
+            start = datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time())
+            return start.replace(tzinfo=tz)
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _bad(
+            name,
+            _("%(name)s must be a date (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM).")
+            % {"name": name},
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=tz)
+
+
+def _parse_fraction(raw: str, name: str) -> float | None:
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise _bad(name, _("%(name)s must be a number from 0 to 1.") % {"name": name})
+    return value
+
+
+def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
+    if raw and raw not in choices:
+        raise _bad(
+            name,
+            _("%(name)s must be one of %(choices)s.")
+            % {"name": name, "choices": ", ".join(choices)},
+        )
+    return raw
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """The filters of serial search and the capture list (all optional; the URL carries them):
+    ``q`` a serial or a part of it, ``date_from`` / ``date_to`` (aware; ``to`` exclusive),
+    ``line`` (at capture time), ``station`` / ``product_type`` ids, capture ``status``,
+    ``review`` (:data:`REVIEW_STATES`), ``conf_min`` / ``conf_max`` (0..1: the field's
+    confidence in search, the latest read's weakest field in the capture list), ``alarm``
+    (:data:`ALARMS`), ``field`` (a traced field name, search only), ``client_ref`` and
+    ``sort`` (:data:`CAPTURE_SORTS`, capture list only), ``tz`` (the zone the dates were given
+    in, shown with them)."""
+
+    q: str = ""
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    line: str = ""
+    station: int | None = None
+    product_type: int | None = None
+    status: str = ""
+    review: str = ""
+    conf_min: float | None = None
+    conf_max: float | None = None
+    alarm: str = ""
+    field: str = ""
+    client_ref: str = ""
+    sort: str = "newest"
+    tz: str = ""
+    match: tuple[str, ...] = ()  # search kinds to run (MATCH_KINDS); () = all of them
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter besides ``q``/``sort``/``tz`` is set."""
+        return any(
+            v not in (None, "")
+            for v in (
+                self.date_from,
+                self.date_to,
+                self.line,
+                self.station,
+                self.product_type,
+                self.status,
+                self.review,
+                self.conf_min,
+                self.conf_max,
+                self.alarm,
+                self.field,
+                self.client_ref,
+            )
+        )
+
+
+def search_filters_parse(*, params: Mapping[str, str], default_tz: str = "") -> SearchFilters:
+    """The filters of a query string (API and pages): ``q``, ``from``, ``to``, ``tz``, ``line``,
+    ``station`` (id or ``line/name``), ``product_type`` (id or name), ``status``, ``review``,
+    ``conf_min``, ``conf_max``, ``alarm``, ``field``, ``client_ref``, ``sort``. Bad values are
+    ``ApplicationError`` ``invalid`` (400) naming the parameter; ``tz`` falls back to
+    ``default_tz`` (the browser's zone on pages), then the server's ``TIME_ZONE``."""
+    tz_name = param_text(params, "tz", max_length=64) or default_tz
+    tz = time_zone_find(name=tz_name)
+    station_ref = param_text(params, "station")
+    pt_ref = param_text(params, "product_type")
+    status = param_text(params, "status").upper()
+    field_name = param_text(params, "field", max_length=64)
+    return SearchFilters(
+        q=param_text(params, "q"),
+        date_from=_parse_when(param_text(params, "from", max_length=32), "from", tz, end=False),
+        date_to=_parse_when(param_text(params, "to", max_length=32), "to", tz, end=True),
+        line=param_text(params, "line", max_length=100),
+        station=station_find(ref=station_ref).pk if station_ref else None,
+        product_type=product_type_find(ref=pt_ref).pk if pt_ref else None,
+        status=_choice(status, "status", tuple(Capture.Status.values)),
+        review=_choice(param_text(params, "review"), "review", REVIEW_STATES),
+        conf_min=_parse_fraction(param_text(params, "conf_min", max_length=16), "conf_min"),
+        conf_max=_parse_fraction(param_text(params, "conf_max", max_length=16), "conf_max"),
+        alarm=_choice(param_text(params, "alarm"), "alarm", ALARMS),
+        field=_choice(field_name, "field", TRACED_FIELDS),
+        client_ref=param_text(params, "client_ref"),
+        sort=_choice(param_text(params, "sort"), "sort", CAPTURE_SORTS) or "newest",
+        tz=tz_name,
+        match=tuple(
+            _choice(kind.strip(), "match", MATCH_KINDS)
+            for kind in param_text(params, "match", max_length=64).split(",")
+            if kind.strip()
+        ),
+    )
+
+
+def search_limit_parse(*, params: Mapping[str, str], default: int = 50) -> int:
+    raw = param_text(params, "limit", max_length=8)
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= SEARCH_MAX_LIMIT:
+        raise _bad(
+            "limit",
+            _("limit must be a whole number from 1 to %(max)s.") % {"max": SEARCH_MAX_LIMIT},
+        )
+    return int(raw)
+
+
+def _cursor_dump(kind: str, key: list) -> str:
+    return signing.dumps({"k": kind, "v": key}, salt=_CURSOR_SALT, compress=True)
+
+
+def _cursor_load(token: str, kind: str) -> list | None:
+    """The key of an opaque cursor token of ``kind``; None for no token; 400 for a bad one."""
+    if not token:
+        return None
+    if "\x00" in token or len(token) > 512:
+        raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
+    try:
+        data = signing.loads(token, salt=_CURSOR_SALT)
+    except signing.BadSignature:
+        data = None
+    if not isinstance(data, dict) or data.get("k") != kind or not isinstance(data.get("v"), list):
+        raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
+    return data["v"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results: ``items``, the opaque ``next_cursor`` ("" on the last page),
+    ``total`` and whether it is exact (``total_exact``; else a planner estimate, above
+    :data:`TOTAL_CAP`)."""
+
+    items: list
+    next_cursor: str
+    total: int
+    total_exact: bool
+
+
+def _capped_total(qs: QuerySet) -> tuple[int, bool]:
+    """The number of rows of ``qs``: exact up to :data:`TOTAL_CAP`, else the planner's
+    estimate (EXPLAIN, at least the cap)."""
+    n = qs.order_by()[: TOTAL_CAP + 1].count()
+    if n <= TOTAL_CAP:
+        return n, True
+    sql, sql_params = qs.order_by().query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (FORMAT JSON) " + sql, sql_params)
+        plan = cur.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    rows = int(plan[0]["Plan"].get("Plan Rows", 0))
+    return max(rows, TOTAL_CAP + 1), False
+
+
+def _latest_reads(**outer: Any) -> QuerySet[Read]:
+    """The latest read of the capture named by ``outer`` (lookups to ``OuterRef``s)."""
+    return Read.objects.filter(**outer).filter(_latest_read_q())
+
+
+def _review_q(state: str, reads: QuerySet[Read]) -> Q:
+    if state == "needs_review":
+        return Q(Exists(reads.filter(needs_review=True).filter(_unreviewed_q())))
+    if state == "reviewed":
+        return Q(Exists(reads.filter(_reviewed_q())))
+    return Q(Exists(reads.filter(needs_review=False).filter(_unreviewed_q())))  # accepted
+
+
+def _capture_filters(qs: QuerySet[Capture], f: SearchFilters) -> QuerySet[Capture]:
+    if f.date_from is not None:
+        qs = qs.filter(created_at__gte=f.date_from)
+    if f.date_to is not None:
+        qs = qs.filter(created_at__lt=f.date_to)
+    if f.line:
+        qs = qs.filter(station_line=f.line)
+    if f.station is not None:
+        qs = qs.filter(station_id=f.station)
+    if f.product_type is not None:
+        qs = qs.filter(product_type_id=f.product_type)
+    if f.status:
+        qs = qs.filter(status=f.status)
+    if f.client_ref:
+        qs = qs.filter(client_ref=f.client_ref)
+    latest = _latest_reads(capture_id=OuterRef("pk"))
+    if f.review:
+        qs = qs.filter(_review_q(f.review, latest))
+    if f.alarm == "mislabel":
+        qs = qs.filter(Exists(latest.exclude(mismatches=[])))
+    if f.conf_min is not None or f.conf_max is not None:
+        weakest = (
+            Field.objects.filter(read_id=OuterRef("pk"))
+            .order_by()
+            .values("read_id")
+            .annotate(m=Min("confidence"))
+            .values("m")
+        )
+        reads = latest.annotate(weakest=Subquery(weakest, output_field=FloatField()))
+        if f.conf_min is not None:
+            reads = reads.filter(weakest__gte=f.conf_min)
+        if f.conf_max is not None:
+            reads = reads.filter(weakest__lte=f.conf_max)
+        qs = qs.filter(Exists(reads))
+    if f.q:
+        norm, skel = identifier_key(f.q)[:128], lookalike_key(f.q)[:128]
+        if norm:
+            rows = SerialRecord.objects.filter(capture_id=OuterRef("pk")).filter(
+                Q(value__startswith=norm) | Q(skeleton=skel)
+            )
+            qs = qs.filter(Exists(rows))
+    return qs
+
+
+def capture_page(
+    *, user: Any, filters: SearchFilters | None = None, cursor: str = "", limit: int = 50
+) -> Page:
+    """Captures ``user`` may see, filtered, newest (or oldest, ``sort``) first, one keyset page
+    (``(created_at, id)`` after the cursor: rows inserted meanwhile never shift a later page).
+    ``filters.q`` keeps captures with a traced value that is, starts with or looks like it."""
+    f = filters or SearchFilters()
+    qs = _capture_filters(roles.scoped(Capture.objects.all(), user), f)
+    newest = f.sort != "oldest"
+    key = _cursor_load(cursor, "captures:" + f.sort)
+    page_qs = qs
+    if key is not None:
+        try:
+            at, last_id = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
+        except (IndexError, TypeError, ValueError):
+            raise _bad(
+                "cursor", _("The cursor is not valid; start again from the first page.")
+            ) from None
+        if newest:
+            page_qs = qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=last_id))
+        else:
+            page_qs = qs.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=last_id))
+    order = ("-created_at", "-id") if newest else ("created_at", "id")
+    ids = list(page_qs.order_by(*order).values_list("id", flat=True)[: limit + 1])
+    more = len(ids) > limit
+    ids = ids[:limit]
+    by_id = {c.pk: c for c in _capture_queryset().filter(pk__in=ids)}
+    items = [by_id[i] for i in ids if i in by_id]
+    next_cursor = ""
+    if more and items:
+        last = items[-1]
+        next_cursor = _cursor_dump(
+            "captures:" + f.sort, [last.created_at.isoformat(), str(last.pk)]
+        )
+    total, exact = _capped_total(qs)
+    return Page(items=items, next_cursor=next_cursor, total=total, total_exact=exact)
+
+
+def capture_list(*, user, limit: int = 50, station: Station | None = None) -> list[Capture]:
+    """The newest captures ``user`` may see."""
+    qs = roles.scoped(_capture_queryset(), user)
+    if station is not None:
+        qs = qs.filter(station=station)
+    return list(qs[:limit])
+
+
 @dataclass(frozen=True)
 class SerialHit:
-    value: str
+    value: str  # normalised (the key of its history)
     match: str  # exact | prefix | similar | lookalike
     similarity: float
     reads: int
@@ -179,88 +506,289 @@ class SerialHit:
     field_names: list[str]
     stations: list[str]  # "line / name" as they were when the photos were taken
     current_reads: int = 0  # reads whose value in force this is; 0: found only as "was"
+    display: str = ""  # as printed (the most recent printed form)
+    sources: list[str] = dataclasses.field(default_factory=lambda: ["text"])  # text / code
 
     @property
     def was_only(self) -> bool:
         """Only superseded values match: a person corrected every read of it to another."""
         return self.current_reads == 0
 
+    @property
+    def shown(self) -> str:
+        return self.display or self.value
 
-def serial_search(*, q: str, user, limit: int = 50) -> list[SerialHit]:
-    """Find traced values: exact, then prefix, then similar (trigram) and look-alike matches,
-    among the captures ``user`` may see (counts and dates too). Withdrawn captures are left
-    out (their reads stay in :func:`serial_history`, marked)."""
-    norm = identifier_key(q)
+    @property
+    def code_only(self) -> bool:
+        """Found only as a value a code on the label carries (not the print)."""
+        return self.sources == ["code"]
+
+
+MATCH_RANKS = {"exact": 0, "prefix": 1, "lookalike": 2, "similar": 3}
+
+
+def _record_filters(qs: QuerySet[SerialRecord], f: SearchFilters) -> QuerySet[SerialRecord]:
+    if f.date_from is not None:
+        qs = qs.filter(created_at__gte=f.date_from)
+    if f.date_to is not None:
+        qs = qs.filter(created_at__lt=f.date_to)
+    if f.line:
+        qs = qs.filter(capture__station_line=f.line)
+    if f.station is not None:
+        qs = qs.filter(station_id=f.station)
+    if f.product_type is not None:
+        qs = qs.filter(product_type_id=f.product_type)
+    if f.status:
+        qs = qs.filter(capture__status=f.status)
+    if f.field:
+        qs = qs.filter(field_name=f.field)
+    if f.client_ref:
+        qs = qs.filter(capture__client_ref=f.client_ref)
+    if f.conf_min is not None:
+        qs = qs.filter(field__confidence__gte=f.conf_min)
+    if f.conf_max is not None:
+        qs = qs.filter(field__confidence__lte=f.conf_max)
+    latest = _latest_reads(capture_id=OuterRef("capture_id"))
+    if f.review:
+        qs = qs.filter(_review_q(f.review, latest))
+    if f.alarm == "mislabel":
+        qs = qs.filter(Exists(latest.exclude(mismatches=[])))
+    return qs
+
+
+def _search_base(user: Any, f: SearchFilters) -> QuerySet[SerialRecord]:
+    qs = SerialRecord.objects.filter(capture__withdrawn_at__isnull=True)
+    return _record_filters(roles.scoped(qs, user, "capture__"), f)
+
+
+def _c_value(qs: QuerySet[SerialRecord]) -> QuerySet[SerialRecord]:
+    """``qs`` with ``vc``: the value in the "C" collation (byte order, as Python sorts it),
+    indexed by ``serial_value_c_idx``: a prefix is then an index range (``LIKE 'SN2%'``
+    becomes ``>= 'SN2' AND < 'SN3'``) read in the order the keyset pages need."""
+    if "vc" in qs.query.annotations:
+        return qs
+    return qs.annotate(vc=Collate("value", "C"))
+
+
+def _candidates(
+    base: QuerySet[SerialRecord],
+    norm: str,
+    skel: str,
+    after: list | None,
+    need: int,
+    kinds: tuple[str, ...] = (),
+) -> list[tuple[int, float, str]]:
+    """Up to ``need`` matching values after the keyset ``after`` (``[rank, -similarity,
+    value]``), in rank order: (rank, -similarity, value). Each kind is one indexed query:
+    exact (btree), prefix (``varchar_pattern_ops`` range, distinct in index order), look-alike
+    (btree on ``skeleton``), similar (GiST nearest neighbours ``skeleton <-> q``)."""
+    rank0, sim0, value0 = (after[0], after[1], after[2]) if after else (-1, 0.0, "")
+    out: list[tuple[int, float, str]] = []
+    run = set(kinds or MATCH_KINDS)
+
+    def left() -> int:
+        return need - len(out)
+
+    if "exact" in run and rank0 < 0 and base.filter(value=norm).exists():
+        out.append((0, -1.0, norm))
+    if "prefix" in run and left() > 0 and rank0 <= 1:
+        qs = _c_value(base).filter(vc__startswith=norm).exclude(value=norm)
+        if rank0 == 1:
+            qs = qs.filter(vc__gt=value0)
+        vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
+        out += [(1, -1.0, v) for v in vals]
+    if "lookalike" in run and left() > 0 and rank0 <= 2:
+        qs = _c_value(base.filter(skeleton=skel).exclude(value__startswith=norm))
+        if rank0 == 2:
+            qs = qs.filter(vc__gt=value0)
+        vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
+        out += [(2, -1.0, v) for v in vals]
+    if "similar" in run and left() > 0:
+        qs = base.exclude(value__startswith=norm).exclude(skeleton=skel)
+        # ``%`` (pg_trgm.similarity_threshold, 0.3 = SIMILARITY_THRESHOLD) lets the GiST scan
+        # skip subtrees that cannot reach it: short, common fragments then cost little
+        qs = qs.filter(skeleton__trigram_similar=skel)
+        qs = qs.annotate(dist=TrigramDistance("skeleton", skel))
+        if rank0 == 3:
+            # sim0 is -similarity of the last hit (rounded to 4 places: start a little before)
+            qs = qs.filter(dist__gte=1.0 + sim0 - 0.0001)
+        seen = {v for _r, _s, v in out}
+        batch = left() * 4 + 8
+        rows = qs.order_by("dist").values_list("value", "dist")[:batch]
+        for value, dist in rows:
+            sim = round(1.0 - float(dist), 4)
+            if sim < SIMILARITY_THRESHOLD:
+                break
+            if value in seen:
+                continue
+            if rank0 == 3 and (-sim, value) <= (sim0, value0):
+                continue
+            seen.add(value)
+            out.append((3, -sim, value))
+            if left() <= 0:
+                break
+    out.sort()
+    return out[:need]
+
+
+def serial_search_page(
+    *,
+    q: str,
+    user: Any,
+    filters: SearchFilters | None = None,
+    cursor: str = "",
+    limit: int = 50,
+) -> Page:
+    """Traced values (serials and every traced field, printed or carried by a code, current or
+    "was") matching ``q``: exact, then prefix, then look-alike (``lookalike_key``), then similar
+    (trigram), among the captures ``user`` may see, filtered; one keyset page of
+    :class:`SerialHit` (counts and dates too). Withdrawn captures are left out (their reads
+    stay in :func:`serial_history`, marked). ``total``: see :func:`_serial_total`."""
+    f = filters or SearchFilters()
+    norm, skel = identifier_key(q)[:128], lookalike_key(q)[:128]
     if not norm:
+        return Page(items=[], next_cursor="", total=0, total_exact=True)
+    after = _cursor_load(cursor, "serials")
+    if after is not None and not (
+        len(after) == 3 and after[0] in (0, 1, 2, 3) and isinstance(after[2], str)
+    ):
+        raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
+    base = _search_base(user, f)
+    cands = _candidates(base, norm, skel, after, limit + 1, f.match)
+    page = cands[:limit]
+    more = len(cands) > limit
+    hits = _serial_hits(base, page, norm, skel)
+    next_cursor = ""
+    if more and page:
+        last = page[-1]
+        next_cursor = _cursor_dump("serials", [last[0], last[1], last[2]])
+    total, exact_total = _serial_total(base, norm, skel, after, page, more, f.match)
+    return Page(items=hits, next_cursor=next_cursor, total=total, total_exact=exact_total)
+
+
+def _serial_total(
+    base: QuerySet[SerialRecord],
+    norm: str,
+    skel: str,
+    after: list | None,
+    page: list[tuple[int, float, str]],
+    more: bool,
+    kinds: tuple[str, ...] = (),
+) -> tuple[int, bool]:
+    """How many values match: on the first page, the exact, prefix and look-alike values
+    (counted up to :data:`TOTAL_CAP` with index-only queries) plus the similar ones on the
+    page; exact only when there is no further page. On later pages: at least the values seen."""
+    if not more and after is None:
+        return len(page), True
+    if after is not None:
+        return len(page) + int(more), not more
+    run = set(kinds or MATCH_KINDS)
+
+    def distinct_values(qs: QuerySet[SerialRecord]) -> int:  # in index order, stops at the cap
+        qs = _c_value(qs)
+        return qs.order_by("vc").values("vc").distinct()[: TOTAL_CAP + 1].count()
+
+    n = 0
+    if "prefix" in run:  # the exact value starts with itself
+        n += distinct_values(_c_value(base).filter(vc__startswith=norm))
+    elif "exact" in run:
+        n += int(base.filter(value=norm).exists())
+    if "lookalike" in run:
+        n += distinct_values(base.filter(skeleton=skel).exclude(value__startswith=norm))
+    similar = sum(1 for rank, _s, _v in page if rank == 3)
+    return min(n, TOTAL_CAP) + similar, False
+
+
+def _serial_hits(
+    base: QuerySet[SerialRecord], page: list[tuple[int, float, str]], norm: str, skel: str
+) -> list[SerialHit]:
+    if not page:
         return []
-    skel = lookalike_key(q)
-    qs = (
-        roles.scoped(
-            SerialRecord.objects.filter(capture__withdrawn_at__isnull=True), user, "capture__"
-        )
-        .filter(
-            Q(value=norm)
-            | Q(value__startswith=norm)
-            | Q(skeleton=skel)
-            | Q(value__trigram_similar=norm)
-            | Q(skeleton__trigram_similar=skel)
-        )
-        .annotate(
-            sim=Greatest(TrigramSimilarity("value", norm), TrigramSimilarity("skeleton", skel))
-        )
+    rows = (
+        base.filter(value__in=[v for _r, _s, v in page])
         .values("value")
         .annotate(
-            reads=Count("id"),
+            reads=Count("field_id", distinct=True),
             first_seen=Min("created_at"),
             last_seen=Max("created_at"),
-            similarity=Max("sim"),
-            skeleton=Max("skeleton"),
+            similarity=Max(
+                Greatest(TrigramSimilarity("value", norm), TrigramSimilarity("skeleton", skel))
+            ),
             field_names=ArrayAgg("field_name", distinct=True),
-            current=Count("id", filter=Q(superseded=False)),
+            sources=ArrayAgg("source", distinct=True),
+            current=Count("field_id", filter=Q(superseded=False), distinct=True),
+            displays=ArrayAgg("display", order_by=("-created_at", "-id")),
             stations=ArrayAgg(
                 Concat("capture__station_line", Value(" / "), "capture__station_name"),
                 distinct=True,
             ),
         )
+        .order_by()
     )
-    ranked: list[tuple[int, float, str, SerialHit]] = []
-    for row in qs:
-        value = row["value"]
-        if value == norm:
-            match, rank = "exact", 0
-        elif value.startswith(norm):
-            match, rank = "prefix", 1
-        elif row["skeleton"] == skel:
-            match, rank = "lookalike", 2
-        elif row["similarity"] >= SIMILARITY_THRESHOLD:
-            match, rank = "similar", 3
-        else:
+    by_value = {row["value"]: row for row in rows}
+    hits = []
+    for rank, neg_sim, value in page:
+        row = by_value.get(value)
+        if row is None:
             continue
-        hit = SerialHit(
-            value=value,
-            match=match,
-            similarity=round(float(row["similarity"]), 4),
-            reads=row["reads"],
-            first_seen=row["first_seen"],
-            last_seen=row["last_seen"],
-            field_names=sorted(row["field_names"]),
-            current_reads=row["current"],
-            stations=sorted(row["stations"]),
+        match = next(k for k, r in MATCH_RANKS.items() if r == rank)
+        sim = -neg_sim if rank == 3 else float(row["similarity"])
+        hits.append(
+            SerialHit(
+                value=value,
+                match=match,
+                similarity=round(sim, 4),
+                reads=row["reads"],
+                first_seen=row["first_seen"],
+                last_seen=row["last_seen"],
+                field_names=sorted(row["field_names"]),
+                current_reads=row["current"],
+                stations=sorted(row["stations"]),
+                display=next((d for d in row["displays"] if d), value),
+                sources=sorted(row["sources"], reverse=True),
+            )
         )
-        ranked.append((rank, -hit.similarity, value, hit))
-    ranked.sort(key=lambda item: item[:3])
-    return [item[3] for item in ranked[:limit]]
+    return hits
 
 
-def serial_history(*, value: str, user) -> list[SerialRecord]:
+def serial_search(
+    *, q: str, user, limit: int = 50, filters: SearchFilters | None = None
+) -> list[SerialHit]:
+    """The first page of :func:`serial_search_page` (its hits only)."""
+    return serial_search_page(q=q, user=user, filters=filters, limit=limit).items
+
+
+def serial_history(*, value: str, user, part: str = "") -> list[SerialRecord]:
     """Every read of one traced value that ``user`` may see, oldest first, with capture,
-    station and product type; rows with ``superseded`` are reads a person corrected from this
-    value to another ("was"). Withdrawn captures stay in the history
+    station, product type, the read's fields and their revisions; rows with ``superseded``
+    are reads a person corrected from this value to another ("was"), rows with ``source``
+    ``code`` reads whose label code carries it. ``part``: only captures whose part number is
+    that value too (one timeline per part + serial). Withdrawn captures stay in the history
     (``record.capture.withdrawn``); the station to show is the capture's ``station_label``."""
-    norm = identifier_key(value)
+    norm = identifier_key(value)[:128]
+    qs = roles.scoped(SerialRecord.objects.filter(value=norm), user, "capture__")
+    part_key = identifier_key(part)[:128]
+    if part_key:
+        qs = qs.filter(
+            Exists(
+                SerialRecord.objects.filter(
+                    capture_id=OuterRef("capture_id"),
+                    field_name="part_number",
+                    value=part_key,
+                    superseded=False,
+                )
+            )
+        )
     return list(
-        roles.scoped(SerialRecord.objects.filter(value=norm), user, "capture__")
-        .select_related("capture", "station", "product_type", "field", "field__read")
+        qs.select_related("capture", "station", "product_type", "field", "field__read")
+        .prefetch_related(
+            Prefetch(
+                "field__read__fields",
+                queryset=Field.objects.order_by("id").prefetch_related(
+                    Prefetch("revisions", queryset=FieldRevision.objects.order_by("seq"))
+                ),
+            ),
+        )
         .order_by("created_at", "id")
     )
 

@@ -900,6 +900,30 @@ def capture_image_bytes(*, capture_id: uuid.UUID | str) -> bytes:
         raise
 
 
+def capture_thumbnail_name(*, capture: Capture) -> str:
+    """The storage name of the capture's thumbnail (beside its image, ``<image>.thumb.jpg``)."""
+    stem, _ext = os.path.splitext(capture.image.name)
+    return f"{stem}.thumb.jpg"
+
+
+def capture_thumbnail_open(*, capture: Capture):
+    """The capture's thumbnail (JPEG, ``crops.THUMBNAIL_SIZE``) as an open storage file: made
+    once from the stored photo with Pillow and stored beside it through the storage API
+    (local or S3), then served as it is. ``ImageMissing`` when the photo is gone."""
+    from ocrapp import crops
+
+    storage = Capture._meta.get_field("image").storage
+    name = capture_thumbnail_name(capture=capture)
+    if not storage.exists(name):
+        data = capture_image_bytes(capture_id=capture.pk)
+        try:
+            jpeg = crops.thumbnail_jpeg(data)
+        except (OSError, ValueError) as exc:
+            raise ImageMissing(f"The stored image of {capture.pk} cannot be decoded.") from exc
+        name = storage.save(name, ContentFile(jpeg))
+    return storage.open(name, "rb")
+
+
 def _is_missing_object(exc: Exception) -> bool:
     """FileNotFoundError (local, and S3Storage.open on a 404) or a botocore 404 while reading."""
     if isinstance(exc, FileNotFoundError):
@@ -1390,22 +1414,7 @@ def read_save(
                 for f, iso_date in zip(read_result.fields, iso_dates, strict=True)
             ]
         )
-        records = SerialRecord.objects.bulk_create(
-            [
-                SerialRecord(
-                    value=identifier_key(field.value)[:128],
-                    skeleton=lookalike_key(field.value)[:128],
-                    field=field,
-                    field_name=field.name,
-                    capture=capture,
-                    product_type_id=capture.product_type_id,
-                    station_id=capture.station_id,
-                    created_at=capture.created_at,
-                )
-                for field in fields
-                if field.name in TRACED_FIELDS and identifier_key(field.value)
-            ]
-        )
+        records = SerialRecord.objects.bulk_create(serial_rows(fields=fields, capture=capture))
         capture.status = Capture.Status.DONE
         capture.failure_code = ""
         capture.failure_reason = ""
@@ -1423,6 +1432,38 @@ def read_save(
             ),
         )
         return read
+
+
+def serial_rows(*, fields: Iterable[Field], capture: Capture) -> list[SerialRecord]:
+    """The search index rows of a new read's fields (unsaved): one ``text`` row per traced
+    field value (``display``: as printed), and a ``code`` row where a code on the label carries
+    another value than the print (so a value only the code carries is found as exact)."""
+    rows: list[SerialRecord] = []
+
+    def row(field: Field, shown: str, source: str) -> SerialRecord:
+        return SerialRecord(
+            value=identifier_key(shown)[:128],
+            skeleton=lookalike_key(shown)[:128],
+            display=shown.strip()[:128],
+            source=source,
+            field=field,
+            field_name=field.name,
+            capture=capture,
+            product_type_id=capture.product_type_id,
+            station_id=capture.station_id,
+            created_at=capture.created_at,
+        )
+
+    for field in fields:
+        if field.name not in TRACED_FIELDS:
+            continue
+        key = identifier_key(field.value)
+        if key:
+            rows.append(row(field, field.value, "text"))
+        code_key = identifier_key(field.code_value or "")
+        if code_key and code_key != key:
+            rows.append(row(field, field.code_value or "", "code"))
+    return rows
 
 
 def read_audit_state(*, read: Read, fields: list[Field], lines: int, records: int) -> dict:
@@ -1669,16 +1710,17 @@ def _serial_index_follow(*, field: Field, capture: Capture) -> None:
     if field.name not in TRACED_FIELDS:
         return
     key = identifier_key(field.current_value)[:128]
-    SerialRecord.objects.filter(field=field, superseded=False).exclude(value=key).update(
-        superseded=True
-    )
+    text_rows = SerialRecord.objects.filter(field=field, source="text")
+    text_rows.filter(superseded=False).exclude(value=key).update(superseded=True)
     if not key:
         return
-    updated = SerialRecord.objects.filter(field=field, value=key).update(superseded=False)
+    updated = text_rows.filter(value=key).update(superseded=False)
     if not updated:
         SerialRecord.objects.create(
             value=key,
             skeleton=lookalike_key(field.current_value)[:128],
+            display=field.current_value.strip()[:128],
+            source="text",
             field=field,
             field_name=field.name,
             capture=capture,

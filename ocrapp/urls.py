@@ -8,8 +8,12 @@ from ocrapp import api, ops_views
 handler400 = "ocrapp.limits.bad_request"
 
 api_v1 = [
-    path("captures", api.CaptureCreateApi.as_view(), name="api-capture-create"),
+    # GET lists (filters, keyset pages), POST uploads: one URL, CapturesApi
+    path("captures", api.CapturesApi.as_view(), name="api-capture-create"),
     path("captures/<str:capture_id>", api.capture_detail, name="api-capture-detail"),
+    path(
+        "captures/<str:capture_id>/image", api.CaptureImageApi.as_view(), name="api-capture-image"
+    ),
     path(
         "captures/<str:capture_id>/withdraw",
         api.CaptureWithdrawApi.as_view(),

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -35,6 +36,7 @@ from ocrapp.templatetags.ocrui import (
     review_threshold,
 )
 from workers.contract import FieldDict, FieldResult, QualityReport, QualityWarning, ReviewDecision
+from workers.fieldspec import TRACED_FIELDS
 
 RECENT_ON_UPLOAD = 10
 RECENT_ON_LIST = 50
@@ -42,7 +44,6 @@ MAX_QUERY_LENGTH = 128
 REVIEW_PAGE_SIZE = 50
 REVIEW_FILTER_REASONS = ("mislabel", "invalid", "missing", "low_confidence")
 _ZERO_UUID = uuid.UUID(int=0)
-BROWSER_UNREADABLE_FORMATS = frozenset({"HEIF"})  # the image page serves a JPEG of these
 
 
 @dataclass(frozen=True)
@@ -254,10 +255,83 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+def page_time_zone(request: HttpRequest) -> str:
+    """The time zone of a page: ``tz`` in the URL (shareable), else the browser's (the ``tz``
+    cookie set by ``tz.js``), else the server's ``TIME_ZONE``; an unknown cookie is ignored."""
+    cookie = request.COOKIES.get("tz", "")[:64]
+    if cookie:
+        try:
+            selectors.time_zone_find(name=cookie)
+        except ApplicationError:
+            cookie = ""
+    return cookie or settings.TIME_ZONE
+
+
+def _page_filters(request: HttpRequest) -> tuple[selectors.SearchFilters, str, list[str]]:
+    """The filters of the search and capture list pages (in the URL), the zone to show times
+    in, and what was wrong with them (shown on the page, the list then unfiltered)."""
+    tz = page_time_zone(request)
+    try:
+        filters = selectors.search_filters_parse(params=request.GET, default_tz=tz)
+        return filters, filters.tz or tz, []
+    except ApplicationError as exc:
+        return selectors.SearchFilters(tz=tz), tz, [exc.message]
+
+
+def _filter_context(request: HttpRequest, filters: selectors.SearchFilters, tz: str) -> dict:
+    def local(when):
+        return timezone.localtime(when, selectors.time_zone_find(name=tz)) if when else None
+
+    date_to = local(filters.date_to)
+    return {
+        "filters": filters,
+        "tz": tz,
+        "from_value": request.GET.get("from", "").strip()[:32],
+        "to_value": request.GET.get("to", "").strip()[:32],
+        "date_from_local": local(filters.date_from),
+        "date_to_local": date_to,
+        "choices": selectors.review_filter_choices(user=request.user),
+        "statuses": Capture.Status.choices,
+        "review_states": selectors.REVIEW_STATES,
+        "traced_fields": TRACED_FIELDS,
+    }
+
+
+def _next_url(request: HttpRequest, cursor: str) -> str:
+    if not cursor:
+        return ""
+    params = request.GET.copy()
+    params["cursor"] = cursor
+    return request.path + "?" + params.urlencode()
+
+
 @login_required
 @require_GET
 def capture_list_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "ocrapp/capture_list.html", {"recent": _recent(request, RECENT_ON_LIST)})
+    """The captures the user may see, filtered (the URL carries the filters), one keyset
+    page at a time with the total."""
+    filters, tz, errors = _page_filters(request)
+    cursor = request.GET.get("cursor", "")[:512]
+    try:
+        page = selectors.capture_page(
+            user=request.user, filters=filters, cursor=cursor, limit=RECENT_ON_LIST
+        )
+    except ApplicationError as exc:  # a stale or edited cursor: the first page
+        errors.append(exc.message)
+        page = selectors.capture_page(user=request.user, filters=filters, limit=RECENT_ON_LIST)
+    with timezone.override(selectors.time_zone_find(name=tz)):
+        return render(
+            request,
+            "ocrapp/capture_list.html",
+            {
+                "recent": [_capture_view(c) for c in page.items],
+                "page": page,
+                "next_url": _next_url(request, page.next_cursor),
+                "errors": errors,
+                "client_ref": filters.client_ref,
+                **_filter_context(request, filters, tz),
+            },
+        )
 
 
 @login_required
@@ -304,58 +378,88 @@ def capture_recent(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
-@require_GET
-def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse | FileResponse:
+def _image(request: HttpRequest, capture_id: uuid.UUID, *, thumb: bool) -> HttpResponse:
+    from ocrapp.api import capture_image_response
+
     capture = _capture_or_404(request, capture_id)
     if capture.image_purged_at is not None:
         return HttpResponse(_("Image deleted by retention."), status=410, content_type="text/plain")
     try:
-        fh = capture.image.open("rb")
-    except (FileNotFoundError, ValueError):
+        return capture_image_response(capture=capture, thumb=thumb)
+    except NotFoundError:
         raise Http404(_("The image file is missing.")) from None
-    if capture.image_format in BROWSER_UNREADABLE_FORMATS:  # HEIC: shown as a JPEG
-        with fh:
-            data = fh.read()
-        try:
-            response = HttpResponse(crops.jpeg_rendition(data), content_type="image/jpeg")
-        except OSError:
-            raise Http404(_("The image file is missing.")) from None
-        except ApplicationError as exc:  # the decode budget is full: retry shortly
-            return HttpResponse(exc.message, status=exc.status_code, content_type="text/plain")
-        response["Cache-Control"] = "private, max-age=86400"
-        return response
-    response = FileResponse(fh)
-    # The stored file never changes (content-addressed by the capture), so browsers may keep it.
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+
+
+@login_required
+@require_GET
+def capture_image(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
+    return _image(request, capture_id, thumb=False)
+
+
+@login_required
+@require_GET
+def capture_thumbnail(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
+    """The capture's thumbnail (JPEG, made once and stored beside the photo)."""
+    return _image(request, capture_id, thumb=True)
 
 
 @login_required
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
-    hits = selectors.serial_search(q=q, user=request.user) if q else []
-    return render(
-        request,
-        "ocrapp/search.html",
-        {"q": q, "hits": hits},
-    )
+    """One search over serials and every traced field (printed, from codes, and "was"), with
+    the filters of the capture list; keyset pages."""
+    filters, tz, errors = _page_filters(request)
+    q = filters.q[:MAX_QUERY_LENGTH]
+    page = None
+    if q:
+        cursor = request.GET.get("cursor", "")[:512]
+        try:
+            page = selectors.serial_search_page(
+                q=q, user=request.user, filters=filters, cursor=cursor
+            )
+        except ApplicationError as exc:
+            errors.append(exc.message)
+            page = selectors.serial_search_page(q=q, user=request.user, filters=filters)
+    with timezone.override(selectors.time_zone_find(name=tz)):
+        return render(
+            request,
+            "ocrapp/search.html",
+            {
+                "q": q,
+                "hits": page.items if page else [],
+                "page": page,
+                "next_url": _next_url(request, page.next_cursor) if page else "",
+                "errors": errors,
+                **_filter_context(request, filters, tz),
+            },
+        )
 
 
 @login_required
 @require_GET
 def serial_page(request: HttpRequest, value: str) -> HttpResponse:
-    records = selectors.serial_history(value=value, user=request.user)
-    return render(
-        request,
-        "ocrapp/serial_history.html",
-        {
-            "value": records[0].value if records else value,
-            "records": records,
-        },
-        status=200 if records else 404,
+    """One timeline per serial (``?part=`` per part + serial): thumbnail, time, line, station,
+    product type, fields, confidence, revisions and alarms of every read."""
+    tz = page_time_zone(request)
+    part = request.GET.get("part", "").strip()[:128].replace("\x00", "")
+    records = (
+        selectors.serial_history(value=value, user=request.user, part=part)
+        if "\x00" not in value
+        else []
     )
+    with timezone.override(selectors.time_zone_find(name=tz)):
+        return render(
+            request,
+            "ocrapp/serial_history.html",
+            {
+                "value": records[-1].shown if records else value,
+                "key": records[0].value if records else value,
+                "records": records,
+                "part": part,
+                "tz": tz,
+            },
+            status=200 if records else 404,
+        )
 
 
 # --- review: the queue page, line crops, revisions on the capture page ----------------------

@@ -21,6 +21,7 @@ urlpatterns = [
     path("captures/<uuid:capture_id>/", views.capture_page, name="capture-detail"),
     path("captures/<uuid:capture_id>/card", views.capture_card, name="capture-card"),
     path("captures/<uuid:capture_id>/image", views.capture_image, name="capture-image"),
+    path("captures/<uuid:capture_id>/thumb.jpg", views.capture_thumbnail, name="capture-thumb"),
     path(
         "captures/<uuid:capture_id>/lines/<int:order>/crop.png",
         views.line_crop_image,

@@ -230,7 +230,9 @@ def test_history_page(world, role):
             assert "station-B" not in html
             continue
         assert resp.status_code == 200, value
-        stations = set(re.findall(r"LINE-\d / station-[AB]", html.split("<tbody>", 1)[1]))
+        stations = set(
+            re.findall(r"LINE-\d / station-[AB]", html.split('<ol class="timeline">', 1)[1])
+        )
         assert stations == expected[value]
 
 

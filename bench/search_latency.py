@@ -1,0 +1,244 @@
+"""Search latency at scale: p50/p95 of exact, look-alike, prefix and similar serial search (with an
+adversarial set of short, common fragments), one serial's history and filtered capture list
+pages, through the same selectors the pages and the API use, with the indexes EXPLAIN shows.
+
+Peer measured in the same run: "similar" as the trigram ``%`` filter over the GIN indexes (the
+search before issue 13) against nearest-neighbour ordering over the GiST index (now).
+
+    .venv/bin/python bench/search_latency.py --reads 100000          # fills what is missing
+    .venv/bin/python bench/search_latency.py --reads 1000000 --runs 200
+
+The database is an embedded PostgreSQL under ``--var`` (kept, so a later run reuses the filled
+reads; ``DATABASE_URL`` points it elsewhere); missing reads are written by ``manage.py
+fill_reads`` (synthetic bench data), whose speed is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def _indexes(plan) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if "Index Name" in plan:
+            found.add(plan["Index Name"])
+        for v in plan.values():
+            found |= _indexes(v)
+    elif isinstance(plan, list):
+        for v in plan:
+            found |= _indexes(v)
+    return found
+
+
+def _explain(queries) -> str:
+    import json
+
+    from django.db import connection
+
+    names: set[str] = set()
+    seq: set[str] = set()
+    with connection.cursor() as cur:
+        for q in queries:
+            sql = q["sql"]
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            cur.execute("EXPLAIN (FORMAT JSON) " + sql)
+            plan = cur.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            names |= _indexes(plan)
+            seq |= _seq_scans(plan)
+    out = ", ".join(sorted(names)) or "-"
+    big = sorted(t for t in seq if t in ("ocrapp_serialrecord", "ocrapp_capture", "ocrapp_field"))
+    if big:
+        out += " | seq scan: " + ", ".join(big)
+    return out
+
+
+def _seq_scans(plan) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Seq Scan":
+            found.add(plan.get("Relation Name", "?"))
+        for v in plan.values():
+            found |= _seq_scans(v)
+    elif isinstance(plan, list):
+        for v in plan:
+            found |= _seq_scans(v)
+    return found
+
+
+def _measure(label: str, queries: list, call, rows: list) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        call(q)
+        times.append((time.perf_counter() - t0) * 1000)
+    with CaptureQueriesContext(connection) as ctx:
+        call(queries[0])
+    rows.append(
+        (
+            label,
+            len(queries),
+            statistics.median(times),
+            _pct(times, 95),
+            max(times),
+            _explain(ctx.captured_queries),
+        )
+    )
+
+
+def _lookalike(value: str, rng: random.Random) -> str:
+    swap = {"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G"}
+    chars = list(value)
+    spots = [i for i, c in enumerate(chars) if c in swap]
+    for i in rng.sample(spots, min(2, len(spots))):
+        chars[i] = swap[chars[i]]
+    return "".join(chars)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reads", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=100, help="Queries per kind.")
+    ap.add_argument("--var", default=str(ROOT / "var" / "bench-search"))
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    from ocrapp import devstack
+
+    with devstack.Services(Path(args.var), database="bench_search") as services:
+        os.environ.update(services.env)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        run(args)
+
+
+def run(args) -> None:
+    from django.contrib.postgres.search import TrigramSimilarity
+    from django.db.models import Q
+    from django.db.models.functions import Greatest
+
+    from ocrapp import roles, selectors
+    from ocrapp.models import Capture, SerialRecord
+    from tests.review_data import grant
+    from workers.fieldspec import identifier_key, lookalike_key
+
+    synth = Capture.objects.filter(station_line__startswith="SYN-")
+    have = synth.count()
+    fill = ""
+    if have < args.reads:
+        from django.core.management import call_command
+
+        t0 = time.perf_counter()
+        call_command("fill_reads", str(args.reads - have), verbosity=0)
+        secs = time.perf_counter() - t0
+        fill = f"fill_reads wrote {args.reads - have:,} reads in {secs:.0f} s"
+        have = args.reads
+    from django.contrib.auth import get_user_model
+
+    qm, _ = get_user_model().objects.get_or_create(username="bench-qm")
+    grant(qm, roles.QUALITY_MANAGER)
+    qm = get_user_model().objects.get(pk=qm.pk)  # fresh permission cache
+
+    rng = random.Random(args.seed)
+    n_sr = SerialRecord.objects.count()
+    sample = []
+    serials = SerialRecord.objects.filter(field_name="serial_number")
+    max_id = SerialRecord.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    while len(sample) < args.runs:
+        row = serials.filter(id__gte=rng.randint(1, max_id)).order_by("id").first()
+        if row is not None:
+            sample.append(row.display or row.value)
+    exact = sample
+    look = [_lookalike(v, rng) for v in sample]
+    prefix = [v[: rng.randint(3, 7)] for v in sample]
+    adversarial = ["000", "0001", "SN", "SN2026", "-10", "123", "A1B", "100", "00-", "35"]
+    similar = [
+        (adversarial[i % len(adversarial)] if i % 2 else v[:-2] + "X" + v[-1:])
+        for i, v in enumerate(sample)
+    ]
+    lines = sorted(set(synth.values_list("station_line", flat=True)[:1000]))
+
+    def search(q):
+        selectors.serial_search_page(q=q, user=qm, limit=50)
+
+    def search_only(*kinds):
+        f = selectors.SearchFilters(match=kinds)
+        return lambda q: selectors.serial_search_page(q=q, user=qm, filters=f, limit=50)
+
+    def gin_similar(q):  # the peer: trigram % filter over the GIN indexes
+        norm, skel = identifier_key(q), lookalike_key(q)
+        list(
+            SerialRecord.objects.filter(
+                Q(value__trigram_similar=norm) | Q(skeleton__trigram_similar=skel)
+            )
+            .annotate(
+                sim=Greatest(TrigramSimilarity("value", norm), TrigramSimilarity("skeleton", skel))
+            )
+            .order_by("-sim")
+            .values_list("value", flat=True)[:50]
+        )
+
+    def history(v):
+        selectors.serial_history(value=v, user=qm)
+
+    def capture_list(i):
+        f = selectors.SearchFilters(line=lines[i % len(lines)], review="needs_review")
+        page = selectors.capture_page(user=qm, filters=f, limit=50)
+        if page.next_cursor:
+            selectors.capture_page(user=qm, filters=f, cursor=page.next_cursor, limit=50)
+
+    def capture_list_plain(i):
+        selectors.capture_page(user=qm, limit=50)
+
+    rows: list = []
+    _measure("exact (match=exact)", exact, search_only("exact"), rows)
+    _measure("look-alike (match=exact,lookalike)", look, search_only("exact", "lookalike"), rows)
+    _measure("prefix (match=prefix, 3-7 chars)", prefix, search_only("prefix"), rows)
+    _measure("full search, exact query", exact, search, rows)
+    _measure("full search, look-alike query", look, search, rows)
+    _measure("full search, prefix query", prefix, search, rows)
+    _measure("similar, adversarial (KNN GiST)", similar, search, rows)
+    _measure("similar peer: % filter (GIN)", similar[: max(10, args.runs // 5)], gin_similar, rows)
+    _measure("history of one serial", exact, history, rows)
+    _measure("capture list page, no filter", list(range(args.runs)), capture_list_plain, rows)
+    _measure(
+        "capture list, line + needs review, pages 1-2",
+        list(range(args.runs)),
+        capture_list,
+        rows,
+    )
+
+    print(f"\n{have:,} synthetic reads, {n_sr:,} search index rows. {fill}\n")
+    print("| query | n | p50 ms | p95 ms | max ms | indexes (EXPLAIN) |")
+    print("|---|---:|---:|---:|---:|---|")
+    for label, n, p50, p95, mx, idx in rows:
+        print(f"| {label} | {n} | {p50:.1f} | {p95:.1f} | {mx:.1f} | {idx} |")
+
+
+if __name__ == "__main__":
+    main()

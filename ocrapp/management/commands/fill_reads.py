@@ -1,0 +1,293 @@
+"""``manage.py fill_reads N``: fill the database with N synthetic reads, fast (COPY), for the
+search benchmark (``bench/search_latency.py``) and scale tests.
+
+What it writes is **synthetic bench data, clearly marked** and consistent with the audit trail:
+
+- its own stations (line ``SYN-<n>``), product types (``synthetic-…``) and uploader
+  (``synthetic-bench``, no password login), created through ``ocrapp.services`` (audited);
+- per read: a DONE capture (``original_filename`` ``synthetic``, no image file: its image and
+  thumbnail answer 404), one read (``worker`` ``fill_reads``), its fields (serial number, part
+  number, lot) and their search index rows (printed form in ``display``; about 1 % carry a
+  differing code value, indexed as ``source=code``); about 2 % of the captures are FAILED;
+- one audit event per batch (action ``create`` on the batch's first read, reason "manage.py
+  fill_reads: synthetic bench data") that records every field value of the batch, so
+  ``manage.py audit_verify`` checks these reads like any other.
+
+Serial formats are realistic and share many trigrams (``SN2026000123``, ``44-1020-0007``,
+``QX7-781234-S``, 15-digit IMEI-like numbers, ``A1B2C3000045``), about 3 % of serials are read
+again, and reads spread over the given number of days, the stations and product types.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from ocrapp import audit, services
+from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station
+from workers.fieldspec import identifier_key, lookalike_key
+
+SYNTH_USER = "synthetic-bench"
+SYNTH_LINE_PREFIX = "SYN-"
+SYNTH_REASON = "manage.py fill_reads: synthetic bench data"
+PRODUCT_TYPES = ("synthetic-nameplate", "synthetic-sticker", "synthetic-board")
+FIELD_NAMES = ("serial_number", "part_number", "lot")
+
+
+def serial_value(rng: random.Random, i: int) -> str:
+    """One printed serial of a realistic format (many share common trigrams such as ``000``)."""
+    kind = rng.random()
+    if kind < 0.35:
+        return f"SN{rng.choice((2024, 2025, 2026))}{i % 1000000:06d}"
+    if kind < 0.55:
+        return f"{rng.randint(10, 99)}-{rng.randint(1000, 1099)}-{i % 10000:04d}"
+    if kind < 0.75:
+        letters = "ABCDEFGHJKMNPQRSTUVWXYZ"
+        return (
+            f"{rng.choice(letters)}{rng.choice(letters)}{rng.randint(0, 9)}-"
+            f"{i % 1000000:06d}-{rng.choice(letters)}"
+        )
+    if kind < 0.9:
+        return f"35{rng.randint(1000, 9999)}{i % 100000000:08d}{rng.randint(0, 9)}"
+    return f"A{rng.randint(0, 9)}B{rng.randint(0, 9)}C{rng.randint(0, 9)}{i % 1000000:06d}"
+
+
+def _columns(model) -> list[str]:
+    return [f.column for f in model._meta.concrete_fields]
+
+
+def _defaults(model) -> dict:
+    """Each column's Python default (Django sets defaults in Python, not in the database)."""
+    out = {}
+    for f in model._meta.concrete_fields:
+        value = f.get_default()  # "" for a CharField without a default, None for a nullable one
+        out[f.column] = Jsonb(value) if isinstance(value, (dict, list)) else value
+    return out
+
+
+def _reserve_ids(table: str, n: int) -> int:
+    """The first of ``n`` consecutive ids taken from ``table``'s id sequence."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+        seq = cur.fetchone()[0]
+        cur.execute("SELECT nextval(%s)", [seq])
+        first = cur.fetchone()[0]
+        cur.execute("SELECT setval(%s, %s)", [seq, first + n])
+    return first
+
+
+class Command(BaseCommand):
+    help = "Fill the database with N synthetic reads (COPY), marked as synthetic bench data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("n", type=int, help="How many reads (captures) to write.")
+        parser.add_argument("--batch", type=int, default=20000)
+        parser.add_argument("--seed", type=int, default=13)
+        parser.add_argument("--days", type=int, default=365, help="Spread over this many days.")
+        parser.add_argument("--lines", type=int, default=4)
+        parser.add_argument("--stations-per-line", type=int, default=3)
+
+    def handle(self, *args, **opts):
+        n, batch = opts["n"], max(1, opts["batch"])
+        if n < 1:
+            raise CommandError("N must be at least 1.")
+        user, stations, pts = self._setup(opts["lines"], opts["stations_per_line"])
+        start = time.monotonic()
+        done = 0
+        # a later run goes on numbering (and drawing) after the synthetic reads already there
+        offset = Capture.objects.filter(station_line__startswith=SYNTH_LINE_PREFIX).count()
+        rng = random.Random(opts["seed"] * 1_000_003 + offset)
+        while done < n:
+            size = min(batch, n - done)
+            self._batch(rng, size, offset + done, user, stations, pts, opts["days"])
+            done += size
+            rate = done / max(time.monotonic() - start, 1e-9)
+            self.stdout.write(f"{done}/{n} reads ({rate:,.0f}/s)")
+        with connection.cursor() as cur:
+            for table in ("ocrapp_capture", "ocrapp_read", "ocrapp_field", "ocrapp_serialrecord"):
+                cur.execute(f"ANALYZE {table}")
+        self.stdout.write(
+            self.style.SUCCESS(f"wrote {n} synthetic reads in {time.monotonic() - start:.1f} s")
+        )
+
+    def _setup(self, lines: int, per_line: int):
+        User = get_user_model()
+        user = User.objects.filter(username=SYNTH_USER).first()
+        if user is None:
+            user = services.user_create(
+                actor=None,
+                username=SYNTH_USER,
+                password=None,
+                fields={"is_active": False, "first_name": "Synthetic", "last_name": "bench"},
+                reason=SYNTH_REASON,
+            )
+        stations = []
+        for li in range(1, lines + 1):
+            for si in range(1, per_line + 1):
+                line, name = f"{SYNTH_LINE_PREFIX}{li}", f"station-{si}"
+                st = Station.objects.filter(line=line, name=name).first()
+                stations.append(
+                    st or services.station_create(line=line, name=name, reason=SYNTH_REASON)
+                )
+        from ocrapp.demo import DEMO_PRODUCT_TYPES
+
+        schema = DEMO_PRODUCT_TYPES["nameplate"]["field_schema"]
+        pts = []
+        for name in PRODUCT_TYPES:
+            pt = ProductType.objects.filter(name=name).first()
+            pts.append(
+                pt
+                or services.product_type_create(
+                    name=name,
+                    field_schema=schema,
+                    description="Synthetic bench data (manage.py fill_reads).",
+                    reason=SYNTH_REASON,
+                )
+            )
+        return user, stations, pts
+
+    def _batch(self, rng, size, offset, user, stations, pts, days) -> None:
+        now = timezone.now()
+        cap_cols, read_cols = _columns(Capture), _columns(Read)
+        field_cols, sr_cols = _columns(Field), _columns(SerialRecord)
+        cap_def, read_def = _defaults(Capture), _defaults(Read)
+        field_def, sr_def = _defaults(Field), _defaults(SerialRecord)
+        parts = [f"PN-{k:07d}" for k in range(0, 400000, 1999)]
+        with transaction.atomic():
+            read_id = _reserve_ids("ocrapp_read", size)
+            field_id = _reserve_ids("ocrapp_field", size * len(FIELD_NAMES))
+            sr_id = _reserve_ids("ocrapp_serialrecord", size * (len(FIELD_NAMES) + 1))
+            recorded: dict[str, dict] = {}
+            first_read = read_id
+            with connection.cursor() as cur:
+                raw = cur.cursor if hasattr(cur, "cursor") else cur
+                caps, reads, fields, srs = [], [], [], []
+                for k in range(size):
+                    i = offset + k
+                    st, pt = rng.choice(stations), rng.choice(pts)
+                    at = now - timedelta(seconds=rng.uniform(0, days * 86400))
+                    cid = uuid.UUID(int=rng.getrandbits(128), version=4)
+                    failed = rng.random() < 0.02
+                    caps.append(
+                        {
+                            **cap_def,
+                            "id": cid,
+                            "image": f"synthetic/{cid.hex}.png",
+                            "original_filename": "synthetic",
+                            "sha256": f"{rng.getrandbits(256):064x}",
+                            "size_bytes": 0,
+                            "width": 0,
+                            "height": 0,
+                            "image_format": "PNG",
+                            "station_id": st.pk,
+                            "station_line": st.line,
+                            "station_name": st.name,
+                            "product_type_id": pt.pk,
+                            "uploaded_by_id": user.pk,
+                            "client_ref": f"SYN-{i:08d}",
+                            "status": "FAILED" if failed else "DONE",
+                            "failure_code": "timeout" if failed else "",
+                            "failure_reason": "synthetic" if failed else "",
+                            "attempts": 1,
+                            "created_at": at,
+                            "updated_at": at,
+                            "finished_at": at + timedelta(seconds=1),
+                        }
+                    )
+                    if failed:
+                        continue
+                    needs_review = rng.random() < 0.15
+                    reads.append(
+                        {
+                            **read_def,
+                            "id": read_id,
+                            "capture_id": cid,
+                            "run": 1,
+                            "worker": "fill_reads",
+                            "needs_review": needs_review,
+                            "review": Jsonb({"needs_review": needs_review, "reasons": []}),
+                            "created_at": at,
+                        }
+                    )
+                    # about 3 % of the serials are read again (an earlier serial)
+                    serial_i = i if rng.random() > 0.03 or i == 0 else rng.randrange(i)
+                    serial = serial_value(random.Random(serial_i * 7919 + 1), serial_i)
+                    values = {
+                        "serial_number": serial,
+                        "part_number": rng.choice(parts),
+                        "lot": f"L{at.year}-{rng.randint(0, 4999):06d}",
+                    }
+                    entries = {}
+                    for name, value in values.items():
+                        conf = round(rng.uniform(0.5, 0.999), 4)
+                        code_value = None
+                        if name == "serial_number" and rng.random() < 0.01:
+                            code_value = serial_value(rng, i + 7_000_000)
+                        fields.append(
+                            {
+                                **field_def,
+                                "id": field_id,
+                                "read_id": read_id,
+                                "name": name,
+                                "raw_value": value,
+                                "value": value,
+                                "current_value": value,
+                                "confidence": conf,
+                                "valid": True,
+                                "source": "text",
+                                "code_value": code_value,
+                                "code_match": False if code_value else None,
+                            }
+                        )
+                        entries[str(field_id)] = {"name": name, "value": value}
+                        for shown, source in ((value, "text"), (code_value, "code")):
+                            if not shown:
+                                continue
+                            srs.append(
+                                {
+                                    **sr_def,
+                                    "id": sr_id,
+                                    "value": identifier_key(shown)[:128],
+                                    "skeleton": lookalike_key(shown)[:128],
+                                    "display": shown,
+                                    "source": source,
+                                    "field_id": field_id,
+                                    "superseded": False,
+                                    "field_name": name,
+                                    "capture_id": cid,
+                                    "product_type_id": pt.pk,
+                                    "station_id": st.pk,
+                                    "created_at": at,
+                                }
+                            )
+                            sr_id += 1
+                        field_id += 1
+                    recorded.update(entries)
+                    read_id += 1
+                for table, cols, rows in (
+                    ("ocrapp_capture", cap_cols, caps),
+                    ("ocrapp_read", read_cols, reads),
+                    ("ocrapp_field", field_cols, fields),
+                    ("ocrapp_serialrecord", sr_cols, srs),
+                ):
+                    sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
+                    with raw.copy(sql) as copy:
+                        for row in rows:
+                            copy.write_row([row[c] for c in cols])
+            audit.record(
+                actor=None,
+                action="create",
+                object_type="ocrapp.read",
+                object_id=str(first_read),
+                object_repr=f"synthetic bench data: {len(recorded)} field values",
+                after={"synthetic": True, "reads": read_id - first_read, "fields": recorded},
+                reason=SYNTH_REASON,
+            )
