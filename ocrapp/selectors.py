@@ -111,7 +111,6 @@ def capture_latest_read(*, capture: Capture) -> Read | None:
     return reads[0] if reads else None
 
 
-
 def product_type_list() -> QuerySet[ProductType]:
     """Product types that take new captures (inactive ones keep their history only)."""
     return ProductType.objects.filter(active=True)

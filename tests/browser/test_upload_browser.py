@@ -368,6 +368,7 @@ def test_upload_error_message_in_korean(page, live_server, user, station, produc
     assert card.locator(".result-status").inner_text() == "실패"
     message = card.locator(".result-message").inner_text()
     assert (
-        message == "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF, WebP 또는 HEIC를 사용하세요)."
+        message
+        == "읽을 수 있는 이미지 파일이 아닙니다 (JPEG, PNG, TIFF, WebP 또는 HEIC를 사용하세요)."
     )
     assert page.errors == []
