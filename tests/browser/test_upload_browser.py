@@ -195,7 +195,7 @@ def test_upload_shows_serial_on_result_card(
     page.screenshot(path=str(SCREENSHOT_DIR / "search_390x844.png"), full_page=True)
     link.click()
     page.wait_for_url("**/serials/SN20260042/")
-    assert page.locator("table.history tbody tr").count() == 1
+    assert page.locator("ol.timeline li.history-item").count() == 1
     _assert_fits_phone(page)
     page.screenshot(path=str(SCREENSHOT_DIR / "serial_history_390x844.png"), full_page=True)
 

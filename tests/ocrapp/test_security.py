@@ -235,7 +235,7 @@ def test_absolute_urls_ignore_the_host_header(station_client, product_type):
     body = resp.json()
     assert body["url"] == f"https://serial.example.com/api/v1/captures/{body['id']}"
     assert resp["Location"] == body["url"]
-    assert body["image_url"].startswith("https://serial.example.com/captures/")
+    assert body["image_url"].startswith("https://serial.example.com/api/v1/captures/")
     detail = station_client.get(f"/api/v1/captures/{body['id']}", HTTP_HOST="127.0.0.1")
     assert detail.json()["url"] == body["url"]
 
