@@ -372,7 +372,10 @@ class CaptureCreateApi(APIView):
         )
         logctx.bind(capture_id=capture.pk)  # for the rest of this request's log lines
         log.info("capture %s %s", capture.pk, "accepted" if created else "replayed (idempotent)")
-        capture = selectors.capture_get(capture_id=capture.pk, user=request.user)
+        if created:
+            capture = selectors.capture_just_created(capture=capture)
+        else:  # a replay: the capture as it is now (it may have been read since)
+            capture = selectors.capture_get(capture_id=capture.pk, user=request.user)
         body = CaptureOutput(capture, context={"request": request}).data
         response = Response(body, status=status.HTTP_202_ACCEPTED)
         response["Location"] = body["url"]

@@ -4,9 +4,9 @@ while it waits (``ocrapp.waiting``); Django runs the sync ones in a thread per r
 
 import os
 
-# Under ASGI a request's database connection lives in that request's own thread: close it at
-# the end of the request instead of keeping it for a thread that will not come back.
-os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+# Under ASGI every request runs in a thread of its own: connections come from a pool per
+# process (ocrapp/config.py) instead of one new connection per request.
+os.environ.setdefault("DB_POOL_SIZE", "20")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402

@@ -52,6 +52,12 @@ def database_from_url(url: str) -> dict:
     name = unquote(parsed.path.lstrip("/"))
     if not name:
         raise ImproperlyConfigured("DATABASE_URL must name a database")
+    # DB_POOL_SIZE > 0: a psycopg connection pool per process (ocrapp/asgi.py sets 20): under
+    # ASGI every request runs in a thread of its own, so without a pool each request would open
+    # a new connection (tens of ms) and a kept one would never be used again.
+    pool_size = env_int("DB_POOL_SIZE", 0, minimum=0)
+    if pool_size:
+        query = {**query, "pool": {"min_size": 2, "max_size": pool_size, "timeout": 10}}
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
@@ -59,9 +65,8 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
-        # 60 s for the worker and WSGI; ocrapp/asgi.py sets 0: under ASGI every request runs in
-        # a thread of its own, so a connection kept after it would never be used again.
-        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+        # 60 s for the worker and WSGI; with a pool connections go back to it after each request
+        "CONN_MAX_AGE": 0 if pool_size else env_int("DB_CONN_MAX_AGE", 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": query,
         "TEST": {"NAME": f"test_{name}"},

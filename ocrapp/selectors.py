@@ -35,6 +35,7 @@ from django.db.models import (
     Subquery,
     Value,
     When,
+    prefetch_related_objects,
 )
 from django.db.models.functions import Coalesce, Collate, Concat, Greatest
 from django.utils import timezone
@@ -103,6 +104,13 @@ def capture_get(*, capture_id: uuid.UUID | str, user) -> Capture:
     capture = roles.scoped(_capture_queryset(), user).filter(pk=capture_id).first()
     if capture is None:
         raise _no_capture(capture_id)
+    return capture
+
+
+def capture_just_created(*, capture: Capture) -> Capture:
+    """The capture ``services.capture_create`` just made, ready for the API's output: it has no
+    read yet and its creator may see it (the upload checked that), so no scoped re-fetch."""
+    prefetch_related_objects([capture], "reads")
     return capture
 
 
