@@ -9,7 +9,7 @@ are then not started. Data lives under ``var/`` (or ``APP_VAR_DIR``): ``pgdata/`
 (Redis's append-only file: queued messages survive a restart) and, while `run` is up,
 ``devstack.json`` (ports and pids; `manage` uses it to reach the same services).
 
-`run` supervises: a web, worker, reaper or Redis process that dies is restarted (with a backoff
+`run` supervises: a web, worker, webhook worker, reaper or Redis process that dies is restarted (with a backoff
 and a log line); SIGINT/SIGTERM stops everything, bounded by ``DEVSTACK_STOP_TIMEOUT`` (25 s)
 after which the process groups that are left are SIGKILLed.
 """
