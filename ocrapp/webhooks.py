@@ -218,9 +218,15 @@ def _guarded_session():
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     class _Guard:
-        def _new_conn(self):  # the host name stays for Host, SNI and the certificate check
-            self._dns_host = resolve_allowed(self._dns_host, self.port)
-            return super()._new_conn()
+        def _new_conn(self):
+            # connect to the checked address; the name comes back at once (``host`` is read
+            # from ``_dns_host``) for the Host header, SNI and the certificate check
+            name = self._dns_host
+            self._dns_host = resolve_allowed(name, self.port)
+            try:
+                return super()._new_conn()
+            finally:
+                self._dns_host = name
 
     class _HTTPConnection(_Guard, HTTPConnection):
         pass
