@@ -247,7 +247,6 @@ def _guarded_session():
 
     session = requests.Session()
     session.trust_env = False
-    session.max_redirects = 0
     adapter = _Adapter(max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -130,3 +130,14 @@ def test_gives_up_after_the_attempt_limit_and_a_replay_sends_it_again(webhook_wo
     last = receiver.requests[-1]
     assert last.headers["webhook-id"] == delivery.msg_id
     assert Webhook(secret).verify(last.body, last.headers)["data"] == {"alarm_id": 42}
+
+
+def test_the_healthcheck_finds_the_webhook_worker(webhook_worker):
+    import os
+    import socket
+
+    from ocrapp.healthcheck import check_webhook_worker
+
+    ok, why = check_webhook_worker(f"test-webhooks-{os.getpid()}@{socket.gethostname()}")
+    assert ok and "4 threads" in why, why
+    assert not check_webhook_worker("webhooks@no-such-host", timeout=1.0)[0]

@@ -519,3 +519,17 @@ def test_page_creates_shows_the_secret_once_deactivates_and_replays(qm, auditor,
 def test_page_is_refused_to_operators(user, client):
     assert client.login(username="operator", password="op-pass-1234")
     assert client.get("/webhooks/").status_code == 403
+
+
+def test_devstack_runs_a_webhook_worker_beside_the_ocr_worker():
+    import argparse
+
+    from ocrapp import devstack
+
+    args = argparse.Namespace(host="127.0.0.1", port=8000, concurrency=1)
+    procs = {p.name: p for p in devstack.app_procs(args, {"CELERY_BROKER_URL": "redis://x"})}
+    assert set(procs) == {"web", "worker", "webhooks", "reaper"}
+    hooks, ocr = procs["webhooks"].argv, procs["worker"].argv
+    assert hooks[hooks.index("-Q") + 1] == "webhooks" and ocr[ocr.index("-Q") + 1] == "ocr"
+    assert hooks[hooks.index("--pool") + 1] == "threads"
+    assert procs["webhooks"].env["OCR_WARMUP"] == "0"  # it loads no model
