@@ -533,3 +533,19 @@ def test_devstack_runs_a_webhook_worker_beside_the_ocr_worker():
     assert hooks[hooks.index("-Q") + 1] == "webhooks" and ocr[ocr.index("-Q") + 1] == "ocr"
     assert hooks[hooks.index("--pool") + 1] == "threads"
     assert procs["webhooks"].env["OCR_WARMUP"] == "0"  # it loads no model
+
+
+def test_the_reaper_command_resends_lost_deliveries(qm, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    endpoint, _ = _endpoint(qm, "https://a.example.com/h")
+    lost = _delivery(endpoint)
+    overdue = timezone.now() - timedelta(seconds=settings.WEBHOOK_REAP_AFTER + 60)
+    WebhookDelivery.objects.filter(pk=lost.pk).update(next_attempt_at=overdue)
+    out = StringIO()
+    call_command("capture_reaper", "--once", stdout=out)
+    assert "webhook deliveries sent again: 1" in out.getvalue()
+    lost.refresh_from_db()
+    assert lost.next_attempt_at > overdue
