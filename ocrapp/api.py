@@ -22,7 +22,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import crops, logctx, roles, selectors, services, signature, waiting
+from ocrapp import crops, events, logctx, roles, selectors, services, signature, waiting, webhooks
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.models import Capture
 from ocrapp.parsers import FormParser, MultiPartParser
@@ -939,3 +939,166 @@ class CaptureRetryApi(APIView):
         capture = services.capture_retry(user=request.user, capture_id=capture_id)
         body = CaptureOutput(capture, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+# --- webhooks (ocrapp/webhooks.py) ------------------------------------------------------------
+
+
+class WebhookEndpointOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    event_types = serializers.ListField(child=serializers.CharField())
+    description = serializers.CharField()
+    active = serializers.BooleanField()
+    secret_prefix = serializers.CharField(help_text="The secret's first characters (whsec_...).")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    deactivated_at = serializers.DateTimeField(allow_null=True)
+    deliveries_url = serializers.SerializerMethodField()
+
+    def get_deliveries_url(self, obj) -> str:
+        return public_url(reverse("api-webhook-deliveries", kwargs={"endpoint_id": obj.pk}))
+
+
+class WebhookEndpointCreatedOutput(WebhookEndpointOutput):
+    secret = serializers.CharField(
+        help_text="The signing secret (whsec_ + base64). Shown in this answer only: store it."
+    )
+
+
+class WebhookEndpointCreateInput(serializers.Serializer):
+    url = serializers.CharField(max_length=webhooks.URL_MAX, help_text="http(s) URL.")
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(events.EVENT_TYPES)), allow_empty=False
+    )
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=webhooks.DESCRIPTION_MAX
+    )
+
+
+class WebhookDeliveryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    endpoint_id = serializers.IntegerField()
+    event_type = serializers.CharField()
+    msg_id = serializers.CharField(help_text="webhook-id: the same on every retry and replay.")
+    status = serializers.CharField(help_text="pending, delivered or failed.")
+    attempts = serializers.IntegerField(help_text="Requests sent, retries and replays included.")
+    replays = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    payload = serializers.JSONField(help_text='The body sent: {"type", "timestamp", "data"}.')
+    replay_url = serializers.SerializerMethodField()
+
+    def get_replay_url(self, obj) -> str:
+        return public_url(reverse("api-webhook-delivery-replay", kwargs={"delivery_id": obj.pk}))
+
+
+class WebhooksApi(APIView):
+    @extend_schema(
+        operation_id="webhooks_list",
+        responses={
+            200: inline_serializer("WebhookList", {"results": WebhookEndpointOutput(many=True)})
+        },
+        description="Every webhook endpoint (view_webhooks: quality managers, auditors, admins).",
+    )
+    def get(self, request):
+        endpoints = webhooks.webhook_endpoint_list(user=request.user)
+        return Response({"results": WebhookEndpointOutput(endpoints, many=True).data})
+
+    @extend_schema(
+        operation_id="webhooks_create",
+        request=WebhookEndpointCreateInput,
+        responses={201: WebhookEndpointCreatedOutput},
+        description="Create an endpoint (manage_webhooks). The answer carries the signing "
+        "secret, once; it is never shown again.",
+    )
+    def post(self, request):
+        webhooks._require_manage(request.user)  # before the body is looked at
+        data = WebhookEndpointCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        endpoint, secret = webhooks.webhook_endpoint_create(
+            user=request.user,
+            url=v["url"],
+            event_types=v["event_types"],
+            description=v.get("description", ""),
+        )
+        body = dict(WebhookEndpointOutput(endpoint).data, secret=secret)
+        response = Response(body, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class WebhookDeactivateApi(APIView):
+    @extend_schema(
+        operation_id="webhooks_deactivate",
+        request=None,
+        responses={200: WebhookEndpointOutput},
+        description="Deactivate an endpoint (manage_webhooks); its pending deliveries fail.",
+    )
+    def post(self, request, endpoint_id):
+        endpoint = webhooks.webhook_endpoint_deactivate(user=request.user, endpoint_id=endpoint_id)
+        return Response(WebhookEndpointOutput(endpoint).data)
+
+
+def _before_param(request) -> int | None:
+    before = _int_param(request, "before")
+    if before is not None and selectors.as_id(before) is None:
+        raise ApplicationError("invalid", _("%(name)s must be an id.") % {"name": "before"})
+    return before
+
+
+class WebhookDeliveryListApi(APIView):
+    @extend_schema(
+        operation_id="webhooks_deliveries_list",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, description="pending, delivered, failed."),
+            OpenApiParameter("before", OpenApiTypes.INT, description="Delivery ids below this."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1-200 (default 50)."),
+        ],
+        responses={
+            200: inline_serializer(
+                "WebhookDeliveries",
+                {
+                    "next": serializers.CharField(allow_null=True),
+                    "results": WebhookDeliveryOutput(many=True),
+                },
+            )
+        },
+        description="The delivery log of an endpoint, newest first (view_webhooks).",
+    )
+    def get(self, request, endpoint_id):
+        endpoint = webhooks.webhook_endpoint_get(user=request.user, endpoint_id=endpoint_id)
+        limit = max(1, min(_int_param(request, "limit") or 50, 200))
+        deliveries = webhooks.webhook_delivery_list(
+            user=request.user,
+            endpoint_id=endpoint.pk,
+            status=selectors.param_text(request.query_params, "status", max_length=16),
+            before=_before_param(request),
+            limit=limit,
+        )
+        next_url = None
+        if len(deliveries) == limit:
+            params = request.query_params.copy()
+            params["before"] = str(deliveries[-1].pk)
+            next_url = request.build_absolute_uri(request.path + "?" + params.urlencode())
+        return Response(
+            {"next": next_url, "results": WebhookDeliveryOutput(deliveries, many=True).data}
+        )
+
+
+class WebhookDeliveryReplayApi(APIView):
+    @extend_schema(
+        operation_id="webhook_deliveries_replay",
+        request=None,
+        responses={202: WebhookDeliveryOutput},
+        description="Send a delivered or failed delivery again (manage_webhooks): same message "
+        "id, a new attempt now. 409 while it is pending or its endpoint is inactive.",
+    )
+    def post(self, request, delivery_id):
+        delivery = webhooks.webhook_delivery_replay(user=request.user, delivery_id=delivery_id)
+        return Response(WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)

@@ -9,7 +9,13 @@ class OcrappConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from ocrapp import signature  # noqa: F401  (connects the login time of signatures)
+        from ocrapp import (
+            events,
+            signature,  # noqa: F401  (connects the login time of signatures)
+            webhooks,
+        )
+
+        events.subscribe(webhooks.on_event)  # one delivery per subscribed endpoint
 
 
 class OcrAdminConfig(admin_apps.AdminConfig):

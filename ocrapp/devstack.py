@@ -9,7 +9,7 @@ are then not started. Data lives under ``var/`` (or ``APP_VAR_DIR``): ``pgdata/`
 (Redis's append-only file: queued messages survive a restart) and, while `run` is up,
 ``devstack.json`` (ports and pids; `manage` uses it to reach the same services).
 
-`run` supervises: a web, worker, reaper or Redis process that dies is restarted (with a backoff
+`run` supervises: a web, worker, webhook worker, reaper or Redis process that dies is restarted (with a backoff
 and a log line); SIGINT/SIGTERM stops everything, bounded by ``DEVSTACK_STOP_TIMEOUT`` (25 s)
 after which the process groups that are left are SIGKILLed.
 """
@@ -397,7 +397,9 @@ def web_argv(*, host: str, port: int, workers: int | None = None) -> list[str]:
 
 
 def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
-    """web (uvicorn, ASGI), worker (Celery, queue ocr) and the capture reaper."""
+    """web (uvicorn, ASGI), worker (Celery, queue ocr), the webhook worker (Celery, queue
+    webhooks: a threads pool, so that slow receivers wait beside each other and never hold up
+    a read; no warm-up, it loads no model) and the capture reaper."""
     web = Proc("web", web_argv(host=args.host, port=args.port), env=env)
     worker = Proc(
         "worker",
@@ -424,8 +426,34 @@ def app_procs(args: argparse.Namespace, env: dict[str, str]) -> list[Proc]:
         # acknowledged at once while the worker reads, the queue absorbs the difference).
         nice=int(env.get("WORKER_NICE", "10")),
     )
+    webhooks = Proc("webhooks", webhook_worker_argv(), env={**env, "OCR_WARMUP": "0"})
     reaper = Proc("reaper", [PY, str(ROOT / "manage.py"), "capture_reaper"], env=env)
-    return [web, worker, reaper]
+    return [web, worker, webhooks, reaper]
+
+
+def webhook_worker_argv(concurrency: int | None = None) -> list[str]:
+    """The webhook worker: queue ``webhooks``, ``WEBHOOK_CONCURRENCY`` threads (default 4)."""
+    threads = concurrency or int(os.environ.get("WEBHOOK_CONCURRENCY", "4"))
+    return [
+        PY,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery",
+        "worker",
+        "-Q",
+        "webhooks",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(threads),
+        "--prefetch-multiplier",
+        "1",
+        "--loglevel",
+        "INFO",
+        "-n",
+        "webhooks@%h",
+    ]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

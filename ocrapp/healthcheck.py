@@ -7,11 +7,13 @@
   ``celery worker -n ocr@%h`` names it) answers a ``stats`` broadcast, and every process of its
   pool has warmed its pipeline (the markers ``workers.warmup`` writes; not checked when
   ``OCR_WARMUP=0``).
+- ``webhooks [--node NAME]``: the webhook worker ``NAME`` (default ``webhooks@<hostname>``)
+  answers a ``stats`` broadcast (a threads pool: no model, nothing to warm).
 - ``reaper --heartbeat FILE [--max-age S]``: the reaper touched ``FILE`` (``manage.py
   capture_reaper --heartbeat FILE``) within ``S`` seconds (default 3 x ``OCR_REAP_INTERVAL``).
 
-Exit status 0 when healthy, 1 when not, with one line saying why. Only ``worker`` imports Django
-and Celery; nothing here imports a model library.
+Exit status 0 when healthy, 1 when not, with one line saying why. Only ``worker`` and
+``webhooks`` import Django and Celery; nothing here imports a model library.
 """
 
 from __future__ import annotations
@@ -77,6 +79,16 @@ def check_worker(node: str, timeout: float = 5.0) -> tuple[bool, str]:
     return True, f"worker {node}: pool {pids} warm on {'; '.join(devices)}"
 
 
+def check_webhook_worker(node: str, timeout: float = 5.0) -> tuple[bool, str]:
+    from workers.celery import app
+
+    replies = app.control.inspect(destination=[node], timeout=timeout).stats() or {}
+    stats = replies.get(node)
+    if not stats:
+        return False, f"webhook worker {node} did not answer"
+    return True, f"webhook worker {node}: {stats.get('pool', {}).get('max-concurrency')} threads"
+
+
 def check_heartbeat(path: Path, max_age: float) -> tuple[bool, str]:
     try:
         age = time.time() - path.stat().st_mtime
@@ -92,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz")
     worker = sub.add_parser("worker")
     worker.add_argument("--node", default=f"ocr@{socket.gethostname()}")
+    webhooks = sub.add_parser("webhooks")
+    webhooks.add_argument("--node", default=f"webhooks@{socket.gethostname()}")
     reaper = sub.add_parser("reaper")
     reaper.add_argument("--heartbeat", type=Path, required=True)
     reaper.add_argument("--max-age", type=float, default=None)
@@ -102,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "worker":
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
         ok, why = check_worker(args.node)
+    elif args.what == "webhooks":
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
+        ok, why = check_webhook_worker(args.node)
     else:
         interval = float(os.environ.get("OCR_REAP_INTERVAL", "10"))
         ok, why = check_heartbeat(args.heartbeat, args.max_age or 3 * interval + 5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.db import models
 from django.db.models import Q
@@ -517,3 +518,98 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_repr}"
+
+
+# --- webhooks (ocrapp/webhooks.py; README "Webhooks") -----------------------------------------
+
+WEBHOOK_CREATED_ACTION = "webhook.create"
+WEBHOOK_DEACTIVATED_ACTION = "webhook.deactivate"
+WEBHOOK_REPLAYED_ACTION = "webhook.replay"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of domain events (``ocrapp.events``): the event types it subscribes to and
+    the secret its deliveries are signed with (Standard Webhooks).
+
+    ``secret_sealed`` is the ``whsec_...`` secret encrypted with a key derived from
+    ``SECRET_KEY`` (``webhooks.seal_secret``); the clear secret is shown once, to the person who
+    creates the endpoint, and never again. Endpoints are deactivated, never deleted (their
+    deliveries are the log)."""
+
+    url = models.URLField(_("URL"), max_length=500)
+    event_types = ArrayField(models.CharField(max_length=32), verbose_name=_("event types"))
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    secret_sealed = models.TextField(editable=False)
+    secret_prefix = models.CharField(_("secret prefix"), max_length=16, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="webhook_endpoints",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    deactivated_at = models.DateTimeField(_("deactivated at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        permissions = [
+            ("manage_webhooks", _("Can create, deactivate and replay webhooks")),
+            ("view_webhooks", _("Can read webhook endpoints and their delivery log")),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: the message (``msg_id``, the JSON ``payload``) and how its
+    delivery went. ``pending`` until a receiver answers 2xx (``delivered``) or the attempts give
+    up (``failed``). ``attempts`` counts every request sent; ``round_attempts`` those since the
+    delivery was created or last replayed (the retry limit applies to them). While pending,
+    ``next_attempt_at`` is when the next request is due (or, while one is in flight, until when
+    its sender holds it); the reaper re-sends deliveries whose time passed long ago."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    event_type = models.CharField(_("event type"), max_length=32)
+    msg_id = models.CharField(_("message id"), max_length=40, unique=True)
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    round_attempts = models.PositiveIntegerField(default=0)
+    replays = models.PositiveIntegerField(_("replays"), default=0)
+    last_status_code = models.PositiveIntegerField(_("last status code"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["endpoint", "-id"], name="webhookdelivery_endpoint_idx"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="webhookdelivery_pending_idx",
+            ),
+        ]
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+
+    def __str__(self) -> str:
+        return f"{self.msg_id} {self.event_type} ({self.status})"

@@ -11,8 +11,11 @@ it answers 404, in the API and the UI alike.
   audit trail.
 - ``line_client``: a station's service user (its API token): creates captures and sees only
   its own station's captures, search hits and history.
-- ``auditor``: sees everything, read-only, including the audit trail.
+- ``auditor``: sees everything, read-only, including the audit trail and the webhook log.
 - ``admin``: every permission (and the Django admin).
+
+Webhooks (``ocrapp.webhooks``): ``manage_webhooks`` (quality manager, admin) creates and
+deactivates endpoints and replays deliveries; ``view_webhooks`` (also the auditor) reads them.
 
 Uploads: a user with ``upload_capture`` may upload to the stations in :func:`station_scope`
 (every station with ``view_all_captures``, else their own). Checks: :func:`can` for a
@@ -53,9 +56,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "withdraw_capture",
         "export_reads",
         "view_audit",
+        "manage_webhooks",
+        "view_webhooks",
     ),
     LINE_CLIENT: ("upload_capture",),
-    AUDITOR: ("view_all_captures", "view_audit"),
+    AUDITOR: ("view_all_captures", "view_audit", "view_webhooks"),
     ADMIN: CAPTURE_PERMISSIONS,
 }
 

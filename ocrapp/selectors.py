@@ -114,6 +114,12 @@ def capture_just_created(*, capture: Capture) -> Capture:
     return capture
 
 
+def capture_get_unscoped(*, capture_id: uuid.UUID | str) -> Capture | None:
+    """The capture with its reads prefetched, for system code that has no user (webhook
+    payloads: an endpoint is set up by a quality manager or an admin, who see every capture)."""
+    return _capture_queryset().filter(pk=capture_id).first()
+
+
 def capture_latest_read(*, capture: Capture) -> Read | None:
     reads = list(capture.reads.all())  # prefetched, newest run first
     return reads[0] if reads else None

@@ -25,7 +25,7 @@ from django.db.models import Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ocrapp import audit, roles, selectors, tokens, waiting
+from ocrapp import audit, events, roles, selectors, tokens, waiting
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
@@ -1431,6 +1431,11 @@ def read_save(
                 read=read, fields=fields, lines=len(lines), records=len(records)
             ),
         )
+        # announced after the commit (ocrapp.events): webhooks "read.done", "read.needs_review"
+        announced = {"capture_id": str(capture.pk), "read_id": read.pk, "run": run}
+        events.publish(events.READ_DONE, announced)
+        if read.needs_review:
+            events.publish(events.READ_NEEDS_REVIEW, announced)
         return read
 
 
@@ -1778,6 +1783,24 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
         },
         reason=plan.reason_text or plan.reason_code,
     )
+    if plan.new_value != old:  # a correction (webhooks "field.corrected", after the commit)
+        events.publish(
+            events.FIELD_CORRECTED,
+            {
+                "capture_id": str(capture.pk),
+                "field_id": field.pk,
+                "field": field.name,
+                "run": field.read.run,
+                "old_value": old,
+                "new_value": plan.new_value,
+                "revision_id": revision.pk,
+                "seq": seq,
+                "meaning": plan.meaning,
+                "reason_code": plan.reason_code,
+                "signer": revision.signer_name,
+                "signed_at": signed_at.isoformat(),
+            },
+        )
     return revision
 
 

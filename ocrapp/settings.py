@@ -294,3 +294,17 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 WORKER_HEARTBEAT_INTERVAL = env_int("WORKER_HEARTBEAT_INTERVAL", 10, minimum=1)
 WORKER_HEARTBEAT_TTL = env_int("WORKER_HEARTBEAT_TTL", 3 * WORKER_HEARTBEAT_INTERVAL, minimum=2)
 READYZ_TIMEOUT = float(env_int("READYZ_TIMEOUT_MS", 1000, minimum=50)) / 1000.0
+
+# Webhooks (ocrapp/webhooks.py; README "Webhooks"): requests time out after WEBHOOK_TIMEOUT s;
+# network errors, 5xx, 408, 409 and 429 are retried with exponential backoff and jitter from
+# WEBHOOK_BACKOFF_BASE s (doubling, at most WEBHOOK_BACKOFF_MAX s; Retry-After is respected up
+# to that) until WEBHOOK_MAX_ATTEMPTS requests were sent; the reaper sends again a pending
+# delivery whose attempt is more than WEBHOOK_REAP_AFTER s overdue (its message was lost).
+# Endpoint URLs on loopback, private or link-local addresses are refused unless
+# WEBHOOK_ALLOW_PRIVATE=1 (tests and an internal MES on the plant network).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+WEBHOOK_BACKOFF_BASE = env_int("WEBHOOK_BACKOFF_BASE", 10, minimum=1)
+WEBHOOK_BACKOFF_MAX = env_int("WEBHOOK_BACKOFF_MAX", 3600, minimum=1)
+WEBHOOK_REAP_AFTER = env_int("WEBHOOK_REAP_AFTER", 120, minimum=1)

@@ -41,6 +41,23 @@ api_v1 = [
         api.FieldRevisionCreateApi.as_view(),
         name="api-field-revisions",
     ),
+    # webhooks (ocrapp/webhooks.py): endpoints, their delivery log, replay
+    path("webhooks", api.WebhooksApi.as_view(), name="api-webhooks"),
+    path(
+        "webhooks/<str:endpoint_id>/deactivate",
+        api.WebhookDeactivateApi.as_view(),
+        name="api-webhook-deactivate",
+    ),
+    path(
+        "webhooks/<str:endpoint_id>/deliveries",
+        api.WebhookDeliveryListApi.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        "webhook-deliveries/<str:delivery_id>/replay",
+        api.WebhookDeliveryReplayApi.as_view(),
+        name="api-webhook-delivery-replay",
+    ),
 ]
 
 urlpatterns = [

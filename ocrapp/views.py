@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -640,3 +641,78 @@ def _capture_in_scope(request: HttpRequest, capture_id: uuid.UUID) -> Capture:
         return selectors.capture_get(capture_id=capture_id, user=request.user)
     except NotFoundError:
         raise Http404(_("No capture with this id.")) from None
+
+
+# --- webhooks (ocrapp/webhooks.py) ------------------------------------------------------------
+
+WEBHOOK_LOG_SIZE = 50
+
+
+def _webhook_context(request: HttpRequest) -> dict:
+    from ocrapp import events, webhooks
+
+    endpoint_id = selectors.as_id(request.GET.get("endpoint", ""))
+    status = request.GET.get("status", "").strip()
+    if status not in webhooks.Delivery.values:
+        status = ""
+    return {
+        "endpoints": list(webhooks.webhook_endpoint_list(user=request.user)),
+        "deliveries": webhooks.webhook_delivery_list(
+            user=request.user, endpoint_id=endpoint_id, status=status, limit=WEBHOOK_LOG_SIZE
+        ),
+        "event_types": events.EVENT_TYPES,
+        "statuses": webhooks.Delivery.choices,
+        "selected_endpoint": endpoint_id,
+        "selected_status": status,
+        "can_manage": webhooks.can_manage(request.user),
+    }
+
+
+@login_required
+@never_cache
+def webhooks_page(request: HttpRequest) -> HttpResponse:
+    """Webhook endpoints and their delivery log (``view_webhooks``); with ``manage_webhooks``:
+    create (the secret is shown in this answer only), deactivate, replay (POST forms)."""
+    from ocrapp import webhooks
+
+    if not webhooks.can_view(request.user):
+        raise PermissionDenied
+    created = None
+    error = ""
+    status_code = 200
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "create":
+                endpoint, secret = webhooks.webhook_endpoint_create(
+                    user=request.user,
+                    url=request.POST.get("url", ""),
+                    event_types=request.POST.getlist("event_types"),
+                    description=request.POST.get("description", ""),
+                )
+                created = {"endpoint": endpoint, "secret": secret}
+            elif action == "deactivate":
+                endpoint = webhooks.webhook_endpoint_deactivate(
+                    user=request.user, endpoint_id=request.POST.get("endpoint_id", "")
+                )
+                messages.success(request, _("Webhook %(url)s deactivated.") % {"url": endpoint.url})
+                return redirect("webhooks")
+            elif action == "replay":
+                delivery = webhooks.webhook_delivery_replay(
+                    user=request.user, delivery_id=request.POST.get("delivery_id", "")
+                )
+                messages.success(
+                    request, _("Delivery %(id)s is sent again.") % {"id": delivery.msg_id}
+                )
+                return redirect(request.get_full_path())
+            else:
+                raise ApplicationError("invalid", _("Unknown action."))
+        except PermissionDenied:
+            raise
+        except ApplicationError as exc:
+            error, status_code = exc.message, exc.status_code
+    elif request.method != "GET":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    context = _webhook_context(request)
+    context.update(created=created, error=error, form=request.POST if error else {})
+    return render(request, "ocrapp/webhooks.html", context, status=status_code)

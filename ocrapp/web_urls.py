@@ -29,6 +29,7 @@ urlpatterns = [
     ),
     path("review/", views.review_page, name="review"),
     path("search/", views.search_page, name="search"),
+    path("webhooks/", views.webhooks_page, name="webhooks"),
     # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).
     path("serials/<path:value>/", views.serial_page, name="serial-history"),
 ]

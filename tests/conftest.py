@@ -110,8 +110,16 @@ class WorkerProcess:
 
 
 @contextlib.contextmanager
-def run_celery_worker(django_db_blocker, log_dir: Path, extra_env: dict[str, str] | None = None):
-    """Start a real ``celery worker`` subprocess on queue ``ocr`` (prefork, 1 process), real broker.
+def run_celery_worker(
+    django_db_blocker,
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    queue: str = "ocr",
+    pool: tuple[str, ...] = ("--pool", "prefork", "--concurrency", "1"),
+):
+    """Start a real ``celery worker`` subprocess on ``queue`` (default ``ocr``, prefork, 1
+    process; the webhook tests: ``webhooks`` with a threads pool), real broker.
 
     It talks to the same test database as the tests and, unless ``extra_env`` says otherwise
     (e.g. ``IMAGE_STORAGE=s3``), to the same media folder. Stopped when the block exits.
@@ -123,8 +131,8 @@ def run_celery_worker(django_db_blocker, log_dir: Path, extra_env: dict[str, str
     with django_db_blocker.unblock():
         db_url = _test_database_url()
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("ocr")
-    log_path = log_dir / "worker.log"
+        conn.default_channel.queue_purge(queue)
+    log_path = log_dir / ("worker.log" if queue == "ocr" else f"worker-{queue}.log")
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
@@ -143,11 +151,8 @@ def run_celery_worker(django_db_blocker, log_dir: Path, extra_env: dict[str, str
             "workers.celery",
             "worker",
             "-Q",
-            "ocr",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
+            queue,
+            *pool,
             "--prefetch-multiplier",
             "1",
             "--without-gossip",
@@ -155,7 +160,7 @@ def run_celery_worker(django_db_blocker, log_dir: Path, extra_env: dict[str, str
             "--loglevel",
             "INFO",
             "-n",
-            f"test-ocr-{os.getpid()}@%h",
+            f"test-{queue}-{os.getpid()}@%h",
         ],
         cwd=ROOT,
         env=env,

@@ -20,7 +20,8 @@ from ocrapp.config import image_storage_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
-APP_SERVICES = ("web", "worker", "worker-cpu", "reaper")  # long-running, built from this repo
+# long-running, built from this repo
+APP_SERVICES = ("web", "worker", "worker-cpu", "webhooks", "reaper")
 TEST_ENV = {
     "DJANGO_SECRET_KEY": "k" * 50,
     "DJANGO_ALLOWED_HOSTS": "serial.example.com",
@@ -91,7 +92,13 @@ def test_web_and_worker_use_the_minio_bucket_and_share_no_volume(compose, servic
 
 
 def test_app_services_have_healthchecks_and_restart_policies(services):
-    subcommand = {"web": "web", "worker": "worker", "worker-cpu": "worker", "reaper": "reaper"}
+    subcommand = {
+        "web": "web",
+        "worker": "worker",
+        "worker-cpu": "worker",
+        "webhooks": "webhooks",
+        "reaper": "reaper",
+    }
     for name in APP_SERVICES:
         service = services[name]
         assert service["restart"] == "unless-stopped", name
@@ -123,7 +130,12 @@ def test_gpu_worker_runs_the_gpu_image_on_a_reserved_gpu_and_the_cpu_worker_is_a
     assert gpu["command"][:5] == ["celery", "-A", "workers.celery", "worker", "-Q"]
     # the healthcheck's default node name (ocr@<hostname>) is the one the command gives
     assert gpu["command"][gpu["command"].index("-n") + 1] == "ocr@%h"
-    for name in ("web", "migrate", "reaper"):
+    # webhook deliveries: their own light worker on the queue "webhooks", never the OCR one
+    hooks = services["webhooks"]["command"]
+    assert hooks[hooks.index("-Q") + 1] == "webhooks" and "webhooks" not in gpu["command"]
+    assert hooks[hooks.index("--pool") + 1] == "threads"
+    assert services["webhooks"]["environment"]["OCR_WARMUP"] == "0"
+    for name in ("web", "migrate", "webhooks", "reaper"):
         assert services[name]["build"]["target"] == "cpu", name
         assert "deploy" not in services[name], name
 

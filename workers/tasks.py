@@ -30,6 +30,7 @@ from workers.celery import app
 log = logging.getLogger(__name__)
 
 OCR_QUEUE = "ocr"  # OCR workers consume it (-Q ocr)
+WEBHOOK_QUEUE = "webhooks"  # the webhook worker consumes it (-Q webhooks, threads pool)
 DB_TRIES = 5  # in-task tries of one database step: 0.5 + 1 + 2 + 4 s of backoff between them
 DB_BACKOFF = 0.5
 DB_RETRIES = 20  # then self.retry, at most this many times (countdown up to 60 s)
@@ -219,6 +220,26 @@ def read_capture(self, capture_id: str) -> str:
     return "saved" if read is not None else "duplicate"
 
 
+@app.task(
+    name="workers.tasks.deliver_webhook",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def deliver_webhook(delivery_id: int) -> str:
+    """Send one attempt of a webhook delivery (``ocrapp.webhooks.delivery_attempt``): claims it
+    under its row lock, so a duplicate message is harmless; the next try, if any, is a new
+    message with a countdown, and the reaper re-sends deliveries whose message was lost."""
+    from ocrapp import webhooks
+
+    return webhooks.delivery_attempt(delivery_id=delivery_id)
+
+
 # Routing, once, beside the task it routes: the web (which imports this module to enqueue), the
-# worker (app.conf.imports) and the task's own retries all publish read_capture to OCR_QUEUE.
-app.conf.task_routes = {read_capture.name: {"queue": OCR_QUEUE}}
+# worker (app.conf.imports) and the task's own retries all publish read_capture to OCR_QUEUE;
+# webhook deliveries go to WEBHOOK_QUEUE, so a slow receiver never holds up a read.
+app.conf.task_routes = {
+    read_capture.name: {"queue": OCR_QUEUE},
+    deliver_webhook.name: {"queue": WEBHOOK_QUEUE},
+}

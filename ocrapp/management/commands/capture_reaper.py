@@ -1,6 +1,7 @@
 """``manage.py capture_reaper``: every ``OCR_REAP_INTERVAL`` s, send again the captures whose
 queue message was lost and quarantine those that exhausted their attempts
-(``services.capture_reap``). ``--once``: one pass, then exit (a manual repair).
+(``services.capture_reap``), and send again the webhook deliveries whose message was lost
+(``webhooks.webhook_reap``). ``--once``: one pass, then exit (a manual repair).
 ``--heartbeat FILE``: touch ``FILE`` at start and after every pass, for the container
 healthcheck (``python -m ocrapp.healthcheck reaper --heartbeat FILE``).
 
@@ -21,7 +22,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.db.utils import InterfaceError, OperationalError
 
-from ocrapp import services
+from ocrapp import services, webhooks
 
 log = logging.getLogger("ocrapp.reaper")
 
@@ -48,7 +49,10 @@ class Command(BaseCommand):
         interval = options["interval"] or float(settings.OCR_REAP_INTERVAL)
         if options["once"]:
             report = services.capture_reap()
+            resent = webhooks.webhook_reap()
             self.stdout.write(_describe(report) if report else "nothing to reap")
+            if resent:
+                self.stdout.write(f"webhook deliveries sent again: {len(resent)}")
             return
         stop = threading.Event()
 
@@ -79,6 +83,12 @@ class Command(BaseCommand):
                 continue
             if report:
                 log.warning("reaper: %s", _describe(report))
+            try:
+                webhooks.webhook_reap()  # logs what it sent again
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("webhook reap skipped, database unavailable: %s", exc)
+            except Exception:
+                log.exception("webhook reap failed")
         log.info("capture reaper stopped")
 
 
