@@ -25,7 +25,7 @@ from django.db.models import Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ocrapp import audit, roles, selectors, tokens, waiting
+from ocrapp import audit, dashboard, roles, selectors, tokens, waiting
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
@@ -41,6 +41,7 @@ from ocrapp.models import (
     FieldRevision,
     ProductType,
     Read,
+    ReadMetric,
     SerialRecord,
     Station,
     TextLine,
@@ -1415,6 +1416,20 @@ def read_save(
             ]
         )
         records = SerialRecord.objects.bulk_create(serial_rows(fields=fields, capture=capture))
+        ReadMetric.objects.create(
+            read=read,
+            created_at=capture.created_at,
+            station_id=capture.station_id,
+            station_line=capture.station_line or capture.station.line,
+            product_type_id=capture.product_type_id,
+            **dashboard.read_metric_values(
+                quality=read.quality,
+                field_confidences=[f.confidence for f in fields],
+                needs_review=read.needs_review,
+                mismatches=read.mismatches,
+                review_reasons=read.review.get("reasons") or [],
+            ),
+        )
         capture.status = Capture.Status.DONE
         capture.failure_code = ""
         capture.failure_reason = ""
