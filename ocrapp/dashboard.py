@@ -47,17 +47,17 @@ EXPOSURE_CODES = ("underexposed", "overexposed")
 
 # the statistics the drift check compares: (column, SQL expression, floor of the scale, label)
 DRIFT_STATS: tuple[tuple[str, str, float, Any], ...] = (
-    ("luminance", "luminance", 0.02, gettext_lazy("mean luminance")),
-    ("contrast", "contrast", 0.01, gettext_lazy("contrast")),
+    ("luminance", "{t}luminance", 0.02, gettext_lazy("mean luminance")),
+    ("contrast", "{t}contrast", 0.01, gettext_lazy("contrast")),
     # the Laplacian variance varies by factors: compared on a log scale
-    ("sharpness", "ln(1 + sharpness)", 0.05, gettext_lazy("sharpness (log Laplacian variance)")),
-    ("glare_fraction", "glare_fraction", 0.01, gettext_lazy("glare fraction")),
-    ("text_boxes", "text_boxes", 0.5, gettext_lazy("text boxes")),
-    ("text_height", "text_height", 0.005, gettext_lazy("text height")),
-    ("text_area", "text_area", 0.005, gettext_lazy("text area")),
-    ("text_cx", "text_cx", 0.01, gettext_lazy("text position (across)")),
-    ("text_cy", "text_cy", 0.01, gettext_lazy("text position (down)")),
-    ("confidence", "confidence", 0.01, gettext_lazy("mean confidence")),
+    ("sharpness", "ln(1 + {t}sharpness)", 0.05, gettext_lazy("sharpness (log Laplacian variance)")),
+    ("glare_fraction", "{t}glare_fraction", 0.01, gettext_lazy("glare fraction")),
+    ("text_boxes", "{t}text_boxes", 0.5, gettext_lazy("text boxes")),
+    ("text_height", "{t}text_height", 0.005, gettext_lazy("text height")),
+    ("text_area", "{t}text_area", 0.005, gettext_lazy("text area")),
+    ("text_cx", "{t}text_cx", 0.01, gettext_lazy("text position (across)")),
+    ("text_cy", "{t}text_cy", 0.01, gettext_lazy("text position (down)")),
+    ("confidence", "{t}confidence", 0.01, gettext_lazy("mean confidence")),
 )
 DRIFT_STAT_NAMES = tuple(s[0] for s in DRIFT_STATS)
 
@@ -135,7 +135,14 @@ def dashboard_filters_parse(
     (``hour`` default up to 7 days, else ``day``), ``group`` (``line``; ``station`` by default
     when a line or station is chosen). Default range: the last 7 days. Bad values: 400
     ``invalid`` naming the parameter (also a range of more than :data:`MAX_BUCKETS` buckets
-    or one that ends before it starts)."""
+    or one that ends before it starts, or dates out of range)."""
+    try:
+        return _parse(params=params, default_tz=default_tz, now=now)
+    except OverflowError:  # e.g. to=0001-01-01: the default from would be before year 1
+        raise _bad("from", _("The dates are out of range.")) from None
+
+
+def _parse(*, params: Mapping[str, str], default_tz: str, now: datetime | None) -> DashboardFilters:
     picked = {k: params.get(k, "") for k in ("from", "to", "tz", "line", "station", "product_type")}
     f = selectors.search_filters_parse(params=picked, default_tz=default_tz)
     now = now or timezone.now()
@@ -243,6 +250,7 @@ def _series_rows(*, user: Any, f: DashboardFilters) -> list[dict]:
             reads=Count("pk"),
             accepted=Count("pk", filter=Q(auto_accepted=True)),
             confidence=Avg("confidence"),
+            n_conf=Count("confidence"),
             glare=Count("pk", filter=Q(glare=True)),
             blur=Count("pk", filter=Q(blur=True)),
             exposure=Count("pk", filter=Q(exposure=True)),
@@ -277,7 +285,7 @@ def backlog(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> d
         .annotate(
             waiting=Count("pk"),
             oldest=Min("capture__created_at"),
-            median_epoch=_Median(Extract("capture__created_at", "epoch")),
+            median_epoch=_Median(Extract("capture__created_at", "epoch", tzinfo=dt.UTC)),
         )
         .order_by()
     )
@@ -360,12 +368,16 @@ def dashboard(*, user: Any, f: DashboardFilters, now: datetime | None = None) ->
         i = index.get(r["b"])
         s = series[r[gk]]
         t = sums.setdefault(
-            r[gk], dict.fromkeys(("reads", "accepted", "conf", "glare", "blur", "exposure"), 0.0)
+            r[gk],
+            dict.fromkeys(
+                ("reads", "accepted", "conf", "n_conf", "glare", "blur", "exposure"), 0.0
+            ),
         )
         n = r["reads"]
         t["reads"] += n
         t["accepted"] += r["accepted"]
-        t["conf"] += (r["confidence"] or 0.0) * n
+        t["conf"] += (r["confidence"] or 0.0) * r["n_conf"]
+        t["n_conf"] += r["n_conf"]
         for name in ("glare", "blur", "exposure"):
             t[name] += r[name]
         if i is None:
@@ -390,7 +402,7 @@ def dashboard(*, user: Any, f: DashboardFilters, now: datetime | None = None) ->
         s.totals = {
             "reads": n,
             "accept_rate": round(t["accepted"] / n, 4) if n else None,
-            "confidence": round(t["conf"] / n, 4) if n else None,
+            "confidence": round(t["conf"] / t["n_conf"], 4) if t.get("n_conf") else None,
             "glare_share": round(t["glare"] / n, 4) if n else None,
             "blur_share": round(t["blur"] / n, 4) if n else None,
             "exposure_share": round(t["exposure"] / n, 4) if n else None,
@@ -483,12 +495,12 @@ def _drift_sql(group_cols: str, where: str) -> str:
     """Medians of the baseline and the recent window and the baseline's MAD of every statistic,
     per group, in one statement (three scans of the window's index range)."""
     meds = ", ".join(
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) AS {name}, count({expr}) AS n_{name}"
-        for name, expr, _, _ in DRIFT_STATS
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {e}) AS {name}, count({e}) AS n_{name}"
+        for name, e in ((n, x.format(t="")) for n, x, _, _ in DRIFT_STATS)
     )
     mads = ", ".join(
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY abs({expr} - m.{name})) AS {name}"
-        for name, expr, _, _ in DRIFT_STATS
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY abs({x.format(t='b.')} - m.{name})) AS {name}"
+        for name, x, _, _ in DRIFT_STATS
     )
     join = " AND ".join(f"b.{c} = m.{c}" for c in group_cols.split(", "))
     return f"""
