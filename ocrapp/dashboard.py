@@ -249,7 +249,7 @@ def _series_rows(*, user: Any, f: DashboardFilters) -> list[dict]:
         .annotate(
             reads=Count("pk"),
             accepted=Count("pk", filter=Q(auto_accepted=True)),
-            confidence=Avg("confidence"),
+            mean_conf=Avg("confidence"),
             n_conf=Count("confidence"),
             glare=Count("pk", filter=Q(glare=True)),
             blur=Count("pk", filter=Q(blur=True)),
@@ -376,7 +376,7 @@ def dashboard(*, user: Any, f: DashboardFilters, now: datetime | None = None) ->
         n = r["reads"]
         t["reads"] += n
         t["accepted"] += r["accepted"]
-        t["conf"] += (r["confidence"] or 0.0) * r["n_conf"]
+        t["conf"] += (r["mean_conf"] or 0.0) * r["n_conf"]
         t["n_conf"] += r["n_conf"]
         for name in ("glare", "blur", "exposure"):
             t[name] += r[name]
@@ -384,7 +384,7 @@ def dashboard(*, user: Any, f: DashboardFilters, now: datetime | None = None) ->
             continue
         s.reads[i] = n
         s.accept_rate[i] = round(r["accepted"] / n, 4)
-        s.confidence[i] = None if r["confidence"] is None else round(r["confidence"], 4)
+        s.confidence[i] = None if r["mean_conf"] is None else round(r["mean_conf"], 4)
         s.glare_share[i] = round(r["glare"] / n, 4)
         s.blur_share[i] = round(r["blur"] / n, 4)
         s.exposure_share[i] = round(r["exposure"] / n, 4)
