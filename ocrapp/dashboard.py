@@ -266,26 +266,21 @@ class _Median(Aggregate):
 
 
 def backlog(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> dict:
-    """The reads waiting for review now (``selectors`` review backlog: the latest read of a
-    capture that needs review with a field not yet signed, not withdrawn), inside ``user``'s
-    scope and the line / station / product type filters (not the time range: what waits is
-    waiting now): per line or station ``waiting``, ``oldest_s`` and ``median_s`` (seconds
-    since the photo), and per bucket of the range how many of that bucket's reads still wait."""
+    """The reads waiting for review now (``ReadMetric.waiting``, kept by ``services`` from the
+    ``selectors`` review backlog rule: the latest read of a capture that needs review with a
+    field not yet signed, not withdrawn), inside ``user``'s scope and the line / station /
+    product type filters (not the time range: what waits is waiting now): per line or station
+    ``waiting``, ``oldest_s`` and ``median_s`` (seconds since the photo), and per bucket of
+    the range how many of that bucket's reads still wait."""
     now = now or timezone.now()
-    qs = roles.scoped(selectors._review_backlog_qs(), user, "capture__")
-    if f.line:
-        qs = qs.filter(capture__station_line=f.line)
-    if f.station is not None:
-        qs = qs.filter(capture__station_id=f.station)
-    if f.product_type is not None:
-        qs = qs.filter(capture__product_type_id=f.product_type)
-    key = "capture__station_line" if f.group == "line" else "capture__station_id"
+    qs = _metrics(user=user, f=f, window=False).filter(waiting=True)
+    key = _group_key(f)
     groups = (
         qs.values(key)
         .annotate(
-            waiting=Count("pk"),
-            oldest=Min("capture__created_at"),
-            median_epoch=_Median(Extract("capture__created_at", "epoch", tzinfo=dt.UTC)),
+            n=Count("pk"),
+            oldest=Min("created_at"),
+            median_epoch=_Median(Extract("created_at", "epoch", tzinfo=dt.UTC)),
         )
         .order_by()
     )
@@ -293,13 +288,13 @@ def backlog(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> d
     for r in groups:
         median_at = datetime.fromtimestamp(r["median_epoch"], tz=dt.UTC)
         per_group[r[key]] = {
-            "waiting": r["waiting"],
+            "waiting": r["n"],
             "oldest_s": max(0, round((now - r["oldest"]).total_seconds())),
             "median_s": max(0, round((now - median_at).total_seconds())),
         }
     by_bucket = (
-        qs.filter(capture__created_at__gte=f.date_from, capture__created_at__lt=f.date_to)
-        .annotate(b=Trunc("capture__created_at", f.bucket, tzinfo=_tz(f)))
+        qs.filter(created_at__gte=f.date_from, created_at__lt=f.date_to)
+        .annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
         .values("b", key)
         .annotate(n=Count("pk"))
         .order_by()

@@ -301,7 +301,7 @@ class ReadMetric(models.Model):
 
     Written in the same transaction as the read (``services.read_save``; ``manage.py
     fill_reads`` by COPY; migration ``0015_wt_dash_read_metric`` for the reads before it) and
-    never updated: ``created_at`` / ``station`` / ``station_line`` / ``product_type`` are the
+    never updated but for ``waiting``: ``created_at`` / ``station`` / ``station_line`` / ``product_type`` are the
     capture's (when the photo was taken, the line at that time), so the dashboard aggregates
     one table over one index range instead of joining captures, reads and fields. The image
     statistics (``luminance`` ... ``text_cy``) are ``Read.quality``'s (``workers/pipeline/
@@ -330,10 +330,16 @@ class ReadMetric(models.Model):
     text_area = models.FloatField(null=True)
     text_cx = models.FloatField(null=True)
     text_cy = models.FloatField(null=True)
+    # in the review backlog now (``selectors`` backlog rule); kept by ``services`` whenever
+    # that can change: a new read of the capture, a signed revision, a withdrawal
+    waiting = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["created_at"], name="readmetric_created_idx"),
+            models.Index(
+                fields=["created_at"], condition=Q(waiting=True), name="readmetric_waiting_idx"
+            ),
             models.Index(fields=["station_line", "created_at"], name="readmetric_line_created_idx"),
             models.Index(fields=["station", "created_at"], name="readmetric_station_created_idx"),
         ]

@@ -1170,6 +1170,7 @@ def capture_withdraw(*, capture_id: uuid.UUID | str, actor: Any, reason: str) ->
             "updated_at",
         ]
     )
+    read_metric_waiting_refresh(capture_id=capture.pk)
     audit.record(
         actor=actor,
         action="withdraw",
@@ -1437,6 +1438,7 @@ def read_save(
         capture.save(
             update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
         )
+        read_metric_waiting_refresh(capture_id=capture.pk)
         waiting.notify_final(capture.pk)
         audit.record(
             actor=None,
@@ -1447,6 +1449,18 @@ def read_save(
             ),
         )
         return read
+
+
+def read_metric_waiting_refresh(*, capture_id: uuid.UUID | str) -> None:
+    """Set ``ReadMetric.waiting`` of the capture's reads from the review backlog rule
+    (``selectors._review_backlog_qs``: the one definition), in the caller's transaction; called
+    wherever the answer can change (a new read, a signed revision, a withdrawal)."""
+    ids = list(
+        selectors._review_backlog_qs().filter(capture_id=capture_id).values_list("pk", flat=True)
+    )
+    metrics = ReadMetric.objects.filter(read__capture_id=capture_id)
+    metrics.filter(read_id__in=ids, waiting=False).update(waiting=True)
+    metrics.exclude(read_id__in=ids).filter(waiting=True).update(waiting=False)
 
 
 def serial_rows(*, fields: Iterable[Field], capture: Capture) -> list[SerialRecord]:
@@ -1771,6 +1785,7 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
         field.current_value = plan.new_value
         field.save(update_fields=["current_value"])
         _serial_index_follow(field=field, capture=capture)
+    read_metric_waiting_refresh(capture_id=capture.pk)
     audit.record(
         actor=user,
         action=FIELD_REVISED_ACTION,

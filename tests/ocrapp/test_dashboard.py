@@ -115,6 +115,28 @@ def test_aggregates_per_line_and_bucket_on_known_data(qm, station, line2, produc
     assert per_station["series"][0].label == "LINE-2 / station-B"
 
 
+def test_backlog_follows_signatures_and_withdrawals(qm, station, product_type):
+    from ocrapp import selectors
+    from tests.review_data import PASSWORD
+
+    a = stored_capture(qm, station, product_type, queued_result("SN70"))
+    b = stored_capture(qm, station, product_type, queued_result("SN71"))
+    stored_capture(qm, station, product_type, accepted_result("SN72"))
+    now = timezone.now() + dt.timedelta(minutes=1)
+    f = dashboard.dashboard_filters_parse(params={}, now=now)
+
+    def waiting():
+        [s] = dashboard.dashboard(user=qm, f=f, now=now)["series"]
+        return s.backlog["waiting"]
+
+    assert waiting() == 2 == selectors.review_queue_count(user=qm)
+    services.read_review(user=qm, capture_id=a.pk, password=PASSWORD)  # every field signed
+    assert waiting() == 1 == selectors.review_queue_count(user=qm)
+    services.capture_withdraw(capture_id=b.pk, actor=qm, reason="wrong label")
+    assert waiting() == 0 == selectors.review_queue_count(user=qm)
+    assert not ReadMetric.objects.filter(waiting=True).exists()
+
+
 def test_day_buckets_are_the_users_days(qm, station, product_type):
     # 23:30 UTC on 10 November is already 11 November in Seoul (UTC+9)
     late = NOW.replace(day=10, hour=23, minute=30)

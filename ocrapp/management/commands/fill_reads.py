@@ -339,6 +339,8 @@ class Command(BaseCommand):
                                 mismatches=mismatches,
                                 review_reasons=[],
                             ),
+                            # run 1 of a DONE capture, no revision yet: waits if it needs review
+                            "waiting": needs_review,
                         }
                     )
                     read_id += 1
