@@ -320,3 +320,16 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
             f"a rate must look like 120/minute (second, minute, hour, day) or off, got {rate!r}"
         ) from None
     return (number, seconds) if number > 0 else None
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= minimum:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value

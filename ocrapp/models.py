@@ -297,6 +297,60 @@ class Read(models.Model):
         return f"capture {self.capture_id} run {self.run}"
 
 
+class ReadMetric(models.Model):
+    """What the dashboard counts of one read, one narrow row per read (``ocrapp.dashboard``).
+
+    Written in the same transaction as the read (``services.read_save``; ``manage.py
+    fill_reads`` by COPY; migration ``0015_wt_dash_read_metric`` for the reads before it) and
+    never updated but for ``waiting``: ``created_at`` / ``station`` / ``station_line`` / ``product_type`` are the
+    capture's (when the photo was taken, the line at that time), so the dashboard aggregates
+    one table over one index range instead of joining captures, reads and fields. The image
+    statistics (``luminance`` ... ``text_cy``) are ``Read.quality``'s (``workers/pipeline/
+    quality.py``), None where a read has none; ``confidence`` is the mean field confidence.
+    """
+
+    read = models.OneToOneField(
+        Read, primary_key=True, on_delete=models.PROTECT, related_name="metric"
+    )
+    created_at = models.DateTimeField()
+    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="+")
+    station_line = models.CharField(max_length=100)
+    product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="+")
+    auto_accepted = models.BooleanField()
+    mislabel = models.BooleanField(default=False)  # a code contradicts the print
+    glare = models.BooleanField(default=False)  # quality warnings glare / glare_photo / glare_text
+    blur = models.BooleanField(default=False)
+    exposure = models.BooleanField(default=False)  # underexposed / overexposed
+    confidence = models.FloatField(null=True)
+    luminance = models.FloatField(null=True)
+    contrast = models.FloatField(null=True)
+    sharpness = models.FloatField(null=True)
+    glare_fraction = models.FloatField(null=True)
+    text_boxes = models.IntegerField(null=True)
+    text_height = models.FloatField(null=True)
+    text_area = models.FloatField(null=True)
+    text_cx = models.FloatField(null=True)
+    text_cy = models.FloatField(null=True)
+    # in the review backlog now (``selectors`` backlog rule); kept by ``services`` whenever
+    # that can change: a new read of the capture, a signed revision, a withdrawal
+    waiting = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["created_at"], name="readmetric_created_idx"),
+            models.Index(
+                fields=["created_at"], condition=Q(waiting=True), name="readmetric_waiting_idx"
+            ),
+            models.Index(fields=["station_line", "created_at"], name="readmetric_line_created_idx"),
+            models.Index(fields=["station", "created_at"], name="readmetric_station_created_idx"),
+        ]
+        verbose_name = _("read metric")
+        verbose_name_plural = _("read metrics")
+
+    def __str__(self) -> str:
+        return f"metric of read {self.read_id}"
+
+
 class TextLine(models.Model):
     read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="lines")
     order = models.PositiveIntegerField()

@@ -25,7 +25,7 @@ from django.db.models import Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ocrapp import audit, events, roles, selectors, tokens, waiting
+from ocrapp import audit, dashboard, events, roles, selectors, tokens, waiting
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
@@ -41,6 +41,7 @@ from ocrapp.models import (
     FieldRevision,
     ProductType,
     Read,
+    ReadMetric,
     SerialRecord,
     Station,
     TextLine,
@@ -1169,6 +1170,7 @@ def capture_withdraw(*, capture_id: uuid.UUID | str, actor: Any, reason: str) ->
             "updated_at",
         ]
     )
+    read_metric_waiting_refresh(capture_id=capture.pk)
     audit.record(
         actor=actor,
         action="withdraw",
@@ -1415,6 +1417,20 @@ def read_save(
             ]
         )
         records = SerialRecord.objects.bulk_create(serial_rows(fields=fields, capture=capture))
+        ReadMetric.objects.create(
+            read=read,
+            created_at=capture.created_at,
+            station_id=capture.station_id,
+            station_line=capture.station_line or capture.station.line,
+            product_type_id=capture.product_type_id,
+            **dashboard.read_metric_values(
+                quality=read.quality,
+                field_confidences=[f.confidence for f in fields],
+                needs_review=read.needs_review,
+                mismatches=read.mismatches,
+                review_reasons=read.review.get("reasons") or [],
+            ),
+        )
         capture.status = Capture.Status.DONE
         capture.failure_code = ""
         capture.failure_reason = ""
@@ -1422,6 +1438,7 @@ def read_save(
         capture.save(
             update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
         )
+        read_metric_waiting_refresh(capture_id=capture.pk)
         waiting.notify_final(capture.pk)
         audit.record(
             actor=None,
@@ -1437,6 +1454,18 @@ def read_save(
         if read.needs_review:
             events.publish(events.READ_NEEDS_REVIEW, announced)
         return read
+
+
+def read_metric_waiting_refresh(*, capture_id: uuid.UUID | str) -> None:
+    """Set ``ReadMetric.waiting`` of the capture's reads from the review backlog rule
+    (``selectors._review_backlog_qs``: the one definition), in the caller's transaction; called
+    wherever the answer can change (a new read, a signed revision, a withdrawal)."""
+    ids = list(
+        selectors._review_backlog_qs().filter(capture_id=capture_id).values_list("pk", flat=True)
+    )
+    metrics = ReadMetric.objects.filter(read__capture_id=capture_id)
+    metrics.filter(read_id__in=ids, waiting=False).update(waiting=True)
+    metrics.exclude(read_id__in=ids).filter(waiting=True).update(waiting=False)
 
 
 def serial_rows(*, fields: Iterable[Field], capture: Capture) -> list[SerialRecord]:
@@ -1761,6 +1790,7 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
         field.current_value = plan.new_value
         field.save(update_fields=["current_value"])
         _serial_index_follow(field=field, capture=capture)
+    read_metric_waiting_refresh(capture_id=capture.pk)
     audit.record(
         actor=user,
         action=FIELD_REVISED_ACTION,

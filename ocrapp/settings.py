@@ -19,6 +19,7 @@ from ocrapp.config import (
     database_from_url,
     django_env,
     env_bool,
+    env_float,
     env_int,
     image_storage_from_env,
     parse_rate,
@@ -308,3 +309,10 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 WEBHOOK_BACKOFF_BASE = env_int("WEBHOOK_BACKOFF_BASE", 10, minimum=1)
 WEBHOOK_BACKOFF_MAX = env_int("WEBHOOK_BACKOFF_MAX", 3600, minimum=1)
 WEBHOOK_REAP_AFTER = env_int("WEBHOOK_REAP_AFTER", 120, minimum=1)
+# Dashboard drift check (ocrapp/dashboard.py; README "Dashboard"): a line's (or station's)
+# recent DRIFT_RECENT_HOURS against its DRIFT_BASELINE_DAYS before; a statistic drifts when its
+# median moves by DRIFT_SHIFT baseline spreads (1.4826 x MAD) with DRIFT_MIN_READS reads in each.
+DRIFT_RECENT_HOURS = env_int("DRIFT_RECENT_HOURS", 24, minimum=1)
+DRIFT_BASELINE_DAYS = env_int("DRIFT_BASELINE_DAYS", 14, minimum=1)
+DRIFT_MIN_READS = env_int("DRIFT_MIN_READS", 30, minimum=2)
+DRIFT_SHIFT = env_float("DRIFT_SHIFT", 4.0, minimum=0.1)

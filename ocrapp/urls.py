@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from ocrapp import api, ops_views
+from ocrapp import api, dashboard_views, ops_views
 
 # Django's own 400s (RequestDataTooBig, TooManyFieldsSent, SuspiciousOperation): JSON under /api/.
 handler400 = "ocrapp.limits.bad_request"
@@ -58,6 +58,9 @@ api_v1 = [
         api.WebhookDeliveryReplayApi.as_view(),
         name="api-webhook-delivery-replay",
     ),
+    # dashboard (wt-dash): series per line/station and the drift check
+    path("dashboard", dashboard_views.DashboardApi.as_view(), name="api-dashboard"),
+    path("drift", dashboard_views.DriftApi.as_view(), name="api-drift"),
 ]
 
 urlpatterns = [

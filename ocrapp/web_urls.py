@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ocrapp import views
+from ocrapp import dashboard_views, views
 from ocrapp.lockout import LockoutAuthenticationForm
 
 urlpatterns = [
@@ -30,6 +30,7 @@ urlpatterns = [
     path("review/", views.review_page, name="review"),
     path("search/", views.search_page, name="search"),
     path("webhooks/", views.webhooks_page, name="webhooks"),
+    path("dashboard/", dashboard_views.dashboard_page, name="dashboard"),
     # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).
     path("serials/<path:value>/", views.serial_page, name="serial-history"),
 ]

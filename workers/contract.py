@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from workers.fieldspec.review import ReviewDecision, ReviewReason
 
@@ -96,6 +96,13 @@ class QualityReportDict(TypedDict):
     ok: bool
     warnings: list[QualityWarningDict]
     lines: list[LineQualityDict]
+    # image statistics for drift (``quality.py``); absent or None on reads made before them
+    contrast: NotRequired[float | None]
+    text_boxes: NotRequired[int | None]
+    text_height: NotRequired[float | None]
+    text_area: NotRequired[float | None]
+    text_cx: NotRequired[float | None]
+    text_cy: NotRequired[float | None]
 
 
 class TextLineDict(TypedDict):
@@ -258,7 +265,9 @@ class LineQuality:
 @dataclass(frozen=True)
 class QualityReport:
     """Photo quality measures (see ``quality.py`` for definitions and thresholds).
-    ``lines``: per-line glare (empty when glare-aware inference is off)."""
+    ``lines``: per-line glare (empty when glare-aware inference is off). The image statistics
+    the dashboard's drift check compares (``contrast``, ``text_*``) are None when unmeasured
+    (reads stored before they existed)."""
 
     blur: float
     exposure: float
@@ -266,6 +275,12 @@ class QualityReport:
     text_glare_fraction: float
     warnings: tuple[QualityWarning, ...] = ()
     lines: tuple[LineQuality, ...] = ()
+    contrast: float | None = None
+    text_boxes: int | None = None
+    text_height: float | None = None
+    text_area: float | None = None
+    text_cx: float | None = None
+    text_cy: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -280,6 +295,12 @@ class QualityReport:
             "ok": self.ok,
             "warnings": [w.to_dict() for w in self.warnings],
             "lines": [ln.to_dict() for ln in self.lines],
+            "contrast": _round_or_none(self.contrast, 4),
+            "text_boxes": None if self.text_boxes is None else int(self.text_boxes),
+            "text_height": _round_or_none(self.text_height, 5),
+            "text_area": _round_or_none(self.text_area, 5),
+            "text_cx": _round_or_none(self.text_cx, 4),
+            "text_cy": _round_or_none(self.text_cy, 4),
         }
 
     @classmethod
@@ -292,7 +313,21 @@ class QualityReport:
             text_glare_fraction=float(d.get("text_glare_fraction") or 0.0),
             warnings=tuple(QualityWarning.from_dict(w) for w in d.get("warnings") or ()),
             lines=tuple(LineQuality.from_dict(ln) for ln in d.get("lines") or ()),
+            contrast=_float_or_none(d.get("contrast")),
+            text_boxes=None if d.get("text_boxes") is None else int(d["text_boxes"]),
+            text_height=_float_or_none(d.get("text_height")),
+            text_area=_float_or_none(d.get("text_area")),
+            text_cx=_float_or_none(d.get("text_cx")),
+            text_cy=_float_or_none(d.get("text_cy")),
         )
+
+
+def _round_or_none(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

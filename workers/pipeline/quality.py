@@ -23,6 +23,14 @@ Measures and thresholds (module constants; checked on rendered labels, see the t
   ``glare`` with the "Strong glare over the text" message when > ``TEXT_GLARE_MAX`` (5 %).
 - ``no_text``: no text line was read.
 
+Image statistics kept for the dashboard's drift check (no warning of their own; they say what a
+line's photos usually look like): ``exposure`` (mean luminance) and ``blur`` (sharpness) above,
+``contrast`` (standard deviation of the gray level / 255), and of the text boxes (the quads
+passed in, i.e. what detection found): ``text_boxes`` (count), ``text_height`` (median box
+height / the image's short side), ``text_area`` (share of the image the boxes cover, summed)
+and ``text_cx`` / ``text_cy`` (mean box centre / width, height: 0.5 = centred). A moved camera
+shows as smaller or shifted boxes, a failing lamp as a lower luminance and contrast.
+
 Glare masks are :mod:`glare`'s: without a mask this stage uses ``glare.blob_mask``; the pipeline
 passes ``glare.image_glare_mask`` (computed once per image) and the per-line ``glare_text``
 warnings come from ``glare.line_glare_warnings``.
@@ -127,7 +135,35 @@ class QualityAssessor:
             glare_fraction=glare_fraction,
             text_glare_fraction=text_glare,
             warnings=tuple(warnings),
+            contrast=float(g.std()),
+            **self._text_stats(gray.shape, polys),
         )
+
+    @staticmethod
+    def _text_stats(shape: tuple[int, ...], polys: list[np.ndarray]) -> dict:
+        """Box statistics of the text quads (working-size pixels) relative to the image:
+        ``text_boxes``, ``text_height`` (median, / short side), ``text_area`` (summed box areas
+        / image area, capped at 1), ``text_cx`` / ``text_cy`` (mean centre / width, height).
+        Without boxes: count 0 and the rest None (nothing to compare)."""
+        h, w = shape[:2]
+        if not polys:
+            return {"text_boxes": 0, "text_height": None, "text_area": None,
+                    "text_cx": None, "text_cy": None}  # fmt: skip
+        heights, areas, cx, cy = [], [], [], []
+        for q in polys:
+            q = np.asarray(q, np.float32).reshape(-1, 2)
+            (_, _), (rw, rh), _ = cv2.minAreaRect(q)
+            heights.append(min(rw, rh))
+            areas.append(abs(float(cv2.contourArea(q))))
+            cx.append(float(q[:, 0].mean()))
+            cy.append(float(q[:, 1].mean()))
+        return {
+            "text_boxes": len(polys),
+            "text_height": float(np.median(heights)) / max(1, min(h, w)),
+            "text_area": min(1.0, sum(areas) / max(1, h * w)),
+            "text_cx": float(np.mean(cx)) / max(1, w),
+            "text_cy": float(np.mean(cy)) / max(1, h),
+        }
 
     @staticmethod
     def _text_mask(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:

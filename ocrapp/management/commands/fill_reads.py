@@ -9,6 +9,10 @@ What it writes is **synthetic bench data, clearly marked** and consistent with t
   thumbnail answer 404), one read (``worker`` ``fill_reads``), its fields (serial number, part
   number, lot) and their search index rows (printed form in ``display``; about 1 % carry a
   differing code value, indexed as ``source=code``); about 2 % of the captures are FAILED;
+- per read its dashboard row (``ReadMetric``) and synthetic photo statistics in
+  ``Read.quality`` (luminance, contrast, sharpness, glare, text boxes around each line's own
+  steady values; about 3 % glare, 2 % blur and 2 % exposure warnings); a read whose code value
+  differs from the print carries the mismatch (a mislabel alarm);
 - one audit event per batch (action ``create`` on the batch's first read, reason "manage.py
   fill_reads: synthetic bench data") that records every field value of the batch, so
   ``manage.py audit_verify`` checks these reads like any other.
@@ -31,8 +35,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from ocrapp import audit, services
-from ocrapp.models import Capture, Field, ProductType, Read, SerialRecord, Station
+from ocrapp import audit, dashboard, services
+from ocrapp.models import Capture, Field, ProductType, Read, ReadMetric, SerialRecord, Station
 from workers.fieldspec import identifier_key, lookalike_key
 
 SYNTH_USER = "synthetic-bench"
@@ -58,6 +62,32 @@ def serial_value(rng: random.Random, i: int) -> str:
     if kind < 0.9:
         return f"35{rng.randint(1000, 9999)}{i % 100000000:08d}{rng.randint(0, 9)}"
     return f"A{rng.randint(0, 9)}B{rng.randint(0, 9)}C{rng.randint(0, 9)}{i % 1000000:06d}"
+
+
+def synthetic_quality(rng: random.Random, k: int) -> dict:
+    """``Read.quality`` of a synthetic photo of station number ``k``: statistics spread around
+    the station's own steady values (each station has its camera and light), a few warnings."""
+    base = random.Random(k)
+    lum, height = base.uniform(0.5, 0.65), base.uniform(0.07, 0.1)
+    warnings = []
+    for code, share in (("glare", 0.03), ("blur", 0.02), ("underexposed", 0.02)):
+        if rng.random() < share:
+            warnings.append({"code": code, "message": "synthetic", "params": {}})
+    return {
+        "blur": round(rng.lognormvariate(7.0, 0.3), 3),
+        "exposure": round(rng.gauss(lum, 0.03), 4),
+        "glare_fraction": round(max(0.0, rng.gauss(0.004, 0.003)), 5),
+        "text_glare_fraction": 0.0,
+        "ok": not warnings,
+        "warnings": warnings,
+        "lines": [],
+        "contrast": round(rng.gauss(0.22, 0.015), 4),
+        "text_boxes": rng.choice((3, 3, 3, 4)),
+        "text_height": round(rng.gauss(height, 0.004), 5),
+        "text_area": round(rng.gauss(0.12, 0.01), 5),
+        "text_cx": round(rng.gauss(0.45, 0.01), 4),
+        "text_cy": round(rng.gauss(0.4, 0.01), 4),
+    }
 
 
 def _columns(model) -> list[str]:
@@ -112,7 +142,13 @@ class Command(BaseCommand):
             rate = done / max(time.monotonic() - start, 1e-9)
             self.stdout.write(f"{done}/{n} reads ({rate:,.0f}/s)")
         with connection.cursor() as cur:
-            for table in ("ocrapp_capture", "ocrapp_read", "ocrapp_field", "ocrapp_serialrecord"):
+            for table in (
+                "ocrapp_capture",
+                "ocrapp_read",
+                "ocrapp_field",
+                "ocrapp_serialrecord",
+                "ocrapp_readmetric",
+            ):
                 cur.execute(f"ANALYZE {table}")
         self.stdout.write(
             self.style.SUCCESS(f"wrote {n} synthetic reads in {time.monotonic() - start:.1f} s")
@@ -158,6 +194,7 @@ class Command(BaseCommand):
         now = timezone.now()
         cap_cols, read_cols = _columns(Capture), _columns(Read)
         field_cols, sr_cols = _columns(Field), _columns(SerialRecord)
+        metric_cols = _columns(ReadMetric)
         cap_def, read_def = _defaults(Capture), _defaults(Read)
         field_def, sr_def = _defaults(Field), _defaults(SerialRecord)
         parts = [f"PN-{k:07d}" for k in range(0, 400000, 1999)]
@@ -169,7 +206,7 @@ class Command(BaseCommand):
             first_read = read_id
             with connection.cursor() as cur:
                 raw = cur.cursor if hasattr(cur, "cursor") else cur
-                caps, reads, fields, srs = [], [], [], []
+                caps, reads, fields, srs, metrics = [], [], [], [], []
                 for k in range(size):
                     i = offset + k
                     st, pt = rng.choice(stations), rng.choice(pts)
@@ -205,18 +242,6 @@ class Command(BaseCommand):
                     if failed:
                         continue
                     needs_review = rng.random() < 0.15
-                    reads.append(
-                        {
-                            **read_def,
-                            "id": read_id,
-                            "capture_id": cid,
-                            "run": 1,
-                            "worker": "fill_reads",
-                            "needs_review": needs_review,
-                            "review": Jsonb({"needs_review": needs_review, "reasons": []}),
-                            "created_at": at,
-                        }
-                    )
                     # about 3 % of the serials are read again (an earlier serial)
                     serial_i = i if rng.random() > 0.03 or i == 0 else rng.randrange(i)
                     serial = serial_value(random.Random(serial_i * 7919 + 1), serial_i)
@@ -271,12 +296,60 @@ class Command(BaseCommand):
                             sr_id += 1
                         field_id += 1
                     recorded.update(entries)
+                    quality = synthetic_quality(rng, stations.index(st))
+                    coded = next((f for f in fields[-len(values) :] if f["code_value"]), None)
+                    mismatches = (
+                        [
+                            {
+                                "field": "serial_number",
+                                "printed": coded["value"],
+                                "coded": coded["code_value"],
+                                "code_format": "DataMatrix",
+                                "source": "synthetic",
+                            }
+                        ]
+                        if coded
+                        else []
+                    )
+                    reads.append(
+                        {
+                            **read_def,
+                            "id": read_id,
+                            "capture_id": cid,
+                            "run": 1,
+                            "worker": "fill_reads",
+                            "needs_review": needs_review,
+                            "review": Jsonb({"needs_review": needs_review, "reasons": []}),
+                            "quality": Jsonb(quality),
+                            "mismatches": Jsonb(mismatches),
+                            "created_at": at,
+                        }
+                    )
+                    metrics.append(
+                        {
+                            "read_id": read_id,
+                            "created_at": at,
+                            "station_id": st.pk,
+                            "station_line": st.line,
+                            "product_type_id": pt.pk,
+                            **dashboard.read_metric_values(
+                                quality=quality,
+                                field_confidences=[f["confidence"] for f in fields[-len(values) :]],
+                                needs_review=needs_review,
+                                mismatches=mismatches,
+                                review_reasons=[],
+                            ),
+                            # run 1 of a DONE capture, no revision yet: waits if it needs review
+                            "waiting": needs_review,
+                        }
+                    )
                     read_id += 1
                 for table, cols, rows in (
                     ("ocrapp_capture", cap_cols, caps),
                     ("ocrapp_read", read_cols, reads),
                     ("ocrapp_field", field_cols, fields),
                     ("ocrapp_serialrecord", sr_cols, srs),
+                    ("ocrapp_readmetric", metric_cols, metrics),
                 ):
                     sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
                     with raw.copy(sql) as copy:

@@ -1,0 +1,205 @@
+"""Dashboard latency at scale: p50/p95 of each dashboard query (series per line and bucket,
+alarms, review backlog, drift per line and per station, the whole API answer) through the same
+``ocrapp.dashboard`` functions the page and the API use, with the indexes EXPLAIN shows.
+
+Peer measured in the same run: reads per hour and mean confidence per line computed from the
+reads themselves (captures joined to reads and fields, as without ``ReadMetric``) against the
+same numbers from ``ReadMetric`` (one narrow row per read, written with the read).
+
+    .venv/bin/python bench/dashboard_latency.py --reads 100000          # fills what is missing
+    .venv/bin/python bench/dashboard_latency.py --reads 1000000 --runs 50
+
+The database is an embedded PostgreSQL under ``--var`` (default ``var/bench-dash``, kept so a
+later run reuses the filled reads; ``DATABASE_URL`` points it elsewhere); missing reads are
+written by ``manage.py fill_reads`` (synthetic bench data, spread over ``--days``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from search_latency import _indexes, _pct, _seq_scans  # noqa: E402  (as the search bench)
+
+
+def _explain(queries) -> str:
+    """Index names and sequentially scanned tables of the queries' plans."""
+    import json
+
+    from django.db import connection
+
+    names: set[str] = set()
+    seq: set[str] = set()
+    with connection.cursor() as cur:
+        for q in queries:
+            cur.execute("EXPLAIN (FORMAT JSON) " + q["sql"])
+            plan = cur.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            names |= _indexes(plan)
+            seq |= _seq_scans(plan)
+    out = ", ".join(sorted(names)) or "-"
+    if seq:
+        out += " | seq scan: " + ", ".join(sorted(seq))
+    return out
+
+
+def _measure(label: str, args: list, call, rows: list) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    times = []
+    for a in args:
+        t0 = time.perf_counter()
+        call(a)
+        times.append((time.perf_counter() - t0) * 1000)
+    with CaptureQueriesContext(connection) as ctx:
+        call(args[0])
+    explained = [q for q in ctx.captured_queries if "ocrapp_readmetric" in q["sql"] or
+                 "ocrapp_read" in q["sql"]]  # fmt: skip
+    rows.append(
+        (
+            label,
+            len(args),
+            statistics.median(times),
+            _pct(times, 95),
+            max(times),
+            _explain_all(explained),
+        )
+    )
+
+
+def _explain_all(queries) -> str:
+    return _explain(
+        [q for q in queries if q["sql"].lstrip().upper().startswith(("SELECT", "WITH"))]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reads", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=30, help="Queries per kind.")
+    ap.add_argument("--days", type=int, default=365, help="fill_reads spreads reads over these.")
+    ap.add_argument("--var", default=str(ROOT / "var" / "bench-dash"))
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    from ocrapp import devstack
+
+    with devstack.Services(Path(args.var), database="bench_dash") as services:
+        os.environ.update(services.env)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        run(args)
+
+
+def run(args) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.utils import timezone
+
+    from ocrapp import dashboard, roles
+    from ocrapp.models import Capture, ReadMetric, Station
+    from tests.review_data import grant
+
+    synth = Capture.objects.filter(station_line__startswith="SYN-")
+    have = synth.count()
+    fill = ""
+    if have < args.reads:
+        from django.core.management import call_command
+
+        t0 = time.perf_counter()
+        call_command("fill_reads", str(args.reads - have), "--days", str(args.days), verbosity=0)
+        fill = f"fill_reads wrote {args.reads - have:,} reads in {time.perf_counter() - t0:.0f} s"
+        have = args.reads
+    User = get_user_model()
+    qm, _ = User.objects.get_or_create(username="bench-qm")
+    grant(qm, roles.QUALITY_MANAGER)
+    qm = User.objects.get(pk=qm.pk)
+    op, _ = User.objects.get_or_create(username="bench-operator")
+    grant(op, roles.OPERATOR)
+    station = Station.objects.filter(line__startswith="SYN-").order_by("pk").first()
+    station.members.add(op)
+    op = User.objects.get(pk=op.pk)
+    lines = sorted(
+        set(Station.objects.filter(line__startswith="SYN-").values_list("line", flat=True))
+    )
+    rng = random.Random(args.seed)
+    now = timezone.now()
+
+    def window(days: int, bucket: str, **extra):
+        """``args.runs`` filters of ``days`` ending at random hours of the last month."""
+        out = []
+        for _ in range(args.runs):
+            end = now - dt.timedelta(hours=rng.randint(0, 24 * 30))
+            params = {
+                "from": (end - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M"),
+                "to": end.strftime("%Y-%m-%dT%H:%M"),
+                "bucket": bucket,
+                "tz": "Asia/Seoul",
+                **{k: (v(rng) if callable(v) else v) for k, v in extra.items()},
+            }
+            out.append(dashboard.dashboard_filters_parse(params=params))
+        return out
+
+    week = window(7, "hour")
+    month = window(30, "day")
+    year = window(365, "day")
+    one_line = window(30, "day", line=lambda r: r.choice(lines))
+
+    def peer(f):  # reads per hour and mean confidence from captures + reads + fields
+        with connection.cursor() as cur:
+            cur.execute(
+                """
+                SELECT date_trunc('hour', c.created_at AT TIME ZONE %s) AS b, c.station_line,
+                       count(*), avg((SELECT avg(fl.confidence) FROM ocrapp_field fl
+                                      WHERE fl.read_id = r.id))
+                FROM ocrapp_read r JOIN ocrapp_capture c ON c.id = r.capture_id
+                WHERE c.created_at >= %s AND c.created_at < %s
+                GROUP BY 1, 2
+                """,
+                [f.tz, f.date_from, f.date_to],
+            )
+            cur.fetchall()
+
+    rows: list = []
+    series = lambda u: lambda f: dashboard._series_rows(user=u, f=f)  # noqa: E731
+    _measure("series, 7 days by hour (per line)", week, series(qm), rows)
+    _measure("peer: the same from captures + reads + fields", week, peer, rows)
+    _measure("series, 30 days by day", month, series(qm), rows)
+    _measure("series, 365 days by day", year, series(qm), rows)
+    _measure("series, one line, 30 days (per station)", one_line, series(qm), rows)
+    _measure("series, an operator's station, 30 days", month, series(op), rows)
+    _measure("alarm_counts, 30 days", month, lambda f: dashboard.alarm_counts(user=qm, f=f), rows)
+    _measure("review backlog (now) + per bucket", month,
+             lambda f: dashboard.backlog(user=qm, f=f), rows)  # fmt: skip
+    _measure("drift per line", month, lambda f: dashboard.drift_report(user=qm, f=f), rows)
+    _measure("drift per station", month,
+             lambda f: dashboard.drift_report(user=qm, f=f, level="station"), rows)  # fmt: skip
+    _measure("whole dashboard (API answer), 7 days by hour", week,
+             lambda f: dashboard.dashboard_json(dashboard.dashboard(user=qm, f=f), f), rows)  # fmt: skip
+
+    n_metric = ReadMetric.objects.count()
+    print(f"\n{have:,} synthetic captures, {n_metric:,} dashboard rows. {fill}\n")
+    print("| query | n | p50 ms | p95 ms | max ms | indexes (EXPLAIN) |")
+    print("|---|---:|---:|---:|---:|---|")
+    for label, n, p50, p95, mx, idx in rows:
+        print(f"| {label} | {n} | {p50:.1f} | {p95:.1f} | {mx:.1f} | {idx} |")
+
+
+if __name__ == "__main__":
+    main()

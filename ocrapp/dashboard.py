@@ -1,0 +1,632 @@
+"""The dashboard: per line and station over time, and the drift check. Reads only (selectors).
+
+Everything is aggregated in SQL over :class:`ocrapp.models.ReadMetric` (one narrow row per read,
+written with the read), bucketed with ``date_trunc`` in the user's time zone and limited to
+what the user may see (``roles.capture_scope``: a station token or an operator sees only their
+stations; quality managers and auditors see every line).
+
+Drift (README "Dashboard"): for each line (and station), each image statistic's median over a
+recent window is compared with the line's own baseline (the days before that window), in units
+of the baseline's spread: ``shift = (median_recent - median_baseline) / scale`` with ``scale =
+max(1.4826 * MAD_baseline, floor)`` (MAD: median absolute deviation, 1.4826 makes it a standard
+deviation for normal data; the floor keeps a very steady baseline from flagging noise). A
+statistic drifts when ``|shift| >= DRIFT_SHIFT`` and both windows hold at least
+``DRIFT_MIN_READS`` reads with that statistic. Medians and MADs are robust: a few odd photos
+move neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, FloatField, Min, Q, QuerySet
+from django.db.models.functions import Extract, Trunc
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from ocrapp import roles, selectors
+from ocrapp.errors import ApplicationError
+from ocrapp.models import ReadMetric
+
+BUCKETS = ("hour", "day")
+GROUPS = ("line", "station")
+DEFAULT_DAYS = 7
+MAX_BUCKETS = 2_000
+
+# quality warning codes (workers.contract.QUALITY_CODES) behind each share on the dashboard
+GLARE_CODES = ("glare", "glare_photo", "glare_text")
+BLUR_CODES = ("blur",)
+EXPOSURE_CODES = ("underexposed", "overexposed")
+
+# the statistics the drift check compares: (column, SQL expression, floor of the scale, label)
+DRIFT_STATS: tuple[tuple[str, str, float, Any], ...] = (
+    ("luminance", "{t}luminance", 0.02, gettext_lazy("mean luminance")),
+    ("contrast", "{t}contrast", 0.01, gettext_lazy("contrast")),
+    # the Laplacian variance varies by factors: compared on a log scale
+    ("sharpness", "ln(1 + {t}sharpness)", 0.05, gettext_lazy("sharpness (log Laplacian variance)")),
+    ("glare_fraction", "{t}glare_fraction", 0.01, gettext_lazy("glare fraction")),
+    ("text_boxes", "{t}text_boxes", 0.5, gettext_lazy("text boxes")),
+    ("text_height", "{t}text_height", 0.005, gettext_lazy("text height")),
+    ("text_area", "{t}text_area", 0.005, gettext_lazy("text area")),
+    ("text_cx", "{t}text_cx", 0.01, gettext_lazy("text position (across)")),
+    ("text_cy", "{t}text_cy", 0.01, gettext_lazy("text position (down)")),
+    ("confidence", "{t}confidence", 0.01, gettext_lazy("mean confidence")),
+)
+DRIFT_STAT_NAMES = tuple(s[0] for s in DRIFT_STATS)
+
+
+# --- the row of a read ----------------------------------------------------------------------
+
+
+def read_metric_values(
+    *,
+    quality: Mapping[str, Any],
+    field_confidences: list[float],
+    needs_review: bool,
+    mismatches: list,
+    review_reasons: list,
+) -> dict[str, Any]:
+    """The :class:`ReadMetric` columns of one read (besides its ids and time) from what the
+    read stores: ``quality`` (``Read.quality``), its fields' confidences, the review decision
+    and the printed-vs-code mismatches."""
+    codes = {w.get("code") for w in quality.get("warnings") or () if isinstance(w, Mapping)}
+    reasons = {r.get("code") for r in review_reasons or () if isinstance(r, Mapping)}
+
+    def num(key: str) -> float | None:
+        value = quality.get(key)
+        return None if value is None else float(value)
+
+    return {
+        "auto_accepted": not needs_review,
+        "mislabel": bool(mismatches) or "mislabel" in reasons,
+        "glare": bool(codes & set(GLARE_CODES)),
+        "blur": bool(codes & set(BLUR_CODES)),
+        "exposure": bool(codes & set(EXPOSURE_CODES)),
+        "confidence": (
+            sum(field_confidences) / len(field_confidences) if field_confidences else None
+        ),
+        "luminance": num("exposure") if quality else None,
+        "contrast": num("contrast"),
+        "sharpness": num("blur") if quality else None,
+        "glare_fraction": num("glare_fraction") if quality else None,
+        "text_boxes": None if quality.get("text_boxes") is None else int(quality["text_boxes"]),
+        "text_height": num("text_height"),
+        "text_area": num("text_area"),
+        "text_cx": num("text_cx"),
+        "text_cy": num("text_cy"),
+    }
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardFilters:
+    """``date_from`` / ``date_to`` (aware, ``to`` exclusive), ``tz`` (IANA name: the buckets'
+    zone), ``line``, ``station`` / ``product_type`` ids, ``bucket`` (hour | day) and ``group``
+    (line | station: one series per line, or per station)."""
+
+    date_from: datetime
+    date_to: datetime
+    tz: str
+    line: str = ""
+    station: int | None = None
+    product_type: int | None = None
+    bucket: str = "hour"
+    group: str = "line"
+
+
+def _bad(name: str, message: str) -> ApplicationError:
+    return ApplicationError("invalid", message, details={name: [message]})
+
+
+def dashboard_filters_parse(
+    *, params: Mapping[str, str], default_tz: str = "", now: datetime | None = None
+) -> DashboardFilters:
+    """The dashboard's query string (page and API): ``from`` / ``to`` / ``tz`` / ``line`` /
+    ``station`` / ``product_type`` as in search (``selectors.search_filters_parse``), ``bucket``
+    (``hour`` default up to 7 days, else ``day``), ``group`` (``line``; ``station`` by default
+    when a line or station is chosen). Default range: the last 7 days. Bad values: 400
+    ``invalid`` naming the parameter (also a range of more than :data:`MAX_BUCKETS` buckets
+    or one that ends before it starts, or dates out of range)."""
+    try:
+        return _parse(params=params, default_tz=default_tz, now=now)
+    except OverflowError:  # e.g. to=0001-01-01: the default from would be before year 1
+        raise _bad("from", _("The dates are out of range.")) from None
+
+
+def _parse(*, params: Mapping[str, str], default_tz: str, now: datetime | None) -> DashboardFilters:
+    picked = {k: params.get(k, "") for k in ("from", "to", "tz", "line", "station", "product_type")}
+    f = selectors.search_filters_parse(params=picked, default_tz=default_tz)
+    now = now or timezone.now()
+    date_to = f.date_to or now
+    date_from = f.date_from or date_to - dt.timedelta(days=DEFAULT_DAYS)
+    if date_from >= date_to:
+        raise _bad("from", _("from must be before to."))
+    span = date_to - date_from
+    bucket = selectors._choice(
+        selectors.param_text(params, "bucket", max_length=8), "bucket", BUCKETS
+    )
+    bucket = bucket or ("hour" if span <= dt.timedelta(days=7) else "day")
+    size = dt.timedelta(hours=1) if bucket == "hour" else dt.timedelta(days=1)
+    if span / size > MAX_BUCKETS:
+        raise _bad(
+            "bucket",
+            _("The range holds more than %(max)s buckets: choose a shorter range or bucket=day.")
+            % {"max": MAX_BUCKETS},
+        )
+    group = selectors._choice(selectors.param_text(params, "group", max_length=8), "group", GROUPS)
+    group = group or ("station" if f.line or f.station else "line")
+    return DashboardFilters(
+        date_from=date_from,
+        date_to=date_to,
+        tz=f.tz,
+        line=f.line,
+        station=f.station,
+        product_type=f.product_type,
+        bucket=bucket,
+        group=group,
+    )
+
+
+def _metrics(*, user: Any, f: DashboardFilters, window: bool = True) -> QuerySet[ReadMetric]:
+    qs = roles.scoped(ReadMetric.objects.all(), user)
+    if window:
+        qs = qs.filter(created_at__gte=f.date_from, created_at__lt=f.date_to)
+    if f.line:
+        qs = qs.filter(station_line=f.line)
+    if f.station is not None:
+        qs = qs.filter(station_id=f.station)
+    if f.product_type is not None:
+        qs = qs.filter(product_type_id=f.product_type)
+    return qs
+
+
+def _group_key(f: DashboardFilters) -> str:
+    return "station_line" if f.group == "line" else "station_id"
+
+
+def _tz(f: DashboardFilters) -> dt.tzinfo:
+    return selectors.time_zone_find(name=f.tz)
+
+
+def bucket_starts(*, f: DashboardFilters) -> list[datetime]:
+    """Every bucket start of the range, in the filter's zone (charts show empty buckets too)."""
+    tz = _tz(f)
+    start = f.date_from.astimezone(tz)
+    if f.bucket == "day":
+        start = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        start = start.replace(minute=0, second=0, microsecond=0)
+    out = []
+    # step in UTC for hours (a DST change repeats or skips a wall-clock hour), by date for days
+    if f.bucket == "hour":
+        at = start.astimezone(dt.UTC)
+        while at < f.date_to:
+            out.append(at.astimezone(tz))
+            at += dt.timedelta(hours=1)
+    else:
+        day = start.date()
+        while True:
+            at = datetime.combine(day, dt.time(), tzinfo=tz)
+            if at >= f.date_to:
+                break
+            out.append(at)
+            day += dt.timedelta(days=1)
+    return out
+
+
+# --- the series ---------------------------------------------------------------------------
+
+
+def alarm_counts(*, user: Any, f: DashboardFilters) -> dict[tuple[datetime, Any], int]:
+    """Alarms per (bucket start, line or station id). For now the reads with a mislabel (a
+    code on the label contradicts the print: ``ReadMetric.mislabel``); the one function to
+    switch to the alarm table."""
+    rows = (
+        _metrics(user=user, f=f)
+        .filter(mislabel=True)
+        .annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
+        .values("b", _group_key(f))
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {(r["b"], r[_group_key(f)]): r["n"] for r in rows}
+
+
+def _series_rows(*, user: Any, f: DashboardFilters) -> list[dict]:
+    return list(
+        _metrics(user=user, f=f)
+        .annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
+        .values("b", _group_key(f))
+        .annotate(
+            reads=Count("pk"),
+            accepted=Count("pk", filter=Q(auto_accepted=True)),
+            mean_conf=Avg("confidence"),
+            n_conf=Count("confidence"),
+            glare=Count("pk", filter=Q(glare=True)),
+            blur=Count("pk", filter=Q(blur=True)),
+            exposure=Count("pk", filter=Q(exposure=True)),
+        )
+        .order_by()
+    )
+
+
+class _Median(Aggregate):
+    function = "percentile_cont"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def backlog(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> dict:
+    """The reads waiting for review now (``ReadMetric.waiting``, kept by ``services`` from the
+    ``selectors`` review backlog rule: the latest read of a capture that needs review with a
+    field not yet signed, not withdrawn), inside ``user``'s scope and the line / station /
+    product type filters (not the time range: what waits is waiting now): per line or station
+    ``waiting``, ``oldest_s`` and ``median_s`` (seconds since the photo), and per bucket of
+    the range how many of that bucket's reads still wait."""
+    now = now or timezone.now()
+    qs = _metrics(user=user, f=f, window=False).filter(waiting=True)
+    key = _group_key(f)
+    groups = (
+        qs.values(key)
+        .annotate(
+            n=Count("pk"),
+            oldest=Min("created_at"),
+            median_epoch=_Median(Extract("created_at", "epoch", tzinfo=dt.UTC)),
+        )
+        .order_by()
+    )
+    per_group = {}
+    for r in groups:
+        median_at = datetime.fromtimestamp(r["median_epoch"], tz=dt.UTC)
+        per_group[r[key]] = {
+            "waiting": r["n"],
+            "oldest_s": max(0, round((now - r["oldest"]).total_seconds())),
+            "median_s": max(0, round((now - median_at).total_seconds())),
+        }
+    by_bucket = (
+        qs.filter(created_at__gte=f.date_from, created_at__lt=f.date_to)
+        .annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
+        .values("b", key)
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {"groups": per_group, "buckets": {(r["b"], r[key]): r["n"] for r in by_bucket}}
+
+
+@dataclass
+class Series:
+    """One line's (or station's) values per bucket (``None`` where the bucket has no read)."""
+
+    key: Any
+    label: str
+    reads: list[int] = field(default_factory=list)
+    accept_rate: list[float | None] = field(default_factory=list)
+    confidence: list[float | None] = field(default_factory=list)
+    glare_share: list[float | None] = field(default_factory=list)
+    blur_share: list[float | None] = field(default_factory=list)
+    exposure_share: list[float | None] = field(default_factory=list)
+    alarms: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    backlog: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def _labels(f: DashboardFilters, keys: set) -> dict[Any, str]:
+    if f.group == "line":
+        return {k: str(k) for k in keys}
+    from ocrapp.models import Station
+
+    return {s.pk: str(s) for s in Station.objects.filter(pk__in=[k for k in keys if k])}
+
+
+def dashboard(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> dict:
+    """Everything the dashboard draws for ``user`` and ``f``: ``buckets`` (starts, in the zone),
+    ``series`` (one :class:`Series` per line or station, each list aligned with ``buckets``),
+    and the ``drift`` report (:func:`drift_report`)."""
+    rows = _series_rows(user=user, f=f)
+    alarms = alarm_counts(user=user, f=f)
+    waiting = backlog(user=user, f=f, now=now)
+    starts = bucket_starts(f=f)
+    index = {b: i for i, b in enumerate(starts)}
+    gk = _group_key(f)
+    keys = {r[gk] for r in rows} | set(waiting["groups"]) | {k for _, k in alarms}
+    labels = _labels(f, keys)
+    series = {
+        k: Series(
+            key=k,
+            label=labels.get(k, str(k)),
+            reads=[0] * len(starts),
+            accept_rate=[None] * len(starts),
+            confidence=[None] * len(starts),
+            glare_share=[None] * len(starts),
+            blur_share=[None] * len(starts),
+            exposure_share=[None] * len(starts),
+            alarms=[0] * len(starts),
+            waiting=[0] * len(starts),
+        )  # fmt: skip
+        for k in keys
+    }
+    sums: dict[Any, dict[str, float]] = {}
+    for r in rows:
+        i = index.get(r["b"])
+        s = series[r[gk]]
+        t = sums.setdefault(
+            r[gk],
+            dict.fromkeys(
+                ("reads", "accepted", "conf", "n_conf", "glare", "blur", "exposure"), 0.0
+            ),
+        )
+        n = r["reads"]
+        t["reads"] += n
+        t["accepted"] += r["accepted"]
+        t["conf"] += (r["mean_conf"] or 0.0) * r["n_conf"]
+        t["n_conf"] += r["n_conf"]
+        for name in ("glare", "blur", "exposure"):
+            t[name] += r[name]
+        if i is None:
+            continue
+        s.reads[i] = n
+        s.accept_rate[i] = round(r["accepted"] / n, 4)
+        s.confidence[i] = None if r["mean_conf"] is None else round(r["mean_conf"], 4)
+        s.glare_share[i] = round(r["glare"] / n, 4)
+        s.blur_share[i] = round(r["blur"] / n, 4)
+        s.exposure_share[i] = round(r["exposure"] / n, 4)
+    alarm_total: dict[Any, int] = {}
+    for (b, k), n in alarms.items():
+        alarm_total[k] = alarm_total.get(k, 0) + n
+        if b in index:
+            series[k].alarms[index[b]] = n
+    for (b, k), n in waiting["buckets"].items():
+        if b in index and k in series:
+            series[k].waiting[index[b]] = n
+    for k, s in series.items():
+        t = sums.get(k, {})
+        n = int(t.get("reads", 0))
+        s.totals = {
+            "reads": n,
+            "accept_rate": round(t["accepted"] / n, 4) if n else None,
+            "confidence": round(t["conf"] / t["n_conf"], 4) if t.get("n_conf") else None,
+            "glare_share": round(t["glare"] / n, 4) if n else None,
+            "blur_share": round(t["blur"] / n, 4) if n else None,
+            "exposure_share": round(t["exposure"] / n, 4) if n else None,
+            "alarms": alarm_total.get(k, 0),
+        }
+        s.backlog = waiting["groups"].get(k, {"waiting": 0, "oldest_s": None, "median_s": None})
+    ordered = sorted(series.values(), key=lambda s: s.label)
+    return {
+        "buckets": starts,
+        "series": ordered,
+        "drift": drift_report(user=user, f=f),
+    }
+
+
+# --- drift --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatShift:
+    stat: str
+    label: str
+    baseline_median: float | None
+    recent_median: float | None
+    scale: float | None  # max(1.4826 * MAD, floor) of the baseline
+    shift: float | None  # (recent - baseline) / scale; None without enough reads
+    baseline_reads: int
+    recent_reads: int
+    drifting: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "stat": self.stat,
+            "label": str(self.label),
+            "baseline_median": _r(self.baseline_median),
+            "recent_median": _r(self.recent_median),
+            "scale": _r(self.scale),
+            "shift": None if self.shift is None else round(self.shift, 2),
+            "baseline_reads": self.baseline_reads,
+            "recent_reads": self.recent_reads,
+            "drifting": self.drifting,
+        }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 5)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The drift check of one line (``station`` None) or one station of a line."""
+
+    line: str
+    station: int | None
+    station_label: str
+    baseline_from: datetime
+    recent_from: datetime
+    recent_to: datetime
+    stats: tuple[StatShift, ...]
+
+    @property
+    def drifting(self) -> bool:
+        return any(s.drifting for s in self.stats)
+
+    @property
+    def moved(self) -> list[StatShift]:
+        """The drifting statistics, the largest shift first."""
+        return sorted((s for s in self.stats if s.drifting), key=lambda s: -abs(s.shift or 0))
+
+    def to_dict(self) -> dict:
+        return {
+            "line": self.line,
+            "station": self.station,
+            "station_label": self.station_label,
+            "drifting": self.drifting,
+            "baseline": {"from": self.baseline_from, "to": self.recent_from},
+            "recent": {"from": self.recent_from, "to": self.recent_to},
+            "moved": [s.stat for s in self.moved],
+            "stats": [s.to_dict() for s in self.stats],
+        }
+
+
+def drift_windows(*, end: datetime) -> tuple[datetime, datetime, datetime]:
+    """(baseline start, recent start, end): the recent window is the ``DRIFT_RECENT_HOURS``
+    before ``end``, the baseline the ``DRIFT_BASELINE_DAYS`` before that."""
+    recent_from = end - dt.timedelta(hours=settings.DRIFT_RECENT_HOURS)
+    return recent_from - dt.timedelta(days=settings.DRIFT_BASELINE_DAYS), recent_from, end
+
+
+def _drift_sql(group_cols: str, where: str) -> str:
+    """Medians of the baseline and the recent window and the baseline's MAD of every statistic,
+    per group, in one statement (three scans of the window's index range)."""
+    meds = ", ".join(
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {e}) AS {name}, count({e}) AS n_{name}"
+        for name, e in ((n, x.format(t="")) for n, x, _, _ in DRIFT_STATS)
+    )
+    mads = ", ".join(
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY abs({x.format(t='b.')} - m.{name})) AS {name}"
+        for name, x, _, _ in DRIFT_STATS
+    )
+    join = " AND ".join(f"b.{c} = m.{c}" for c in group_cols.split(", "))
+    return f"""
+        WITH win AS (
+            SELECT * FROM ocrapp_readmetric
+            WHERE created_at >= %(base_from)s AND created_at < %(end)s {where}
+        ),
+        base AS (SELECT * FROM win WHERE created_at < %(recent_from)s),
+        m AS (SELECT {group_cols}, {meds} FROM base GROUP BY {group_cols}),
+        mad AS (
+            SELECT {", ".join("b." + c for c in group_cols.split(", "))}, {mads}
+            FROM base b JOIN m ON {join} GROUP BY {", ".join("b." + c for c in group_cols.split(", "))}
+        ),
+        r AS (SELECT {group_cols}, {meds} FROM win WHERE created_at >= %(recent_from)s
+              GROUP BY {group_cols})
+        SELECT 'm' AS part, row_to_json(m) FROM m
+        UNION ALL SELECT 'mad', row_to_json(mad) FROM mad
+        UNION ALL SELECT 'r', row_to_json(r) FROM r
+    """
+
+
+def drift_report(
+    *, user: Any, f: DashboardFilters, level: str | None = None, end: datetime | None = None
+) -> list[Drift]:
+    """The drift check of every line (``level`` ``line``) or station (``station``) ``user``
+    may see, within the line / station / product type filters, for the windows ending at
+    ``end`` (default: the filter's ``to``). Lines with drift first."""
+    level = level or f.group
+    base_from, recent_from, end = drift_windows(end=end or f.date_to)
+    params: dict[str, Any] = {"base_from": base_from, "recent_from": recent_from, "end": end}
+    where = ""
+    scope = roles.capture_scope(user)
+    if scope is not None:
+        params["scope"] = sorted(roles.station_ids(user))
+        where += " AND station_id = ANY(%(scope)s)"
+    if f.line:
+        params["line"] = f.line
+        where += " AND station_line = %(line)s"
+    if f.station is not None:
+        params["station"] = f.station
+        where += " AND station_id = %(station)s"
+    if f.product_type is not None:
+        params["product_type"] = f.product_type
+        where += " AND product_type_id = %(product_type)s"
+    group_cols = "station_line" if level == "line" else "station_line, station_id"
+    with connection.cursor() as cur:
+        cur.execute(_drift_sql(group_cols, where), params)
+        parts = cur.fetchall()
+    found: dict[tuple, dict[str, dict]] = {}
+    for part, row in parts:
+        key = (row["station_line"], row.get("station_id"))
+        found.setdefault(key, {})[part] = row
+    labels = _labels(DashboardFilters(base_from, end, f.tz, group="station"),
+                     {k[1] for k in found})  # fmt: skip
+    min_reads, threshold = settings.DRIFT_MIN_READS, settings.DRIFT_SHIFT
+    out = []
+    for (line, station), got in found.items():
+        m, mad, r = got.get("m", {}), got.get("mad", {}), got.get("r", {})
+        stats = []
+        for name, _expr, floor, label in DRIFT_STATS:
+            nb, nr = int(m.get(f"n_{name}") or 0), int(r.get(f"n_{name}") or 0)
+            bm, rm, md = m.get(name), r.get(name), mad.get(name)
+            scale = shift = None
+            if bm is not None and md is not None:
+                scale = max(1.4826 * md, floor)
+            if scale is not None and rm is not None and nb >= min_reads and nr >= min_reads:
+                shift = (rm - bm) / scale
+            stats.append(
+                StatShift(
+                    name,
+                    label,
+                    bm,
+                    rm,
+                    scale,
+                    shift,
+                    nb,
+                    nr,
+                    shift is not None and abs(shift) >= threshold,
+                )  # fmt: skip
+            )
+        out.append(
+            Drift(line, station, labels.get(station, ""), base_from, recent_from, end, tuple(stats))
+        )
+    out.sort(key=lambda d: (not d.drifting, d.line, d.station_label))
+    return out
+
+
+# --- the JSON form (API and the page's data block) -------------------------------------------
+
+
+def _iso(value: datetime, tz: dt.tzinfo) -> str:
+    return value.astimezone(tz).isoformat()
+
+
+def filters_json(f: DashboardFilters) -> dict:
+    tz = _tz(f)
+    return {
+        "from": _iso(f.date_from, tz),
+        "to": _iso(f.date_to, tz),
+        "tz": str(getattr(tz, "key", f.tz) or f.tz),
+        "line": f.line,
+        "station": f.station,
+        "product_type": f.product_type,
+        "bucket": f.bucket,
+        "group": f.group,
+    }
+
+
+def drift_json(drifts: list[Drift], f: DashboardFilters) -> list[dict]:
+    tz = _tz(f)
+    out = []
+    for d in drifts:
+        row = d.to_dict()
+        for window in ("baseline", "recent"):
+            row[window] = {k: _iso(v, tz) for k, v in row[window].items()}
+        out.append(row)
+    return out
+
+
+def dashboard_json(data: dict, f: DashboardFilters) -> dict:
+    """:func:`dashboard`'s answer as JSON (times ISO 8601 in the filter's zone)."""
+    tz = _tz(f)
+    return {
+        "filters": filters_json(f),
+        "buckets": [_iso(b, tz) for b in data["buckets"]],
+        "series": [s.to_dict() for s in data["series"]],
+        "drift": drift_json(data["drift"], f),
+        "drift_settings": {
+            "recent_hours": settings.DRIFT_RECENT_HOURS,
+            "baseline_days": settings.DRIFT_BASELINE_DAYS,
+            "min_reads": settings.DRIFT_MIN_READS,
+            "shift": settings.DRIFT_SHIFT,
+        },
+    }
