@@ -41,6 +41,20 @@ api_v1 = [
         api.FieldRevisionCreateApi.as_view(),
         name="api-field-revisions",
     ),
+    # traceability alarms (ocrapp/alarms.py) and expected-serial lists
+    path("alarms", api.AlarmListApi.as_view(), name="api-alarm-list"),
+    path("alarms/<str:alarm_id>", api.AlarmDetailApi.as_view(), name="api-alarm-detail"),
+    path(
+        "alarms/<str:alarm_id>/acknowledge",
+        api.AlarmAcknowledgeApi.as_view(),
+        name="api-alarm-acknowledge",
+    ),
+    path("alarms/<str:alarm_id>/close", api.AlarmCloseApi.as_view(), name="api-alarm-close"),
+    path(
+        "product-types/<str:product_type_id>/expected-serials",
+        api.ExpectedSerialImportApi.as_view(),
+        name="api-expected-serials",
+    ),
 ]
 
 urlpatterns = [
