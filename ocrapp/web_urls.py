@@ -29,6 +29,8 @@ urlpatterns = [
     ),
     path("review/", views.review_page, name="review"),
     path("search/", views.search_page, name="search"),
+    path("alarms/", views.alarm_list_page, name="alarm-list"),
+    path("alarms/<int:alarm_id>/<str:action>", views.alarm_action, name="alarm-action"),
     # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).
     path("serials/<path:value>/", views.serial_page, name="serial-history"),
 ]
