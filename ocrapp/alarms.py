@@ -668,6 +668,20 @@ def _parse_expected(data: bytes, work_order: str) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _set_active(product_type: ProductType, keys: list[tuple[str, str]], *, active: bool) -> int:
+    """Set ``active`` on the rows ``(work order, value)`` of ``product_type``; rows changed."""
+    by_order: dict[str, list[str]] = {}
+    for wo, value in keys:
+        by_order.setdefault(wo, []).append(value)
+    changed = 0
+    for wo, values in by_order.items():
+        for start in range(0, len(values), 5000):
+            changed += ExpectedSerial.objects.filter(
+                product_type=product_type, work_order=wo, value__in=values[start : start + 5000]
+            ).update(active=active)
+    return changed
+
+
 @transaction.atomic
 def expected_serials_import(
     *,
@@ -709,25 +723,14 @@ def expected_serials_import(
         for (wo, key), shown in wanted.items()
         if (wo, key) not in existing
     ]
-    ExpectedSerial.objects.bulk_create(new, batch_size=5000)
+    # a concurrent import of the same rows is no error (its rows stand)
+    ExpectedSerial.objects.bulk_create(new, batch_size=5000, ignore_conflicts=True)
     revive = [k for k in wanted if existing.get(k) is False]
-    for wo in orders:
-        values = [key for (w, key) in revive if w == wo]
-        for start in range(0, len(values), 5000):
-            ExpectedSerial.objects.filter(
-                product_type=product_type, work_order=wo, value__in=values[start : start + 5000]
-            ).update(active=True)
+    _set_active(product_type, revive, active=True)
     deactivated = 0
     if replace:
         stale = [k for k, active in existing.items() if active and k not in wanted]
-        for wo in orders:
-            values = [key for (w, key) in stale if w == wo]
-            for start in range(0, len(values), 5000):
-                deactivated += ExpectedSerial.objects.filter(
-                    product_type=product_type,
-                    work_order=wo,
-                    value__in=values[start : start + 5000],
-                ).update(active=False)
+        deactivated = _set_active(product_type, stale, active=False)
     report = ExpectedImport(
         added=len(new),
         reactivated=len(revive),

@@ -965,6 +965,15 @@ class CaptureRetryApi(APIView):
 # --- traceability alarms (ocrapp/alarms.py) ------------------------------------------------
 
 
+class AlarmStepOutput(serializers.Serializer):
+    at = serializers.DateTimeField()
+    by = serializers.CharField(help_text="Printed name at the time; 'system' for the system.")
+    reason = serializers.CharField()
+    by_system = serializers.BooleanField(
+        required=False, help_text="closed only: closed by the system after a correction."
+    )
+
+
 class AlarmOutput(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.SerializerMethodField()
@@ -1005,7 +1014,7 @@ class AlarmOutput(serializers.Serializer):
     def get_capture_url(self, obj) -> str:
         return self._abs(reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id}))
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(AlarmStepOutput(allow_null=True))
     def get_acknowledged(self, obj) -> dict | None:
         if obj.acknowledged_at is None:
             return None
@@ -1015,7 +1024,7 @@ class AlarmOutput(serializers.Serializer):
             "reason": obj.acknowledge_reason,
         }
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(AlarmStepOutput(allow_null=True))
     def get_closed(self, obj) -> dict | None:
         if obj.closed_at is None:
             return None
