@@ -1456,7 +1456,9 @@ def read_save(
                 read=read, fields=fields, lines=len(lines), records=len(records)
             ),
         )
-        # traceability alarms, over the search rows just written (ocrapp/alarms.py)
+        # Traceability alarms over the search rows just written (ocrapp/alarms.py). After
+        # audit.record on purpose: its transaction-scoped chain lock makes concurrent saves
+        # (and corrections) take turns here, so each one sees the serials committed before it.
         alarms.read_alarms_raise(capture=capture, read=read, fields=fields)
         return read
 
