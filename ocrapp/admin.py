@@ -35,9 +35,11 @@ from ocrapp import roles
 from ocrapp.errors import ApplicationError
 from ocrapp.models import (
     WITHDRAWAL_REASON_MAX,
+    Alarm,
     ApiToken,
     AuditEvent,
     Capture,
+    ExpectedSerial,
     Field,
     ProductType,
     Read,
@@ -168,6 +170,16 @@ class ProductTypeForm(forms.ModelForm):
         if problems:
             raise forms.ValidationError(problems)
         return schema
+
+    def clean_alarm_config(self):
+        from ocrapp.alarms import alarm_config_errors
+
+        config = self.cleaned_data.get("alarm_config")
+        config = {} if config in (None, "") else config
+        problems = alarm_config_errors(config)
+        if problems:
+            raise forms.ValidationError(problems)
+        return config
 
 
 class KeptWhenUsedAdmin(ServiceAdmin):
@@ -593,3 +605,24 @@ class GroupAdmin(AuditLinkMixin, ServiceWritesMixin, auth_admin.GroupAdmin):
 
     def delete(self, request, obj):
         _services().group_delete(group_id=obj.pk, actor=request.user)
+
+
+# --- traceability alarms (ocrapp/alarms.py): read-only here; states change on the alarm pages
+# and the API (acknowledge / close with a reason), expected lists are imported by the API ----
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "kind", "state", "display", "line", "station_label")
+    list_filter = ("kind", "state", "line", "product_type")
+    search_fields = ("value", "display", "other_display")
+    date_hierarchy = "created_at"
+    list_select_related = ("product_type",)
+    raw_id_fields = ("capture", "read", "field", "other_capture")
+
+
+@admin.register(ExpectedSerial)
+class ExpectedSerialAdmin(ReadOnlyAdmin):
+    list_display = ("value", "display", "product_type", "work_order", "active", "created_at")
+    list_filter = ("active", "product_type")
+    search_fields = ("value", "work_order")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 
@@ -16,7 +17,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -261,8 +267,8 @@ class SerialHistoryItemOutput(serializers.Serializer):
     current_value = serializers.CharField(source="field.current_value")
     withdrawn = serializers.BooleanField(source="capture.withdrawn")
     needs_review = serializers.BooleanField(source="field.read.needs_review")
-    alarms = serializers.JSONField(
-        source="field.read.mismatches", help_text="Printed fields a code contradicts (mislabel)."
+    alarms = serializers.SerializerMethodField(
+        help_text="The capture's alarms: [{id, kind, state, display, other_display, url}]."
     )
     fields = HistoryFieldOutput(many=True, source="field.read.fields.all")
     capture_url = serializers.SerializerMethodField()
@@ -274,6 +280,19 @@ class SerialHistoryItemOutput(serializers.Serializer):
 
     def get_capture_url(self, obj) -> str:
         return self._abs(reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id}))
+
+    def get_alarms(self, obj) -> list[dict]:
+        return [
+            {
+                "id": a.pk,
+                "kind": a.kind,
+                "state": a.state,
+                "display": a.display,
+                "other_display": a.other_display,
+                "url": self._abs(reverse("api-alarm-detail", kwargs={"alarm_id": a.pk})),
+            }
+            for a in obj.capture.alarms.all()  # prefetched by serial_history
+        ]
 
     def get_thumbnail_url(self, obj) -> str:
         path = reverse("api-capture-image", kwargs={"capture_id": obj.capture_id})
@@ -308,7 +327,12 @@ _FILTER_PARAMS = [
     OpenApiParameter("review", OpenApiTypes.STR, description="needs_review, reviewed, accepted."),
     OpenApiParameter("conf_min", OpenApiTypes.NUMBER, description="0..1"),
     OpenApiParameter("conf_max", OpenApiTypes.NUMBER, description="0..1"),
-    OpenApiParameter("alarm", OpenApiTypes.STR, description="mislabel"),
+    OpenApiParameter(
+        "alarm",
+        OpenApiTypes.STR,
+        description="Captures with an open or acknowledged alarm: any, duplicate, lookalike, "
+        "out_of_sequence, mismatch, not_expected (mislabel = mismatch).",
+    ),
     OpenApiParameter("client_ref", OpenApiTypes.STR),
     OpenApiParameter("cursor", OpenApiTypes.STR, description="next_cursor of the page before."),
     OpenApiParameter("limit", OpenApiTypes.INT, description="1-200 (default 50)."),
@@ -1102,3 +1126,239 @@ class WebhookDeliveryReplayApi(APIView):
     def post(self, request, delivery_id):
         delivery = webhooks.webhook_delivery_replay(user=request.user, delivery_id=delivery_id)
         return Response(WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- traceability alarms (ocrapp/alarms.py) ------------------------------------------------
+
+
+class AlarmStepOutput(serializers.Serializer):
+    at = serializers.DateTimeField()
+    by = serializers.CharField(help_text="Printed name at the time; 'system' for the system.")
+    reason = serializers.CharField()
+    by_system = serializers.BooleanField(
+        required=False, help_text="closed only: closed by the system after a correction."
+    )
+
+
+class AlarmOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.SerializerMethodField()
+    kind = serializers.CharField(
+        help_text="duplicate, lookalike, out_of_sequence, mismatch or not_expected."
+    )
+    state = serializers.CharField(help_text="open, acknowledged or closed.")
+    created_at = serializers.DateTimeField()
+    capture_id = serializers.UUIDField()
+    capture_url = serializers.SerializerMethodField()
+    read_run = serializers.IntegerField(source="read.run")
+    field_id = serializers.IntegerField(allow_null=True)
+    other_capture_id = serializers.UUIDField(
+        allow_null=True, help_text="The other capture of a pair (duplicate, look-alike, sequence)."
+    )
+    value = serializers.CharField(help_text="The serial, normalised.")
+    display = serializers.CharField(help_text="The value as printed.")
+    other_display = serializers.CharField(
+        help_text="The other capture's value, or the code's value of a mismatch, as printed."
+    )
+    part_number = serializers.CharField()
+    gtin = serializers.CharField()
+    line = serializers.CharField(help_text="At capture time.")
+    station = serializers.CharField(source="station_label", help_text="At capture time.")
+    station_id = serializers.IntegerField()
+    product_type = serializers.CharField(source="product_type.name")
+    details = serializers.JSONField()
+    acknowledged = serializers.SerializerMethodField()
+    closed = serializers.SerializerMethodField()
+
+    def _abs(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_url(self, obj) -> str:
+        return self._abs(reverse("api-alarm-detail", kwargs={"alarm_id": obj.pk}))
+
+    def get_capture_url(self, obj) -> str:
+        return self._abs(reverse("api-capture-detail", kwargs={"capture_id": obj.capture_id}))
+
+    @extend_schema_field(AlarmStepOutput(allow_null=True))
+    def get_acknowledged(self, obj) -> dict | None:
+        if obj.acknowledged_at is None:
+            return None
+        return {
+            "at": serializers.DateTimeField().to_representation(obj.acknowledged_at),
+            "by": obj.acknowledged_by_name,
+            "reason": obj.acknowledge_reason,
+        }
+
+    @extend_schema_field(AlarmStepOutput(allow_null=True))
+    def get_closed(self, obj) -> dict | None:
+        if obj.closed_at is None:
+            return None
+        return {
+            "at": serializers.DateTimeField().to_representation(obj.closed_at),
+            "by": obj.closed_by_name,
+            "reason": obj.close_reason,
+            "by_system": obj.closed_by_id is None,
+        }
+
+
+class AlarmReasonInput(serializers.Serializer):
+    # blank, NUL and length are checked by the service (after the permission check)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, help_text="Why."
+    )
+
+
+class AlarmListApi(APIView):
+    @extend_schema(
+        operation_id="alarms_list",
+        parameters=[
+            OpenApiParameter(
+                "kind",
+                OpenApiTypes.STR,
+                description="duplicate, lookalike, out_of_sequence, mismatch, not_expected.",
+            ),
+            OpenApiParameter(
+                "state", OpenApiTypes.STR, description="open, acknowledged, closed or active."
+            ),
+            OpenApiParameter("line", OpenApiTypes.STR, description="Line at capture time."),
+            OpenApiParameter("station", OpenApiTypes.STR, description="Station id or line/name."),
+            OpenApiParameter("product_type", OpenApiTypes.STR, description="Id or name."),
+            OpenApiParameter("capture", OpenApiTypes.UUID, description="One capture's alarms."),
+            OpenApiParameter("tz", OpenApiTypes.STR, description="IANA zone of the times."),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="next_cursor of before."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1-200 (default 50)."),
+        ],
+        responses={
+            200: inline_serializer(
+                "AlarmList",
+                {
+                    "total": serializers.IntegerField(),
+                    "total_exact": serializers.BooleanField(),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                    "next": serializers.CharField(allow_null=True),
+                    "results": AlarmOutput(many=True),
+                },
+            )
+        },
+        description="The alarms of the captures the caller may see (a station token: its "
+        "station's), newest first, one keyset page; follow `next` for the next one.",
+    )
+    def get(self, request):
+        params = request.query_params
+        filters = selectors.alarm_filters_parse(params=params)
+        limit = selectors.search_limit_parse(params=params)
+        cursor = selectors.param_text(params, "cursor", max_length=512)
+        tz = selectors.time_zone_find(
+            name=selectors.param_text(params, "tz", max_length=64) or "UTC"
+        )
+        page = selectors.alarm_page(user=request.user, filters=filters, cursor=cursor, limit=limit)
+        with timezone.override(tz):
+            results = AlarmOutput(page.items, many=True, context={"request": request}).data
+        return Response(_page_body(page, results, request))
+
+
+class AlarmDetailApi(APIView):
+    @extend_schema(operation_id="alarms_retrieve", responses={200: AlarmOutput})
+    def get(self, request, alarm_id):
+        alarm = selectors.alarm_get(alarm_id=alarm_id, user=request.user)
+        return Response(AlarmOutput(alarm, context={"request": request}).data)
+
+
+class _AlarmStateApi(APIView):
+    action = ""
+
+    def post(self, request, alarm_id):
+        data = AlarmReasonInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        change = (
+            services.alarm_acknowledge if self.action == "acknowledge" else services.alarm_close
+        )
+        change(alarm_id=alarm_id, user=request.user, reason=data.validated_data["reason"])
+        alarm = selectors.alarm_get(alarm_id=alarm_id, user=request.user)
+        return Response(AlarmOutput(alarm, context={"request": request}).data)
+
+
+class AlarmAcknowledgeApi(_AlarmStateApi):
+    action = "acknowledge"
+
+    @extend_schema(
+        operation_id="alarms_acknowledge",
+        request=AlarmReasonInput,
+        responses={200: AlarmOutput},
+        description="Acknowledge an open alarm with a reason (manage_alarms: quality managers; "
+        "403 otherwise; 409 alarm_not_open once acknowledged or closed).",
+    )
+    def post(self, request, alarm_id):
+        return super().post(request, alarm_id)
+
+
+class AlarmCloseApi(_AlarmStateApi):
+    action = "close"
+
+    @extend_schema(
+        operation_id="alarms_close",
+        request=AlarmReasonInput,
+        responses={200: AlarmOutput},
+        description="Close an open or acknowledged alarm with a reason (manage_alarms; 409 "
+        "alarm_closed when it is closed already).",
+    )
+    def post(self, request, alarm_id):
+        return super().post(request, alarm_id)
+
+
+class ExpectedSerialImportInput(serializers.Serializer):
+    file = serializers.FileField(
+        allow_empty_file=True,
+        help_text="CSV, UTF-8: serial[,work_order] per row, optional header row 'serial'.",
+    )
+    work_order = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Work order of rows without one."
+    )
+    replace = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Deactivate the active serials of these work orders that the file omits.",
+    )
+
+
+class ExpectedSerialImportApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="product_types_expected_serials_import",
+        request={"multipart/form-data": ExpectedSerialImportInput},
+        responses={
+            200: inline_serializer(
+                "ExpectedSerialImport",
+                {
+                    "added": serializers.IntegerField(),
+                    "reactivated": serializers.IntegerField(),
+                    "unchanged": serializers.IntegerField(),
+                    "deactivated": serializers.IntegerField(),
+                    "work_orders": serializers.ListField(child=serializers.CharField()),
+                    "active_total": serializers.IntegerField(),
+                },
+            )
+        },
+        description="Import a product type's expected serials (manage_alarms). All or nothing: "
+        "a bad row is a 400 invalid_csv naming its line.",
+    )
+    def post(self, request, product_type_id):
+        roles.require(
+            request.user,
+            "manage_alarms",
+            message=_("You are not allowed to acknowledge or close alarms."),
+        )
+        data = ExpectedSerialImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        services.upload_check_size(size=upload.size)
+        report = services.expected_serials_import(
+            product_type_id=product_type_id,
+            user=request.user,
+            data=upload.read(),
+            work_order=data.validated_data["work_order"],
+            replace=data.validated_data["replace"],
+        )
+        return Response(dataclasses.asdict(report))

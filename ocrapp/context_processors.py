@@ -1,4 +1,4 @@
-"""Template context of every page: the review queue's count in the navigation."""
+"""Template context of every page: the review queue's and open alarms' counts in the navigation."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ def review_nav(request: HttpRequest) -> dict:
         if can_review
         else 0,
     }
+
+
+def alarm_nav(request: HttpRequest) -> dict:
+    """``alarm_open_count``: open alarms in the user's scope (a callable: queried only when
+    ``base.html``'s navigation shows it, for a signed-in user)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"alarm_open_count": 0}
+    return {"alarm_open_count": lambda: selectors.alarm_open_count(user=user)}

@@ -48,6 +48,17 @@ class ProductType(models.Model):
         default=True,
         help_text=_("Inactive product types take no new captures; their history stays."),
     )
+    # Traceability alarms of this product type (``ocrapp.alarms.alarm_config_errors`` checks
+    # it on save; missing keys take the defaults of ``ocrapp.alarms.DEFAULT_CONFIG``).
+    alarm_config = models.JSONField(
+        _("alarm settings"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            '{"duplicate_scope": "product_type", "window_days": 0, "sequential": false, '
+            '"sequence_pattern": "(\\d+)$", "sequence_tolerance": 0, "expected_required": false}'
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -667,3 +678,149 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.msg_id} {self.event_type} ({self.status})"
+
+
+# --- traceability alarms (``ocrapp.alarms``) ------------------------------------------------
+
+
+class Alarm(models.Model):
+    """A traceability alarm raised by a read (``ocrapp.alarms``, in ``read_save``'s
+    transaction, or when a correction re-evaluates a serial).
+
+    ``kind``: ``duplicate`` (the serial was read on another capture in the product type's
+    duplicate scope and window), ``lookalike`` (another capture's serial differs only by
+    look-alike characters), ``out_of_sequence`` (the numeric part is not the successor of the
+    line's previous read), ``mismatch`` (a code on the label contradicts the print) or
+    ``not_expected`` (the serial is not on the product type's expected list). States: ``open``
+    -> ``acknowledged`` (who, when, why) -> ``closed`` (who, when, why; ``closed_by`` None:
+    closed by the system after a correction). The line, station and product type are
+    snapshots of the capture; every change is in the audit trail.
+    """
+
+    class Kind(models.TextChoices):
+        DUPLICATE = "duplicate", _("Duplicate serial")
+        LOOKALIKE = "lookalike", _("Look-alike serial")
+        OUT_OF_SEQUENCE = "out_of_sequence", _("Out of sequence")
+        MISMATCH = "mismatch", _("Printed and code disagree")
+        NOT_EXPECTED = "not_expected", _("Not on the expected list")
+
+    class State(models.TextChoices):
+        OPEN = "open", _("Open")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        CLOSED = "closed", _("Closed")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default="open")
+    capture = models.ForeignKey(
+        Capture, on_delete=models.PROTECT, related_name="alarms", verbose_name=_("capture")
+    )
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="alarms")
+    field = models.ForeignKey(
+        Field, null=True, blank=True, on_delete=models.PROTECT, related_name="alarms"
+    )
+    other_capture = models.ForeignKey(
+        Capture,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="paired_alarms",
+        verbose_name=_("other capture"),
+    )
+    value = models.CharField(_("serial"), max_length=128, blank=True)  # identifier_key
+    display = models.CharField(_("serial as printed"), max_length=128, blank=True)
+    other_display = models.CharField(_("other value as printed"), max_length=128, blank=True)
+    part_number = models.CharField(_("part number"), max_length=128, blank=True)
+    gtin = models.CharField(_("GTIN"), max_length=128, blank=True)
+    line = models.CharField(_("line"), max_length=100, blank=True)
+    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="alarms")
+    station_label = models.CharField(_("station"), max_length=210, blank=True)
+    product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="alarms")
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("raised at"), default=timezone.now)
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="acknowledged_alarms",
+    )
+    acknowledged_by_name = models.CharField(max_length=255, blank=True)
+    acknowledge_reason = models.TextField(_("acknowledgement reason"), blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="closed_alarms",
+    )
+    closed_by_name = models.CharField(max_length=255, blank=True)
+    close_reason = models.TextField(_("closing reason"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # keyset pages of the alarm list (newest first) and its filters
+            models.Index(fields=["-created_at", "-id"], name="alarm_created_id_idx"),
+            models.Index(fields=["state", "-created_at"], name="alarm_state_created_idx"),
+            models.Index(fields=["capture", "kind"], name="alarm_capture_kind_idx"),
+            models.Index(fields=["field", "state"], name="alarm_field_state_idx"),
+            models.Index(fields=["other_capture"], name="alarm_other_capture_idx"),
+            # the navigation badge: open alarms per station
+            models.Index(fields=["station"], condition=Q(state="open"), name="alarm_open_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["open", "acknowledged", "closed"]),
+                name="alarm_state_known",
+            ),
+        ]
+        permissions = [("manage_alarms", _("Can acknowledge and close alarms"))]
+        verbose_name = _("alarm")
+        verbose_name_plural = _("alarms")
+
+    def __str__(self) -> str:
+        return f"alarm #{self.pk} {self.kind} {self.display or self.value} ({self.state})"
+
+    @property
+    def active(self) -> bool:
+        """Not closed yet (open or acknowledged)."""
+        return self.state != self.State.CLOSED
+
+
+class ExpectedSerial(models.Model):
+    """One serial of a product type's expected list (optionally of one work order). With the
+    product type's ``expected_required`` on, a read whose serial is on no active row of its
+    product type raises a ``not_expected`` alarm. Imported from CSV
+    (``POST /api/v1/product-types/{id}/expected-serials``); rows are deactivated, not deleted."""
+
+    product_type = models.ForeignKey(
+        ProductType, on_delete=models.PROTECT, related_name="expected_serials"
+    )
+    work_order = models.CharField(_("work order"), max_length=64, blank=True, default="")
+    value = models.CharField(_("serial"), max_length=128)  # identifier_key
+    display = models.CharField(_("serial as given"), max_length=128, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("imported at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["product_type", "work_order", "value"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product_type", "work_order", "value"], name="expected_serial_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["product_type", "value"],
+                condition=Q(active=True),
+                name="expected_serial_active_idx",
+            )
+        ]
+        verbose_name = _("expected serial")
+        verbose_name_plural = _("expected serials")
+
+    def __str__(self) -> str:
+        wo = f" [{self.work_order}]" if self.work_order else ""
+        return f"{self.display or self.value}{wo}"

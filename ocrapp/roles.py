@@ -8,7 +8,7 @@ it answers 404, in the API and the UI alike.
 - ``operator``: uploads; sees and corrects the reads of the stations they work at
   (``Station.members``).
 - ``quality_manager``: sees everything, reviews, signs, retries, withdraws, exports, reads the
-  audit trail.
+  audit trail, acknowledges and closes alarms (``manage_alarms``).
 - ``line_client``: a station's service user (its API token): creates captures and sees only
   its own station's captures, search hits and history.
 - ``auditor``: sees everything, read-only, including the audit trail and the webhook log.
@@ -45,6 +45,9 @@ CAPTURE_PERMISSIONS = (
     "export_reads",
     "view_audit",
 )
+# ``Alarm`` permissions (``ocrapp.alarms``): acknowledging and closing alarms. Seeing them follows
+# the capture scope (``scoped``): operators and station tokens see their stations' alarms.
+ALARM_PERMISSIONS = ("manage_alarms",)
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     OPERATOR: ("upload_capture", "review_read", "retry_capture"),
@@ -58,10 +61,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_audit",
         "manage_webhooks",
         "view_webhooks",
+        "manage_alarms",
     ),
     LINE_CLIENT: ("upload_capture",),
     AUDITOR: ("view_all_captures", "view_audit", "view_webhooks"),
-    ADMIN: CAPTURE_PERMISSIONS,
+    ADMIN: CAPTURE_PERMISSIONS + ALARM_PERMISSIONS,
 }
 
 

@@ -46,6 +46,7 @@ from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.models import (
     FIELD_REVISED_ACTION,
     SIGNATURE_FAILED_ACTION,
+    Alarm,
     ApiToken,
     AuditEvent,
     Capture,
@@ -186,7 +187,9 @@ SEARCH_MAX_LIMIT = 200
 TOTAL_CAP = 1_000  # totals are exact up to this many, estimated (EXPLAIN) beyond it
 REVIEW_STATES = ("needs_review", "reviewed", "accepted")
 CAPTURE_SORTS = ("newest", "oldest")
-ALARMS = ("mislabel",)
+# ``alarm`` filter: captures with an active (open or acknowledged) alarm of this kind; ``any``:
+# of any kind; ``mislabel``: the former name of ``mismatch`` (a code contradicts the print).
+ALARMS = ("any", *Alarm.Kind.values, "mislabel")
 MATCH_KINDS = ("exact", "prefix", "lookalike", "similar")
 _CURSOR_SALT = "ocrapp.selectors.cursor"
 
@@ -436,8 +439,8 @@ def _capture_filters(qs: QuerySet[Capture], f: SearchFilters) -> QuerySet[Captur
     latest = _latest_reads(capture_id=OuterRef("pk"))
     if f.review:
         qs = qs.filter(_review_q(f.review, latest))
-    if f.alarm == "mislabel":
-        qs = qs.filter(Exists(latest.exclude(mismatches=[])))
+    if f.alarm:
+        qs = qs.filter(Exists(_active_alarms(f.alarm).filter(capture_id=OuterRef("pk"))))
     if f.conf_min is not None or f.conf_max is not None:
         weakest = (
             Field.objects.filter(read_id=OuterRef("pk"))
@@ -564,8 +567,8 @@ def _record_filters(qs: QuerySet[SerialRecord], f: SearchFilters) -> QuerySet[Se
     latest = _latest_reads(capture_id=OuterRef("capture_id"))
     if f.review:
         qs = qs.filter(_review_q(f.review, latest))
-    if f.alarm == "mislabel":
-        qs = qs.filter(Exists(latest.exclude(mismatches=[])))
+    if f.alarm:
+        qs = qs.filter(Exists(_active_alarms(f.alarm).filter(capture_id=OuterRef("capture_id"))))
     return qs
 
 
@@ -795,6 +798,7 @@ def serial_history(*, value: str, user, part: str = "") -> list[SerialRecord]:
     return list(
         qs.select_related("capture", "station", "product_type", "field", "field__read")
         .prefetch_related(
+            Prefetch("capture__alarms", queryset=Alarm.objects.order_by("created_at", "id")),
             Prefetch(
                 "field__read__fields",
                 queryset=Field.objects.order_by("id").prefetch_related(
@@ -1138,3 +1142,127 @@ def field_suggestions(*, field: Field, capture: Capture, limit: int = 4) -> list
             out.append(Suggestion(check.value, check.valid, round(float(p), 4)))
     out.sort(key=lambda s: (not s.valid, -s.probability))
     return out[:limit]
+
+
+# --- traceability alarms (ocrapp/alarms.py raises them) -------------------------------------
+
+ALARM_ACTIVE_STATES = (Alarm.State.OPEN, Alarm.State.ACKNOWLEDGED)
+
+
+def _active_alarms(kind: str) -> QuerySet[Alarm]:
+    """Open or acknowledged alarms of ``kind`` (:data:`ALARMS`: ``any``, a kind, ``mislabel``)."""
+    qs = Alarm.objects.filter(state__in=ALARM_ACTIVE_STATES)
+    if kind == "mislabel":
+        kind = Alarm.Kind.MISMATCH
+    return qs if kind == "any" else qs.filter(kind=kind)
+
+
+@dataclass(frozen=True)
+class AlarmFilters:
+    """Filters of the alarm list (all optional): ``kind``, ``state`` (or ``active`` = open or
+    acknowledged), ``line`` (at capture time), ``station`` / ``product_type`` ids, ``capture``."""
+
+    kind: str = ""
+    state: str = ""
+    line: str = ""
+    station: int | None = None
+    product_type: int | None = None
+    capture: uuid.UUID | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v not in (None, "") for v in dataclasses.astuple(self))
+
+
+ALARM_STATE_FILTERS = (*Alarm.State.values, "active")
+
+
+def alarm_filters_parse(*, params: Mapping[str, str]) -> AlarmFilters:
+    """The alarm list filters of a query string (API and page); 400 naming a bad parameter."""
+    station_ref = param_text(params, "station")
+    pt_ref = param_text(params, "product_type")
+    capture_ref = param_text(params, "capture", max_length=64)
+    capture_id = None
+    if capture_ref:
+        try:
+            capture_id = uuid.UUID(capture_ref)
+        except ValueError:
+            raise _bad("capture", _("capture must be a capture id.")) from None
+    return AlarmFilters(
+        kind=_choice(param_text(params, "kind"), "kind", tuple(Alarm.Kind.values)),
+        state=_choice(param_text(params, "state"), "state", ALARM_STATE_FILTERS),
+        line=param_text(params, "line", max_length=100),
+        station=station_find(ref=station_ref).pk if station_ref else None,
+        product_type=product_type_find(ref=pt_ref).pk if pt_ref else None,
+        capture=capture_id,
+    )
+
+
+def _alarm_qs(*, user: Any, filters: AlarmFilters | None = None) -> QuerySet[Alarm]:
+    """Alarms of the captures ``user`` may see (a station token: its station's), filtered."""
+    qs = roles.scoped(Alarm.objects.all(), user)
+    f = filters or AlarmFilters()
+    if f.kind:
+        qs = qs.filter(kind=f.kind)
+    if f.state == "active":
+        qs = qs.filter(state__in=ALARM_ACTIVE_STATES)
+    elif f.state:
+        qs = qs.filter(state=f.state)
+    if f.line:
+        qs = qs.filter(line=f.line)
+    if f.station is not None:
+        qs = qs.filter(station_id=f.station)
+    if f.product_type is not None:
+        qs = qs.filter(product_type_id=f.product_type)
+    if f.capture is not None:
+        qs = qs.filter(capture_id=f.capture)
+    return qs
+
+
+def _alarm_related(qs: QuerySet[Alarm]) -> QuerySet[Alarm]:
+    return qs.select_related("product_type", "station", "capture", "other_capture")
+
+
+def alarm_page(
+    *, user: Any, filters: AlarmFilters | None = None, cursor: str = "", limit: int = 50
+) -> Page:
+    """Alarms ``user`` may see, filtered, newest first, one keyset page (``(created_at, id)``
+    after the cursor), with the total (exact up to :data:`TOTAL_CAP`)."""
+    qs = _alarm_qs(user=user, filters=filters)
+    key = _cursor_load(cursor, "alarms")
+    page_qs = qs
+    if key is not None:
+        try:
+            at, last_id = datetime.fromisoformat(key[0]), int(key[1])
+        except (IndexError, TypeError, ValueError):
+            raise _bad(
+                "cursor", _("The cursor is not valid; start again from the first page.")
+            ) from None
+        page_qs = qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=last_id))
+    rows = list(_alarm_related(page_qs).order_by("-created_at", "-id")[: limit + 1])
+    items = rows[:limit]
+    next_cursor = ""
+    if len(rows) > limit and items:
+        last = items[-1]
+        next_cursor = _cursor_dump("alarms", [last.created_at.isoformat(), last.pk])
+    total, exact = _capped_total(qs)
+    return Page(items=items, next_cursor=next_cursor, total=total, total_exact=exact)
+
+
+def alarm_get(*, alarm_id: int | str, user: Any) -> Alarm:
+    """One alarm inside ``user``'s scope; else NotFoundError (404)."""
+    pk = as_id(alarm_id)
+    alarm = _alarm_related(_alarm_qs(user=user)).filter(pk=pk).first() if pk else None
+    if alarm is None:
+        raise NotFoundError("not_found", _("No alarm %(id)s.") % {"id": alarm_id})
+    return alarm
+
+
+def alarm_open_count(*, user: Any) -> int:
+    """Open (not yet acknowledged) alarms in ``user``'s scope: the navigation badge."""
+    return _alarm_qs(user=user).filter(state=Alarm.State.OPEN).count()
+
+
+def capture_alarms(*, capture: Capture) -> list[Alarm]:
+    """Every alarm of ``capture`` (already checked to be in scope), oldest first."""
+    return list(_alarm_related(Alarm.objects.filter(capture=capture)).order_by("created_at", "id"))

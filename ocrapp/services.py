@@ -25,7 +25,8 @@ from django.db.models import Max, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ocrapp import audit, dashboard, events, roles, selectors, tokens, waiting
+from ocrapp import alarms, audit, dashboard, events, roles, selectors, tokens, waiting
+from ocrapp.alarms import alarm_acknowledge, alarm_close, expected_serials_import  # noqa: F401
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.imagecheck import inspect_image
 from ocrapp.models import (
@@ -60,7 +61,14 @@ User = get_user_model()
 # the change. ``before``/``after`` hold the changed fields and the object's identifying fields
 # (``_IDENTITY``); many-to-many values are sorted lists of names; passwords are never recorded.
 
-_PRODUCT_TYPE_FIELDS = ("name", "description", "field_schema", "auto_accept_threshold", "active")
+_PRODUCT_TYPE_FIELDS = (
+    "name",
+    "description",
+    "field_schema",
+    "auto_accept_threshold",
+    "active",
+    "alarm_config",
+)
 _STATION_FIELDS = ("line", "name", "active", "token_owner", "members")
 _USER_FIELDS = (
     "username",
@@ -157,12 +165,21 @@ def _ids(values: Iterable[Any]) -> list[Any]:
 # --- product types and stations -------------------------------------------------------------
 
 
-def _product_type_check(*, field_schema: dict, auto_accept_threshold: float) -> None:
+def _product_type_check(
+    *, field_schema: dict, auto_accept_threshold: float, alarm_config: Any = None
+) -> None:
     problems = product_schema_errors(field_schema)
     if problems:
         raise ApplicationError("invalid_schema", " ".join(problems), details={"schema": problems})
     if not 0.0 <= auto_accept_threshold <= 1.0:
         raise ApplicationError("invalid", _("auto_accept_threshold must be between 0 and 1."))
+    alarm_problems = alarms.alarm_config_errors({} if alarm_config is None else alarm_config)
+    if alarm_problems:
+        raise ApplicationError(
+            "invalid_alarm_config",
+            " ".join(alarm_problems),
+            details={"alarm_config": alarm_problems},
+        )
 
 
 @transaction.atomic
@@ -173,16 +190,23 @@ def product_type_create(
     description: str = "",
     auto_accept_threshold: float = 0.85,
     active: bool = True,
+    alarm_config: dict | None = None,
     actor: Any = None,
     reason: str = "",
 ) -> ProductType:
-    _product_type_check(field_schema=field_schema, auto_accept_threshold=auto_accept_threshold)
+    alarm_config = {} if alarm_config is None else alarm_config
+    _product_type_check(
+        field_schema=field_schema,
+        auto_accept_threshold=auto_accept_threshold,
+        alarm_config=alarm_config,
+    )
     product_type = ProductType(
         name=name,
         field_schema=field_schema,
         description=description,
         auto_accept_threshold=auto_accept_threshold,
         active=active,
+        alarm_config=alarm_config,
     )
     _save_unique(product_type)
     audit.record(
@@ -209,6 +233,7 @@ def product_type_update(
     _product_type_check(
         field_schema=product_type.field_schema,
         auto_accept_threshold=product_type.auto_accept_threshold,
+        alarm_config=product_type.alarm_config,
     )
     diff = _diff("producttype", before, _state(product_type, _PRODUCT_TYPE_FIELDS))
     if diff is None:
@@ -1448,6 +1473,10 @@ def read_save(
                 read=read, fields=fields, lines=len(lines), records=len(records)
             ),
         )
+        # Traceability alarms over the search rows just written (ocrapp/alarms.py). After
+        # audit.record on purpose: its transaction-scoped chain lock makes concurrent saves
+        # (and corrections) take turns here, so each one sees the serials committed before it.
+        alarms.read_alarms_raise(capture=capture, read=read, fields=fields)
         # announced after the commit (ocrapp.events): webhooks "read.done", "read.needs_review"
         announced = {"capture_id": str(capture.pk), "read_id": read.pk, "run": run}
         events.publish(events.READ_DONE, announced)
@@ -1790,6 +1819,9 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
         field.current_value = plan.new_value
         field.save(update_fields=["current_value"])
         _serial_index_follow(field=field, capture=capture)
+        corrected_serial = True
+    else:
+        corrected_serial = False
     read_metric_waiting_refresh(capture_id=capture.pk)
     audit.record(
         actor=user,
@@ -1831,6 +1863,8 @@ def _revise(*, plan: _Planned, capture: Capture, user, signed_at) -> FieldRevisi
                 "signed_at": signed_at.isoformat(),
             },
         )
+    if corrected_serial:  # after the revision's audit row: close / raise alarms it changes
+        alarms.field_alarms_reevaluate(field_row=field, capture=capture, actor=user)
     return revision
 
 

@@ -147,6 +147,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "ocrapp.context_processors.review_nav",
+                "ocrapp.context_processors.alarm_nav",
             ],
         },
     },

@@ -61,6 +61,20 @@ api_v1 = [
     # dashboard (wt-dash): series per line/station and the drift check
     path("dashboard", dashboard_views.DashboardApi.as_view(), name="api-dashboard"),
     path("drift", dashboard_views.DriftApi.as_view(), name="api-drift"),
+    # traceability alarms (ocrapp/alarms.py) and expected-serial lists
+    path("alarms", api.AlarmListApi.as_view(), name="api-alarm-list"),
+    path("alarms/<str:alarm_id>", api.AlarmDetailApi.as_view(), name="api-alarm-detail"),
+    path(
+        "alarms/<str:alarm_id>/acknowledge",
+        api.AlarmAcknowledgeApi.as_view(),
+        name="api-alarm-acknowledge",
+    ),
+    path("alarms/<str:alarm_id>/close", api.AlarmCloseApi.as_view(), name="api-alarm-close"),
+    path(
+        "product-types/<str:product_type_id>/expected-serials",
+        api.ExpectedSerialImportApi.as_view(),
+        name="api-expected-serials",
+    ),
 ]
 
 urlpatterns = [

@@ -20,14 +20,15 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from ocrapp import crops, roles, selectors, signature
+from ocrapp import crops, roles, selectors, services, signature
 from ocrapp.audit import printed_name
 from ocrapp.errors import ApplicationError, NotFoundError
-from ocrapp.models import REVISION_REASONS, Capture, Field, FieldRevision, Read
+from ocrapp.models import REVISION_REASONS, Alarm, Capture, Field, FieldRevision, Read
 from ocrapp.templatetags.ocrui import (
     code_check,
     code_format_label,
@@ -295,6 +296,7 @@ def _filter_context(request: HttpRequest, filters: selectors.SearchFilters, tz: 
         "statuses": Capture.Status.choices,
         "review_states": selectors.REVIEW_STATES,
         "traced_fields": TRACED_FIELDS,
+        "alarm_kinds": Alarm.Kind.choices,
     }
 
 
@@ -353,6 +355,8 @@ def capture_page(request: HttpRequest, capture_id: uuid.UUID) -> HttpResponse:
             and not view.capture.withdrawn
             and roles.can(request.user, "retry_capture"),
             "retry_url": reverse("api-capture-retry", kwargs={"capture_id": view.capture.pk}),
+            "alarms": selectors.capture_alarms(capture=view.capture),
+            "can_manage_alarms": roles.can(request.user, "manage_alarms"),
         },
     )
 
@@ -716,3 +720,73 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
     context = _webhook_context(request)
     context.update(created=created, error=error, form=request.POST if error else {})
     return render(request, "ocrapp/webhooks.html", context, status=status_code)
+
+
+# --- traceability alarms: the list page and the acknowledge / close forms ------------------
+
+ALARM_PAGE_SIZE = 50
+
+
+@login_required
+@require_GET
+def alarm_list_page(request: HttpRequest) -> HttpResponse:
+    """The alarms the user may see, filtered (kind, state, line, product type, station: in the
+    URL), newest first, one keyset page; quality managers acknowledge and close them here."""
+    errors: list[str] = []
+    try:
+        filters = selectors.alarm_filters_parse(params=request.GET)
+    except ApplicationError as exc:
+        filters, errors = selectors.AlarmFilters(), [exc.message]
+    cursor = request.GET.get("cursor", "")[:512]
+    try:
+        page = selectors.alarm_page(
+            user=request.user, filters=filters, cursor=cursor, limit=ALARM_PAGE_SIZE
+        )
+    except ApplicationError as exc:  # a stale or edited cursor: the first page
+        errors.append(exc.message)
+        page = selectors.alarm_page(user=request.user, filters=filters, limit=ALARM_PAGE_SIZE)
+    tz = page_time_zone(request)
+    with timezone.override(selectors.time_zone_find(name=tz)):
+        return render(
+            request,
+            "ocrapp/alarms.html",
+            {
+                "alarms": page.items,
+                "page": page,
+                "next_url": _next_url(request, page.next_cursor),
+                "filters": filters,
+                "errors": errors,
+                "kinds": Alarm.Kind.choices,
+                "states": Alarm.State.choices,
+                "choices": selectors.review_filter_choices(user=request.user),
+                "can_manage_alarms": roles.can(request.user, "manage_alarms"),
+                "tz": tz,
+            },
+        )
+
+
+@login_required
+@require_POST
+def alarm_action(request: HttpRequest, alarm_id: int, action: str) -> HttpResponse:
+    """The acknowledge / close form of an alarm (``manage_alarms``; 403 page otherwise): the
+    service checks reason, scope and state; back to the page the form was on, with a message."""
+    if action not in ("acknowledge", "close"):
+        raise Http404(_("No such action."))
+    if not roles.can(request.user, "manage_alarms"):
+        raise PermissionDenied
+    change = services.alarm_acknowledge if action == "acknowledge" else services.alarm_close
+    try:
+        change(alarm_id=alarm_id, user=request.user, reason=request.POST.get("reason", ""))
+    except NotFoundError:
+        raise Http404(_("No alarm with this id.")) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        done = _("Alarm acknowledged.") if action == "acknowledge" else _("Alarm closed.")
+        messages.success(request, done)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("alarm-list")
+    return redirect(back)

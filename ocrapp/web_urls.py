@@ -31,6 +31,8 @@ urlpatterns = [
     path("search/", views.search_page, name="search"),
     path("webhooks/", views.webhooks_page, name="webhooks"),
     path("dashboard/", dashboard_views.dashboard_page, name="dashboard"),
+    path("alarms/", views.alarm_list_page, name="alarm-list"),
+    path("alarms/<int:alarm_id>/<str:action>", views.alarm_action, name="alarm-action"),
     # path: part numbers and lots may contain "/" (identifier_key drops it, the URL keeps the value as printed).
     path("serials/<path:value>/", views.serial_page, name="serial-history"),
 ]

@@ -235,7 +235,9 @@ def test_api_history_has_thumbnail_fields_and_alarms(qm, station, product_type, 
     body = station_client.get("/api/v1/serials/SN90000001/history").json()
     [item] = body["history"]
     assert item["thumbnail_url"].endswith(f"/api/v1/captures/{capture.pk}/image?size=thumb")
-    assert item["alarms"][0]["coded"] == "SN90000009"
+    [alarm] = item["alarms"]  # the real alarm rows (ocrapp/alarms.py): the mismatch
+    assert (alarm["kind"], alarm["state"]) == ("mismatch", "open")
+    assert (alarm["display"], alarm["other_display"]) == ("SN90000001", "SN90000009")
     assert {f["name"] for f in item["fields"]} == {"serial_number", "part_number"}
     assert item["line"] == "LINE-1" and item["display"] == "SN90000001"
     code = station_client.get("/api/v1/serials/SN90000009/history").json()
