@@ -9,9 +9,9 @@ it answers 404, in the API and the UI alike.
   (``Station.members``).
 - ``quality_manager``: sees everything, reviews, signs, retries, withdraws, exports, reads the
   audit trail.
-- ``line_client``: a station's service user (its API token): creates captures and sees only
-  its own station's captures, search hits and history.
-- ``auditor``: sees everything, read-only, including the audit trail.
+- ``line_client``: a station's service user (its API token): creates captures and sees (and
+  exports) only its own station's captures, search hits and history.
+- ``auditor``: sees and exports everything, read-only, including the audit trail.
 - ``admin``: every permission (and the Django admin).
 
 Uploads: a user with ``upload_capture`` may upload to the stations in :func:`station_scope`
@@ -54,8 +54,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "export_reads",
         "view_audit",
     ),
-    LINE_CLIENT: ("upload_capture",),
-    AUDITOR: ("view_all_captures", "view_audit"),
+    LINE_CLIENT: ("upload_capture", "export_reads"),  # its own station's reads only (scope)
+    AUDITOR: ("view_all_captures", "view_audit", "export_reads"),
     ADMIN: CAPTURE_PERMISSIONS,
 }
 
