@@ -645,7 +645,10 @@ def epcis_stream(groups: Iterable[ReadGroup], info: ExportInfo, tz: dt.tzinfo, c
 
 # --- the response (API and pages share it) ---------------------------------------------------
 
-_NOT_FILTERS = frozenset({"format", "scope", "cursor", "limit"})
+FILTER_PARAMS = (
+    "q", "from", "to", "tz", "line", "station", "product_type", "status", "review",
+    "conf_min", "conf_max", "alarm", "field", "match", "client_ref", "sort",
+)  # fmt: skip
 
 
 def _audited(stream: Iterator[bytes], record) -> Iterator[bytes]:
@@ -702,11 +705,7 @@ def export_response(*, request, user: Any, params, default_tz: str):
         )
     tz = selectors.time_zone_find(name=filters.tz)
     now = timezone.localtime(timezone.now(), tz)
-    given = [
-        (k, selectors.param_text(params, k, max_length=512))
-        for k in params
-        if k not in _NOT_FILTERS
-    ]
+    given = [(k, selectors.param_text(params, k, max_length=512)) for k in FILTER_PARAMS]
     given = sorted((k, v) for k, v in given if v)
     if not any(k == "tz" for k, _v in given):
         given = sorted([*given, ("tz", filters.tz or default_tz)])
