@@ -9,6 +9,7 @@ is validated against the EPCIS 2.0 JSON schema of the GS1 work group (``tests/da
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -33,6 +34,31 @@ SCHEMA = json.loads(
     (Path(__file__).parents[1] / "data" / "epcis" / "EPCIS-JSON-Schema.json").read_text()
 )
 URL = "/api/v1/captures/export"
+# jsonschema checks "uri" and "date-time" only with optional packages that are not installed:
+# the two formats the schema uses are checked here (RFC 3986 absolute URI, RFC 3339 date-time).
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("uri")
+def _is_uri(value: object) -> bool:
+    return not isinstance(value, str) or bool(
+        re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+", value)
+    )
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value):
+        return False
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+
+
+def _validator() -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(SCHEMA, format_checker=FORMATS)
+
+
 GTIN = "09506000134352"
 
 
@@ -165,7 +191,7 @@ def test_xlsx_opens_with_the_rows_and_an_about_sheet(qm, world, station):
 def test_epcis_document_is_valid_and_declares_corrections(qm, world):
     data = _body(_client(qm).get(URL, {"format": "epcis", "sort": "oldest", "tz": "Asia/Seoul"}))
     doc = json.loads(data)
-    validator = jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+    validator = _validator()
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
     assert doc["@context"][0] == exports.EPCIS_CONTEXT and doc["schemaVersion"] == "2.0"
@@ -203,12 +229,15 @@ def test_epcis_document_is_valid_and_declares_corrections(qm, world):
 def test_the_schema_refuses_what_the_standard_refuses(qm, world):
     """The check can fail: the same document broken in ways EPCIS 2.0 forbids is refused."""
     doc = json.loads(_body(_client(qm).get(URL, {"format": "epcis"})))
-    validator = jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+    validator = _validator()
     for breaks in (
         lambda e: e.update(action="LOOK"),
         lambda e: e.update(eventTimeZoneOffset="+9"),
         lambda e: e.update(ilmd={"sr:x": 1}),  # ilmd only with ADD
         lambda e: e.pop("eventTime"),
+        lambda e: e.update(eventTime="2026-12-01 10:00"),  # no RFC 3339 date-time
+        lambda e: e.update(eventID="not a uri"),
+        lambda e: e.update(extra=1),  # an extension must be namespaced (a URI / CURIE)
     ):
         bad = json.loads(json.dumps(doc))
         breaks(bad["epcisBody"]["eventList"][0])
