@@ -298,7 +298,7 @@ def _filter_context(request: HttpRequest, filters: selectors.SearchFilters, tz: 
 
 
 def _export_links(request: HttpRequest, tz: str, scope: str, errors: list[str]) -> list[dict]:
-    """ "Export CSV / XLSX / EPCIS" links carrying the page's filters (the URL's, without the
+    """The "Export CSV / XLSX / EPCIS" links carrying the page's filters (the URL's, without the
     cursor) and its time zone to ``GET /api/v1/captures/export`` (session); none for users
     without ``export_reads`` or while a filter is wrong."""
     if errors or not roles.can(request.user, "export_reads"):
