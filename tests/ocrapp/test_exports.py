@@ -159,7 +159,7 @@ def test_csv_has_the_header_block_and_one_row_per_field(qm, world):
     )
     assert fixed["value"] == "SN-EXP-0003"  # in force, as printed
     assert "0002" in fixed["machine_value"] and "0002" in fixed["was"]  # the machine read, "was"
-    assert fixed["revisions"] == "1" and fixed["signed_by"] == "Quality Manager"
+    assert fixed["revisions"] == "1" and fixed["signed_by"] == "Quality Manager (qm)"
     [event] = AuditEvent.objects.filter(action="export").order_by("-id")[:1]
     assert AuditEvent.objects.filter(action="export").count() == before + 1
     assert event.actor == qm and event.after["rows"] == 6 and event.after["complete"] is True
