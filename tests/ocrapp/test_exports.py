@@ -315,7 +315,7 @@ def test_pages_link_the_exports_with_their_filters(client, qm, world, station):
 
 def test_streaming_memory_stays_bounded_over_20k_reads(qm):
     """20,000 synthetic reads (about 60,000 rows): tracemalloc's peak while the CSV streams
-    stays far below the size of the file, and about what the first 5,000 reads took."""
+    stays well below the size of the file, and about what the first 5,000 reads took."""
     call_command("fill_reads", 20000, "--batch", "20000", "--days", "30")
     filters = selectors.search_filters_parse(params={"tz": "UTC"})
     info = exports.ExportInfo("captures", [], exports.timezone.now(), "UTC", "qm")
@@ -338,7 +338,7 @@ def test_streaming_memory_stays_bounded_over_20k_reads(qm):
     peak_small, _size = peak(15000)
     peak_all, size = peak(None)
     assert size > 5_000_000  # about 60,000 rows
-    assert peak_all < size / 3, (peak_all, size)
+    assert peak_all < size / 2, (peak_all, size)  # a list of the rows alone is bigger
     assert peak_all < 2 * peak_small + 2_000_000, (peak_all, peak_small)
 
 
