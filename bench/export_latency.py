@@ -57,7 +57,7 @@ def one(kind: str) -> None:
     t0 = time.perf_counter()
     size = 0
     with tempfile.TemporaryFile() as out:
-        groups = exports.capture_groups(user=qm, filters=filters)
+        groups = exports.capture_groups(user=qm, filters=filters, codes=kind == "epcis")
         if kind == "csv":
             for part in exports.csv_stream(groups, info, tz, counter):
                 size += out.write(part)

@@ -161,16 +161,17 @@ def _review_state(read: dict | None, fields: list[FieldRow]) -> str:
     return "needs_review" if read["needs_review"] else "accepted"
 
 
-def _groups_for(captures: list[dict]) -> list[ReadGroup]:
+def _groups_for(captures: list[dict], *, codes: bool = True) -> list[ReadGroup]:
     """The latest read of each capture with its fields, revisions and printed forms (four
-    queries per chunk)."""
+    queries per chunk); ``codes``: also the read's decoded codes (for the GTIN of EPCIS)."""
     ids = [c["id"] for c in captures]
+    read_values = ["id", "capture_id", "run", "needs_review", "mismatches", "created_at"]
     reads = {
         r["capture_id"]: r
         for r in Read.objects.filter(capture_id__in=ids)
         .order_by("capture_id", "-run")
         .distinct("capture_id")
-        .values("id", "capture_id", "run", "needs_review", "mismatches", "codes", "created_at")
+        .values(*read_values, *(["codes"] if codes else []))
     }
     read_ids = [r["id"] for r in reads.values()]
     by_read: dict[int, list[tuple[int, FieldRow]]] = {}
@@ -250,12 +251,14 @@ def _gtin(read: dict | None, fields: list[FieldRow]) -> str:
     return ""
 
 
-def capture_groups(*, user: Any, filters: selectors.SearchFilters, chunk: int = EXPORT_CHUNK):
+def capture_groups(
+    *, user: Any, filters: selectors.SearchFilters, chunk: int = EXPORT_CHUNK, codes: bool = True
+):
     """Every capture of the capture list for ``filters`` (``user``'s scope), in its order, as
-    :class:`ReadGroup` s, chunk by chunk."""
+    :class:`ReadGroup` s, chunk by chunk (``codes=False``: without the reads' codes)."""
     qs = selectors.capture_export_qs(user=user, filters=filters)
     for captures in _chunks(qs, _CAPTURE_VALUES, filters.sort != "oldest", chunk):
-        yield from _groups_for(captures)
+        yield from _groups_for(captures, codes=codes)
 
 
 def _match_kind(value: str, skeleton: str, norm: str, skel: str) -> str:
@@ -268,7 +271,9 @@ def _match_kind(value: str, skeleton: str, norm: str, skel: str) -> str:
     return "similar"
 
 
-def serial_groups(*, user: Any, filters: selectors.SearchFilters, chunk: int = EXPORT_CHUNK):
+def serial_groups(
+    *, user: Any, filters: selectors.SearchFilters, chunk: int = EXPORT_CHUNK, codes: bool = True
+):
     """Every read the serial search for ``filters.q`` finds (index rows matching exactly, by
     prefix, look-alike or similar, as the kinds in ``filters.match``), newest first, grouped
     by capture; each group's ``rows`` are the matched fields only."""
@@ -287,7 +292,8 @@ def serial_groups(*, user: Any, filters: selectors.SearchFilters, chunk: int = E
             .filter(pk__in=cap_ids)
             .values(*_CAPTURE_VALUES)
         }
-        groups = {g.capture["id"]: g for g in _groups_for([caps[i] for i in cap_ids if i in caps])}
+        found = [caps[i] for i in cap_ids if i in caps]
+        groups = {g.capture["id"]: g for g in _groups_for(found, codes=codes)}
         for rec in records:
             group = groups.get(rec["capture_id"])
             if group is None:
@@ -318,10 +324,12 @@ def serial_groups(*, user: Any, filters: selectors.SearchFilters, chunk: int = E
         yield pending
 
 
-def export_groups(*, user: Any, filters: selectors.SearchFilters, scope: str, chunk: int):
+def export_groups(
+    *, user: Any, filters: selectors.SearchFilters, scope: str, chunk: int, codes: bool = True
+):
     if scope == "serials":
-        return serial_groups(user=user, filters=filters, chunk=chunk)
-    return capture_groups(user=user, filters=filters, chunk=chunk)
+        return serial_groups(user=user, filters=filters, chunk=chunk, codes=codes)
+    return capture_groups(user=user, filters=filters, chunk=chunk, codes=codes)
 
 
 # --- rows (CSV, XLSX) ------------------------------------------------------------------------
@@ -716,7 +724,10 @@ def export_response(*, request, user: Any, params, default_tz: str):
         tz_name=str(filters.tz or default_tz),
         user=getattr(user, "username", ""),
     )
-    groups = export_groups(user=user, filters=filters, scope=scope, chunk=EXPORT_CHUNK)
+    # the codes (their GS1 GTIN) only matter to EPCIS identifiers: CSV/XLSX skip their JSON
+    groups = export_groups(
+        user=user, filters=filters, scope=scope, chunk=EXPORT_CHUNK, codes=fmt == "epcis"
+    )
     counter = [0]
 
     def record(complete: bool) -> None:
