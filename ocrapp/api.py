@@ -24,11 +24,23 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocrapp import crops, events, logctx, roles, selectors, services, signature, waiting, webhooks
+from ocrapp import (
+    crops,
+    events,
+    exports,
+    logctx,
+    roles,
+    selectors,
+    services,
+    signature,
+    waiting,
+    webhooks,
+)
 from ocrapp.errors import ApplicationError, NotFoundError
 from ocrapp.models import Capture
 from ocrapp.parsers import FormParser, MultiPartParser
@@ -640,6 +652,52 @@ class CaptureListApi(APIView):
         with timezone.override(selectors.time_zone_find(name=filters.tz)):
             results = CaptureOutput(page.items, many=True, context={"request": request}).data
         return Response(_page_body(page, results, request))
+
+
+class _AnyFormat(DefaultContentNegotiation):
+    """``?format=`` names the export's file format here, not a DRF renderer: no override
+    (errors are JSON as everywhere)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class CaptureExportApi(APIView):
+    content_negotiation_class = _AnyFormat
+
+    @extend_schema(
+        operation_id="captures_export",
+        parameters=[
+            OpenApiParameter(
+                "format", OpenApiTypes.STR, description="csv (default), xlsx or epcis."
+            ),
+            OpenApiParameter(
+                "scope",
+                OpenApiTypes.STR,
+                description="captures (default: the capture list) or serials (the serial "
+                "search for q: one row per matching read).",
+            ),
+            OpenApiParameter("q", OpenApiTypes.STR, description="A traced value or its start."),
+            OpenApiParameter("field", OpenApiTypes.STR, description="scope=serials: a field."),
+            OpenApiParameter("match", OpenApiTypes.STR, description="scope=serials: kinds."),
+            OpenApiParameter("sort", OpenApiTypes.STR, description="newest (default), oldest."),
+            *[p for p in _FILTER_PARAMS if p.name not in ("cursor", "limit")],
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, exports.CONTENT_TYPES["xlsx"]): OpenApiTypes.BINARY,
+            (200, "application/ld+json"): OpenApiTypes.OBJECT,
+        },
+        description="Download every capture (or serial search hit) the caller may see for the "
+        "filters (a station token: its station's), streamed: CSV or XLSX (one row per field, "
+        "the filters and the export time in a header block / an About sheet) or an EPCIS 2.0 "
+        "JSON-LD document (ObjectEvents; corrections as errorDeclaration + corrective event). "
+        "Needs export_reads; each export is in the audit trail.",
+    )
+    def get(self, request):
+        return exports.export_response(
+            request=request, user=request.user, params=request.query_params, default_tz="UTC"
+        )
 
 
 class CapturesApi(CaptureListApi, CaptureCreateApi):

@@ -9,9 +9,10 @@ it answers 404, in the API and the UI alike.
   (``Station.members``).
 - ``quality_manager``: sees everything, reviews, signs, retries, withdraws, exports, reads the
   audit trail, acknowledges and closes alarms (``manage_alarms``).
-- ``line_client``: a station's service user (its API token): creates captures and sees only
-  its own station's captures, search hits and history.
-- ``auditor``: sees everything, read-only, including the audit trail and the webhook log.
+- ``line_client``: a station's service user (its API token): creates captures and sees (and
+  exports) only its own station's captures, search hits and history.
+- ``auditor``: sees and exports everything, read-only, including the audit trail and the
+  webhook log.
 - ``admin``: every permission (and the Django admin).
 
 Webhooks (``ocrapp.webhooks``): ``manage_webhooks`` (quality manager, admin) creates and
@@ -63,8 +64,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_webhooks",
         "manage_alarms",
     ),
-    LINE_CLIENT: ("upload_capture",),
-    AUDITOR: ("view_all_captures", "view_audit", "view_webhooks"),
+    LINE_CLIENT: ("upload_capture", "export_reads"),  # its own station's reads only (scope)
+    AUDITOR: ("view_all_captures", "view_audit", "view_webhooks", "export_reads"),
     ADMIN: CAPTURE_PERMISSIONS + ALARM_PERMISSIONS,
 }
 

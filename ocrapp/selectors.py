@@ -503,6 +503,33 @@ def capture_page(
     return Page(items=items, next_cursor=next_cursor, total=total, total_exact=exact)
 
 
+def capture_export_qs(*, user: Any, filters: SearchFilters) -> QuerySet[Capture]:
+    """The captures of the capture list for ``filters`` in ``user``'s scope, unordered and
+    unsliced: what an export reads, in keyset chunks (``ocrapp.exports``)."""
+    return _capture_filters(roles.scoped(Capture.objects.all(), user), filters)
+
+
+def serial_export_qs(*, user: Any, filters: SearchFilters) -> QuerySet[SerialRecord]:
+    """The index rows the serial search for ``filters.q`` finds (the kinds of
+    ``filters.match``, default all: exact, prefix, look-alike, similar by the trigram ``%``
+    threshold), filtered and in ``user``'s scope, unordered: what a search export reads."""
+    norm, skel = identifier_key(filters.q)[:128], lookalike_key(filters.q)[:128]
+    base = _search_base(user, filters)
+    if not norm:
+        return base.none()
+    run = set(filters.match or MATCH_KINDS)
+    q = Q(pk__in=[])
+    if "exact" in run:
+        q |= Q(value=norm)
+    if "prefix" in run:
+        q |= Q(value__startswith=norm)
+    if "lookalike" in run:
+        q |= Q(skeleton=skel)
+    if "similar" in run:
+        q |= Q(skeleton__trigram_similar=skel)
+    return base.filter(q)
+
+
 def capture_list(*, user, limit: int = 50, station: Station | None = None) -> list[Capture]:
     """The newest captures ``user`` may see."""
     qs = roles.scoped(_capture_queryset(), user)

@@ -2278,3 +2278,37 @@ def images_purge(*, older_than_days: int, dry_run: bool = False, batch: int = 20
         extra={"purged": purged, "errors": errors},
     )
     return report
+
+
+# --- exports (issue 13, point 5): one audit row per export -------------------------------------
+
+EXPORT_ACTION = "export"
+
+
+def export_record(
+    *,
+    user: Any,
+    fmt: str,
+    scope: str,
+    params: list[tuple[str, str]],
+    rows: int,
+    complete: bool,
+) -> None:
+    """Write the audit row of one export (``ocrapp.exports``): who, the format, what was
+    exported (captures or a serial search), the filters as given, how many rows (CSV/XLSX) or
+    events (EPCIS) were written and whether the download finished (a client that goes away
+    mid-stream leaves ``complete: false`` with the rows sent so far)."""
+    audit.record(
+        actor=user,
+        action=EXPORT_ACTION,
+        object_type="export",
+        object_id=fmt,
+        object_repr=f"{scope} export ({fmt})",
+        after={
+            "format": fmt,
+            "scope": scope,
+            "filters": {k: v for k, v in params},
+            "rows": rows,
+            "complete": complete,
+        },
+    )

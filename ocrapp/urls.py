@@ -10,6 +10,8 @@ handler400 = "ocrapp.limits.bad_request"
 api_v1 = [
     # GET lists (filters, keyset pages), POST uploads: one URL, CapturesApi
     path("captures", api.CapturesApi.as_view(), name="api-capture-create"),
+    # before captures/<id>: "export" is no capture id
+    path("captures/export", api.CaptureExportApi.as_view(), name="api-capture-export"),
     path("captures/<str:capture_id>", api.capture_detail, name="api-capture-detail"),
     path(
         "captures/<str:capture_id>/image", api.CaptureImageApi.as_view(), name="api-capture-image"

@@ -300,6 +300,35 @@ def _filter_context(request: HttpRequest, filters: selectors.SearchFilters, tz: 
     }
 
 
+def _export_links(request: HttpRequest, tz: str, scope: str, errors: list[str]) -> list[dict]:
+    """The "Export CSV / XLSX / EPCIS" links carrying the page's filters (the URL's, without the
+    cursor) and its time zone to ``GET /api/v1/captures/export`` (session); none for users
+    without ``export_reads`` or while a filter is wrong."""
+    if errors or not roles.can(request.user, "export_reads"):
+        return []
+    params = request.GET.copy()
+    for name in ("cursor", "format", "scope"):
+        params.pop(name, None)
+    if not params.get("tz"):
+        params["tz"] = tz
+    params["scope"] = scope
+    links = []
+    for fmt, label in (
+        ("csv", _("Export CSV")),
+        ("xlsx", _("Export XLSX")),
+        ("epcis", _("Export EPCIS")),
+    ):
+        params["format"] = fmt
+        links.append(
+            {
+                "format": fmt,
+                "label": label,
+                "url": reverse("api-capture-export") + "?" + params.urlencode(),
+            }
+        )
+    return links
+
+
 def _next_url(request: HttpRequest, cursor: str) -> str:
     if not cursor:
         return ""
@@ -332,6 +361,7 @@ def capture_list_page(request: HttpRequest) -> HttpResponse:
                 "next_url": _next_url(request, page.next_cursor),
                 "errors": errors,
                 "client_ref": filters.client_ref,
+                "export_links": _export_links(request, tz, "captures", errors),
                 **_filter_context(request, filters, tz),
             },
         )
@@ -435,6 +465,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 "page": page,
                 "next_url": _next_url(request, page.next_cursor) if page else "",
                 "errors": errors,
+                "export_links": _export_links(request, tz, "serials", errors) if q else [],
                 **_filter_context(request, filters, tz),
             },
         )

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ocrapp import dashboard, roles, services
 from ocrapp.errors import ApplicationError
-from ocrapp.models import Capture, Read, ReadMetric
+from ocrapp.models import Alarm, Capture, Read, ReadMetric
 from tests.results import read_result
 from tests.review_data import accepted_result, person, queued_result, stored_capture
 from workers.contract import QualityWarning
@@ -47,6 +47,7 @@ def _at(capture: Capture, when: dt.datetime) -> None:
     """Move a capture and its dashboard rows to ``when`` (as if the photo was taken then)."""
     Capture.objects.filter(pk=capture.pk).update(created_at=when)
     ReadMetric.objects.filter(read__capture=capture).update(created_at=when)
+    Alarm.objects.filter(capture=capture).update(created_at=when)  # raised by the read save
 
 
 def _glare(serial: str) -> dict:

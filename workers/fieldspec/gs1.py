@@ -8,6 +8,8 @@ Accepted inputs (:func:`parse_gs1`):
 - a symbology identifier prefix (``]C1`` GS1-128, ``]d2`` GS1 DataMatrix,
   ``]Q3`` GS1 QR, ``]e0`` GS1 DataBar, ``]J1`` GS1 DotCode, ...).
 - human-readable form: ``(01)09506000134352(17)261231(10)ABC123(21)XYZ``.
+- GS1 Digital Link URIs (QR codes): ``https://id.gs1.org/01/09506000134352/21/XYZ?17=261231``
+  on any domain and below any path prefix (:func:`parse_digital_link`).
 
 Every element is validated against the AI table (length, character set,
 check digit for GTIN/SSCC/GLN, real dates where ``DD = 00`` means the last day
@@ -33,7 +35,9 @@ __all__ = [
     "AISpec",
     "GS1Element",
     "GS1Result",
+    "looks_like_digital_link",
     "looks_like_gs1",
+    "parse_digital_link",
     "parse_gs1",
     "parse_gs1_date",
 ]
@@ -355,11 +359,102 @@ def _parse_raw(data: str, today: date | None) -> tuple[list[GS1Element], list[st
     return elements, errors
 
 
+# --- GS1 Digital Link URIs (GS1 Digital Link standard 1.x, uncompressed form) ---------------
+
+# Primary keys a Digital Link path can start with, and the qualifiers each allows in the path
+# (in this order; the rest, e.g. dates, travel as query attributes ``?17=261231``).
+_DL_PRIMARY: dict[str, tuple[str, ...]] = {
+    "01": ("22", "10", "21"),
+    "00": (),
+    "414": ("254",),
+    "8004": (),
+    "410": (),
+}
+# Convenience short names some Digital Links use instead of the numeric AI.
+_DL_ALIASES = {"gtin": "01", "sscc": "00", "gln": "414", "giai": "8004", "cpv": "22",
+               "lot": "10", "ser": "21", "exp": "17"}  # fmt: skip
+_DL_RE = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)(\?[^#\s]*)?(#\S*)?$", re.IGNORECASE)
+
+
+def _dl_ai(segment: str) -> str:
+    return _DL_ALIASES.get(segment.lower(), segment)
+
+
+def _dl_path_start(segments: list[str]) -> int | None:
+    """Index of the primary key's AI among the path segments (after any path prefix)."""
+    for i in range(len(segments) - 1):
+        if _dl_ai(segments[i]) in _DL_PRIMARY:
+            return i
+    return None
+
+
+def looks_like_digital_link(text: str) -> bool:
+    """An http(s) URI whose path holds a GS1 primary key (``/01/<GTIN>``...), any domain."""
+    if not isinstance(text, str) or len(text) > 2048:
+        return False
+    m = _DL_RE.match(text.strip())
+    if not m:
+        return False
+    segments = [s for s in m.group(1).split("/") if s]
+    return _dl_path_start(segments) is not None
+
+
+def parse_digital_link(uri: str, *, today: date | None = None) -> GS1Result:
+    """The GS1 elements of a Digital Link URI: the primary key and key qualifiers of the path
+    (``/01/{gtin}/10/{lot}/21/{serial}``, percent-decoded), then the numeric query attributes
+    that are Application Identifiers (``?17=261231&3103=000189``; other parameters such as
+    ``linkType`` are not GS1 data and are skipped). A GTIN-8/12/13 is padded to 14 digits.
+    Each element is validated as in :func:`parse_gs1`; never raises."""
+    from urllib.parse import parse_qsl, unquote
+
+    try:
+        m = _DL_RE.match(uri.strip()) if isinstance(uri, str) else None
+        if not m:
+            return GS1Result((), ("not an http(s) URI",))
+        segments = [unquote(s) for s in m.group(1).split("/") if s]
+        start = _dl_path_start(segments)
+        if start is None:
+            return GS1Result((), ("no GS1 primary key in the URI path",))
+        elements: list[GS1Element] = []
+        errors: list[str] = []
+        pairs = segments[start:]
+        if len(pairs) % 2:
+            errors.append("the URI path has an AI without a value")
+            pairs = pairs[:-1]
+        primary = _dl_ai(pairs[0])
+        allowed = list(_DL_PRIMARY[primary])
+        seen: set[str] = set()
+        for i in range(0, len(pairs), 2):
+            ai, value = _dl_ai(pairs[i]), pairs[i + 1]
+            if i:
+                if ai not in allowed:
+                    errors.append(f"AI ({ai}) is not a key qualifier of ({primary}) here")
+                    break
+                allowed = allowed[allowed.index(ai) + 1 :]  # qualifiers keep their order
+            if ai == "01" and value.isdigit() and len(value) in (8, 12, 13):
+                value = value.zfill(14)
+            spec = AI_TABLE.get(ai)
+            elements.append(_validate(spec, value, today) if spec else _unknown(ai, value))
+            seen.add(ai)
+        for key, value in parse_qsl((m.group(2) or "")[1:], keep_blank_values=True):
+            ai = _dl_ai(key)
+            if not (ai.isdigit() and 2 <= len(ai) <= 4) or ai in seen:
+                continue  # linkType, context, ... are not element data
+            spec = AI_TABLE.get(ai)
+            elements.append(_validate(spec, value, today) if spec else _unknown(ai, value))
+            seen.add(ai)
+        return GS1Result(tuple(elements), tuple(errors), None)
+    except Exception as exc:  # defensive, like parse_gs1
+        return GS1Result((), (f"could not parse the Digital Link: {exc}",))
+
+
 def looks_like_gs1(text: str) -> bool:
-    """Cheap test: symbology identifier of a GS1 symbol, a leading FNC1/GS, or
-    human-readable ``(AI)`` form starting with a known AI."""
+    """Cheap test: symbology identifier of a GS1 symbol, a leading FNC1/GS, a GS1 Digital
+    Link URI, or human-readable ``(AI)`` form starting with a known AI."""
     if not isinstance(text, str) or not text:
         return False
+    if looks_like_digital_link(text):
+        return True
     if text[:3] in GS1_SYMBOLOGY_IDENTIFIERS or text[0] == GS:
         return True
     m = _HRI_AI_RE.match(text)
@@ -367,7 +462,8 @@ def looks_like_gs1(text: str) -> bool:
 
 
 def parse_gs1(text: str | bytes, *, today: date | None = None) -> GS1Result:
-    """Parse a GS1 element string (raw, with symbology identifier, or human-readable).
+    """Parse a GS1 element string (raw, with symbology identifier, human-readable, or a
+    GS1 Digital Link URI).
 
     Never raises. ``today`` sets the century window for two-digit years
     (default 20YY).
@@ -377,6 +473,8 @@ def parse_gs1(text: str | bytes, *, today: date | None = None) -> GS1Result:
             text = text.decode("latin-1")
         if not isinstance(text, str):
             return GS1Result((), ("input is not text",))
+        if looks_like_digital_link(text):
+            return parse_digital_link(text, today=today)
         s = text.replace("<GS>", GS).replace("\u241d", GS).strip(" \r\n\t")
         sym = None
         if s.startswith("]") and len(s) >= 3:

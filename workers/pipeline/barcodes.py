@@ -23,7 +23,13 @@ import numpy as np
 
 from workers.fieldspec.checkdigits import CHECK_DIGITS
 from workers.fieldspec.grammar import DEFAULT_DATE_FORMATS, parse_date
-from workers.fieldspec.gs1 import GS1_SYMBOLOGY_IDENTIFIERS, GS1Element, parse_gs1
+from workers.fieldspec.gs1 import (
+    GS1_SYMBOLOGY_IDENTIFIERS,
+    GS1Element,
+    looks_like_digital_link,
+    parse_digital_link,
+    parse_gs1,
+)
 from workers.fieldspec.identifiers import identifier_key
 
 __all__ = [
@@ -192,6 +198,10 @@ def decode_codes(
         if ctype == "GS1" or sym in GS1_SYMBOLOGY_IDENTIFIERS:
             parsed = parse_gs1(raw if raw else b.text)
             if parsed.elements or ctype == "GS1":
+                gs1, gs1_errors = parsed.elements, parsed.errors
+        elif looks_like_digital_link(b.text):  # a QR code holding a GS1 Digital Link URI
+            parsed = parse_digital_link(b.text)
+            if parsed.elements:
                 gs1, gs1_errors = parsed.elements, parsed.errors
         results.append(
             CodeResult(
