@@ -20,7 +20,7 @@ from typing import Any
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import TrigramDistance, TrigramSimilarity
 from django.core import signing
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Case,
     Count,
@@ -648,15 +648,20 @@ def serial_search_page(
     ):
         raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
     base = _search_base(user, f)
-    cands = _candidates(base, norm, skel, after, limit + 1, f.match)
-    page = cands[:limit]
-    more = len(cands) > limit
-    hits = _serial_hits(base, page, norm, skel)
+    with transaction.atomic(), connection.cursor() as cur:
+        # every query below is a bounded index read; the planner's row estimates for ``IN``
+        # lists and prefix ranges made it start parallel workers, which cost more (about
+        # 15-50 ms at 1M reads) than the work (under 1 ms): bench/NOTES-search.md
+        cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cands = _candidates(base, norm, skel, after, limit + 1, f.match)
+        page = cands[:limit]
+        more = len(cands) > limit
+        hits = _serial_hits(base, page, norm, skel)
+        total, exact_total = _serial_total(base, norm, skel, after, page, more, f.match)
     next_cursor = ""
     if more and page:
         last = page[-1]
         next_cursor = _cursor_dump("serials", [last[0], last[1], last[2]])
-    total, exact_total = _serial_total(base, norm, skel, after, page, more, f.match)
     return Page(items=hits, next_cursor=next_cursor, total=total, total_exact=exact_total)
 
 
