@@ -121,6 +121,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100, help="Queries per kind.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-search"))
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--fastupdate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Instead: GIN fastupdate on vs off while fill_reads writes N reads alongside.",
+    )
     args = ap.parse_args()
 
     from ocrapp import devstack
@@ -134,7 +141,82 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        run(args)
+        if args.fastupdate:
+            fastupdate(args, services.env)
+        else:
+            run(args)
+
+
+GIN_INDEXES = ("serial_value_trgm_idx", "serial_skeleton_trgm_idx")
+
+
+def fastupdate(args, env: dict[str, str]) -> None:
+    """GIN ``fastupdate`` on vs off under steady inserts: ``fill_reads`` writes ``N`` reads in
+    a second process while this one runs the GIN ``%`` queries and exact lookups; prints the
+    insert rate and the query latencies of each setting (the setting is left ``on``, the
+    default, afterwards)."""
+    import subprocess
+
+    from django.db import connection
+    from django.db.models import Q
+
+    from ocrapp.models import SerialRecord
+    from workers.fieldspec import identifier_key, lookalike_key
+
+    rng = random.Random(args.seed)
+    max_id = SerialRecord.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    values = []
+    while len(values) < 40:
+        row = SerialRecord.objects.filter(id__gte=rng.randint(1, max_id)).order_by("id").first()
+        if row is not None:
+            values.append(row.value)
+    rows = []
+    for setting in ("on", "off"):
+        with connection.cursor() as cur:
+            for name in GIN_INDEXES:
+                cur.execute(f"ALTER INDEX {name} SET (fastupdate = {setting})")
+                cur.execute("SELECT gin_clean_pending_list(%s::regclass)", [name])
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "fill_reads", str(args.fastupdate)],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        t0 = time.perf_counter()
+        gin, exact = [], []
+        i = 0
+        while proc.poll() is None:
+            v = values[i % len(values)]
+            i += 1
+            norm, skel = identifier_key(v[:-2] + "X" + v[-1:]), lookalike_key(v)
+            t1 = time.perf_counter()
+            list(
+                SerialRecord.objects.filter(
+                    Q(value__trigram_similar=norm) | Q(skeleton__trigram_similar=skel)
+                ).values_list("value", flat=True)[:50]
+            )
+            t2 = time.perf_counter()
+            SerialRecord.objects.filter(value=identifier_key(v)).exists()
+            t3 = time.perf_counter()
+            gin.append((t2 - t1) * 1000)
+            exact.append((t3 - t2) * 1000)
+        secs = time.perf_counter() - t0
+        if proc.returncode:
+            raise SystemExit(f"fill_reads failed ({proc.returncode})")
+        with connection.cursor() as cur:
+            cur.execute("SELECT gin_clean_pending_list(%s::regclass)", [GIN_INDEXES[0]])
+        rows.append((setting, args.fastupdate / secs, gin, exact))
+    with connection.cursor() as cur:
+        for name in GIN_INDEXES:
+            cur.execute(f"ALTER INDEX {name} SET (fastupdate = on)")
+    print(f"\nGIN fastupdate, fill_reads writing {args.fastupdate:,} reads alongside\n")
+    print("| fastupdate | reads/s | GIN % n | GIN % p50 ms | p95 ms | exact p50 ms | p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for setting, rate, gin, exact in rows:
+        print(
+            f"| {setting} | {rate:,.0f} | {len(gin)} | {statistics.median(gin):.1f} | "
+            f"{_pct(gin, 95):.1f} | {statistics.median(exact):.1f} | {_pct(exact, 95):.1f} |"
+        )
 
 
 def run(args) -> None:

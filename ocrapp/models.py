@@ -213,6 +213,13 @@ class Capture(models.Model):
     image_purged_at = models.DateTimeField(
         _("image deleted by retention at"), null=True, blank=True
     )
+    # The latest read's review state and weakest field confidence, kept here so that the capture
+    # list filters on them with an index (``services.capture_review_sync``, called by
+    # ``read_save``, the review and ``capture_retry`` in their transaction; ``fill_reads``
+    # writes them too). ``review_state``: ``selectors.REVIEW_STATES`` ("" = no read);
+    # ``weakest_confidence``: None when the latest read has no field (or there is no read).
+    review_state = models.CharField(_("review state"), max_length=16, blank=True, default="")
+    weakest_confidence = models.FloatField(_("weakest confidence"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -231,6 +238,18 @@ class Capture(models.Model):
             models.Index(fields=["product_type", "-created_at"], name="capture_pt_created_idx"),
             models.Index(
                 fields=["client_ref"], condition=~Q(client_ref=""), name="capture_client_ref_idx"
+            ),
+            # what search checks of each hit's capture (not withdrawn, in the user's stations)
+            # without reading the capture row
+            models.Index(
+                fields=["id"], include=["withdrawn_at", "station"], name="capture_id_cover_idx"
+            ),
+            # the capture list filtered by line and/or review state, in keyset order
+            models.Index(
+                fields=["station_line", "-created_at", "-id"], name="capture_line_created_idx"
+            ),
+            models.Index(
+                fields=["review_state", "-created_at", "-id"], name="capture_review_created_idx"
             ),
         ]
         verbose_name = _("capture")
@@ -515,8 +534,18 @@ class SerialRecord(models.Model):
                 OpClass("value", name="varchar_pattern_ops"), name="serial_value_prefix_idx"
             ),
             models.Index(fields=["skeleton"], name="serial_skeleton_idx"),
+            # look-alike: ``skeleton COLLATE "C" = q`` (the trigram indexes, in the default
+            # collation, cannot serve it, so the planner takes this btree), values in keyset order
+            models.Index(
+                Collate("skeleton", "C"),
+                Collate("value", "C"),
+                name="serial_skeleton_c_idx",
+                include=["capture"],
+            ),
             # prefix ranges and keyset order of search ("C" collation: byte order)
-            models.Index(Collate("value", "C"), name="serial_value_c_idx"),
+            # (capture_id included: prefix candidates and their capped count are index-only
+            # scans, joined to ``capture_id_cover_idx``)
+            models.Index(Collate("value", "C"), name="serial_value_c_idx", include=["capture"]),
             GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
             GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
             # nearest-neighbour ordering (``skeleton <-> q``) for "similar": bench/NOTES-search.md

@@ -20,7 +20,7 @@ from typing import Any
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import TrigramDistance, TrigramSimilarity
 from django.core import signing
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Case,
     Count,
@@ -71,6 +71,11 @@ from workers.fieldspec.review import REVIEW_CODES
 
 FINAL_STATUSES = (Capture.Status.DONE, Capture.Status.FAILED)
 SIMILARITY_THRESHOLD = 0.3
+# "similar" (trigram nearest neighbours) runs for queries of at least this many characters
+# (normalised): a shorter fragment (``SN``, ``000``) has 3-4 trigrams and can reach the
+# threshold only against values of a few characters, yet the GiST scan must visit most of the
+# index to prove that (bench/NOTES-search.md); exact, prefix and look-alike still run for it.
+SIMILAR_MIN_LENGTH = 4
 
 
 def _capture_queryset() -> QuerySet[Capture]:
@@ -413,14 +418,6 @@ def _latest_reads(**outer: Any) -> QuerySet[Read]:
     return Read.objects.filter(**outer).filter(_latest_read_q())
 
 
-def _review_q(state: str, reads: QuerySet[Read]) -> Q:
-    if state == "needs_review":
-        return Q(Exists(reads.filter(needs_review=True).filter(_unreviewed_q())))
-    if state == "reviewed":
-        return Q(Exists(reads.filter(_reviewed_q())))
-    return Q(Exists(reads.filter(needs_review=False).filter(_unreviewed_q())))  # accepted
-
-
 def _capture_filters(qs: QuerySet[Capture], f: SearchFilters) -> QuerySet[Capture]:
     if f.date_from is not None:
         qs = qs.filter(created_at__gte=f.date_from)
@@ -436,25 +433,15 @@ def _capture_filters(qs: QuerySet[Capture], f: SearchFilters) -> QuerySet[Captur
         qs = qs.filter(status=f.status)
     if f.client_ref:
         qs = qs.filter(client_ref=f.client_ref)
-    latest = _latest_reads(capture_id=OuterRef("pk"))
+    # review state and weakest confidence of the latest read: kept on the capture (indexed)
     if f.review:
-        qs = qs.filter(_review_q(f.review, latest))
+        qs = qs.filter(review_state=f.review)
     if f.alarm:
         qs = qs.filter(Exists(_active_alarms(f.alarm).filter(capture_id=OuterRef("pk"))))
-    if f.conf_min is not None or f.conf_max is not None:
-        weakest = (
-            Field.objects.filter(read_id=OuterRef("pk"))
-            .order_by()
-            .values("read_id")
-            .annotate(m=Min("confidence"))
-            .values("m")
-        )
-        reads = latest.annotate(weakest=Subquery(weakest, output_field=FloatField()))
-        if f.conf_min is not None:
-            reads = reads.filter(weakest__gte=f.conf_min)
-        if f.conf_max is not None:
-            reads = reads.filter(weakest__lte=f.conf_max)
-        qs = qs.filter(Exists(reads))
+    if f.conf_min is not None:
+        qs = qs.filter(weakest_confidence__gte=f.conf_min)
+    if f.conf_max is not None:
+        qs = qs.filter(weakest_confidence__lte=f.conf_max)
     if f.q:
         norm, skel = identifier_key(f.q)[:128], lookalike_key(f.q)[:128]
         if norm:
@@ -591,9 +578,8 @@ def _record_filters(qs: QuerySet[SerialRecord], f: SearchFilters) -> QuerySet[Se
         qs = qs.filter(field__confidence__gte=f.conf_min)
     if f.conf_max is not None:
         qs = qs.filter(field__confidence__lte=f.conf_max)
-    latest = _latest_reads(capture_id=OuterRef("capture_id"))
     if f.review:
-        qs = qs.filter(_review_q(f.review, latest))
+        qs = qs.filter(capture__review_state=f.review)
     if f.alarm:
         qs = qs.filter(Exists(_active_alarms(f.alarm).filter(capture_id=OuterRef("capture_id"))))
     return qs
@@ -611,6 +597,14 @@ def _c_value(qs: QuerySet[SerialRecord]) -> QuerySet[SerialRecord]:
     if "vc" in qs.query.annotations:
         return qs
     return qs.annotate(vc=Collate("value", "C"))
+
+
+def _lookalikes(qs: QuerySet[SerialRecord], skel: str) -> QuerySet[SerialRecord]:
+    """Rows of ``qs`` whose skeleton is ``skel``, compared in the "C" collation: the btree
+    ``serial_skeleton_c_idx`` (skeleton, then value, both "C") serves it in keyset order. The
+    plain ``skeleton = q`` let the planner pick the trigram GiST index (it supports ``=``),
+    about ten times slower at 3M rows (bench/NOTES-search.md)."""
+    return _c_value(qs).annotate(skc=Collate("skeleton", "C")).filter(skc=skel)
 
 
 def _candidates(
@@ -641,12 +635,12 @@ def _candidates(
         vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
         out += [(1, -1.0, v) for v in vals]
     if "lookalike" in run and left() > 0 and rank0 <= 2:
-        qs = _c_value(base.filter(skeleton=skel).exclude(value__startswith=norm))
+        qs = _lookalikes(base, skel).exclude(value__startswith=norm)
         if rank0 == 2:
             qs = qs.filter(vc__gt=value0)
         vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
         out += [(2, -1.0, v) for v in vals]
-    if "similar" in run and left() > 0:
+    if "similar" in run and left() > 0 and len(norm) >= SIMILAR_MIN_LENGTH:
         qs = base.exclude(value__startswith=norm).exclude(skeleton=skel)
         # ``%`` (pg_trgm.similarity_threshold, 0.3 = SIMILARITY_THRESHOLD) lets the GiST scan
         # skip subtrees that cannot reach it: short, common fragments then cost little
@@ -697,15 +691,20 @@ def serial_search_page(
     ):
         raise _bad("cursor", _("The cursor is not valid; start again from the first page."))
     base = _search_base(user, f)
-    cands = _candidates(base, norm, skel, after, limit + 1, f.match)
-    page = cands[:limit]
-    more = len(cands) > limit
-    hits = _serial_hits(base, page, norm, skel)
+    with transaction.atomic(), connection.cursor() as cur:
+        # every query below is a bounded index read; the planner's row estimates for ``IN``
+        # lists and prefix ranges made it start parallel workers, which cost more (about
+        # 15-50 ms at 1M reads) than the work (under 1 ms): bench/NOTES-search.md
+        cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cands = _candidates(base, norm, skel, after, limit + 1, f.match)
+        page = cands[:limit]
+        more = len(cands) > limit
+        hits = _serial_hits(base, page, norm, skel)
+        total, exact_total = _serial_total(base, norm, skel, after, page, more, f.match)
     next_cursor = ""
     if more and page:
         last = page[-1]
         next_cursor = _cursor_dump("serials", [last[0], last[1], last[2]])
-    total, exact_total = _serial_total(base, norm, skel, after, page, more, f.match)
     return Page(items=hits, next_cursor=next_cursor, total=total, total_exact=exact_total)
 
 
@@ -737,7 +736,7 @@ def _serial_total(
     elif "exact" in run:
         n += int(base.filter(value=norm).exists())
     if "lookalike" in run:
-        n += distinct_values(base.filter(skeleton=skel).exclude(value__startswith=norm))
+        n += distinct_values(_lookalikes(base, skel).exclude(value__startswith=norm))
     similar = sum(1 for rank, _s, _v in page if rank == 3)
     return min(n, TOTAL_CAP) + similar, False
 
@@ -865,6 +864,34 @@ def field_check(*, capture: Capture, name: str, value: str) -> FieldCheck:
         ) from exc
     today = timezone.localdate(capture.created_at, timezone=dt.UTC)
     return validate_field(value, spec_for(name, schema), today=today)
+
+
+def review_state_of(*, needs_review: bool, fields: int, unsigned: int) -> str:
+    """A read's review state (:data:`REVIEW_STATES`) from its flag and how many fields it has
+    and how many of them have no signed revision: ``reviewed`` when every field (at least one)
+    is signed, else ``needs_review`` or ``accepted`` as the pipeline decided. The one rule
+    behind ``Capture.review_state`` (migration ``0015_wt_perf_capture_review`` backfills it
+    with the same rule in SQL)."""
+    if fields and not unsigned:
+        return "reviewed"
+    return "needs_review" if needs_review else "accepted"
+
+
+def capture_review_columns(*, capture_id: uuid.UUID | str) -> tuple[str, float | None]:
+    """``(review_state, weakest_confidence)`` of the capture's latest read, as stored on
+    ``Capture`` (``("", None)`` without a read; confidence None without a field)."""
+    read = Read.objects.filter(capture_id=capture_id).order_by("-run").first()
+    if read is None:
+        return "", None
+    agg = Field.objects.filter(read=read).aggregate(
+        n=Count("id"),
+        unsigned=Count("id", filter=Q(revisions__isnull=True)),
+        weakest=Min("confidence"),
+    )
+    state = review_state_of(
+        needs_review=read.needs_review, fields=agg["n"], unsigned=agg["unsigned"]
+    )
+    return state, agg["weakest"]
 
 
 def _latest_read_q() -> Q:

@@ -1357,6 +1357,14 @@ def _capture_reap_one(*, capture_id: uuid.UUID, now, queued: set[str] | None) ->
     return outcome
 
 
+def capture_review_sync(*, capture_id: uuid.UUID | str) -> None:
+    """Write the latest read's review state and weakest confidence onto the capture
+    (``Capture.review_state`` / ``weakest_confidence``, what the capture list filters on), in
+    the caller's transaction: ``read_save``, the review (``_sign``) and ``capture_retry``."""
+    state, weakest = selectors.capture_review_columns(capture_id=capture_id)
+    Capture.objects.filter(pk=capture_id).update(review_state=state, weakest_confidence=weakest)
+
+
 def read_save(
     *, capture_id: uuid.UUID | str, result: Mapping[str, Any], worker: str = ""
 ) -> Read | None:
@@ -1460,8 +1468,21 @@ def read_save(
         capture.failure_code = ""
         capture.failure_reason = ""
         capture.finished_at = timezone.now()
+        # a new read has no signed field yet (an empty one counts as waiting, as before)
+        capture.review_state = selectors.review_state_of(
+            needs_review=read.needs_review, fields=len(fields), unsigned=len(fields)
+        )
+        capture.weakest_confidence = min((f.confidence for f in fields), default=None)
         capture.save(
-            update_fields=["status", "failure_code", "failure_reason", "finished_at", "updated_at"]
+            update_fields=[
+                "status",
+                "failure_code",
+                "failure_reason",
+                "finished_at",
+                "updated_at",
+                "review_state",
+                "weakest_confidence",
+            ]
         )
         read_metric_waiting_refresh(capture_id=capture.pk)
         waiting.notify_final(capture.pk)
@@ -1942,6 +1963,7 @@ def _sign(
                     signed_at=signed_at,
                 )
             )
+        capture_review_sync(capture_id=capture.pk)
     return revisions, checked
 
 
@@ -2099,6 +2121,7 @@ def capture_retry(*, user, capture_id: uuid.UUID | str) -> Capture:
                 lease_expires_at=None,
                 claim_token="",
             )
+            capture_review_sync(capture_id=locked.pk)  # the latest read stays until the next
             audit.record(
                 actor=user,
                 action=CAPTURE_RETRIED_ACTION,

@@ -34,6 +34,11 @@ def test_fill_reads_writes_marked_searchable_audited_reads(capsys):
     hits = selectors.serial_search(q=row.display, user=qm)
     assert hits[0].value == row.value and hits[0].match == "exact"
     assert hits[0].display == row.display
+    # the capture's review columns are what read_save would have written
+    for capture in caps.order_by("id")[:60]:
+        want = selectors.capture_review_columns(capture_id=capture.pk)
+        assert (capture.review_state, capture.weakest_confidence) == want
+    assert caps.filter(review_state="needs_review").exists()
     page = selectors.capture_page(user=qm, filters=selectors.SearchFilters(line="SYN-1"))
     assert page.total == caps.filter(station_line="SYN-1").count() > 0
     # a second run adds more (numbering goes on) and stays consistent

@@ -6,7 +6,8 @@ What it writes is **synthetic bench data, clearly marked** and consistent with t
 - its own stations (line ``SYN-<n>``), product types (``synthetic-…``) and uploader
   (``synthetic-bench``, no password login), created through ``ocrapp.services`` (audited);
 - per read: a DONE capture (``original_filename`` ``synthetic``, no image file: its image and
-  thumbnail answer 404), one read (``worker`` ``fill_reads``), its fields (serial number, part
+  thumbnail answer 404; its ``review_state`` / ``weakest_confidence`` as ``read_save`` writes
+  them), one read (``worker`` ``fill_reads``), its fields (serial number, part
   number, lot) and their search index rows (printed form in ``display``; about 1 % carry a
   differing code value, indexed as ``source=code``); about 2 % of the captures are FAILED;
 - per read its dashboard row (``ReadMetric``) and synthetic photo statistics in
@@ -35,7 +36,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from ocrapp import audit, dashboard, services
+from ocrapp import audit, dashboard, selectors, services
 from ocrapp.models import Capture, Field, ProductType, Read, ReadMetric, SerialRecord, Station
 from workers.fieldspec import identifier_key, lookalike_key
 
@@ -251,8 +252,10 @@ class Command(BaseCommand):
                         "lot": f"L{at.year}-{rng.randint(0, 4999):06d}",
                     }
                     entries = {}
+                    confs = []
                     for name, value in values.items():
                         conf = round(rng.uniform(0.5, 0.999), 4)
+                        confs.append(conf)
                         code_value = None
                         if name == "serial_number" and rng.random() < 0.01:
                             code_value = serial_value(rng, i + 7_000_000)
@@ -343,6 +346,11 @@ class Command(BaseCommand):
                             "waiting": needs_review,
                         }
                     )
+                    # the latest read's review columns of the capture (no field is signed yet)
+                    caps[-1]["review_state"] = selectors.review_state_of(
+                        needs_review=needs_review, fields=len(confs), unsigned=len(confs)
+                    )
+                    caps[-1]["weakest_confidence"] = min(confs)
                     read_id += 1
                 for table, cols, rows in (
                     ("ocrapp_capture", cap_cols, caps),
