@@ -95,6 +95,13 @@ def test_to_dict_shape_and_json(pipeline):
         "exposure",
         "glare_fraction",
         "text_glare_fraction",
+        # image statistics the dashboard's drift check compares (ocrapp/dashboard.py)
+        "contrast",
+        "text_boxes",
+        "text_height",
+        "text_area",
+        "text_cx",
+        "text_cy",
         "ok",
         "warnings",
         "lines",
