@@ -180,8 +180,13 @@ def _metrics(*, user: Any, f: DashboardFilters, window: bool = True) -> QuerySet
     qs = roles.scoped(ReadMetric.objects.all(), user)
     if window:
         qs = qs.filter(created_at__gte=f.date_from, created_at__lt=f.date_to)
+    return _place_filtered(qs, f, line_field="station_line")
+
+
+def _place_filtered(qs: QuerySet, f: DashboardFilters, *, line_field: str) -> QuerySet:
+    """``qs`` narrowed to the filters' line, station and product type."""
     if f.line:
-        qs = qs.filter(station_line=f.line)
+        qs = qs.filter(**{line_field: f.line})
     if f.station is not None:
         qs = qs.filter(station_id=f.station)
     if f.product_type is not None:
@@ -234,12 +239,7 @@ def alarm_counts(*, user: Any, f: DashboardFilters) -> dict[tuple[datetime, Any]
     qs = roles.scoped(Alarm.objects.all(), user).filter(
         created_at__gte=f.date_from, created_at__lt=f.date_to
     )
-    if f.line:
-        qs = qs.filter(line=f.line)
-    if f.station is not None:
-        qs = qs.filter(station_id=f.station)
-    if f.product_type is not None:
-        qs = qs.filter(product_type_id=f.product_type)
+    qs = _place_filtered(qs, f, line_field="line")
     key = "line" if f.group == "line" else "station_id"
     rows = (
         qs.annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
