@@ -359,11 +359,13 @@ WEB_GRACEFUL_SECONDS = 5  # a stopping web process answers what it can, then clo
 
 
 def web_argv(*, host: str, port: int, workers: int | None = None) -> list[str]:
-    """The web server: uvicorn on ``ocrapp.asgi`` with ``WEB_WORKERS`` (2) processes. Waiting
+    """The web server: uvicorn on ``ocrapp.asgi`` with ``WEB_WORKERS`` processes (1: one async
+    process answered uploads faster than uvicorn's multi-process mode on a 2-core box, see
+    bench/NOTES-reliability.md; raise it on bigger machines). Waiting
     requests (``?wait=``) hold no thread (``ocrapp.waiting``); on SIGTERM each process stops
     accepting, lets requests finish for at most WEB_GRACEFUL_SECONDS, closes the rest and
     exits, and the parent exits once its processes have."""
-    workers = workers or int(os.environ.get("WEB_WORKERS", "2"))
+    workers = workers or int(os.environ.get("WEB_WORKERS", "1"))
     if os.environ.get("WEB_SERVER", "uvicorn") == "gunicorn":  # the old WSGI server (a peer
         # for bench/load.py): 16 threads a process, and every waiting request holds one
         return [
