@@ -48,6 +48,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
+from django.views import defaults
 
 from ocrapp.errors import error_body
 
@@ -213,6 +214,33 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
             request.path, 400, "bad_request", _("The request was refused as malformed.")
         )
     return error_response(request.path, 400, "bad_request", _("Bad request."))
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: an unknown URL under /api/ answers in the JSON shape; pages keep the
+    site's 404 page."""
+    if _is_api(request.path):
+        return error_response(
+            request.path, 404, "not_found", _("There is no API endpoint at this address.")
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler403``: a refusal outside DRF (e.g. a PermissionDenied raised in a plain view)
+    answers in the JSON shape under /api/."""
+    if _is_api(request.path):
+        return error_response(request.path, 403, "permission_denied", _("You may not do this."))
+    return defaults.permission_denied(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: even an unexpected failure answers in the JSON shape under /api/."""
+    if _is_api(request.path):
+        return error_response(
+            request.path, 500, "server_error", _("The server failed to answer this request.")
+        )
+    return defaults.server_error(request)
 
 
 # --- body cap around the server's application object -----------------------------------------

@@ -6,6 +6,10 @@ from ocrapp import api, dashboard_views, ops_views
 
 # Django's own 400s (RequestDataTooBig, TooManyFieldsSent, SuspiciousOperation): JSON under /api/.
 handler400 = "ocrapp.limits.bad_request"
+# and unknown API URLs, refusals outside DRF, unexpected failures: JSON under /api/ too
+handler403 = "ocrapp.limits.permission_denied"
+handler404 = "ocrapp.limits.not_found"
+handler500 = "ocrapp.limits.server_error"
 
 api_v1 = [
     # GET lists (filters, keyset pages), POST uploads: one URL, CapturesApi

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -369,3 +370,28 @@ def test_concurrent_duplicate_idempotency_keys_make_one_capture(
     assert sum(created for _pk, created in results) == 1
     assert Capture.objects.count() == 1 and len(enqueued) == 1
     assert len(_media_files() - files_before) == 1
+
+
+# --- Django's own error handlers under /api/ ---------------------------------------------------
+
+
+def test_unknown_api_url_is_json_404(station_client):
+    err = _json_error(station_client.get("/api/v1/no-such-endpoint"), 404, "not_found")
+    assert "API endpoint" in err["message"]
+
+
+def test_unknown_page_keeps_the_html_404(client):
+    resp = client.get("/no-such-page")
+    assert resp.status_code == 404
+    assert resp["Content-Type"].startswith("text/html")
+
+
+def test_unexpected_failure_under_api_is_json_500(rf):
+    from ocrapp.limits import server_error
+
+    resp = server_error(rf.get("/api/v1/captures"))
+    assert resp.status_code == 500
+    assert resp["Content-Type"] == "application/json"
+    assert json.loads(resp.content)["error"]["code"] == "server_error"
+    page = server_error(rf.get("/captures/"))
+    assert page.status_code == 500 and page["Content-Type"].startswith("text/html")
