@@ -200,11 +200,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--tune", action="store_true", help="the tuning split (seeds TUNE_SEED+k)")
+    ap.add_argument("--seed", type=int, default=None, help="first seed (default EVAL_SEED)")
     ap.add_argument("--no-transformer", action="store_true")
     ap.add_argument("--dump", default=None, help="write per-label ranker misses to this JSON")
     args = ap.parse_args()
 
-    seed0 = TUNE_SEED if args.tune else EVAL_SEED
+    seed0 = TUNE_SEED if args.tune else (args.seed if args.seed is not None else EVAL_SEED)
     ds = docs(seed0, args.n)
     splits = [split_of(d) for d in ds]
     extractors = {}

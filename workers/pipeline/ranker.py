@@ -77,7 +77,7 @@ CONF_KEYLESS_PRECISE = 0.9
 CONF_CONFLICT = 0.6  # factor: another keyed candidate of the field with another value
 
 MAX_TOKENS = 4
-# words that continue a key without naming another thing ("Part Number", "MAC ADDR")
+# words that continue a key without naming another thing (part "Number", MAC "Addr")
 KEY_SUFFIXES = frozenset(
     key_norm(w)
     for w in (
@@ -370,7 +370,7 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
         else:
             hits.append(KeyHit(-1, s0, e0, key.field, key.strength * strength, key.text))
         k += ln
-    for h in hits:  # "Part Number", "MAC ADDR", "Lot No.": a key word then a key suffix
+    for h in hits:  # a key word then a key suffix: part "Number", MAC "Addr", lot "No."
         for _ in range(2):
             m = _SUFFIX_RE.match(text, h.end)
             if m is None or key_norm(m.group(1)) not in KEY_SUFFIXES:
