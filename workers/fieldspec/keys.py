@@ -19,6 +19,7 @@ of four characters or more only (``5N`` must not become a key by accident).
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 __all__ = ["FIELD_KEYS", "OTHER", "OTHER_KEYS", "WEAK_KEYS", "is_word_char", "key_norm"]
 
@@ -693,6 +694,7 @@ def _strip_accents(s: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", s) if unicodedata.category(c) != "Mn")
 
 
+@lru_cache(maxsize=8192)
 def key_char(ch: str, *, loose: bool = False) -> str:
     """One character in key comparison form ('' when it is dropped): see :func:`key_norm`."""
     if ch in "°º":  # "N°", "Nº": the ordinal sign is an O

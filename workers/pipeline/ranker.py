@@ -290,6 +290,7 @@ class _Line:
     keys: list[KeyHit]
     tokens: list[Token]
     row: int = 0
+    h_rel: float = 1.0  # height / the median line height
 
     @property
     def h(self) -> float:
@@ -391,7 +392,8 @@ def _fuzzy_at(
     # suffix index: any length the text could end at
     for ln in range(6, min(len(nl) - k, 26) + 1):
         for norm, key in vocab.fuzzy.get((1, nl[k + ln - 2 : k + ln]), ()):
-            if abs(len(norm) - ln) <= 2:
+            # one of the first two characters right (the other case is the prefix index)
+            if abs(len(norm) - ln) <= 2 and (nl[k] == norm[0] or nl[k + 1 : k + 2] == norm[1]):
                 cands[norm] = key
     best: tuple[int, int, _Key] | None = None
     for norm, key in cands.items():
@@ -476,6 +478,10 @@ def analyse(lines: list[TextLine], vocab: Vocabulary) -> list[_Line]:
         for t in info.tokens:
             t.x0, t.x1 = info.x_at(t.start), info.x_at(t.end)
         out.append(info)
+    hs = sorted(ln.h for ln in out)
+    med = hs[len(hs) // 2] if hs else 1.0
+    for ln in out:
+        ln.h_rel = ln.h / max(med, 1.0)
     # rows: lines whose vertical extents overlap by half the smaller height (a key and its
     # value in another font size share a baseline, not a centre)
     order = sorted(range(len(out)), key=lambda j: out[j].cy)
@@ -704,10 +710,10 @@ def _is_rating(tok: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _date_like(s: str) -> bool:
-    from .fields import check_value as cv
-
-    spec = KNOWN_FIELDS["mfg_date"].spec
-    return cv(s, spec)[1]
+    """Whether ``s`` parses as a date (the catalogue's date field rules)."""
+    if len(s) > 24 or sum(ch.isdigit() for ch in s) < 2:
+        return False
+    return check_value(s, KNOWN_FIELDS["mfg_date"].spec)[1]
 
 
 def _kind(spec: FieldSpec) -> str:
@@ -737,18 +743,28 @@ class _Checker:
         return got
 
 
+@lru_cache(maxsize=8192)
+def _text_stats(raw: str) -> tuple[str, int, int, bool]:
+    """(compact value, digits, letters, a token is a rating) of a candidate's text."""
+    val = _compact(raw)
+    return (
+        val,
+        sum(ch.isdigit() for ch in val),
+        sum(ch.isalpha() for ch in val),
+        any(_is_rating(w) for w in raw.split()),
+    )
+
+
 def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool) -> float | None:
     """Field-typical shape score of a candidate (None: impossible for this field)."""
     words = [t.text for t in toks]
-    val = _compact(c.raw)
-    digits = sum(ch.isdigit() for ch in val)
-    letters = sum(ch.isalpha() for ch in val)
+    val, digits, letters, rating = _text_stats(c.raw)
     n = len(val)
     s = 0.0
     if kind in ("code", "model"):
         if c.rest and len(words) > MAX_TOKENS:
             return None
-        if any(_is_rating(w) for w in words):
+        if rating:
             return None
         if keyless and _PHONE_RE.match(c.raw.strip()) and c.raw.lstrip()[:1] in "+(0":
             s -= 2.0  # an unkeyed phone number
@@ -797,9 +813,8 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
 
 
 def _line_h_rel(info: list[_Line], line: int) -> float:
-    hs = sorted(ln.h for ln in info)
-    med = hs[len(hs) // 2] if hs else 1.0
-    return info[line].h / max(med, 1.0)
+    """Line height over the median line height of the label."""
+    return info[line].h_rel
 
 
 @dataclass
