@@ -771,8 +771,10 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
         if kind == "code":
             if digits == 0 and name != "mac":
                 return None if keyless else s - 2.5
-            if not any(ch.isdigit() for ch in words[0]) and len(words) > 1:
-                return None  # "ADDR 6B:4F:..": a code does not start with a word
+            w0 = words[0]
+            if len(words) > 1 and not any(ch.isdigit() for ch in w0):
+                if len(w0) > 3 or not w0.isupper():
+                    return None  # "ADDR 6B:4F:..": a code does not start with a word
             for w in words[1:]:
                 if any(ch.isdigit() for ch in w) and (w.isdigit() or not _date_like(w)):
                     s += 0.3

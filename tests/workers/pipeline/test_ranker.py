@@ -283,3 +283,9 @@ def test_pipeline_reads_the_keyed_serial_among_distractors(pipeline):
     assert got["model"].value == "XR-500", texts
     assert got["part_number"].value == "555-0001", texts
     assert r.models and any(m.name == "ranker-field-extractor" for m in r.models)
+
+
+def test_letter_group_then_digit_groups_is_one_serial(ranker):
+    got = fields(ranker, stacked("Sr. No. AB 1234 5678", "MAC ADDR 6B:4F:F6:9B:FC:70"))
+    assert got["serial_number"].value == "AB12345678"
+    assert got["mac"].value == "6B:4F:F6:9B:FC:70"
