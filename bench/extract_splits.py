@@ -215,6 +215,11 @@ def main() -> None:
         extractors["transformer"] = TransformerFieldExtractor()
     extractors["v0 rules"] = RuleFieldExtractor()
     extractors["ranker"] = RankerFieldExtractor()
+    if not args.no_transformer:
+        tfx = extractors["transformer"]
+        extractors["ranker +tf"] = RankerFieldExtractor(
+            transformer=lambda: tfx, use_transformer=True
+        )
     extractors["ranker -keys"] = RankerFieldExtractor(exclude_keys=HELD_OUT_KEYS)
     preds = {name: run(ex, ds) for name, ex in extractors.items()}
 

@@ -354,7 +354,7 @@ def run_e2e_synth(tfx, n: int) -> None:
 
     reads = e2e_synth_reads(n)
     rules = RuleFieldExtractor()
-    rfx = RankerFieldExtractor(transformer=lambda: tfx)
+    rfx = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)  # the default
     verifier = FieldVerifier(today=lambda: E2E_TODAY)
     variants = (
         "v0 rules",
@@ -604,7 +604,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tfx = TransformerFieldExtractor(args.model_dir, quantize=args.int8)
-    rfx = RankerFieldExtractor(transformer=lambda: tfx)
+    rfx = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)  # the default
     extractors = {"ranker": rfx, "transformer": tfx, "v0 rules": RuleFieldExtractor()}
     print(f"transformer: {tfx.model_info}")
 

@@ -27,6 +27,9 @@ OCR_FIELD_EXTRACTOR        field extractor: ``ranker`` (candidates ranked by key
                            geometry, schema rules and shape; receipt free-text
                            fields by the transformer), ``transformer`` (the
                            layout-aware token classifier alone) or ``rules`` (v0)
+OCR_RANKER_TRANSFORMER     ranker: fields no key names (part number, lot, model on a   1
+                           label without keys) ranked by the transformer's word
+                           probabilities, always to review (1/0)
 OCR_EXTRACTOR_BACKEND      runtime of the transformer extractor: ``onnx`` (ONNX        onnx
                            Runtime, graph exported once into
                            ``$APP_VAR_DIR/cache/extractor-onnx``, torch fallback) or
@@ -80,6 +83,7 @@ class PipelineConfig:
     min_line_score: float = 0.3
     top_k: int = 3
     field_extractor: str = "ranker"
+    ranker_transformer: bool = True
     extractor_backend: str = "onnx"
     extractor_int8: bool = False
     rectify: str = "auto"

@@ -35,6 +35,10 @@ labels alike); every geometric feature below is in that upright frame.
    any key gets at most 0.55 (0.35 when another candidate scores close), precise formats with
    a check digit (IMEI, GTIN) or a MAC 0.9. ``confidence`` = that x the line's confidence.
 
+With ``use_transformer`` (``OCR_RANKER_TRANSFORMER=1``, the default), part number, lot and
+model that no key names are ranked by the transformer's per-word field probability (see the
+class); the transformer then runs on every such read (about 55 ms on the CPU).
+
 Free-text receipt fields (catalogue ``document="receipt"``: company, address, date, total) are
 delegated to the transformer extractor (``extractor.TransformerFieldExtractor``, built lazily
 on first use), which is what SROIE is measured with.
@@ -75,6 +79,10 @@ CONF_KEYLESS = 0.55
 CONF_KEYLESS_AMBIGUOUS = 0.35
 CONF_KEYLESS_PRECISE = 0.9
 CONF_CONFLICT = 0.6  # factor: another keyed candidate of the field with another value
+# fields without a key (and not keyless by their rules) that the transformer may rank
+LEARNED_FIELDS = frozenset({"part_number", "lot", "model"})
+LEARNED_MIN_PROB = 0.5
+CONF_LEARNED = 0.5  # x the transformer's probability
 
 MAX_TOKENS = 4
 # words that continue a key without naming another thing (part "Number", MAC "Addr")
@@ -998,7 +1006,11 @@ class RankerFieldExtractor:
     ``transformer``: a zero-argument callable that builds the extractor for free-text receipt
     fields (default: ``TransformerFieldExtractor()``); called once, on the first read whose
     schema has such a field. ``exclude_keys``: keys left out of the vocabulary (evaluation of
-    keys the extractor has never seen; never in production).
+    keys the extractor has never seen; never in production). ``use_transformer``: fields of
+    ``LEARNED_FIELDS`` that no key names are ranked by the transformer's per-word probability
+    among the candidates no key claims and no field took (probability >= ``LEARNED_MIN_PROB``,
+    the field's rules passed; confidence ``CONF_LEARNED`` x the probability, so such a value
+    always goes to review; keys always win: this only fills what the keys left empty).
     """
 
     RECEIPT = frozenset(n for n, k in KNOWN_FIELDS.items() if k.document == "receipt")
@@ -1008,8 +1020,10 @@ class RankerFieldExtractor:
         transformer: Callable[[], Any] | None = None,
         *,
         exclude_keys: frozenset[str] = frozenset(),
+        use_transformer: bool = False,
     ) -> None:
         self._make_transformer = transformer
+        self.use_transformer = use_transformer
         self.exclude_keys = frozenset(key_norm(k) for k in exclude_keys)
         self._transformer: Any = None
         self._lock = threading.Lock()
@@ -1019,12 +1033,15 @@ class RankerFieldExtractor:
 
     @classmethod
     def from_config(cls, config: Any) -> RankerFieldExtractor:
+        """The ranker a ``PipelineConfig`` asks for (``OCR_RANKER_TRANSFORMER``; its
+        transformer from ``TransformerFieldExtractor.from_config``)."""
+
         def make() -> Any:
             from .extractor import TransformerFieldExtractor
 
             return TransformerFieldExtractor.from_config(config)
 
-        return cls(transformer=make)
+        return cls(transformer=make, use_transformer=bool(config.ranker_transformer))
 
     def transformer(self) -> Any:
         with self._lock:
@@ -1077,9 +1094,12 @@ class RankerFieldExtractor:
         cands = candidates(info)
         pairs = score_pairs(info, cands, specs, ps.keyless)
         chosen = assign(pairs)
+        learned: dict[str, float] = {}
+        if self.use_transformer:
+            learned = self._unkeyed_by_transformer(lines, info, cands, specs, chosen)
         out: dict[str, FieldResult] = {}
         for name, p in chosen.items():
-            conf = _confidence(p, pairs, chosen)
+            conf = learned[name] if name in learned else _confidence(p, pairs, chosen)
             c = p.cand
             line = lines[c.line]
             out[name] = FieldResult(
@@ -1094,3 +1114,69 @@ class RankerFieldExtractor:
                 reason="" if p.valid else (p.reason or "empty value"),
             )
         return out
+
+    def _unkeyed_by_transformer(
+        self,
+        lines: list[TextLine],
+        info: list[_Line],
+        cands: list[Candidate],
+        specs: list[FieldSpec],
+        chosen: dict[str, _Pair],
+    ) -> dict[str, float]:
+        """Fields that no key names (part number, lot, model on a label without keys): the
+        transformer's per-word field probability ranks the candidates that no key claims and
+        no field took. Adds to ``chosen`` in place; returns their confidences (half the
+        probability: such a value always goes to review)."""
+        tfx = self.transformer()
+        names = set(getattr(tfx, "fields", ()))
+        todo = [
+            s
+            for s in specs
+            if s.name not in chosen and s.name in names and s.name in LEARNED_FIELDS
+        ]
+        free = [c for c in cands if c.anchor is None and not c.whole and not c.unknown_key]
+        if not todo or not free:
+            return {}
+        from .extractor.layout import words_from_lines
+
+        words = words_from_lines([(ln.text, ln.polygon) for ln in lines])
+        if not words:
+            return {}
+        probs = tfx.word_probs(words)
+        labels = list(tfx.labels)
+        by_line: dict[int, list[int]] = {}
+        for k, w in enumerate(words):
+            by_line.setdefault(w.line_index, []).append(k)
+        used = {i for p in chosen.values() for i in p.cand.ids}
+        check = _Checker()
+        extra: list[_Pair] = []
+        for spec in todo:
+            b, i = labels.index("B-" + spec.name), labels.index("I-" + spec.name)
+            kind = _kind(spec)
+            for c in free:
+                if c.ids & used:
+                    continue
+                ks = [
+                    k
+                    for k in by_line.get(c.line, ())
+                    if words[k].start < c.end and c.start < words[k].end
+                ]
+                if not ks:
+                    continue
+                prob = sum(float(probs[k, b] + probs[k, i]) for k in ks) / len(ks)
+                if prob < LEARNED_MIN_PROB:
+                    continue
+                toks = [info[c.line].tokens[t] for t in c.tokens]
+                if _shape(kind, spec.name, c, toks, True) is None:
+                    continue
+                value, valid, reason = check(spec, c.raw)
+                if value and valid:
+                    extra.append(_Pair(prob, spec.name, c, value, valid, reason, True))
+        got: dict[str, float] = {}
+        for p in sorted(extra, key=lambda p: -p.score):
+            if p.field in chosen or p.cand.ids & used:
+                continue
+            chosen[p.field] = p
+            used |= p.cand.ids
+            got[p.field] = CONF_LEARNED * p.score
+        return got

@@ -289,3 +289,25 @@ def test_letter_group_then_digit_groups_is_one_serial(ranker):
     got = fields(ranker, stacked("Sr. No. AB 1234 5678", "MAC ADDR 6B:4F:F6:9B:FC:70"))
     assert got["serial_number"].value == "AB12345678"
     assert got["mac"].value == "6B:4F:F6:9B:FC:70"
+
+
+@pytest.mark.slow
+def test_unkeyed_model_from_the_transformer_goes_to_review():
+    """OCR_RANKER_TRANSFORMER: a field no key names may come from the transformer's word
+    probabilities, never with a confidence that could be auto-accepted; keys still win."""
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.extractor import TransformerFieldExtractor
+
+    assert PipelineConfig().ranker_transformer
+    assert not PipelineConfig.from_env({"OCR_RANKER_TRANSFORMER": "0"}).ranker_transformer
+    tfx = TransformerFieldExtractor()
+    ex = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)
+    ls = stacked("HANSOL ELECTRIC", "S/N: QX77812345", "AC SERVO DRIVE", "XR-5000A")
+    got = fields(ex, ls)
+    assert got["serial_number"].value == SERIAL
+    assert got["serial_number"].extraction_confidence >= 0.9
+    for name in ("model", "part_number", "lot"):
+        if name in got:
+            assert got[name].extraction_confidence <= 0.5
+    plain = fields(RankerFieldExtractor(transformer=lambda: tfx), ls)
+    assert "model" not in plain and plain["serial_number"].value == SERIAL
