@@ -70,6 +70,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         "Fabr. No.",
         "Body No",
         "Sr. No.",
+        "N/S",  # "S/N" read from a label turned by 180 degrees, letter by letter
         "Sl. No.",
         "Serial-No",
         "Serial Nº",
@@ -550,8 +551,6 @@ OTHER_KEYS: tuple[str, ...] = (
     "F/W",
     "HW",
     "H/W",
-    "SW",
-    "S/W",
     "Firmware",
     "Hardware",
     "Software",

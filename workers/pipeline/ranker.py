@@ -55,6 +55,7 @@ from functools import lru_cache
 from typing import Any
 
 from workers.fieldspec.catalogue import KNOWN_FIELDS, resolve_schema
+from workers.fieldspec.checkdigits import CHECK_DIGITS
 from workers.fieldspec.grammar import FieldSpec, ProductSchema
 from workers.fieldspec.keys import FIELD_KEYS, OTHER, OTHER_KEYS, WEAK_KEYS, key_char, key_norm
 
@@ -370,6 +371,17 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
         ln, key = found
         s0, e0 = owner[k], owner[k + ln - 1] + 1
         prev = hits[-1] if hits else None
+        if ln < 4 and e0 + 1 < len(text) and text[e0] in "-/" and text[e0 + 1].isalnum():
+            k += 1  # "FW-2121-4576", "PO/1234": the start of a code, not a key
+            continue
+        if (
+            key.field == OTHER
+            and prev is not None
+            and prev.field != OTHER
+            and not text[prev.end : s0].strip(" .:/-#")
+        ):
+            k += 1  # a distractor key right after a field key is that field's value
+            continue
         if (
             prev is not None
             and key.strength <= STRENGTH_WEAK
@@ -751,6 +763,14 @@ class _Checker:
         return got
 
 
+def _gs1(digits: str) -> bool:
+    return CHECK_DIGITS["gs1"].validate(digits)
+
+
+def _luhn(digits: str) -> bool:
+    return CHECK_DIGITS["luhn"].validate(digits)
+
+
 @lru_cache(maxsize=8192)
 def _text_stats(raw: str) -> tuple[str, int, int, bool]:
     """(compact value, digits, letters, a token is a rating) of a candidate's text."""
@@ -789,6 +809,11 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
                 else:
                     s -= 2.0
             if name == "serial_number":
+                s += 0.05 * min(max(n - 6, 0), 10)  # the serial is rarely the shortest code
+                if keyless and val.isdigit() and n in (8, 12, 13, 14) and _gs1(val):
+                    s -= 1.0  # an unkeyed GTIN/EAN
+                if keyless and (val.isdigit() and n == 15) and _luhn(val):
+                    s -= 1.0  # an unkeyed IMEI
                 if n < 4:
                     s -= 3.0
                 if 6 <= n <= 30:
