@@ -545,10 +545,21 @@ class Candidate:
     rest: bool = False  # the whole rest of a segment (free-text fields)
     unknown_key: bool = False  # right after a key-like word the vocabulary lacks ("Foo-ID:")
     whole: bool = False  # the whole line, distractor keys inside included (header brand)
+    # the value goes on in the next OCR line of the row ("OCT" | "2025"): (line, token ids)
+    cont: tuple[int, tuple[int, ...]] | None = None
 
     @property
     def ids(self) -> set[tuple[int, int]]:
-        return {(self.line, t) for t in self.tokens}
+        out = {(self.line, t) for t in self.tokens}
+        if self.cont is not None:
+            out |= {(self.cont[0], t) for t in self.cont[1]}
+        return out
+
+    def token_list(self, info: list[_Line]) -> list[Token]:
+        toks = [info[self.line].tokens[t] for t in self.tokens]
+        if self.cont is not None:
+            toks += [info[self.cont[0]].tokens[t] for t in self.cont[1]]
+        return toks
 
 
 def _row_sequences(info: list[_Line]) -> dict[int, list[tuple[float, str, Any]]]:
@@ -713,6 +724,50 @@ def candidates(info: list[_Line]) -> list[Candidate]:
                         unknown_key=unknown and anchor is None,
                     )
                 )
+    return out + _continued(info, out)
+
+
+def _continued(info: list[_Line], cands: list[Candidate]) -> list[Candidate]:
+    """Candidates that go on into the next OCR line of their row when the detector cut a
+    value in two (``"OCT"`` | ``"2025"``): the last one or two tokens of a line, then the first
+    one or two of the line right after it (gap under 1.5 line heights, no key between)."""
+    rows: dict[int, list[_Line]] = {}
+    for ln in info:
+        if ln.tokens:
+            rows.setdefault(ln.row, []).append(ln)
+    out: list[Candidate] = []
+    for lns in rows.values():
+        lns.sort(key=lambda ln: ln.x0)
+        for a, b in zip(lns, lns[1:], strict=False):
+            h = min(a.h, b.h)
+            if not -0.5 <= (b.x0 - a.x1) / h <= 1.5:
+                continue
+            last = a.tokens[-1]
+            if any(k.start >= last.end for k in a.keys):
+                continue
+            first = b.tokens[0]
+            heads = [
+                n for n, t in enumerate(b.tokens[:2]) if not any(k.start < t.start for k in b.keys)
+            ]
+            if not heads or heads[0] != 0 or any(k.start < first.start for k in b.keys):
+                continue
+            for c in cands:
+                if c.line != a.index or c.whole or c.tokens[-1] != len(a.tokens) - 1:
+                    continue
+                if len(c.tokens) > 2:
+                    continue
+                for m in range(1, len(heads) + 1):
+                    ids = tuple(heads[:m])
+                    tail = " ".join(b.tokens[t].text for t in ids)
+                    out.append(
+                        replace(
+                            c,
+                            raw=f"{c.raw} {tail}",
+                            x1=b.tokens[ids[-1]].x1,
+                            rest=False,
+                            cont=(b.index, ids),
+                        )
+                    )
     return out
 
 
@@ -891,7 +946,9 @@ def score_pairs(
                 continue
             if c.whole and not (is_keyless and spec.name == "manufacturer"):
                 continue
-            toks = [info[c.line].tokens[t] for t in c.tokens]
+            if c.cont is not None and kind != "date":
+                continue  # codes: the next cell is too often another value
+            toks = c.token_list(info)
             shape = _shape(kind, spec.name, c, toks, is_keyless)
             if shape is None:
                 continue
@@ -909,7 +966,7 @@ def score_pairs(
                     s = W_VALID + shape
                     if c.unknown_key:
                         s -= 1.0  # probably the value of a key we do not know
-                    if any(info[c.line].tokens[t].keyish for t in c.tokens):
+                    if any(t.keyish for t in toks):
                         continue
                     if spec.name == "serial_number":
                         s += max(-0.5, min(1.0, 1.5 * (_line_h_rel(info, c.line) - 1.0)))
@@ -1191,7 +1248,7 @@ class RankerFieldExtractor:
                 prob = sum(float(probs[k, b] + probs[k, i]) for k in ks) / len(ks)
                 if prob < LEARNED_MIN_PROB:
                     continue
-                toks = [info[c.line].tokens[t] for t in c.tokens]
+                toks = c.token_list(info)
                 if _shape(kind, spec.name, c, toks, True) is None:
                     continue
                 value, valid, reason = check(spec, c.raw)

@@ -311,3 +311,11 @@ def test_unkeyed_model_from_the_transformer_goes_to_review():
             assert got[name].extraction_confidence <= 0.5
     plain = fields(RankerFieldExtractor(transformer=lambda: tfx), ls)
     assert "model" not in plain and plain["serial_number"].value == SERIAL
+
+
+def test_value_cut_in_two_ocr_lines(ranker):
+    """The detector cut "OCT 2025" into two lines of one row."""
+    ls = lines(("MFG DATE:", 40, 40), ("OCT", 230, 40), ("2025", 300, 40), ("S/N Q7781234", 40, 90))
+    got = fields(ranker, ls)
+    assert got["mfg_date"].value == "OCT 2025"
+    assert got["serial_number"].value == "Q7781234"
