@@ -29,8 +29,8 @@ labels alike); every geometric feature below is in that upright frame.
    serials, extra tokens of a spaced digit group, line height for keyless values), header
    position for the manufacturer. Fields are assigned jointly: greedy on score over all
    (field, candidate) pairs, one candidate per field, one field per token.
-4. **Confidence** (``FieldResult.extraction_confidence``): 0.97 for a value right after an
-   exact key that passes its rules, 0.95 in the next cell or under the key, lower for fuzzy or
+4. **Confidence** (``FieldResult.extraction_confidence``): 0.995 for a value right after an
+   exact key that passes its rules, 0.99 in the next cell or under the key, lower for fuzzy or
    generic keys, rules failed, or a second keyed candidate with another value; a value without
    any key gets at most 0.55 (0.35 when another candidate scores close), precise formats with
    a check digit (IMEI, GTIN) or a MAC 0.9. ``confidence`` = that x the line's confidence.
@@ -74,7 +74,7 @@ ACCEPT = 0.8  # minimum score of an assigned pair
 STRENGTH_FUZZY = 0.85
 STRENGTH_WEAK = 0.7
 
-CONF = {"left": 0.97, "cell": 0.95, "above": 0.95, "far": 0.7}
+CONF = {"left": 0.995, "cell": 0.99, "above": 0.99, "far": 0.7}
 CONF_INVALID = 0.6
 CONF_KEYLESS = 0.55
 CONF_KEYLESS_AMBIGUOUS = 0.35
