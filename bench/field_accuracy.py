@@ -1,10 +1,11 @@
-"""Field-extraction accuracy: layout-aware transformer extractor vs the v0 rule extractor.
+"""Field-extraction accuracy: the ranker (default), the layout-aware transformer and v0 rules.
 
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice -n 10 python bench/field_accuracy.py \
         [--synth 300] [--no-e2e] [--e2e-synth 150] [--latency-runs 30] [--no-int8] \
         [--model-dir workers/models/extractor]
 
-Sections (both extractors in the same run, same inputs):
+Sections (every extractor in the same run, same inputs; the ranker hands the receipt fields
+to the same transformer instance, so (a)/(b) show it equal to the transformer there):
 
 (a) SROIE validation split (deterministic, ``workers/training/extractor/data.py``; never used in
     training), ground-truth lines; entity precision/recall/F1 per field.
@@ -22,8 +23,8 @@ Sections (both extractors in the same run, same inputs):
     read once by our OCR pipeline (default config, JPEG q95) with its codes decoded on the
     rendered RGB (``barcodes.decode_codes``); lines and codes cached per seed in
     ``var/bench/e2e_synth_lines.json`` (delete it to re-run the OCR). On the same lines:
-    (1) v0 rules, (2) transformer raw, (3) transformer + ``FieldVerifier`` (what the worker
-    does), all with ``fields.DEFAULT_SCHEMA`` plus the sample's other ground-truth fields (gtin,
+    (1) v0 rules, (2) transformer raw, (3) transformer + ``FieldVerifier``, (4) ranker raw,
+    (5) ranker + ``FieldVerifier`` (what the worker does by default), all with ``fields.DEFAULT_SCHEMA`` plus the sample's other ground-truth fields (gtin,
     by name), and (4) the verifier with the same names but no rules of their own (every field
     held to its ``validation.DEFAULT_FIELD_SPECS`` rules: IMEI Luhn, GTIN GS1, dates parsed),
     to show what the check digits and date rules add. ``today`` is pinned after every date the
@@ -58,6 +59,7 @@ from workers.fieldspec.grammar import normalise, parse_date  # noqa: E402
 from workers.pipeline.extractor import TransformerFieldExtractor  # noqa: E402
 from workers.pipeline.extractor.model import NAMEPLATE_FIELDS as NAMEPLATE_FIELDS_MODEL  # noqa: E402
 from workers.pipeline.fields import RuleFieldExtractor  # noqa: E402
+from workers.pipeline.ranker import RankerFieldExtractor  # noqa: E402
 from workers.pipeline.types import TextLine  # noqa: E402
 from workers.training.extractor.data import SROIE_DIR, Doc, load_sroie, synth_docs  # noqa: E402
 from workers.training.extractor.evaluate import RECEIPT_FIELDS, Scores  # noqa: E402
@@ -344,13 +346,23 @@ def _field_row(f) -> dict:
     }
 
 
+VERIFIED = ("transformer + verifier", "ranker + verifier")
+
+
 def run_e2e_synth(tfx, n: int) -> None:
     from workers.pipeline.verification import FieldVerifier
 
     reads = e2e_synth_reads(n)
     rules = RuleFieldExtractor()
+    rfx = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)  # the default
     verifier = FieldVerifier(today=lambda: E2E_TODAY)
-    variants = ("v0 rules", "transformer raw", "transformer + verifier")
+    variants = (
+        "v0 rules",
+        "transformer raw",
+        "transformer + verifier",
+        "ranker raw",
+        "ranker + verifier",
+    )
     details = []
     for seed, rec in reads.items():
         truth = rec["fields"]
@@ -359,10 +371,14 @@ def run_e2e_synth(tfx, n: int) -> None:
         schema = e2e_schema(truth)
         extracted = tfx(lines, schema)
         ver = verifier(extracted, lines, schema, codes)
+        ranked = rfx(lines, schema)
+        rver = verifier(ranked, lines, schema, codes)
         outs = {
             "v0 rules": {f.name: f for f in rules(lines, v0_schema(truth))},
             "transformer raw": {f.name: f for f in extracted},
             "transformer + verifier": {f.name: f for f in ver.fields},
+            "ranker raw": {f.name: f for f in ranked},
+            "ranker + verifier": {f.name: f for f in rver.fields},
         }
         details.append(
             {
@@ -371,7 +387,10 @@ def run_e2e_synth(tfx, n: int) -> None:
                 "truth": truth,
                 "codes": [c["text"] for c in rec["codes"]],
                 "pred": {v: {k: _field_row(f) for k, f in o.items()} for v, o in outs.items()},
-                "review": {"transformer + verifier": ver.review.to_dict()},
+                "review": {
+                    "transformer + verifier": ver.review.to_dict(),
+                    "ranker + verifier": rver.review.to_dict(),
+                },
             }
         )
     E2E_DETAILS.parent.mkdir(parents=True, exist_ok=True)
@@ -409,7 +428,7 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
     print(
         "| field | n | "
         + " | ".join(variants)
-        + " | spurious v0 / transformer |\n|---|---|"
+        + " | spurious v0 / transformer / ranker |\n|---|---|"
         + "---|" * (len(variants) + 1)
     )
     tot = {v: 0 for v in variants}
@@ -428,15 +447,17 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
         tot_n += len(has)
         spur = [
             sum(1 for d in details if f not in d["truth"] and pv(d, v, f) is not None)
-            for v in ("v0 rules", "transformer raw")
+            for v in ("v0 rules", "transformer raw", "ranker raw")
         ]
-        print(f"| {f} | {len(has)} | " + " | ".join(cells) + f" | {spur[0]} / {spur[1]} |")
+        print(
+            f"| {f} | {len(has)} | " + " | ".join(cells) + f" | {spur[0]} / {spur[1]} / {spur[2]} |"
+        )
     print(
         f"| ALL (micro) | {tot_n} | " + " | ".join(_pct(tot[v], tot_n) for v in variants) + " | |"
     )
 
     # verification outcome per field
-    for v in ("transformer + verifier",):
+    for v in VERIFIED:
         print(
             f"\n### {v}: validity x correctness per field (fields in ground truth and predicted)\n"
         )
@@ -458,7 +479,7 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
                 if p["corrected"]:
                     c["corr"] += 1
                     c["corr_ok"] += ok
-                    raw = pv(d, "transformer raw", f)
+                    raw = pv(d, v.replace(" + verifier", " raw"), f)
                     c["broke"] += (
                         not ok and raw is not None and same_value(f, raw["value"], d["truth"][f])
                     )
@@ -479,7 +500,7 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
         "and right |"
     )
     print("|---|---|---|---|---|---|---|")
-    for v in ("transformer + verifier",):
+    for v in VERIFIED:
         acc = [d for d in details if not d["review"][v]["needs_review"]]
         rev = [d for d in details if d["review"][v]["needs_review"]]
 
@@ -507,10 +528,27 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
             f"{_pct(sum(serial_ok(d) for d in rev), len(rev))} | "
             f"{sum(all_right(d, True) for d in rev)}/{len(rev)} |"
         )
+    for v in VERIFIED:
         # the same decision at other auto-accept thresholds (missing / invalid / mislabel
         # reasons do not depend on the threshold; low confidence does)
+        def all_right(d: dict, strict: bool, v: str = v) -> bool:
+            for f, t in d["truth"].items():
+                p = pv(d, v, f)
+                if p is None:
+                    if strict:
+                        return False
+                    continue
+                if not same_value(f, p["value"], t):
+                    return False
+            return True
+
+        def serial_ok(d: dict, v: str = v) -> bool:
+            p = pv(d, v, "serial_number")
+            t = d["truth"].get("serial_number")
+            return p is not None and t is not None and same_value("serial_number", p["value"], t)
+
         print(
-            "\n### auto-accept threshold sweep (transformer + verifier)\n\n"
+            f"\n### auto-accept threshold sweep ({v})\n\n"
             "| threshold | auto-accepted | precision (every predicted GT field right) | "
             "serial exact among auto-accepted |\n|---|---|---|---|"
         )
@@ -533,21 +571,17 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
             )
     # why reads go to review
     print("\n### review reasons (reads that have at least one, by code and field)\n")
-    print("| reason | transformer + verifier |")
-    print("|---|---|")
+    print("| reason | " + " | ".join(VERIFIED) + " |")
+    print("|---|---|---|")
     counts: dict[str, dict[str, int]] = {}
-    for v in ("transformer + verifier",):
+    for v in VERIFIED:
         for d in details:
             seen = {f"{r['code']} {r['field']}" for r in d["review"][v]["reasons"]}
             for k in seen:
                 counts.setdefault(k, {}).setdefault(v, 0)
                 counts[k][v] += 1
     for k in sorted(counts, key=lambda k: -sum(counts[k].values())):
-        print(
-            f"| {k} | "
-            + " | ".join(str(counts[k].get(v, 0)) for v in ("transformer + verifier",))
-            + " |"
-        )
+        print(f"| {k} | " + " | ".join(str(counts[k].get(v, 0)) for v in VERIFIED) + " |")
     print(f"\nper-image details: {E2E_DETAILS}")
 
 
@@ -570,7 +604,8 @@ def main() -> None:
     args = ap.parse_args()
 
     tfx = TransformerFieldExtractor(args.model_dir, quantize=args.int8)
-    extractors = {"transformer": tfx, "v0 rules": RuleFieldExtractor()}
+    rfx = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)  # the default
+    extractors = {"ranker": rfx, "transformer": tfx, "v0 rules": RuleFieldExtractor()}
     print(f"transformer: {tfx.model_info}")
 
     # (a) SROIE validation, GT lines
@@ -618,11 +653,25 @@ def main() -> None:
     doc = max(val, key=lambda d: -abs(sum(len(t.split()) for t, _ in d.lines) - 100))
     lines = to_textlines(doc.lines)
     nwords = sum(len(t.split()) for t, _ in doc.lines)
-    lat_ex = {"transformer fp32": tfx, "v0 rules": RuleFieldExtractor()}
+    lat_ex = {"transformer fp32": tfx, "ranker": rfx, "v0 rules": RuleFieldExtractor()}
     if not args.no_int8:
         lat_ex["transformer int8"] = TransformerFieldExtractor(args.model_dir, quantize=True)
     lat = latency(lat_ex, lines, RECEIPT_SCHEMA, args.latency_runs)
     print(f"\n## (d) latency per image, {nwords} words, median of {args.latency_runs}\n")
+    print("| extractor | ms |\n|---|---|")
+    for k, v in lat.items():
+        print(f"| {k} | {v:.1f} |")
+    # (d') latency on a synthetic nameplate, the default schema (the ranker alone)
+    plate = max(synth_docs(range(1_000_000, 1_000_020)), key=lambda d: len(d.lines))
+    plate_lines = to_textlines(plate.lines)
+    pw = sum(len(t.split()) for t, _ in plate.lines)
+    lat = latency(
+        {"transformer fp32": tfx, "ranker": rfx, "v0 rules": RuleFieldExtractor()},
+        plate_lines,
+        None,
+        args.latency_runs,
+    )
+    print(f"\n## (d') latency per nameplate, {pw} words, median of {args.latency_runs}\n")
     print("| extractor | ms |\n|---|---|")
     for k, v in lat.items():
         print(f"| {k} | {v:.1f} |")

@@ -23,7 +23,13 @@ OCR_CLS_THRESH             rotate a line only when the 180 score is above this  
 OCR_REC_BATCH_SIZE         recognition batch size                                      8
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
-OCR_FIELD_EXTRACTOR        field extractor (``transformer`` | ``rules`` = v0)         transformer
+OCR_FIELD_EXTRACTOR        field extractor: ``ranker`` (candidates ranked by key,     ranker
+                           geometry, schema rules and shape; receipt free-text
+                           fields by the transformer), ``transformer`` (the
+                           layout-aware token classifier alone) or ``rules`` (v0)
+OCR_RANKER_TRANSFORMER     ranker: fields no key names (part number, lot, model on a   1
+                           label without keys) ranked by the transformer's word
+                           probabilities, always to review (1/0)
 OCR_EXTRACTOR_BACKEND      runtime of the transformer extractor: ``onnx`` (ONNX        onnx
                            Runtime, graph exported once into
                            ``$APP_VAR_DIR/cache/extractor-onnx``, torch fallback) or
@@ -76,7 +82,8 @@ class PipelineConfig:
     rec_batch_size: int = 8
     min_line_score: float = 0.3
     top_k: int = 3
-    field_extractor: str = "transformer"
+    field_extractor: str = "ranker"
+    ranker_transformer: bool = True
     extractor_backend: str = "onnx"
     extractor_int8: bool = False
     rectify: str = "auto"
@@ -116,9 +123,9 @@ class PipelineConfig:
             problems.append("OCR_REC_BATCH_SIZE must be in [1, 256]")
         if not 1 <= self.top_k <= 10:
             problems.append("OCR_TOP_K must be in [1, 10]")
-        if self.field_extractor not in ("rules", "transformer"):
+        if self.field_extractor not in ("ranker", "rules", "transformer"):
             problems.append(
-                "OCR_FIELD_EXTRACTOR must be 'rules' or 'transformer', "
+                "OCR_FIELD_EXTRACTOR must be 'ranker', 'rules' or 'transformer', "
                 f"got {self.field_extractor!r}"
             )
         if self.extractor_backend not in ("onnx", "torch"):

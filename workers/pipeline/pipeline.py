@@ -327,11 +327,17 @@ def check_schema(schema: dict[str, Any] | None) -> ProductSchema:
 
 
 def build_field_extractor(config: PipelineConfig) -> FieldExtractor:
-    """The swappable field step (``OCR_FIELD_EXTRACTOR``): ``transformer`` (default, the
-    layout-aware extractor, see workers/models/extractor/MODEL_CARD.md; run in ONNX Runtime or
-    torch, ``OCR_EXTRACTOR_BACKEND``) or ``rules`` (v0)."""
+    """The swappable field step (``OCR_FIELD_EXTRACTOR``): ``ranker`` (default,
+    ``ranker.RankerFieldExtractor``: candidates ranked by key, geometry, the schema's rules and
+    shape; receipt free-text fields by the transformer), ``transformer`` (the layout-aware
+    extractor, see workers/models/extractor/MODEL_CARD.md; run in ONNX Runtime or torch,
+    ``OCR_EXTRACTOR_BACKEND``) or ``rules`` (v0)."""
     if config.field_extractor == "rules":
         return RuleFieldExtractor()
+    if config.field_extractor == "ranker":
+        from .ranker import RankerFieldExtractor
+
+        return RankerFieldExtractor.from_config(config)
     if config.field_extractor == "transformer":
         from .extractor import TransformerFieldExtractor
 

@@ -492,7 +492,9 @@ def test_extractor_runs_on_the_ocr_session_factory_with_ocr_device_and_threads(
     for name in (src.name, src.name + ".sha256"):
         shutil.copy(src.parent / name, cache / name)
     monkeypatch.setenv("APP_VAR_DIR", str(tmp_path))
-    cfg = PipelineConfig.from_env({"OCR_DEVICE": "cpu", "OCR_THREADS": "3"})
+    cfg = PipelineConfig.from_env(
+        {"OCR_DEVICE": "cpu", "OCR_THREADS": "3", "OCR_FIELD_EXTRACTOR": "transformer"}
+    )
     ex = build_field_extractor(cfg)
     assert isinstance(ex, TransformerFieldExtractor)
     ex.load()
@@ -531,24 +533,31 @@ def test_backend_is_validated_and_configurable():
         TransformerFieldExtractor(backend="tensorflow")
     assert TransformerFieldExtractor().backend == "onnx"
     assert PipelineConfig().extractor_backend == "onnx"
-    cfg = PipelineConfig.from_env({"OCR_EXTRACTOR_BACKEND": "Torch"})
+    cfg = PipelineConfig.from_env(
+        {"OCR_EXTRACTOR_BACKEND": "Torch", "OCR_FIELD_EXTRACTOR": "transformer"}
+    )
     assert cfg.extractor_backend == "torch"
     assert build_field_extractor(cfg).backend == "torch"  # type: ignore[attr-defined]
-    assert build_field_extractor(PipelineConfig()).backend == "onnx"  # type: ignore[attr-defined]
+    tcfg = PipelineConfig(field_extractor="transformer")
+    assert build_field_extractor(tcfg).backend == "onnx"  # type: ignore[attr-defined]
+    # the ranker's receipt fields run on the transformer the same config asks for
+    ranker = build_field_extractor(cfg.replace(field_extractor="ranker"))
+    assert ranker.transformer().backend == "torch"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="OCR_EXTRACTOR_BACKEND"):
         PipelineConfig(extractor_backend="tf")
     with pytest.raises(ConfigError, match="OCR_EXTRACTOR_BACKEND"):
         PipelineConfig.from_env({"OCR_EXTRACTOR_BACKEND": "openvino"})
 
 
-def test_transformer_extractor_is_the_default_and_rules_stay_selectable():
+def test_transformer_extractor_and_rules_stay_selectable():
+    """The default is the ranker (tests/workers/pipeline/test_ranker.py)."""
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.errors import ConfigError
     from workers.pipeline.fields import RuleFieldExtractor
     from workers.pipeline.pipeline import build_field_extractor
 
-    assert isinstance(build_field_extractor(PipelineConfig()), TransformerFieldExtractor)
-    assert PipelineConfig.from_env({}).field_extractor == "transformer"
+    cfg = PipelineConfig(field_extractor="transformer")
+    assert isinstance(build_field_extractor(cfg), TransformerFieldExtractor)
     chosen = build_field_extractor(PipelineConfig(field_extractor="rules"))
     assert isinstance(chosen, RuleFieldExtractor)
     with pytest.raises(ConfigError):

@@ -49,6 +49,8 @@ class Doc:
     spans: list[tuple[int, int, int, str, int]] = field(default_factory=list)
     image: str | None = None
     match: dict[str, str] = field(default_factory=dict)  # field -> exact|nospace|fuzzy|none
+    # synthetic: {"layout": the engine's template, "keys": {field: printed key text}}
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def doc_to_dict(d: Doc) -> dict[str, Any]:
@@ -60,6 +62,7 @@ def doc_to_dict(d: Doc) -> dict[str, Any]:
         "spans": [list(s) for s in d.spans],
         "image": d.image,
         "match": d.match,
+        "meta": d.meta,
     }
 
 
@@ -72,6 +75,7 @@ def doc_from_dict(x: dict[str, Any]) -> Doc:
         spans=[tuple(s) for s in x["spans"]],  # type: ignore[misc]
         image=x.get("image"),
         match=dict(x.get("match", {})),
+        meta=dict(x.get("meta", {})),
     )
 
 
@@ -336,7 +340,16 @@ def synth_doc(seed: int, *, fonts: Any = None, augment: bool = True) -> Doc:
                     run_group = None
     for f, v in render.fields.items():
         fields[SYNTH_FIELD_MAP.get(f, f)] = v
-    return Doc(id=f"synth-{seed}", source="synth", lines=lines, fields=fields, spans=spans)
+    keys: dict[str, str] = {}
+    for ln in render.lines:
+        for w in ln.words:
+            if w.role == "key" and w.field:
+                f = SYNTH_FIELD_MAP.get(w.field, w.field)
+                keys[f] = f"{keys[f]} {w.text}" if f in keys else w.text
+    meta = {"layout": render.meta.get("layout"), "keys": keys}
+    return Doc(
+        id=f"synth-{seed}", source="synth", lines=lines, fields=fields, spans=spans, meta=meta
+    )
 
 
 def synth_docs(seeds: range, *, augment: bool = True) -> list[Doc]:

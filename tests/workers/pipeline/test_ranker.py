@@ -1,0 +1,321 @@
+"""The candidate-ranking field extractor (``OCR_FIELD_EXTRACTOR=ranker``, the default).
+
+Fast tests run it on hand-placed lines (text + pixel quads, as the OCR stage gives them); the
+slow ones run the transformer it delegates receipt fields to, and the whole pipeline on a
+rendered label.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.fieldspec.catalogue import resolve_schema
+from workers.fieldspec.keys import OTHER, key_norm
+from workers.pipeline.ranker import RankerFieldExtractor, find_keys, schema_vocabulary
+from workers.pipeline.types import TextLine
+
+SERIAL = "QX77812345"
+
+
+def lines(*rows: tuple[str, float, float], h: float = 30.0) -> list[TextLine]:
+    """``(text, x, y)`` -> TextLines with a quad of 18 px per character."""
+    out = []
+    for i, (text, x, y) in enumerate(rows):
+        w = 18.0 * max(len(text), 1)
+        out.append(
+            TextLine(
+                order=i,
+                text=text,
+                confidence=0.98,
+                char_confidences=(),
+                alternatives=(),
+                polygon=((x, y), (x + w, y), (x + w, y + h), (x, y + h)),
+            )
+        )
+    return out
+
+
+def stacked(*texts: str) -> list[TextLine]:
+    return lines(*[(t, 40.0, 40.0 + 50.0 * i) for i, t in enumerate(texts)])
+
+
+@pytest.fixture(scope="module")
+def ranker() -> RankerFieldExtractor:
+    def no_transformer():  # the label tests must not need it
+        raise AssertionError("the transformer was asked for on a label schema")
+
+    return RankerFieldExtractor(transformer=no_transformer)
+
+
+def fields(ex, ls, schema=None) -> dict:
+    return {r.name: r for r in ex(ls, schema)}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "S/N:",
+        "Serial No.",
+        "Ser. No.",
+        "Serial#",
+        "S1N",  # "/" read as "1"
+        "5/N:",  # "S" read as "5"
+        "SERlAL NO",  # "I" read as "l"
+        "Seriel Number:",  # one letter wrong in a long key
+        "Serien-Nr.:",
+        "Fabr.-Nr.",
+        "N° de série :",
+        "No de serie",
+        "Núm. serie",
+        "Matricola",
+        "製造番号",
+        "シリアル:",
+        "序列号：",
+        "机身号",
+        "일련번호",
+        "제조번호:",
+    ],
+)
+def test_serial_keys_in_many_languages_and_damaged_forms(ranker, key):
+    ls = stacked("Model: KX-200", f"{key} {SERIAL}", "Art.-Nr. 55512345")
+    got = fields(ranker, ls)
+    sn = got["serial_number"]
+    assert sn.value == SERIAL, [(k.field, k.key) for k in find_keys(ls[1].text, _vocab())]
+    assert sn.valid and sn.extraction_confidence >= 0.9
+    assert got["model"].value == "KX-200"
+    assert got["part_number"].value == "55512345"
+
+
+def _vocab():
+    return schema_vocabulary(resolve_schema(None))
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("Art.-Nr.", "part_number"),
+        ("Réf.", "part_number"),
+        ("品番", "part_number"),
+        ("P/N", "part_number"),
+        ("Typ", "model"),
+        ("Modèle", "model"),
+        ("型号", "model"),
+        ("形式", "model"),
+        ("Charge", "lot"),
+        ("Lote", "lot"),
+        ("ロット", "lot"),
+        ("Mfg. Date", "mfg_date"),
+        ("Herstelldatum", "mfg_date"),
+        ("Fabriqué le", "mfg_date"),
+        ("製造年月", "mfg_date"),
+        ("生产日期", "mfg_date"),
+        ("Cat. No.", OTHER),
+        ("Order No.", OTHER),
+        ("PO", OTHER),
+        ("Tel.", OTHER),
+        ("Fax", OTHER),
+    ],
+)
+def test_key_vocabulary_maps_keys_to_their_field(text, field):
+    hits = find_keys(f"{text}: 12345678", _vocab())
+    assert [h.field for h in hits] == [field]
+    assert hits[0].start == 0
+
+
+def test_keys_need_word_boundaries():
+    v = _vocab()
+    assert find_keys("SNOW LOTUS MODELING", v) == []  # no key inside a longer word
+    assert find_keys("AB12SN345", v) == []
+    assert key_norm("Serien-Nr.:") == "SERIENNR"
+    assert key_norm("N° de série") == key_norm("No de serie")
+
+
+def test_spaced_digit_groups_and_long_hyphenated_serials(ranker):
+    got = fields(ranker, stacked("S/N: 1234 5678 9012", "MFG 2024-01-17"))
+    assert got["serial_number"].value == "123456789012"
+    assert got["serial_number"].raw_value == "1234 5678 9012"
+    assert got["mfg_date"].value == "2024-01-17"
+    got = fields(ranker, stacked("SN:ABC-2024-000123-XY-77", "230V~ 50Hz 1.5A"))
+    assert got["serial_number"].value == "ABC-2024-000123-XY-77"
+    # a rating after the serial on the same line is not part of it
+    got = fields(ranker, stacked("S/N 88776655 230V"))
+    assert got["serial_number"].value == "88776655"
+
+
+def test_distractor_keys_claim_their_values(ranker):
+    ls = stacked(
+        "ACME Co., Ltd.",
+        "Cat. No. 1234567890",
+        "Order No.: 5566778899",
+        "Art.-Nr. 4711081512",
+        "Tel +49 711 123456",
+        "230V~ 50Hz 16A IP65",
+    )
+    schema = {"fields": [{"name": "serial_number", "required": True}]}
+    sn = fields(ranker, ls, schema)["serial_number"]
+    assert sn.value == "" and not sn.valid  # none of them is a serial: missing, to review
+    ls = stacked("Cat. No. 1234567890", "S/N 77665544", "Order No.: 5566778899")
+    assert fields(ranker, ls, schema)["serial_number"].value == "77665544"
+
+
+def test_key_above_value_columns(ranker):
+    ls = lines(
+        ("S/N", 40, 40),
+        ("Model", 400, 40),
+        ("MFG", 700, 40),
+        (SERIAL, 40, 85),
+        ("AB-1200", 400, 85),
+        ("2024-03", 700, 85),
+    )
+    got = fields(ranker, ls)
+    assert got["serial_number"].value == SERIAL
+    assert got["model"].value == "AB-1200"
+    assert got["mfg_date"].value == "2024-03"
+    assert got["serial_number"].extraction_confidence >= 0.9
+
+
+def test_value_in_the_next_table_cell(ranker):
+    ls = lines(("Serial No.", 40, 40), (SERIAL, 400, 42), ("Model", 40, 90), ("ZX-9", 400, 92))
+    got = fields(ranker, ls)
+    assert got["serial_number"].value == SERIAL and got["model"].value == "ZX-9"
+
+
+def test_no_key_gives_low_confidence(ranker):
+    one = fields(ranker, stacked("ACME", SERIAL, "230V 50Hz"))["serial_number"]
+    assert one.value == SERIAL and one.extraction_confidence < 0.6
+    two = fields(ranker, stacked("QX77812345", "ZK55512399"))["serial_number"]
+    assert two.extraction_confidence <= 0.35  # two serial-like codes, no key: ambiguous
+    keyed = fields(ranker, stacked("S/N QX77812345", "ZK55512399"))["serial_number"]
+    assert keyed.value == SERIAL and keyed.extraction_confidence >= 0.9
+
+
+def test_two_keyed_serials_with_different_values_are_not_trusted(ranker):
+    sn = fields(ranker, stacked("S/N: QX77812345", "Serial No. ZK55512399"))["serial_number"]
+    assert sn.extraction_confidence < 0.9
+
+
+def test_schema_keyword_is_used_without_retraining(ranker):
+    """``Geräte-ID`` is in no built-in vocabulary: the schema's keyword makes it a key."""
+    ls = stacked("Geräte-ID: GX4711", "Kontrolle 99887766554433")
+    assert not find_keys("Geräte-ID:", _vocab())
+    plain = fields(ranker, ls)["serial_number"]
+    assert plain.value != "GX4711" and plain.extraction_confidence < 0.6
+    schema = {"fields": [{"name": "serial_number", "required": True, "keywords": ["Geräte-ID"]}]}
+    own = fields(ranker, ls, schema)["serial_number"]
+    assert own.value == "GX4711" and own.valid and own.extraction_confidence >= 0.9
+    # a field the catalogue does not know, found through its keyword alone
+    custom = {"fields": [{"name": "device_id", "keywords": ["Geräte-ID"]}]}
+    assert fields(ranker, ls, custom)["device_id"].value == "GX4711"
+
+
+def test_schema_pattern_changes_the_keyless_choice(ranker):
+    ls = stacked("ZK55512399777", "SN20240117")
+    schema = {"fields": [{"name": "serial_number", "pattern": r"SN\d{8}"}]}
+    assert fields(ranker, ls, schema)["serial_number"].value == "SN20240117"
+    assert fields(ranker, ls)["serial_number"].value == "ZK55512399777"
+
+
+def test_upside_down_lines_keep_their_keys(ranker):
+    # the same label turned by 180 degrees: polygons start at the text's own top-left
+    ls = []
+    for i, text in enumerate(["S/N:", SERIAL]):
+        x0, y = 1000.0 - (40 + 300 * i), 1000.0 - 40.0
+        w = 18.0 * len(text)
+        poly = ((x0, y), (x0 - w, y), (x0 - w, y - 30), (x0, y - 30))
+        ls.append(TextLine(i, text, 0.98, (), (), poly))
+    assert fields(ranker, ls)["serial_number"].value == SERIAL
+
+
+def test_ranker_is_the_default_and_the_others_stay_selectable():
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.errors import ConfigError
+    from workers.pipeline.extractor import TransformerFieldExtractor
+    from workers.pipeline.fields import RuleFieldExtractor
+    from workers.pipeline.pipeline import build_field_extractor
+
+    assert PipelineConfig.from_env({}).field_extractor == "ranker"
+    assert isinstance(build_field_extractor(PipelineConfig()), RankerFieldExtractor)
+    cfg = PipelineConfig.from_env({"OCR_FIELD_EXTRACTOR": "transformer"})
+    assert isinstance(build_field_extractor(cfg), TransformerFieldExtractor)
+    cfg = PipelineConfig.from_env({"OCR_FIELD_EXTRACTOR": "rules"})
+    assert isinstance(build_field_extractor(cfg), RuleFieldExtractor)
+    with pytest.raises(ConfigError):
+        PipelineConfig(field_extractor="magic")
+
+
+@pytest.mark.slow
+def test_receipt_fields_come_from_the_transformer():
+    from workers.pipeline.extractor import TransformerFieldExtractor
+
+    tfx = TransformerFieldExtractor()
+    ex = RankerFieldExtractor(transformer=lambda: tfx)
+    ls = stacked(
+        "SYARIKAT ABC SDN BHD",
+        "NO 12, JALAN MAJU, 43000 KAJANG",
+        "DATE: 12/03/2018",
+        "TOTAL 25.50",
+    )
+    schema = {"fields": [{"name": n} for n in ("company", "date", "address", "total")]}
+    want = {r.name: r.value for r in tfx(ls, schema)}
+    assert want and {r.name: r.value for r in ex(ls, schema)} == want
+
+
+@pytest.mark.slow
+def test_pipeline_reads_the_keyed_serial_among_distractors(pipeline):
+    """End to end on a rendered label: PP-OCR lines -> ranker -> verifier."""
+    from PIL import Image, ImageDraw
+
+    from workers.training.synth.simple_labels import load_font, to_bytes
+
+    img = Image.new("RGB", (1000, 560), (75, 80, 90))
+    d = ImageDraw.Draw(img)
+    d.rectangle([40, 40, 960, 520], fill=(230, 228, 220))
+    font = load_font(42)
+    rows = ["CAT. NO. 99887766", "MODEL: XR-500", f"S/N: {SERIAL}", "P/N: 555-0001"]
+    for i, t in enumerate(rows):
+        d.text((90, 80 + i * 105), t, fill=(20, 20, 25), font=font)
+    r = pipeline.run(to_bytes(img, "JPEG"))
+    assert isinstance(pipeline.field_extractor, RankerFieldExtractor)
+    got = {f.name: f for f in r.fields}
+    texts = [ln.text for ln in r.lines]
+    assert got["serial_number"].value == SERIAL, texts
+    assert got["serial_number"].valid and got["serial_number"].confidence >= 0.85, texts
+    assert got["model"].value == "XR-500", texts
+    assert got["part_number"].value == "555-0001", texts
+    assert r.models and any(m.name == "ranker-field-extractor" for m in r.models)
+
+
+def test_letter_group_then_digit_groups_is_one_serial(ranker):
+    got = fields(ranker, stacked("Sr. No. AB 1234 5678", "MAC ADDR 6B:4F:F6:9B:FC:70"))
+    assert got["serial_number"].value == "AB12345678"
+    assert got["mac"].value == "6B:4F:F6:9B:FC:70"
+
+
+@pytest.mark.slow
+def test_unkeyed_model_from_the_transformer_goes_to_review():
+    """OCR_RANKER_TRANSFORMER: a field no key names may come from the transformer's word
+    probabilities, never with a confidence that could be auto-accepted; keys still win."""
+    from workers.pipeline.config import PipelineConfig
+    from workers.pipeline.extractor import TransformerFieldExtractor
+
+    assert PipelineConfig().ranker_transformer
+    assert not PipelineConfig.from_env({"OCR_RANKER_TRANSFORMER": "0"}).ranker_transformer
+    tfx = TransformerFieldExtractor()
+    ex = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)
+    ls = stacked("HANSOL ELECTRIC", "S/N: QX77812345", "AC SERVO DRIVE", "XR-5000A")
+    got = fields(ex, ls)
+    assert got["serial_number"].value == SERIAL
+    assert got["serial_number"].extraction_confidence >= 0.9
+    for name in ("model", "part_number", "lot"):
+        if name in got:
+            assert got[name].extraction_confidence <= 0.5
+    plain = fields(RankerFieldExtractor(transformer=lambda: tfx), ls)
+    assert "model" not in plain and plain["serial_number"].value == SERIAL
+
+
+def test_value_cut_in_two_ocr_lines(ranker):
+    """The detector cut "OCT 2025" into two lines of one row."""
+    ls = lines(("MFG DATE:", 40, 40), ("OCT", 230, 40), ("2025", 300, 40), ("S/N Q7781234", 40, 90))
+    got = fields(ranker, ls)
+    assert got["mfg_date"].value == "OCT 2025"
+    assert got["serial_number"].value == "Q7781234"
