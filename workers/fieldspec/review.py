@@ -1,9 +1,11 @@
 """The needs-review rule: when a read may be accepted without a person.
 
 A read is auto-accepted only when every required field is present, every reported field is
-valid and at or above the product's auto-accept confidence, and no code on the label
-contradicts the print. Anything else ``needs_review``, with one :class:`ReviewReason` per
-cause: a stable ``code`` (``missing``, ``invalid``, ``low_confidence``, ``mislabel``), the
+valid and at or above the product's auto-accept confidence, no field value may have been
+truncated (glare, the frame edge or a detection cut at its end: ``workers.pipeline.truncation``)
+and no code on the label contradicts the print. Anything else ``needs_review``, with one
+:class:`ReviewReason` per cause: a stable ``code`` (``missing``, ``invalid``,
+``low_confidence``, ``truncated``, ``mislabel``), the
 ``field`` it concerns and ``params`` for the message (rendered to words by the web tier, in the
 user's language; ``message`` is the English text for logs and the command line).
 """
@@ -18,7 +20,9 @@ from .grammar import ProductSchema
 
 __all__ = ["REVIEW_CODES", "ReviewDecision", "ReviewReason", "decide_review"]
 
-REVIEW_CODES = ("missing", "invalid", "low_confidence", "mislabel")
+REVIEW_CODES = ("missing", "invalid", "low_confidence", "truncated", "mislabel")
+# ``truncated`` params: ``side`` (start, end or inside the value) and ``causes`` (a list of
+# ``edge``, ``glare``, ``neighbour``, ``ink``: see ``workers.pipeline.truncation``)
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,12 @@ def decide_review(
     schema: ProductSchema,
     threshold: float,
     mismatches: Iterable[MismatchState] = (),
+    truncated: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReviewDecision:
-    """Apply the rule (module docstring) to a read's checked fields."""
+    """Apply the rule (module docstring) to a read's checked fields. ``truncated``: field name
+    -> ``{"side", "causes"}`` for values that may have lost characters (never auto-accepted,
+    whatever their confidence; a value a code confirms is not truncated)."""
+    truncated = truncated or {}
     reasons: list[ReviewReason] = []
     by_name = {f.name: f for f in fields}
     for spec in schema.fields:
@@ -119,6 +127,19 @@ def decide_review(
                     f"confidence {f.confidence:.2f} is below the auto-accept "
                     f"threshold {threshold:.2f}",
                     {"confidence": round(float(f.confidence), 5), "threshold": float(threshold)},
+                )
+            )
+    for f in fields:
+        cut = truncated.get(f.name)
+        if f.value and cut is not None:
+            causes = [str(c) for c in cut.get("causes") or ()]
+            side = str(cut.get("side") or "end")
+            reasons.append(
+                ReviewReason(
+                    "truncated",
+                    f.name,
+                    f"the value may be cut off at its {side} ({', '.join(causes) or 'unknown'})",
+                    {"side": side, "causes": causes},
                 )
             )
     for m in mismatches:
