@@ -12,13 +12,31 @@ user's language; ``message`` is the English text for logs and the command line).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from .grammar import ProductSchema
 
-__all__ = ["REVIEW_CODES", "ReviewDecision", "ReviewReason", "decide_review"]
+__all__ = [
+    "REVIEW_CODES",
+    "ReviewDecision",
+    "ReviewReason",
+    "calibrated_operating_point",
+    "decide_review",
+    "default_auto_accept_threshold",
+]
+
+# The calibration the pipeline applies (``workers.pipeline.calibration``, fitted by
+# ``bench/calibration.py --fit``): its risk-coverage table and recommended threshold are read
+# here with the standard library, so the web tier can show them without the pipeline.
+CALIBRATION_JSON = (
+    Path(__file__).resolve().parents[1] / "models" / "calibration" / "calibration.json"
+)
+FALLBACK_AUTO_ACCEPT = 0.85  # without a calibration file
 
 REVIEW_CODES = ("missing", "invalid", "low_confidence", "truncated", "mislabel")
 # ``truncated`` params: ``side`` (start, end or inside the value) and ``causes`` (a list of
@@ -75,6 +93,57 @@ class ReviewDecision:
             auto_accept=float(d.get("auto_accept") or 0.0),
             reasons=tuple(ReviewReason.from_dict(r) for r in d.get("reasons") or ()),
         )
+
+
+@lru_cache(maxsize=4)
+def _calibration(path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def calibrated_operating_point(
+    threshold: float | None = None, path: Path | str = CALIBRATION_JSON
+) -> dict[str, float] | None:
+    """What the held-out risk-coverage table says about an auto-accept threshold:
+    ``{"threshold", "expected_wrong", "coverage", "images_accepted"}`` (shares in 0..1 of the
+    calibration's report half, all its sets together). ``threshold`` None: the recommended
+    one (the lowest whose wrong share among auto-accepted fields met the target risk); else the
+    tabulated row at the largest threshold <= ``threshold`` (a conservative reading). None
+    without a calibration file or a row."""
+    cal = _calibration(str(path))
+    if not cal:
+        return None
+    if threshold is None:
+        rec = cal.get("recommended") or {}
+        if rec.get("threshold") is None:
+            return None
+        return {
+            "threshold": float(rec["threshold"]),
+            "expected_wrong": float(rec.get("expected_wrong", 0.0)),
+            "coverage": float(rec.get("coverage", 0.0)),
+            "images_accepted": float(rec.get("images_accepted", 0.0)),
+        }
+    rows = [r for r in cal.get("risk_coverage") or () if float(r["threshold"]) <= threshold + 1e-9]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: float(r["threshold"]))
+    allr = row.get("all") or {}
+    return {
+        "threshold": float(row["threshold"]),
+        "expected_wrong": float(allr.get("wrong", 0.0)),
+        "coverage": float(allr.get("coverage", 0.0)),
+        "images_accepted": float(allr.get("images_accepted", 0.0)),
+    }
+
+
+def default_auto_accept_threshold() -> float:
+    """A new product type's auto-accept threshold: the calibration's recommended threshold
+    for the target risk (0.5 % wrong among auto-accepted fields), else
+    ``FALLBACK_AUTO_ACCEPT``."""
+    op = calibrated_operating_point()
+    return round(op["threshold"], 3) if op else FALLBACK_AUTO_ACCEPT
 
 
 class FieldState(Protocol):
