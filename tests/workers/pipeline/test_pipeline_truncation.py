@@ -57,3 +57,21 @@ def test_highlight_over_the_serial_end_is_not_auto_accepted(pipeline, radius):
         line = glared.lines[sn.line_index]
         q = {lq.order: lq for lq in glared.quality.lines}[line.order]
         assert q.glare_fraction > 0.0
+
+
+def test_clean_white_label_keeps_its_date_confidence(pipeline):
+    """A white sticker label (paper 253 on a dark product) read perfectly: the old glare mask
+    took the sticker for one big highlight and multiplied the date's character confidences
+    down (44.5 % from a 97 % line in the outside evaluation). Now nothing is glare and the date
+    keeps the recogniser's confidence."""
+    img = render_label(LINES, size=SIZE, font_size=FONT, seed=2, paper=(253, 253, 253))
+    r = pipeline.run(to_bytes(img))
+    assert r.quality.glare_fraction == 0.0
+    assert all(q.glare_fraction == 0.0 for q in r.quality.lines)
+    assert "overexposed" not in {w.code for w in r.quality.warnings}
+    date = r.get_field("mfg_date")
+    assert date is not None and date.value == "2024-05-17", [ln.text for ln in r.lines]
+    line = r.lines[date.line_index]
+    assert date.confidence_parts["recognition"] >= min(line.char_confidences) - 1e-6
+    assert date.confidence_parts["recognition"] > 0.8
+    assert "truncated" not in {x.code for x in r.review.reasons}
