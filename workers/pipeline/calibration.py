@@ -50,8 +50,10 @@ def isotonic_fit(
     x: Sequence[float], y: Sequence[float], *, max_knots: int = 64
 ) -> tuple[list[float], list[float]]:
     """Isotonic (non-decreasing) least-squares fit of ``y`` (0/1 outcomes) on ``x`` by
-    pool-adjacent-violators. Returns knots ``(xs, ys)``: block mean x and block mean y, both
-    non-decreasing, thinned to at most ``max_knots`` (equal-weight merging keeps it monotone)."""
+    pool-adjacent-violators. Returns knots ``(xs, ys)``: block mean x and block accuracy, both
+    non-decreasing, thinned to at most ``max_knots`` (merging adjacent blocks keeps it
+    monotone). Each block's accuracy is Laplace-smoothed ((k + 0.5) / (n + 1), then a running
+    maximum): a block of 40 right reads says P about 0.99, not 1.0."""
     xa = np.asarray(x, np.float64)
     ya = np.asarray(y, np.float64)
     if len(xa) == 0:
@@ -81,6 +83,7 @@ def isotonic_fit(
         by[i] = (by[i] * bw[i] + by[i + 1] * bw[i + 1]) / w
         bw[i] = w
         bx, by, bw = np.delete(bx, i + 1), np.delete(by, i + 1), np.delete(bw, i + 1)
+    by = np.maximum.accumulate((by * bw + 0.5) / (bw + 1.0))
     return [round(float(v), 6) for v in bx], [round(float(v), 6) for v in by]
 
 
