@@ -157,6 +157,26 @@ class ReadOnlyAdmin(AuditLinkMixin, admin.ModelAdmin):
 # --- product types and stations -------------------------------------------------------------
 
 
+def calibrated_risk_text(threshold: float | None) -> str:
+    """ "expected wrong among auto-accepted: x %, coverage y %" for an auto-accept threshold,
+    from the calibration's held-out risk-coverage table; "-" without one."""
+    from workers.fieldspec.review import calibrated_operating_point
+
+    if threshold is None:
+        return "-"
+    op = calibrated_operating_point(float(threshold))
+    if op is None:
+        return "-"
+    return _(
+        "expected wrong among auto-accepted: %(wrong)s %%, coverage %(coverage)s %% "
+        "(held-out fields, threshold %(threshold)s)"
+    ) % {
+        "wrong": f"{100 * op['expected_wrong']:.2f}",
+        "coverage": f"{100 * op['coverage']:.1f}",
+        "threshold": f"{op['threshold']:.3f}",
+    }
+
+
 class ProductTypeForm(forms.ModelForm):
     audit_reason = _reason_field()
 
@@ -195,9 +215,16 @@ class KeptWhenUsedAdmin(ServiceAdmin):
 @admin.register(ProductType)
 class ProductTypeAdmin(KeptWhenUsedAdmin):
     form = ProductTypeForm
-    list_display = ("name", "auto_accept_threshold", "active", "created_at")
+    list_display = ("name", "auto_accept_threshold", "calibrated_risk", "active", "created_at")
     list_filter = ("active",)
     search_fields = ("name",)
+    readonly_fields = ("calibrated_risk",)
+
+    @admin.display(description=_("held-out risk at this threshold"))
+    def calibrated_risk(self, obj):
+        """The calibration's risk-coverage row for the product's threshold
+        (``workers.fieldspec.review.calibrated_operating_point``)."""
+        return calibrated_risk_text(obj.auto_accept_threshold if obj is not None else None)
 
     def create(self, request, form, reason):
         data = {k: v for k, v in form.cleaned_data.items() if k != REASON_FIELD}

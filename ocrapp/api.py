@@ -882,7 +882,7 @@ class ReviewQueueListApi(APIView):
             OpenApiParameter(
                 "reason",
                 OpenApiTypes.STR,
-                description="missing, invalid, low_confidence or mislabel.",
+                description="missing, invalid, low_confidence, truncated or mislabel.",
             ),
             OpenApiParameter("limit", OpenApiTypes.INT, description="At most 500 (default 100)."),
         ],

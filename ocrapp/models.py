@@ -16,6 +16,8 @@ from django.db.models.functions import Collate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from workers.fieldspec.review import default_auto_accept_threshold
+
 
 def default_field_schema() -> dict:
     return {
@@ -42,7 +44,17 @@ class ProductType(models.Model):
             '{"fields": [{"name": "serial_number", "required": true, "pattern": "^...$"}]}'
         ),
     )
-    auto_accept_threshold = models.FloatField(_("auto-accept threshold"), default=0.85)
+    # default: the threshold the calibration's risk-coverage table picks for 0.5 % wrong among
+    # auto-accepted fields (workers/models/calibration)
+    auto_accept_threshold = models.FloatField(
+        _("auto-accept threshold"),
+        default=default_auto_accept_threshold,
+        help_text=_(
+            "Fields at or above this calibrated confidence are accepted without review. The "
+            "default is the threshold the calibration picks for 0.5 % wrong among "
+            "auto-accepted fields."
+        ),
+    )
     active = models.BooleanField(
         _("active"),
         default=True,

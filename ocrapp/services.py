@@ -49,6 +49,7 @@ from ocrapp.models import (
 )
 from workers.contract import ContractError, Polygon, ReadResult, parse_read_result
 from workers.fieldspec import TRACED_FIELDS, identifier_key, lookalike_key, product_schema_errors
+from workers.fieldspec.review import default_auto_accept_threshold
 from workers.tasks import read_capture  # celery only; the task body imports the pipeline
 
 log = logging.getLogger(__name__)
@@ -188,13 +189,15 @@ def product_type_create(
     name: str,
     field_schema: dict,
     description: str = "",
-    auto_accept_threshold: float = 0.85,
+    auto_accept_threshold: float | None = None,
     active: bool = True,
     alarm_config: dict | None = None,
     actor: Any = None,
     reason: str = "",
 ) -> ProductType:
     alarm_config = {} if alarm_config is None else alarm_config
+    if auto_accept_threshold is None:  # the calibrated default (workers.fieldspec.review)
+        auto_accept_threshold = default_auto_accept_threshold()
     _product_type_check(
         field_schema=field_schema,
         auto_accept_threshold=auto_accept_threshold,

@@ -44,7 +44,7 @@ RECENT_ON_UPLOAD = 10
 RECENT_ON_LIST = 50
 MAX_QUERY_LENGTH = 128
 REVIEW_PAGE_SIZE = 50
-REVIEW_FILTER_REASONS = ("mislabel", "invalid", "missing", "low_confidence")
+REVIEW_FILTER_REASONS = ("mislabel", "invalid", "missing", "low_confidence", "truncated")
 _ZERO_UUID = uuid.UUID(int=0)
 
 
@@ -569,7 +569,7 @@ def _review_item(read: Read) -> ReviewItemView:
             risk = "mislabel"
         if not risk and not fv.valid_now:
             risk = "invalid"
-        if not risk and code == "low_confidence":
+        if not risk and code in ("low_confidence", "truncated"):
             risk = "low"
         fields.append(
             ReviewFieldView(

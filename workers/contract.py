@@ -86,6 +86,8 @@ class LineQualityDict(TypedDict):
     order: int
     glare_fraction: float
     retake: bool
+    # truncation causes at the line's ends (``workers.pipeline.truncation``); absent when none
+    cut: NotRequired[dict[str, list[str]]]
 
 
 class QualityReportDict(TypedDict):
@@ -238,27 +240,37 @@ class QualityWarning:
 class LineQuality:
     """Glare over one recognised line (``TextLine.order``): ``glare_fraction`` = share of the
     line polygon's pixels in the glare mask; ``column_fraction`` = share of the line's length
-    at least half washed out; ``retake`` = glare hides characters (see ``glare.line_glare``)."""
+    at least half washed out; ``retake`` = glare hides characters (see ``glare.line_glare``);
+    ``cut_start`` / ``cut_end``: why the line may be truncated at that end (``edge``,
+    ``glare``, ``neighbour``, ``ink``; see ``workers.pipeline.truncation``)."""
 
     order: int
     glare_fraction: float
     column_fraction: float
     retake: bool
+    cut_start: tuple[str, ...] = ()
+    cut_end: tuple[str, ...] = ()
 
     def to_dict(self) -> LineQualityDict:
-        return {
+        d: LineQualityDict = {
             "order": int(self.order),
             "glare_fraction": round(float(self.glare_fraction), 5),
             "retake": bool(self.retake),
         }
+        if self.cut_start or self.cut_end:
+            d["cut"] = {"start": list(self.cut_start), "end": list(self.cut_end)}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LineQuality:
+        cut = d.get("cut") or {}
         return cls(
             int(d.get("order") or 0),
             float(d.get("glare_fraction") or 0.0),
             float(d.get("column_fraction") or 0.0),
             bool(d.get("retake")),
+            tuple(str(c) for c in cut.get("start") or ()),
+            tuple(str(c) for c in cut.get("end") or ()),
         )
 
 

@@ -97,10 +97,20 @@ REVIEW_MESSAGES = {
         "%(field)s: confidence %(confidence)s is below the auto-accept threshold %(threshold)s"
     ),
     "low_confidence_plain": _("%(field)s: confidence is below the auto-accept threshold"),
+    "truncated": _("%(field)s: the value may be cut off (%(causes)s): compare it with the photo"),
+    "truncated_plain": _("%(field)s: the value may be cut off: compare it with the photo"),
     "mislabel": _(
         "%(field)s: printed value and code disagree (printed %(printed)s, %(code)s says %(coded)s)"
     ),
     "mislabel_plain": _("%(field)s: printed value and code disagree"),
+}
+
+# Why a value may be cut off (``truncated`` reason ``params.causes``, workers.pipeline.truncation).
+TRUNCATION_CAUSES = {
+    "edge": _("it touches the edge of the photo"),
+    "glare": _("glare next to it"),
+    "neighbour": _("more text right after it"),
+    "ink": _("the characters continue"),
 }
 
 # What a code on the label says about a field (``Field.source`` / ``code_match``). ``%(code)s`` is
@@ -258,6 +268,14 @@ def _review_text(
         params.update(
             confidence=percent(confidence), threshold=percent(r.params.get("threshold", auto))
         )
+    elif r.code == "truncated":
+        causes = [
+            str(TRUNCATION_CAUSES[c])
+            for c in r.params.get("causes") or ()
+            if c in TRUNCATION_CAUSES
+        ]
+        key = "truncated" if causes else "truncated_plain"
+        params["causes"] = ", ".join(causes)
     elif r.code == "mislabel":
         printed, coded, fmt = _mislabel_values(r, f, codes, mismatches)
         key = "mislabel" if printed and coded and fmt else "mislabel_plain"
@@ -372,6 +390,7 @@ REVIEW_REASON_LABELS = {
     "invalid": _("Invalid value"),
     "missing": _("Missing field"),
     "low_confidence": _("Low confidence"),
+    "truncated": _("Possibly cut off"),
 }
 
 

@@ -89,6 +89,10 @@ class PipelineConfig:
     rectify: str = "auto"
     glare_aware: bool = True
     codes: bool = True
+    # calibrated field confidences (workers/models/calibration; identity for other models)
+    calibrate: bool = True
+    # truncation guard: values at a line end cut by glare, the frame edge or the detector
+    truncation_guard: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

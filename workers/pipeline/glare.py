@@ -1,23 +1,12 @@
-"""Glare mask: specular highlights (clipped white cores + their bloom) in an RGB photo, and how
-much of a text line they cover. numpy + OpenCV only, no model.
+"""Glare mask: blown-out specular highlights (saturated, colourless cores with a bright
+falloff, small relative to the photo) in an RGB photo, and how much of a text line they cover.
+numpy + OpenCV only, no model. White paper with dark print is not glare: it is one huge, evenly
+bright region without a halo (see :func:`glare_mask`).
 
 Frame: image pixels of the input, x right, y down; polygons (K, 2) float in that frame (the
-detector's quads or 2N-point curved polygons, see ``rectification``).
-
-Algorithm (:func:`glare_mask`), on a copy downscaled to a long side of ``work_side`` px, the
-mask is returned at full size (nearest):
-
-1. core = V >= ``core_v`` and S <= ``core_s`` (HSV, 0..255): saturated, colourless pixels.
-2. morphological opening with a disc of ``open_frac`` x short side (at least 3 px) removes
-   specks and anti-aliased text edges; components smaller than ``min_area_frac`` of the image
-   are dropped.
-3. a specular highlight is brighter than its surroundings: a component is kept when the median
-   V of a ring around it (from 1x to 2x its equivalent radius beyond it) is at least
-   ``ring_delta`` grey levels below ``core_v`` (an evenly exposed white sheet is not glare).
-4. bloom: pixels within ``bloom_factor`` x the equivalent radius of their nearest kept core
-   (distance transform with labels) whose V >= ``bloom_v`` and S <= ``bloom_s`` join the mask.
-   Dark strokes that remain visible inside a highlight are NOT in the mask (they can be read),
-   so the mask measures washed-out area, not the blob's outline.
+detector's quads or 2N-point curved polygons, see ``rectification``). The mask is computed on a
+copy downscaled to a long side of ``GlareConfig.work_side`` (512) px, so its cost does not grow
+with the photo, and returned at full size.
 """
 
 from __future__ import annotations
@@ -37,36 +26,39 @@ LINE_RETAKE_COLUMNS = 0.15
 # A character cell (line split proportionally by the characters read) this much in glare -> retake.
 CHAR_RETAKE_COVER = 0.5
 GLARE_TEXT_MSG = "Glare covers characters on line {n}: retake the photo at a different angle."
-# Blob test (:func:`blob_mask`, also the quality stage's own measure).
-BLOB_V = 250
-BLOB_S = 40
-BLOB_MIN_AREA = 0.0005
-BLOB_RING_DELTA = 20.0
 
 
 @dataclass(frozen=True)
 class GlareConfig:
-    core_v: int = 248
+    """Thresholds of :func:`glare_mask` (HSV 0..255 on the working copy)."""
+
+    core_v: int = 250
     core_s: int = 40
     bloom_v: int = 215
     bloom_s: int = 70
-    open_frac: float = 0.004
     min_area_frac: float = 0.0002
-    ring_delta: float = 25.0
+    max_area_frac: float = 0.12
+    ring_delta: float = 12.0
+    min_solidity: float = 0.75
+    halo_frac: float = 0.15
+    halo_min: float = 2.0
     bloom_factor: float = 0.6
-    work_side: int = 1024
+    work_side: int = 512
 
 
 @dataclass(frozen=True)
 class GlareComponent:
     """One highlight, full-resolution pixels: ``bbox`` (x, y, w, h) of core + bloom, ``area``
-    (mask pixels), ``core_area``, ``centroid`` (x, y) of the core, ``ring_v`` median V around."""
+    (mask pixels), ``core_area``, ``centroid`` (x, y) of the core, ``ring_v`` median V of the
+    surroundings (1.5 to 2.5 equivalent radii away), ``halo_v`` median V just outside the core
+    (up to half a radius away)."""
 
     bbox: tuple[int, int, int, int]
     area: int
     core_area: int
     centroid: tuple[float, float]
     ring_v: float
+    halo_v: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,117 +84,151 @@ class LineGlare:
     retake: bool
 
 
+def _downscale(rgb: np.ndarray, work_side: int) -> tuple[np.ndarray, float]:
+    h, w = rgb.shape[:2]
+    scale = min(1.0, work_side / max(h, w))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
 def glare_mask(rgb: np.ndarray, config: GlareConfig | None = None) -> GlareResult:
-    """(H, W, 3) uint8 RGB -> :class:`GlareResult` (see the module docstring)."""
+    """(H, W, 3) uint8 RGB -> :class:`GlareResult`: blown-out specular highlights, not white
+    paper. On a copy downscaled to a long side of ``work_side`` px (the mask is returned at
+    full size, nearest neighbour):
+
+    1. core = V >= ``core_v`` and S <= ``core_s``: saturated, colourless pixels, opened with a
+       3 px disc (specks, anti-aliased strokes);
+    2. a core component is a highlight when it is small relative to the photo
+       (``min_area_frac`` <= area <= ``max_area_frac``: a sheet of white paper, a receipt or a
+       white sticker that fills the frame is one huge component and is rejected), compact
+       (solidity: area / (convex hull area + half its perimeter) >= ``min_solidity``; bright
+       paper between lines of print is ragged), clearly brighter than its surroundings (median
+       V of the ring 1.5..2.5 equivalent radii away <= the core's median - ``ring_delta``:
+       paper lit a little unevenly is not a hot spot) and has a bright falloff (halo: the median V of the band up to half a
+       radius outside it exceeds the ring by ``halo_frac`` x (core - ring), at least
+       ``halo_min``): a white sticker or a paper edge ends sharply, a specular highlight blooms;
+    3. bloom: pixels within ``bloom_factor`` x the equivalent radius of a kept core whose
+       V >= ``bloom_v`` and S <= ``bloom_s`` join the mask. Dark strokes that stay visible in
+       the highlight are not in the mask (they can be read).
+    """
     cfg = config or GlareConfig()
     h, w = rgb.shape[:2]
-    scale = min(1.0, cfg.work_side / max(h, w))
-    small = (
-        cv2.resize(
-            rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
-        if scale < 1.0
-        else rgb
-    )
+    small, scale = _downscale(rgb, cfg.work_side)
+    sh, sw = small.shape[:2]
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     s, v = hsv[..., 1], hsv[..., 2]
     core = ((v >= cfg.core_v) & (s <= cfg.core_s)).astype(np.uint8)
-    k = max(3, int(round(min(small.shape[:2]) * cfg.open_frac)) | 1)
     core = cv2.morphologyEx(
-        core, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        core, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     )
+    small_mask = np.zeros((sh, sw), np.uint8)
+    comps: list[GlareComponent] = []
+    if not core.any():
+        return GlareResult(np.zeros((h, w), np.uint8), ())
     n, labels, stats, cents = cv2.connectedComponentsWithStats(core, connectivity=8)
-    min_area = cfg.min_area_frac * small.shape[0] * small.shape[1]
-    keep = np.zeros(n, dtype=bool)
-    radius = np.zeros(n, dtype=np.float64)
-    ring_v = np.zeros(n, dtype=np.float64)
-    if n > 1:
-        dist_out, nearest = cv2.distanceTransformWithLabels(
-            1 - core, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_CCOMP
+    min_area = cfg.min_area_frac * sh * sw
+    max_area = cfg.max_area_frac * sh * sw
+    inv = 1.0 / scale
+    for i in range(1, n):
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        if area < min_area or area > max_area:
+            continue
+        r = math.sqrt(area / math.pi)
+        x, y, bw, bh = (int(t) for t in stats[i, :4])
+        pad = int(2.5 * r) + 3
+        y0, y1 = max(0, y - pad), min(sh, y + bh + pad)
+        x0, x1 = max(0, x - pad), min(sw, x + bw + pad)
+        blob = labels[y0:y1, x0:x1] == i
+        d = cv2.distanceTransform((~blob).astype(np.uint8), cv2.DIST_L2, 3)
+        vw = v[y0:y1, x0:x1]
+        ring = (d >= 1.5 * r) & (d <= 2.5 * r + 1)
+        near = (d > 0) & (d <= max(2.0, 0.5 * r))
+        if not ring.any() or not near.any():
+            continue
+        ring_v = float(np.median(vw[ring]))
+        halo_v = float(np.median(vw[near]))
+        core_v = float(np.median(vw[blob]))
+        hull = cv2.convexHull(np.argwhere(blob)[:, ::-1].astype(np.int32))
+        solidity = area / max(1.0, cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True))
+        if solidity < cfg.min_solidity:
+            continue  # ragged: paper between print, not one compact hot spot
+        if ring_v > core_v - cfg.ring_delta:
+            continue  # evenly bright: paper, not a hot spot
+        if halo_v - ring_v < max(cfg.halo_min, cfg.halo_frac * (core_v - ring_v)):
+            continue  # sharp edge: a white object, not a highlight
+        sel = blob | (
+            (d <= cfg.bloom_factor * r) & (vw >= cfg.bloom_v) & (s[y0:y1, x0:x1] <= cfg.bloom_s)
         )
-        # map distance-transform labels (one per zero-pixel component = core blob) to ours
-        lab_of = np.zeros(int(nearest.max()) + 1, dtype=np.int32)
-        lab_of[nearest[core > 0]] = labels[core > 0]
-        owner = lab_of[nearest]
-        for i in range(1, n):
-            area = stats[i, cv2.CC_STAT_AREA]
-            if area < min_area:
-                continue
-            r = math.sqrt(area / math.pi)
-            x, y, bw, bh = stats[i, :4]
-            pad = int(2 * r) + 2
-            y0, y1 = max(0, y - pad), min(small.shape[0], y + bh + pad)
-            x0, x1 = max(0, x - pad), min(small.shape[1], x + bw + pad)
-            d = dist_out[y0:y1, x0:x1]
-            ring = (owner[y0:y1, x0:x1] == i) & (d >= r) & (d <= 2 * r)
-            if not ring.any():
-                continue
-            ring_v[i] = float(np.median(v[y0:y1, x0:x1][ring]))
-            if ring_v[i] <= cfg.core_v - cfg.ring_delta:
-                keep[i], radius[i] = True, r
-        kept_core = keep[labels] & (core > 0)
-        bloom = (
-            keep[owner]
-            & (dist_out <= cfg.bloom_factor * radius[owner])
-            & (v >= cfg.bloom_v)
-            & (s <= cfg.bloom_s)
+        small_mask[y0:y1, x0:x1][sel] = 255
+        ys, xs = np.nonzero(sel)
+        comps.append(
+            GlareComponent(
+                bbox=(
+                    int((x0 + xs.min()) * inv),
+                    int((y0 + ys.min()) * inv),
+                    int(math.ceil((xs.max() - xs.min() + 1) * inv)),
+                    int(math.ceil((ys.max() - ys.min() + 1) * inv)),
+                ),
+                area=int(round(len(xs) * inv * inv)),
+                core_area=int(round(area * inv * inv)),
+                centroid=(float(cents[i][0] * inv), float(cents[i][1] * inv)),
+                ring_v=ring_v,
+                halo_v=halo_v,
+            )
         )
-        small_mask = (kept_core | bloom).astype(np.uint8) * 255
-    else:
-        small_mask = np.zeros(small.shape[:2], np.uint8)
-        owner = np.zeros(small.shape[:2], np.int32)
     mask = (
         cv2.resize(small_mask, (w, h), interpolation=cv2.INTER_NEAREST)
         if scale < 1.0
         else small_mask
     )
-    comps = []
-    for i in np.flatnonzero(keep):
-        sel = (small_mask > 0) & (owner == i)
-        ys, xs = np.nonzero(sel)
-        if len(xs) == 0:
-            continue
-        inv = 1.0 / scale
-        comps.append(
-            GlareComponent(
-                bbox=(
-                    int(xs.min() * inv),
-                    int(ys.min() * inv),
-                    int(math.ceil((xs.max() - xs.min() + 1) * inv)),
-                    int(math.ceil((ys.max() - ys.min() + 1) * inv)),
-                ),
-                area=int(round(len(xs) * inv * inv)),
-                core_area=int(round(stats[i, cv2.CC_STAT_AREA] * inv * inv)),
-                centroid=(float(cents[i][0] * inv), float(cents[i][1] * inv)),
-                ring_v=float(ring_v[i]),
-            )
-        )
     return GlareResult(mask=mask, components=tuple(comps))
 
 
-def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
-    m = np.zeros(shape, np.uint8)
-    cv2.fillPoly(m, [np.round(np.asarray(polygon, np.float64).reshape(-1, 2)).astype(np.int32)], 1)
-    return m
+def _polygon_window(
+    shape: tuple[int, int], polygon: np.ndarray
+) -> tuple[int, int, np.ndarray] | None:
+    """(x0, y0, window mask) of a polygon: its bounding box clipped to the image and the
+    polygon filled inside it (cheap on big images); None when it lies outside."""
+    pts = np.round(np.asarray(polygon, np.float64).reshape(-1, 2)).astype(np.int32)
+    h, w = shape[:2]
+    x0, y0 = max(0, int(pts[:, 0].min())), max(0, int(pts[:, 1].min()))
+    x1, y1 = min(w, int(pts[:, 0].max()) + 1), min(h, int(pts[:, 1].max()) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(m, [pts - np.array([x0, y0], np.int32)], 1)
+    return x0, y0, m
 
 
 def glare_over_polygon(mask: np.ndarray, polygon: np.ndarray) -> float:
     """Fraction in [0, 1] of the polygon's pixels that are glare. ``mask``: (H, W) uint8
     (nonzero = glare); ``polygon``: (K, 2) float pixels. 0.0 for an empty polygon."""
-    pm = _polygon_mask(mask.shape[:2], polygon)
+    win = _polygon_window(mask.shape[:2], polygon)
+    if win is None:
+        return 0.0
+    x0, y0, pm = win
     n = int(pm.sum())
-    return float(np.count_nonzero(mask[pm > 0])) / n if n else 0.0
+    sub = mask[y0 : y0 + pm.shape[0], x0 : x0 + pm.shape[1]]
+    return float(np.count_nonzero(sub[pm > 0])) / n if n else 0.0
 
 
 def line_glare(mask: np.ndarray, polygon: np.ndarray, *, bins: int = 64) -> LineGlare:
     """Glare over a text line, by area and by columns along the line's main direction (the
     principal axis of the polygon's points): each of ``bins`` slices across the line counts as
     washed out when at least half of its pixels are glare, which is what hides characters."""
-    pm = _polygon_mask(mask.shape[:2], polygon)
+    win = _polygon_window(mask.shape[:2], polygon)
+    if win is None:
+        return LineGlare(0.0, 0.0, False)
+    x0, y0, pm = win
     ys, xs = np.nonzero(pm)
     if len(xs) == 0:
         return LineGlare(0.0, 0.0, False)
+    ys, xs = ys + y0, xs + x0
     g = mask[ys, xs] > 0
+    if not g.any():
+        return LineGlare(0.0, 0.0, False)
     pts = np.asarray(polygon, np.float64).reshape(-1, 2)
     c = pts.mean(axis=0)
     _, _, vt = np.linalg.svd(pts - c, full_matrices=False)
@@ -216,60 +242,12 @@ def line_glare(mask: np.ndarray, polygon: np.ndarray, *, bins: int = 64) -> Line
     return LineGlare(float(g.mean()), col, col > LINE_RETAKE_COLUMNS)
 
 
-def blob_mask(small_rgb: np.ndarray, gray: np.ndarray) -> np.ndarray:
-    """bool (h, w): pixels inside glare blobs of an RGB image and its gray copy (same size):
-    near-white (V >= ``BLOB_V``), low-saturation (S <= ``BLOB_S``) pixels, opened with a
-    1 %-of-short-side kernel, kept when the blob covers >= ``BLOB_MIN_AREA`` of the image and
-    the median of a ring around it is darker by >= ``BLOB_RING_DELTA`` grey levels (a hot spot,
-    also on a white sticker, where :func:`glare_mask`'s ring test rejects it)."""
-    hsv = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2HSV)
-    cand = ((hsv[:, :, 2] >= BLOB_V) & (hsv[:, :, 1] <= BLOB_S)).astype(np.uint8)
-    h, w = gray.shape
-    out = np.zeros((h, w), dtype=bool)
-    if not cand.any():
-        return out
-    k = max(3, int(round(0.01 * min(h, w))) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
-    min_area = BLOB_MIN_AREA * h * w
-    for i in range(1, n):
-        x, y, bw, bh, area = (int(v) for v in stats[i])
-        if area < min_area:
-            continue
-        r = max(k, int(round(np.sqrt(area / np.pi))))
-        x0, y0 = max(0, x - r - 1), max(0, y - r - 1)
-        x1, y1 = min(w, x + bw + r + 1), min(h, y + bh + r + 1)
-        blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
-        ri = max(1, r // 2)
-        outer = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-        inner = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ri + 1,) * 2))
-        ring = outer.astype(bool) & ~inner.astype(bool)
-        if not ring.any():
-            continue
-        g = gray[y0:y1, x0:x1]
-        if float(g[blob > 0].mean()) - float(np.median(g[ring])) >= BLOB_RING_DELTA:
-            out[y0:y1, x0:x1] |= blob > 0
-    return out
-
-
-def image_glare_mask(rgb: np.ndarray, work_side: int = 1024) -> np.ndarray:
+def image_glare_mask(rgb: np.ndarray, work_side: int | None = None) -> np.ndarray:
     """The one glare mask of a photo, computed once per image: (H, W, 3) uint8 RGB -> (H, W)
-    uint8 (255 = glare), :func:`glare_mask` (clipped cores + bloom, dark surroundings) united
-    with :func:`blob_mask` (hot spots on white stickers, which the ring test of
-    ``glare_mask`` rejects; computed at a long side of ``work_side`` px, scaled back with
-    nearest neighbour)."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, work_side / max(h, w))
-    small = (
-        cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
-        if scale < 1.0
-        else rgb
-    )
-    m = blob_mask(small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)).astype(np.uint8) * 255
-    if scale < 1.0:
-        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
-    return np.maximum(glare_mask(rgb).mask, m)
+    uint8 (255 = glare), :func:`glare_mask` at a long side of ``work_side`` px (default
+    ``GlareConfig.work_side``)."""
+    cfg = GlareConfig() if work_side is None else GlareConfig(work_side=work_side)
+    return glare_mask(rgb, cfg).mask
 
 
 def line_glare_warnings(report: tuple[LineQuality, ...]) -> tuple[QualityWarning, ...]:
@@ -300,6 +278,8 @@ def apply_line_glare(
     can also hide characters the recogniser never emitted. Lines without glare are untouched.
     ``retake``: ``line_glare``'s column rule, or some character cell at least
     ``CHAR_RETAKE_COVER`` washed out (one hidden character already spoils a serial)."""
+    if not np.any(mask):  # nothing washed out: no per-line work (big receipts stay cheap)
+        return list(lines), tuple(LineQuality(ln.order, 0.0, 0.0, False) for ln in lines)
     out: list[TextLine] = []
     report: list[LineQuality] = []
     for ln in lines:

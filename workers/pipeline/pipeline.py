@@ -28,6 +28,7 @@ from workers.fieldspec.catalogue import resolve_schema
 from workers.fieldspec.grammar import ProductSchema
 
 from .barcodes import CodeReader
+from .calibration import IDENTITY, load_calibration
 from .config import PipelineConfig
 from .detection import TextDetector
 from .errors import ConfigError, TerminalError
@@ -46,6 +47,7 @@ from .models import (
 from .quality import QualityAssessor
 from .recognition import LineClassifier, TextRecognizer
 from .rectification import label_view, orient_lines, rectify_line
+from .truncation import line_cuts
 from .types import (
     LineQuality,
     ModelInfo,
@@ -184,6 +186,15 @@ class Pipeline:
             len(lines),
             glare=glare,
         )
+        cuts = None
+        if cfg.truncation_guard:
+            cuts = line_cuts(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), lines, glare)
+            line_q = tuple(
+                dataclasses.replace(q, cut_start=cuts[q.order].start, cut_end=cuts[q.order].end)
+                if q.order in cuts
+                else q
+                for q in line_q
+            )
         if glare is not None:
             extra = line_glare_warnings(line_q)
             quality = dataclasses.replace(quality, warnings=quality.warnings + extra, lines=line_q)
@@ -195,7 +206,9 @@ class Pipeline:
 
         t = time.perf_counter()
         extracted = self.field_extractor(lines, schema)
-        verified = self.verifier(extracted, lines, schema, codes, auto_accept=auto_accept)
+        verified = self.verifier(
+            extracted, lines, schema, codes, auto_accept=auto_accept, cuts=cuts
+        )
         timings["fields"] = (time.perf_counter() - t) * 1000.0
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
 
@@ -398,7 +411,9 @@ def build_pipeline(
         classifier=classifier,
         recognizer=TextRecognizer(config, rec_sess, load_char_list(ms, rec_sess)),
         field_extractor=extractor,
-        verifier=FieldVerifier(),
+        verifier=FieldVerifier(
+            calibration=load_calibration(models) if config.calibrate else IDENTITY
+        ),
         code_reader=CodeReader(enabled=config.codes),
         models=tuple(models),
         device=real_device,

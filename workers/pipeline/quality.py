@@ -9,15 +9,14 @@ Measures and thresholds (module constants; checked on rendered labels, see the t
 - ``blur``: variance of the Laplacian of the gray working image, over the text boxes when any
   were detected (plain background would look "blurry"), else over the whole image.
   Warning ``blur`` when < ``BLUR_MIN``.
-- ``exposure``: mean gray level / 255 in [0, 1]. Warning ``underexposed`` when the 95th
-  percentile < ``DARK_P95`` (0.35) or the mean < ``DARK_MEAN`` (0.15); ``overexposed`` when
-  the 5th percentile > ``BRIGHT_P5`` (0.75) or more than ``CLIPPED_MAX`` (40 %) of the pixels
-  are clipped (>= 250).
-- ``glare_fraction``: share of the image covered by glare blobs: near-white (V >= 250),
-  low-saturation (S <= 40, HSV 0..255) pixels, opened with a 1 %-of-short-side kernel, kept
-  when the blob covers >= 0.05 % of the image and the median of a ring around it (0.5 to 1
-  equivalent radius away, past the soft falloff) is darker by >= 20 grey levels (a specular
-  hot spot, not an evenly lit white sheet). Warning ``glare`` when > ``GLARE_MAX`` (3 %).
+- ``exposure``: mean gray level / 255 in [0, 1]. The warnings read the histogram of the
+  text-bearing area (the extended text quads; the whole image when no text was found), not the
+  share of bright pixels: ``underexposed`` when its 95th percentile < ``DARK_P95`` (0.35) or
+  the image mean < ``DARK_MEAN`` (0.15); ``overexposed`` when its 5th percentile (the print
+  itself) > ``BRIGHT_P5`` (0.75). White paper with dark print is not overexposed.
+- ``glare_fraction``: share of the image covered by specular highlights
+  (``glare.glare_mask``: saturated colourless cores with a bright falloff, small relative to
+  the photo; white paper is not glare). Warning ``glare_photo`` when > ``GLARE_MAX`` (3 %).
 - ``text_glare_fraction``: share of the text area (quads extended along the line by one line
   height each side, since glare often cuts a line short) covered by glare blobs. Warning
   ``glare`` with the "Strong glare over the text" message when > ``TEXT_GLARE_MAX`` (5 %).
@@ -31,8 +30,8 @@ height / the image's short side), ``text_area`` (share of the image the boxes co
 and ``text_cx`` / ``text_cy`` (mean box centre / width, height: 0.5 = centred). A moved camera
 shows as smaller or shifted boxes, a failing lamp as a lower luminance and contrast.
 
-Glare masks are :mod:`glare`'s: without a mask this stage uses ``glare.blob_mask``; the pipeline
-passes ``glare.image_glare_mask`` (computed once per image) and the per-line ``glare_text``
+Glare masks are :mod:`glare`'s: without a mask this stage computes ``glare.glare_mask``; the
+pipeline passes ``glare.image_glare_mask`` (computed once per image) and the per-line ``glare_text``
 warnings come from ``glare.line_glare_warnings``.
 """
 
@@ -41,7 +40,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .glare import blob_mask
+from .glare import glare_mask
 from .types import QualityReport, QualityWarning
 
 WORK_SIDE = 1024
@@ -49,8 +48,6 @@ BLUR_MIN = 300.0
 DARK_P95 = 0.35
 DARK_MEAN = 0.15
 BRIGHT_P5 = 0.75
-CLIPPED_MAX = 0.40
-CLIPPED_V = 250
 GLARE_MAX = 0.03
 TEXT_GLARE_MAX = 0.05
 
@@ -97,8 +94,10 @@ class QualityAssessor:
         blur = self._blur(gray, text_mask)
         g = gray.astype(np.float32) / 255.0
         exposure = float(g.mean())
-        p5, p95 = (float(v) for v in np.percentile(g, [5, 95]))
-        clipped = float((gray >= CLIPPED_V).mean())
+        # exposure judged on the text-bearing area when there is one: white paper around dark
+        # print is not overexposure, washed-out print is
+        area = g[text_mask > 0] if text_mask is not None and text_mask.sum() >= 64 else g
+        p5, p95 = (float(v) for v in np.percentile(area, [5, 95]))
 
         if glare is not None:
             glare = np.asarray(glare)
@@ -110,7 +109,12 @@ class QualityAssessor:
                 )
             glare = glare > 0
         else:
-            glare = blob_mask(small, gray)
+            glare = glare_mask(rgb).mask
+            glare = (
+                cv2.resize(glare, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_NEAREST)
+                if glare.shape[:2] != gray.shape
+                else glare
+            ) > 0
         glare_fraction = float(glare.mean())
         text_glare = 0.0
         if text_mask is not None and text_mask.any():
@@ -121,7 +125,7 @@ class QualityAssessor:
             warnings.append(QualityWarning("blur", MSG["blur"]))
         if p95 < DARK_P95 or exposure < DARK_MEAN:
             warnings.append(QualityWarning("underexposed", MSG["underexposed"]))
-        elif p5 > BRIGHT_P5 or clipped > CLIPPED_MAX:
+        elif p5 > BRIGHT_P5:
             warnings.append(QualityWarning("overexposed", MSG["overexposed"]))
         if text_glare > TEXT_GLARE_MAX:
             warnings.append(QualityWarning("glare", MSG["glare"]))

@@ -25,11 +25,16 @@ Per field:
      ``INVALID_FACTOR`` when invalid. A check-digit field with two or more characters below
      ``CHECK_SURE_PROB`` is invalid (``uncertain``) even when its check digit passes.
 
+   That product is the *raw* confidence (``confidence_parts["raw"]``); ``confidence`` is its
+   calibrated probability of being right (``calibration.CalibrationMap``, fitted on held-out
+   data for the running models; the identity when there is none for them).
    A field whose value a code confirms gets at least ``CODE_CONFIDENCE`` (codes carry their
    own error detection); a field only a code carries is added with ``source="code"``.
 
 The read's ``needs_review`` is the rule of ``workers.fieldspec.review`` (missing or invalid
-fields, confidence below the auto-accept threshold, a code that disagrees with the print).
+fields, confidence below the auto-accept threshold, a value that may be truncated -- its line
+is cut at the value's end by glare, the frame edge or the detector, ``truncation.line_cuts`` --
+a code that disagrees with the print).
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ from workers.fieldspec.identifiers import identifier_key
 from workers.fieldspec.review import ReviewDecision, decide_review
 
 from .barcodes import KEYED_SERIAL, CodeResult, cross_check
+from .calibration import IDENTITY, CalibrationMap
 from .correction import LOOKALIKES, correct
+from .truncation import LineCut, value_cut
 from .types import FieldResult, TextLine
 
 CORRECTED_FACTOR = 0.9
@@ -130,8 +137,14 @@ class FieldVerifier:
     """Validation, correction, codes, confidence and review (see the module docstring).
     ``today``: returns the date the date rules are anchored to (tests pin it)."""
 
-    def __init__(self, *, today: Callable[[], date] = date.today) -> None:
+    def __init__(
+        self,
+        *,
+        today: Callable[[], date] = date.today,
+        calibration: CalibrationMap = IDENTITY,
+    ) -> None:
         self.today = today
+        self.calibration = calibration
 
     def __call__(
         self,
@@ -141,7 +154,10 @@ class FieldVerifier:
         codes: Sequence[CodeResult] = (),
         *,
         auto_accept: float | None = None,
+        cuts: Mapping[int, LineCut] | None = None,
     ) -> Verified:
+        """``cuts``: truncation causes per line (``TextLine.order`` -> ``LineCut``, from
+        ``truncation.line_cuts``); None: no truncation guard (lines without pixels)."""
         ps = product_schema(schema)
         threshold = float(auto_accept if auto_accept is not None else ps.auto_accept)
         today = self.today()
@@ -194,9 +210,10 @@ class FieldVerifier:
             got = self._from_code(name, cv, ps, today)
             if got is not None:
                 merged.append(got)
+        truncated = _truncated(merged, lines, cuts) if cuts else {}
         return Verified(
             fields=tuple(merged),
-            review=decide_review(merged, ps, threshold, mismatches),
+            review=decide_review(merged, ps, threshold, mismatches, truncated),
             mismatches=tuple(m.to_dict() for m in mismatches),
         )
 
@@ -269,7 +286,8 @@ class FieldVerifier:
             validation = CORRECTED_FACTOR if correction is not None else 1.0
         else:
             validation = INVALID_FACTOR
-        conf = float(recognition) * float(extraction) * validation
+        raw_conf = float(recognition) * float(extraction) * validation
+        conf = self.calibration(f.name, raw_conf)
         return dataclasses.replace(
             f,
             raw_value=f.raw_value,
@@ -294,6 +312,7 @@ class FieldVerifier:
                 "recognition": round(float(recognition), 5),
                 "extraction": round(float(extraction), 5),
                 "validation": validation,
+                "raw": round(raw_conf, 5),
             },
         )
 
@@ -321,6 +340,30 @@ class FieldVerifier:
             iso_date=check.iso_date,
             confidence_parts={"code": CODE_CONFIDENCE},
         )
+
+
+def _truncated(
+    fields: Sequence[FieldResult], lines: Sequence[TextLine], cuts: Mapping[int, LineCut]
+) -> dict[str, dict[str, Any]]:
+    """Field name -> ``{"side", "causes"}`` for printed values whose line may be cut at the
+    value's end (``truncation.value_cut``). A value a code confirms is not truncated."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in fields:
+        if not f.value or f.source != "text" or f.line_index is None:
+            continue
+        if not 0 <= f.line_index < len(lines):
+            continue
+        line = lines[f.line_index]
+        span = locate(f.raw_value, lines, f.line_index)
+        got = value_cut(
+            cuts.get(line.order),
+            line.text,
+            None if span is None else span.start,
+            None if span is None else span.end,
+        )
+        if got is not None:
+            out[f.name] = got
+    return out
 
 
 def _value_is_span(f: FieldResult, raw: str) -> bool:

@@ -79,6 +79,7 @@ def test_clean_read_is_valid_and_auto_accepted(verify):
         "recognition": 0.99,
         "extraction": 0.98,
         "validation": 1.0,
+        "raw": 0.9702,  # recognition x extraction x validation, before calibration
     }
     assert not out.review.needs_review and out.review.reasons == ()
 

@@ -1,0 +1,237 @@
+"""Truncation guard: where a recognised line may have lost characters at either end (glare, the
+frame edge, a detection cut), and which field values sit at such an end.
+
+A value that glare, the frame edge or a detection cut may have truncated reads as a shorter,
+often still *valid* value (``QX778`` for ``QX77812345``) at high character confidence, since
+the characters it lost were never recognised. Confidence cannot see what was not read, so the
+review rule treats such a value as never auto-acceptable (reason ``truncated``).
+
+Frame: original image pixels (x right, y down). A line polygon starts at the text's own
+top-left (``TextLine.polygon``): corners TL, TR, BR, BL with TL -> TR the reading direction;
+a bent line's 2N-point polygon is reduced to its four end corners.
+
+Per line end (``start`` = before the first character, ``end`` = after the last), the causes:
+
+- ``edge``: the end's corners lie within ``EDGE_MARGIN`` x line height (at least 2 px) of the
+  frame border: the text may run on outside the photo;
+- ``glare``: the glare mask covers at least ``GLARE_END_COVER`` of the strip from the last
+  character cell to one character width beyond the box (what the highlight hides is not read);
+- ``neighbour``: another detected line on the same baseline (centre offset across the line
+  <= half a line height, heights within a factor ``1.6``) starts within ``NEIGHBOUR_GAP``
+  character widths of this end: the detector split one run of characters;
+- ``ink``: the box's own border cuts through characters: the band ``INK_BAND`` character
+  widths either side of the box's end, at character height, holds ink like the line's own
+  (dark share >= ``INK_RATIO`` x the line's, not a solid dark area). The detector pads the
+  boxes it draws, so a whole line ends in background; a frame line or a rule a little beyond
+  the text is not in that band.
+
+Per character, ``char_glare`` is the share of its cell (the line split proportionally by the
+characters read) in the glare mask; a value with a character cell at least ``CHAR_GLARE_COVER``
+washed out may have lost characters there too (``glare`` inside the value).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .types import TextLine
+
+EDGE_MARGIN = 0.15
+GLARE_END_COVER = 0.25
+CHAR_GLARE_COVER = 0.3
+NEIGHBOUR_GAP = 0.5
+INK_RATIO = 0.5
+INK_SOLID = 0.65
+INK_BAND = 0.2
+CAUSES = ("edge", "glare", "neighbour", "ink")
+
+
+@dataclass(frozen=True)
+class LineCut:
+    """Where line ``order`` may be truncated: causes at its ``start`` and ``end`` (subsets of
+    ``CAUSES``, in that order) and ``char_glare`` (glare share of each character cell)."""
+
+    order: int
+    start: tuple[str, ...] = ()
+    end: tuple[str, ...] = ()
+    char_glare: tuple[float, ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.start or self.end)
+
+
+@dataclass(frozen=True)
+class _Geom:
+    tl: np.ndarray
+    tr: np.ndarray
+    br: np.ndarray
+    bl: np.ndarray
+    u: np.ndarray  # unit reading direction
+    n: np.ndarray  # unit normal (down the text)
+    height: float
+    length: float
+    char_w: float
+
+
+def _geom(ln: TextLine) -> _Geom | None:
+    pts = np.asarray(ln.polygon, np.float64).reshape(-1, 2)
+    if len(pts) < 4:
+        return None
+    if len(pts) != 4:
+        k = len(pts) // 2
+        pts = np.stack([pts[0], pts[k - 1], pts[k], pts[2 * k - 1]])
+    tl, tr, br, bl = pts
+    along = (tr - tl) + (br - bl)
+    length = float(np.linalg.norm(along)) / 2.0
+    if length < 1.0:
+        return None
+    u = along / (2.0 * length)
+    nrm = np.array([-u[1], u[0]])
+    height = 0.5 * (float(np.linalg.norm(bl - tl)) + float(np.linalg.norm(br - tr)))
+    n_chars = max(1, len(ln.text.strip()))
+    char_w = float(np.clip(length / n_chars, 0.3 * height, 1.2 * height))
+    return _Geom(tl, tr, br, bl, u, nrm, max(height, 1.0), length, char_w)
+
+
+def _warp(img: np.ndarray, quad: np.ndarray, out_h: int) -> np.ndarray:
+    """Axis-aligned patch of ``quad`` (TL, TR, BR, BL) at a height of ``out_h`` px."""
+    w_len = float(np.linalg.norm(quad[1] - quad[0]))
+    h_len = float(np.linalg.norm(quad[3] - quad[0]))
+    out_w = max(2, int(round(out_h * w_len / max(h_len, 1e-6))))
+    dst = np.array([[0, 0], [out_w - 1, 0], [out_w - 1, out_h - 1], [0, out_h - 1]], np.float32)
+    m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
+    return cv2.warpPerspective(
+        img, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def _strip(g: _Geom, side: str, inside: float, outside: float) -> np.ndarray:
+    """Quad (TL, TR, BR, BL in reading order) from ``inside`` px inside the box to ``outside``
+    px beyond it, at the ``side`` end."""
+    if side == "end":
+        a, b = g.tr, g.br
+        return np.stack([a - g.u * inside, a + g.u * outside, b + g.u * outside, b - g.u * inside])
+    a, b = g.tl, g.bl
+    return np.stack([a - g.u * outside, a + g.u * inside, b + g.u * inside, b - g.u * outside])
+
+
+def _near_edge(g: _Geom, side: str, shape: tuple[int, int]) -> bool:
+    h, w = shape[:2]
+    m = max(2.0, EDGE_MARGIN * g.height)
+    pts = (g.tr, g.br) if side == "end" else (g.tl, g.bl)
+    return any(p[0] <= m or p[1] <= m or p[0] >= w - 1 - m or p[1] >= h - 1 - m for p in pts)
+
+
+def _dark_share(patch: np.ndarray, thresh: float) -> float:
+    rows = patch.shape[0]
+    band = patch[rows // 4 : rows - rows // 4]  # character height, away from box padding
+    return float((band < thresh).mean()) if band.size else 0.0
+
+
+def line_cuts(
+    gray: np.ndarray, lines: Sequence[TextLine], glare: np.ndarray | None = None
+) -> dict[int, LineCut]:
+    """Truncation causes per line (module docstring), keyed by ``TextLine.order``.
+
+    ``gray``: (H, W) uint8 image in the lines' pixel frame; ``glare``: optional (H, W) uint8
+    glare mask (nonzero = glare) in the same frame."""
+    geoms = {ln.order: _geom(ln) for ln in lines}
+    has_glare = glare is not None and bool(np.any(glare))
+    out: dict[int, LineCut] = {}
+    for ln in lines:
+        g = geoms[ln.order]
+        if g is None:
+            out[ln.order] = LineCut(ln.order)
+            continue
+        ph = 16
+        line_patch = _warp(gray, np.stack([g.tl, g.tr, g.br, g.bl]), ph)
+        thresh, _ = cv2.threshold(line_patch, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        line_ink = _dark_share(line_patch, float(thresh))
+        char_glare: tuple[float, ...] = ()
+        if has_glare:
+            cells = _warp(glare, np.stack([g.tl, g.tr, g.br, g.bl]), ph) > 127
+            n = max(1, len(ln.text))
+            edges = np.linspace(0, cells.shape[1], n + 1)
+            char_glare = tuple(
+                float(cells[:, int(edges[i]) : max(int(edges[i + 1]), int(edges[i]) + 1)].mean())
+                for i in range(n)
+            )
+        causes: dict[str, list[str]] = {"start": [], "end": []}
+        for side in ("start", "end"):
+            if _near_edge(g, side, gray.shape):
+                causes[side].append("edge")
+            if has_glare:
+                q = _strip(g, side, g.char_w, g.char_w)
+                cover = float((_warp(glare, q, ph) > 127).mean())
+                if cover >= GLARE_END_COVER:
+                    causes[side].append("glare")
+            if _neighbour(g, side, ln.order, geoms):
+                causes[side].append("neighbour")
+            # ink at the box's own border: the box cuts through a character
+            band = _warp(gray, _strip(g, side, INK_BAND * g.char_w, INK_BAND * g.char_w), ph)
+            ink = _dark_share(band, float(thresh))
+            beyond = _warp(gray, _strip(g, side, -INK_BAND * g.char_w, g.char_w), ph)
+            ink2 = _dark_share(beyond, float(thresh))
+            if (
+                line_ink > 0.02
+                and INK_RATIO * line_ink <= ink <= INK_SOLID
+                and INK_RATIO * line_ink <= ink2 <= INK_SOLID
+            ):
+                causes[side].append("ink")
+        out[ln.order] = LineCut(ln.order, tuple(causes["start"]), tuple(causes["end"]), char_glare)
+    return out
+
+
+def _neighbour(g: _Geom, side: str, order: int, geoms: Mapping[int, _Geom | None]) -> bool:
+    """Another line on the same baseline starts (ends, for ``start``) within
+    ``NEIGHBOUR_GAP`` character widths of this end."""
+    centre = (g.tl + g.tr + g.br + g.bl) / 4.0
+    for k, o in geoms.items():
+        if k == order or o is None:
+            continue
+        if not (1 / 1.6 <= o.height / g.height <= 1.6):
+            continue
+        oc = (o.tl + o.tr + o.br + o.bl) / 4.0
+        if abs(float((oc - centre) @ g.n)) > 0.5 * g.height:
+            continue
+        if abs(float(o.u @ g.u)) < math.cos(math.radians(20)):
+            continue
+        if side == "end":
+            gap = float(((o.tl + o.bl) / 2.0 - (g.tr + g.br) / 2.0) @ g.u)
+        else:
+            gap = float(((g.tl + g.bl) / 2.0 - (o.tr + o.br) / 2.0) @ g.u)
+        if -0.5 * g.char_w <= gap <= NEIGHBOUR_GAP * g.char_w:
+            return True
+    return False
+
+
+def value_cut(
+    cut: LineCut | None, text: str, start: int | None, end: int | None
+) -> dict[str, object] | None:
+    """Why a value at characters ``start:end`` of its line's ``text`` may be truncated, or
+    None. ``start``/``end`` None: the value's place in the line is unknown (assembled from
+    several lines): any cut of the line counts. Returns ``{"side": "start"|"end"|"inside",
+    "causes": [...]}``."""
+    if cut is None:
+        return None
+    if start is None or end is None:
+        if cut.any:
+            side = "end" if cut.end else "start"
+            return {"side": side, "causes": list(cut.end or cut.start)}
+        return None
+    first = len(text) - len(text.lstrip())
+    last = len(text.rstrip(" \t.,;:|"))
+    if end >= last and cut.end:
+        return {"side": "end", "causes": list(cut.end)}
+    if start <= first and cut.start:
+        return {"side": "start", "causes": list(cut.start)}
+    cg = cut.char_glare[start:end]
+    if cg and max(cg) >= CHAR_GLARE_COVER:
+        return {"side": "inside", "causes": ["glare"]}
+    return None
