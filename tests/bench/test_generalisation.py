@@ -82,3 +82,15 @@ def test_serial_in_text_needs_a_boundary() -> None:
     assert gen.serial_in_text("1234 5678", [("S/N:12345678", None)])
     assert gen.serial_in_text("AB-12", [("Ser. No.", None), ("AB12", None)])
     assert not gen.serial_in_text("12345678", [("S/N:123456789", None)])
+
+
+def test_cached_lines_keep_full_precision(samples) -> None:
+    import json
+
+    lines = gen.gt_textlines(samples[1])
+    shifted = [
+        type(ln)(**{**ln.__dict__, "polygon": tuple((x + 0.123456, y) for x, y in ln.polygon)})
+        for ln in lines
+    ]
+    back = [gen._line_from_json(json.loads(json.dumps(gen._line_json(ln)))) for ln in shifted]
+    assert back == shifted
