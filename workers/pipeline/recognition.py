@@ -84,9 +84,10 @@ class TextRecognizer:
     - ``scripts`` given (a product schema's ``scripts``): the classes of every other script
       (``fieldspec.grammar.char_script``) get probability 0 in every frame;
     - ``None`` (the default rule): a Hangul/CJK character the greedy path writes alone, with
-      no character of its script beside it (``일RK°641AL``, ``CPOWE호FBZ``), is decoded again
-      from its frames without the Hangul/CJK classes; runs of two or more (a keyword such as
-      ``제조번호``) are kept.
+      no character of its script beside it but a Latin letter (``일RK°641AL``, ``CPOWE호FBZ``),
+      is decoded again from its frames without the Hangul/CJK classes; runs of two or more (a
+      keyword such as ``제조번호``) and lone ones beside digits, signs or spaces (the units of
+      ``2024년 05월``) are kept.
 
     Masked probability mass is not redistributed: a character read under the mask keeps the
     probability the network gave it (an honest, lower confidence).
@@ -137,17 +138,18 @@ class TextRecognizer:
             c, end = int(idx[t]), t + 1
             while end < T and idx[end] == c:
                 end += 1
-            if c != 0 and self.class_scripts[c] != "":  # spaces do not join or split runs
+            if c != 0:
                 segs.append((c, t, end))
             t = end
         out = probs
         for k, (c, t0, t1) in enumerate(segs):
-            script = self.class_scripts[c]
             if not self._foreign[c]:
                 continue
-            near = [segs[j][0] for j in (k - 1, k + 1) if 0 <= j < len(segs)]
-            if any(self.class_scripts[n] == script for n in near):
-                continue
+            near = [str(self.labels[segs[j][0]]) for j in (k - 1, k + 1) if 0 <= j < len(segs)]
+            if any(char_script(n) == self.class_scripts[c] for n in near):
+                continue  # part of a word of its script
+            if not any(n.isalpha() and char_script(n) == "latin" for n in near):
+                continue  # beside digits, signs or spaces: "2024년 05월"
             if out is probs:
                 out = probs.copy()
             out[t0:t1, self._foreign] = 0.0

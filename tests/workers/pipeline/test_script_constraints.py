@@ -172,6 +172,12 @@ def test_default_rule_drops_a_lone_hangul_but_keeps_a_korean_word(recognizer):
         [[("제", 0.8)], [("조", 0.8)], [("번", 0.8)], [("호", 0.8)], [(" ", 0.9)], [("A", 0.9)]],
     )
     assert recognizer.decode(word).text == "제조번호 A"
+    between = _frames(recognizer, [[("E", 0.9)], [("호", 0.5), ("F", 0.4)], [("B", 0.9)]])
+    assert recognizer.decode(between).text == "EFB"
+    unit = _frames(
+        recognizer, [[("2", 0.9)], [("4", 0.9)], [("년", 0.7), ("I", 0.2)], [(" ", 0.9)]]
+    )
+    assert recognizer.decode(unit).text == "24년 "  # a Korean date's unit stays
     assert recognizer.with_scripts(["latin"]).decode(word).text.strip() == "A"
     assert recognizer.with_scripts(["latin", "hangul"]).decode(lone).text == "일RK64"
     with pytest.raises(ValueError):
