@@ -84,10 +84,10 @@ class TextRecognizer:
     - ``scripts`` given (a product schema's ``scripts``): the classes of every other script
       (``fieldspec.grammar.char_script``) get probability 0 in every frame;
     - ``None`` (the default rule): a Hangul/CJK character the greedy path writes alone, with
-      no character of its script beside it but a Latin letter (``일RK°641AL``, ``CPOWE호FBZ``),
-      is decoded again from its frames without the Hangul/CJK classes; runs of two or more (a
-      keyword such as ``제조번호``) and lone ones beside digits, signs or spaces (the units of
-      ``2024년 05월``) are kept.
+      no character of its script beside it (``일RK°641AL``, ``CPOWE호FBZ``, ``(일 0°)``), is
+      decoded again from its frames without the Hangul/CJK classes, unless it follows a digit
+      (the units of ``2024년 05월``); runs of two or more (a keyword such as ``제조번호``) are
+      kept.
 
     Masked probability mass is not redistributed: a character read under the mask keeps the
     probability the network gave it (an honest, lower confidence).
@@ -145,11 +145,13 @@ class TextRecognizer:
         for k, (c, t0, t1) in enumerate(segs):
             if not self._foreign[c]:
                 continue
-            near = [str(self.labels[segs[j][0]]) for j in (k - 1, k + 1) if 0 <= j < len(segs)]
-            if any(char_script(n) == self.class_scripts[c] for n in near):
+            prev = str(self.labels[segs[k - 1][0]]) if k > 0 else ""
+            nxt = str(self.labels[segs[k + 1][0]]) if k + 1 < len(segs) else ""
+            script = self.class_scripts[c]
+            if char_script(prev or " ") == script or char_script(nxt or " ") == script:
                 continue  # part of a word of its script
-            if not any(n.isalpha() and char_script(n) == "latin" for n in near):
-                continue  # beside digits, signs or spaces: "2024년 05월"
+            if prev.isdigit() and not (nxt.isalpha() and char_script(nxt) == "latin"):
+                continue  # a unit after a number: the 년 / 월 of "2024년 05월"
             if out is probs:
                 out = probs.copy()
             out[t0:t1, self._foreign] = 0.0

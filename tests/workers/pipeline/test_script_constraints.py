@@ -178,6 +178,8 @@ def test_default_rule_drops_a_lone_hangul_but_keeps_a_korean_word(recognizer):
         recognizer, [[("2", 0.9)], [("4", 0.9)], [("년", 0.7), ("I", 0.2)], [(" ", 0.9)]]
     )
     assert recognizer.decode(unit).text == "24년 "  # a Korean date's unit stays
+    sign = _frames(recognizer, [[("(", 0.9)], [("일", 0.5)], [(" ", 0.9)], [("0", 0.9)]])
+    assert recognizer.decode(sign).text == "( 0"  # a lone syllable between signs: dropped
     assert recognizer.with_scripts(["latin"]).decode(word).text.strip() == "A"
     assert recognizer.with_scripts(["latin", "hangul"]).decode(lone).text == "일RK64"
     with pytest.raises(ValueError):
