@@ -86,8 +86,9 @@ class TextRecognizer:
     - ``None`` (the default rule): a Hangul/CJK character the greedy path writes alone, with
       no character of its script beside it (``일RK°641AL``, ``CPOWE호FBZ``, ``(일 0°)``), is
       decoded again from its frames without the Hangul/CJK classes, unless it follows a digit
-      (the units of ``2024년 05월``); runs of two or more (a keyword such as ``제조번호``) are
-      kept.
+      (the units of ``2024년 05월``) or the line holds a word of its script (then only a Latin
+      letter beside it makes it suspect); runs of two or more (a keyword such as ``제조번호``)
+      are kept.
 
     Masked probability mass is not redistributed: a character read under the mask keeps the
     probability the network gave it (an honest, lower confidence).
@@ -142,6 +143,10 @@ class TextRecognizer:
                 segs.append((c, t, end))
             t = end
         out = probs
+        scripts = [self.class_scripts[c] for c, _, _ in segs]
+        # a line that holds a word (2+ characters) of a foreign script is a line of that script
+        pairs = zip(scripts[:-1], scripts[1:], strict=True)
+        words = {a for a, b in pairs if a == b and a in ("hangul", "cjk")}
         for k, (c, t0, t1) in enumerate(segs):
             if not self._foreign[c]:
                 continue
@@ -150,7 +155,10 @@ class TextRecognizer:
             script = self.class_scripts[c]
             if char_script(prev or " ") == script or char_script(nxt or " ") == script:
                 continue  # part of a word of its script
-            if prev.isdigit() and not (nxt.isalpha() and char_script(nxt) == "latin"):
+            latin_letter = any(n.isalpha() and char_script(n) == "latin" for n in (prev, nxt))
+            if script in words and not latin_letter:
+                continue  # a one-syllable word or unit of a Korean/CJK line
+            if prev.isdigit() and not latin_letter:
                 continue  # a unit after a number: the 년 / 월 of "2024년 05월"
             if out is probs:
                 out = probs.copy()

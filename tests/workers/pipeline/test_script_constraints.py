@@ -180,6 +180,11 @@ def test_default_rule_drops_a_lone_hangul_but_keeps_a_korean_word(recognizer):
     assert recognizer.decode(unit).text == "24년 "  # a Korean date's unit stays
     sign = _frames(recognizer, [[("(", 0.9)], [("일", 0.5)], [(" ", 0.9)], [("0", 0.9)]])
     assert recognizer.decode(sign).text == "( 0"  # a lone syllable between signs: dropped
+    korean = _frames(
+        recognizer,
+        [[("모", 0.9)], [("델", 0.9)], [(" ", 0.9)], [("일", 0.6), ("1", 0.3)], [(" ", 0.9)]],
+    )
+    assert recognizer.decode(korean).text == "모델 일 "  # in a Korean line it may stand alone
     assert recognizer.with_scripts(["latin"]).decode(word).text.strip() == "A"
     assert recognizer.with_scripts(["latin", "hangul"]).decode(lone).text == "일RK64"
     with pytest.raises(ValueError):
