@@ -11,8 +11,12 @@ from ocrapp import roles
 def _fields(*names: str, required: tuple[str, ...] = ("serial_number",)) -> dict:
     """A schema naming well-known fields only: their rules (pattern, format, check digit, date,
     normalisation) are the pipeline's built-in ones (``validation.DEFAULT_FIELD_SPECS``, applied
-    by ``verification.product_schema``), so they are written down in one place."""
-    return {"fields": [{"name": n, "required": n in required} for n in names]}
+    by ``verification.product_schema``), so they are written down in one place. The demo labels
+    carry the catalogue's Korean keys, so the recogniser may write Hangul on them."""
+    return {
+        "fields": [{"name": n, "required": n in required} for n in names],
+        "scripts": ["latin", "hangul"],
+    }
 
 
 DEMO_PRODUCT_TYPES: dict[str, dict] = {

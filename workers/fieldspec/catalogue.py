@@ -276,15 +276,23 @@ _DEFAULT_NAMES = (
 )
 
 
-def _schema_dict(*names: str, required: tuple[str, ...] = ("serial_number",)) -> dict[str, Any]:
+def _schema_dict(
+    *names: str,
+    required: tuple[str, ...] = ("serial_number",),
+    scripts: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """A schema of the catalogue's fields ``names`` by name only (the rules come from the
-    catalogue when it is resolved); ``required`` lists the required ones."""
-    return {
+    catalogue when it is resolved); ``required`` lists the required ones, ``scripts`` the
+    label's scripts (None: the recogniser's default rule)."""
+    out: dict[str, Any] = {
         "fields": [
             {"name": n, "label": KNOWN_FIELDS[n].spec.label, "required": n in required}
             for n in names
         ]
     }
+    if scripts is not None:
+        out["scripts"] = list(scripts)
+    return out
 
 
 DEFAULT_SCHEMA: dict[str, Any] = _schema_dict(*_DEFAULT_NAMES)
@@ -299,8 +307,11 @@ BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
         "mfg_date",
         "manufacturer",
         required=("serial_number", "model"),
+        scripts=("latin", "hangul"),  # the catalogue's Korean keys
     ),
-    "sticker": _schema_dict("serial_number", "part_number", "lot", "mac", "imei"),
+    "sticker": _schema_dict(
+        "serial_number", "part_number", "lot", "mac", "imei", scripts=("latin", "hangul")
+    ),
 }
 """Named starting points for product-type schemas (the CLI's ``--product-type``)."""
 
@@ -368,6 +379,11 @@ def resolve_schema(schema: Mapping[str, Any] | ProductSchema | None) -> ProductS
                 own_rules.add(str(f.get("name")))
         src["fields"] = [_resolved_field(f) if isinstance(f, Mapping) else f for f in fields]
     ps = ProductSchema.from_dict(src)
+    if ps.scripts is not None:  # a field that names no scripts holds the label's
+        ps = replace(
+            ps,
+            fields=tuple(f if f.scripts else replace(f, scripts=ps.scripts) for f in ps.fields),
+        )
     keyless = {
         f.name
         for f in ps.fields

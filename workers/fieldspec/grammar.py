@@ -18,10 +18,20 @@ A product type carries a *field schema* (JSON, editable in the admin)::
             "formats": ["YYYY-MM-DD"]       # optional, default DEFAULT_DATE_FORMATS
           },
           "normalise": ["upper", "strip_spaces"],  # optional list of NORMALISE_OPS
-          "keywords": ["S/N", "Serial No"]  # optional list of label keywords
+          "keywords": ["S/N", "Serial No"], # optional list of label keywords
+          "scripts": ["latin"]              # optional, default: the schema's
         }
-      ]
+      ],
+      "scripts": ["latin", "hangul"]        # optional (below)
     }
+
+``scripts`` (schema or field level) lists the writing systems the label, or the field's
+value, may hold: ``latin`` (letters, digits, punctuation, symbols: always needed, so it must
+be listed), ``hangul`` (Korean), ``cjk`` (Chinese characters and Japanese kana). The
+recogniser does not write characters of other scripts (a decoding-time mask); a field value
+holding one fails validation with reason ``script``. A schema without ``scripts`` lets the
+recogniser keep Hangul/CJK only where it reads a run of two or more such characters (a
+keyword, a word), never a lone one inside Latin text (:func:`char_script`).
 
 ``auto_accept`` (0..1, default 0.9) is the confidence at or above which a read
 whose fields all validate is accepted without review.
@@ -90,9 +100,12 @@ __all__ = [
     "FieldSpec",
     "FormatError",
     "FormatToken",
+    "SCRIPTS",
     "ProductSchema",
     "Reason",
     "SchemaError",
+    "char_allowed",
+    "char_script",
     "check_digit_text",
     "compile_format",
     "format_to_regex",
@@ -128,10 +141,38 @@ _FIELD_KEYS = frozenset(
         "date",
         "normalise",
         "keywords",
+        "scripts",
     }
 )
 _DATE_KEYS = frozenset({"not_future", "max_age_days", "formats"})
-_SCHEMA_KEYS = frozenset({"auto_accept", "fields"})
+_SCHEMA_KEYS = frozenset({"auto_accept", "fields", "scripts"})
+
+SCRIPTS: tuple[str, ...] = ("latin", "hangul", "cjk")
+"""Writing systems a schema's ``scripts`` may name (``latin``: everything not Hangul/CJK)."""
+
+
+def char_script(ch: str) -> str:
+    """The script of one character: ``hangul`` (jamo, compatibility jamo, syllables), ``cjk``
+    (CJK ideographs, hiragana, katakana) or ``latin`` (every other character: Latin, Greek and
+    other letters, digits, punctuation, symbols such as ``° µ Ω € %``)."""
+    o = ord(ch)
+    if 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
+        return "hangul"
+    if 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
+        return "cjk"
+    return "latin"
+
+
+def _scripts_errors(v: Any, where: str) -> list[str]:
+    errs = _str_list_errors(v, where)
+    if errs:
+        return errs
+    bad = [x for x in v if x not in SCRIPTS]
+    if bad:
+        return [f"{where}: unknown {bad}; known {list(SCRIPTS)}"]
+    if "latin" not in v:
+        return [f"{where}: must include 'latin' (digits and punctuation belong to it)"]
+    return []
 
 
 class SchemaError(ValueError):
@@ -266,6 +307,95 @@ def _format_re(fmt: str) -> re.Pattern[str]:
 @lru_cache(maxsize=512)
 def _pattern_re(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+_CATEGORY_TESTS: dict[str, Callable[[str], bool]] = {
+    "CATEGORY_DIGIT": lambda c: c.isdigit(),
+    "CATEGORY_NOT_DIGIT": lambda c: not c.isdigit(),
+    "CATEGORY_SPACE": lambda c: c.isspace(),
+    "CATEGORY_NOT_SPACE": lambda c: not c.isspace(),
+    "CATEGORY_WORD": lambda c: c.isalnum() or c == "_",
+    "CATEGORY_NOT_WORD": lambda c: not (c.isalnum() or c == "_"),
+}
+
+
+@lru_cache(maxsize=256)
+def _pattern_chars(pattern: str) -> tuple[frozenset[str], tuple[Callable[[str], bool], ...]] | None:
+    """Characters a full match of ``pattern`` can consume: (literal set, predicates), or None
+    when any character can appear (``.``, a negated class, a back-reference, an unknown node).
+    Look-around assertions consume nothing and are skipped."""
+    import re._parser as sre  # the stdlib's own regex parser (Python 3.11+)
+
+    chars: set[str] = set()
+    tests: list[Callable[[str], bool]] = []
+
+    def walk(items: Any) -> bool:
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL":
+                chars.add(chr(av))
+            elif name == "IN":
+                for iop, iav in av:
+                    iname = str(iop)
+                    if iname == "LITERAL":
+                        chars.add(chr(iav))
+                    elif iname == "RANGE":
+                        lo, hi = iav
+                        tests.append(lambda c, lo=lo, hi=hi: lo <= ord(c) <= hi)
+                    elif iname == "CATEGORY" and str(iav) in _CATEGORY_TESTS:
+                        tests.append(_CATEGORY_TESTS[str(iav)])
+                    else:  # NEGATE and anything unexpected: any character
+                        return False
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                if not walk(av[2]):
+                    return False
+            elif name == "SUBPATTERN":
+                if not walk(av[-1]):
+                    return False
+            elif name == "ATOMIC_GROUP":
+                if not walk(av):
+                    return False
+            elif name == "BRANCH":
+                if not all(walk(b) for b in av[1]):
+                    return False
+            elif name in ("ASSERT", "ASSERT_NOT", "AT"):
+                continue
+            else:  # ANY, NOT_LITERAL, GROUPREF, CATEGORY outside a class...
+                return False
+        return True
+
+    parsed = sre.parse(pattern)
+    if not walk(parsed):
+        return None
+    if parsed.state.flags & re.IGNORECASE:  # both cases of every literal and range
+        both = {x for c in chars for x in (c, c.upper(), c.lower())}
+        folded = [lambda c, t=t: t(c) or t(c.upper()) or t(c.lower()) for t in tests]
+        return frozenset(both), tuple(folded)
+    return frozenset(chars), tuple(tests)
+
+
+def char_allowed(ch: str, spec: FieldSpec) -> bool:
+    """Whether the recognised character ``ch`` can be part of a valid value of ``spec``: its
+    script is one of ``spec.scripts`` and, normalised (``normalise_char``), it is a character
+    the ``format`` or ``pattern`` can consume. A character normalisation removes is allowed;
+    date fields and fields without rules allow every character of their scripts. Used to keep
+    a value free of impossible characters when the recogniser offers a possible one."""
+    if spec.scripts is not None and char_script(ch) not in spec.scripts:
+        return False
+    n = normalise_char(ch, spec)
+    if not n:
+        return True
+    if spec.format:
+        allowed = set().union(*(t.chars for t in compile_format(spec.format)))
+        if not all(c in allowed for c in n):
+            return False
+    if spec.pattern:
+        got = _pattern_chars(spec.pattern)
+        if got is not None:
+            lits, tests = got
+            if not all(c in lits or any(t(c) for t in tests) for c in n):
+                return False
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -459,6 +589,8 @@ class FieldSpec:
     date: DateRule | None = None
     normalise: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    scripts: tuple[str, ...] | None = None
+    """Scripts the value may hold (``SCRIPTS``); None: any."""
 
     @property
     def display_label(self) -> str:
@@ -480,6 +612,7 @@ class FieldSpec:
             date=DateRule.from_dict(d["date"]) if d.get("date") is not None else None,
             normalise=tuple(d.get("normalise") or ()),
             keywords=tuple(d.get("keywords") or ()),
+            scripts=tuple(d["scripts"]) if d.get("scripts") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -497,6 +630,8 @@ class FieldSpec:
             out["normalise"] = list(self.normalise)
         if self.keywords:
             out["keywords"] = list(self.keywords)
+        if self.scripts:
+            out["scripts"] = list(self.scripts)
         return out
 
 
@@ -508,6 +643,9 @@ class ProductSchema:
     auto_accept: float = DEFAULT_AUTO_ACCEPT
     keyless: frozenset[str] = frozenset()
     """Fields an extractor may take without a key (set by ``catalogue.resolve_schema``)."""
+    scripts: tuple[str, ...] | None = None
+    """Scripts the label may hold (the recogniser's decoding mask); None: the default rule
+    (Hangul/CJK only in runs of two or more characters)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ProductSchema:
@@ -518,10 +656,17 @@ class ProductSchema:
         return cls(
             fields=tuple(FieldSpec.from_dict(f) for f in d.get("fields", [])),
             auto_accept=float(d.get("auto_accept", DEFAULT_AUTO_ACCEPT)),
+            scripts=tuple(d["scripts"]) if d.get("scripts") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"auto_accept": self.auto_accept, "fields": [f.to_dict() for f in self.fields]}
+        out: dict[str, Any] = {
+            "auto_accept": self.auto_accept,
+            "fields": [f.to_dict() for f in self.fields],
+        }
+        if self.scripts:
+            out["scripts"] = list(self.scripts)
+        return out
 
     def field(self, name: str) -> FieldSpec | None:
         """The spec named ``name`` or ``None``."""
@@ -588,6 +733,8 @@ def _field_errors(f: Any, where: str) -> list[str]:
         errors.extend(errs)
     if "keywords" in f:
         errors.extend(_str_list_errors(f["keywords"], f"{where}.keywords"))
+    if "scripts" in f:
+        errors.extend(_scripts_errors(f["scripts"], f"{where}.scripts"))
     return errors
 
 
@@ -631,6 +778,8 @@ def schema_errors(d: Any) -> list[str]:
         aa = d["auto_accept"]
         if isinstance(aa, bool) or not isinstance(aa, int | float) or not 0.0 <= aa <= 1.0:
             errors.append("auto_accept: must be a number between 0 and 1")
+    if "scripts" in d:
+        errors.extend(_scripts_errors(d["scripts"], "scripts"))
     fields = d.get("fields", [])
     if not isinstance(fields, list):
         errors.append("fields: must be a list")
@@ -707,7 +856,7 @@ def check_digit_text(value: str) -> str:
 @dataclass(frozen=True)
 class Reason:
     """Why a value failed validation. ``code`` is stable (``required``, ``pattern``,
-    ``format``, ``check_digit``, ``date_unparsed``, ``date_future``, ``date_too_old``);
+    ``format``, ``check_digit``, ``script``, ``date_unparsed``, ``date_future``, ``date_too_old``);
     ``message`` is for people."""
 
     code: str
@@ -759,6 +908,12 @@ def validate_field(value: str | None, spec: FieldSpec, *, today: date) -> FieldC
             )
         return FieldCheck(spec.name, True, v)
     reasons: list[Reason] = []
+    if spec.scripts is not None:
+        foreign = sorted({ch for ch in v if char_script(ch) not in spec.scripts})
+        if foreign:
+            reasons.append(
+                Reason("script", f"{v!r} holds {''.join(foreign)!r}, not of {list(spec.scripts)}")
+            )
     if spec.pattern and not _pattern_re(spec.pattern).fullmatch(v):
         reasons.append(Reason("pattern", f"{v!r} does not match the pattern {spec.pattern!r}"))
     if spec.format and not _format_re(spec.format).fullmatch(v):

@@ -47,12 +47,13 @@ from workers.fieldspec.checkdigits import CHECK_DIGITS
 from workers.fieldspec.grammar import (
     PER_CHAR_OPS,
     FieldSpec,
+    char_allowed,
     compile_format,
     normalise_char,
     validate_field,
 )
 
-__all__ = ["LOOKALIKES", "Alternatives", "Correction", "correct"]
+__all__ = ["LOOKALIKES", "Alternatives", "Correction", "constrain_chars", "correct"]
 
 Alternatives = Sequence[Sequence[tuple[str, float]]]
 """One list per recognised character: ``(char, probability)`` pairs, best first."""
@@ -346,3 +347,46 @@ def correct(
         if res is not None:
             return res
     return None
+
+
+def constrain_chars(
+    text: str, alternatives: Alternatives | None, spec: FieldSpec
+) -> Correction | None:
+    """Replace every character of ``text`` that no valid value of ``spec`` can hold
+    (``grammar.char_allowed``: another script, a sign outside the format or pattern, e.g. ``°``
+    or Hangul inside a serial) by its most probable recognised alternative that it can hold.
+
+    This needs no precise grammar (unlike :func:`correct`): it never turns one possible
+    character into another, it only removes impossible ones, and only where the recogniser
+    itself offered a possible one (no look-alikes are invented). A changed character keeps the
+    probability the recogniser gave its replacement, so the value's confidence drops.
+
+    Returns None when nothing is impossible, or when some impossible character has no
+    possible alternative (the value then fails validation as read)."""
+    if not text or alternatives is None or len(alternatives) != len(text):
+        return None
+    out = list(text)
+    changes: list[tuple[int, str, str]] = []
+    prob = 1.0
+    for i, (ch, alts) in enumerate(zip(text, alternatives, strict=True)):
+        if char_allowed(ch, spec):
+            prob *= next((min(max(float(p), 0.0), 1.0) for a, p in alts if a == ch), 1.0)
+            continue
+        best = max(
+            (
+                (a, float(p))
+                for a, p in alts
+                if a and a != ch and float(p) > 0.0 and char_allowed(a, spec)
+            ),
+            key=lambda t: t[1],
+            default=None,
+        )
+        if best is None:
+            return None
+        out[i] = best[0]
+        prob *= min(best[1], 1.0)
+        changes.append((i, ch, best[0]))
+    if not changes:
+        return None
+    value = "".join(out)
+    return Correction(text, value, True, prob, tuple(changes))

@@ -148,9 +148,10 @@ class Pipeline:
         flipped = [False] * len(crops)
         if self.classifier is not None and crops:
             crops, flipped = self.classifier(crops)
-        texts = self.recognizer(crops)
+        recognizer = self.recognizer.with_scripts(schema.scripts)  # the label's scripts
+        texts = recognizer(crops)
         if cfg.rectify != "off":
-            texts, flipped = orient_lines(crops, texts, flipped, self.recognizer)
+            texts, flipped = orient_lines(crops, texts, flipped, recognizer)
         kept: list[int] = [
             i for i, r in enumerate(texts) if r.text.strip() and r.confidence >= cfg.min_line_score
         ]

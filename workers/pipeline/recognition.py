@@ -6,11 +6,15 @@ Inputs of both stages are line crops: list of (h, w, 3) uint8 RGB arrays (uprigh
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
 import numpy as np
+
+from workers.fieldspec.grammar import SCRIPTS, char_script
 
 from .config import PipelineConfig
 from .errors import TransientError
@@ -73,6 +77,21 @@ class TextRecognizer:
     fwd:  (n, 3, 48, W) float32 -> (n, T, C) softmax probabilities, T = W / 8.
     post: greedy CTC: argmax per step, collapse repeats, drop blank (class 0). Class i in
           1..len(chars) maps to chars[i-1], class len(chars)+1 is a space.
+
+    Script constraint (``with_scripts``), applied to the (T, C) frame probabilities before the
+    greedy decode, so the top-k alternatives obey it too:
+
+    - ``scripts`` given (a product schema's ``scripts``): the classes of every other script
+      (``fieldspec.grammar.char_script``) get probability 0 in every frame;
+    - ``None`` (the default rule): a Hangul/CJK character the greedy path writes alone, with
+      no character of its script beside it (``일RK°641AL``, ``CPOWE호FBZ``, ``(일 0°)``), is
+      decoded again from its frames without the Hangul/CJK classes, unless it follows a digit
+      (the units of ``2024년 05월``) or the line holds a word of its script (then only a Latin
+      letter beside it makes it suspect); runs of two or more (a keyword such as ``제조번호``)
+      are kept.
+
+    Masked probability mass is not redistributed: a character read under the mask keeps the
+    probability the network gave it (an honest, lower confidence).
     """
 
     def __init__(self, config: PipelineConfig, session: Any, chars: list[str]) -> None:
@@ -82,6 +101,69 @@ class TextRecognizer:
         self.labels = np.array(["", *chars, " "], dtype=object)
         self.top_k = config.top_k
         self.batch_size = config.rec_batch_size
+        # per class: its script ("" for blank and space, never masked)
+        self.class_scripts = np.array(
+            ["", *(char_script(c[0]) if c else "latin" for c in chars), ""], dtype=object
+        )
+        self._foreign = np.isin(self.class_scripts, ["hangul", "cjk"])
+        self.scripts: tuple[str, ...] | None = None
+        self._allowed: np.ndarray | None = None  # (C,) bool, None: the default rule
+
+    def with_scripts(self, scripts: Iterable[str] | None) -> TextRecognizer:
+        """A recogniser sharing this one's session that writes only characters of ``scripts``
+        (``SCRIPTS`` names; None: the default rule of the class docstring)."""
+        out = copy.copy(self)
+        if scripts is None:
+            out.scripts, out._allowed = None, None
+            return out
+        chosen = tuple(dict.fromkeys(scripts))
+        bad = [x for x in chosen if x not in SCRIPTS]
+        if bad:
+            raise ValueError(f"unknown scripts {bad}; known {list(SCRIPTS)}")
+        out.scripts = chosen
+        out._allowed = (self.class_scripts == "") | np.isin(self.class_scripts, chosen)
+        return out
+
+    def _constrain(self, probs: np.ndarray) -> np.ndarray:
+        """(T, C) -> (T, C) with the script constraint applied (a copy when anything changes)."""
+        if self._allowed is not None:
+            if self._allowed.all():
+                return probs
+            return probs * self._allowed[None, :].astype(probs.dtype)
+        if not self._foreign.any():
+            return probs
+        idx = probs.argmax(axis=1)
+        segs: list[tuple[int, int, int]] = []  # (class, start, end) of emitted characters
+        t, T = 0, len(idx)
+        while t < T:
+            c, end = int(idx[t]), t + 1
+            while end < T and idx[end] == c:
+                end += 1
+            if c != 0:
+                segs.append((c, t, end))
+            t = end
+        out = probs
+        scripts = [self.class_scripts[c] for c, _, _ in segs]
+        # a line that holds a word (2+ characters) of a foreign script is a line of that script
+        pairs = zip(scripts[:-1], scripts[1:], strict=True)
+        words = {a for a, b in pairs if a == b and a in ("hangul", "cjk")}
+        for k, (c, t0, t1) in enumerate(segs):
+            if not self._foreign[c]:
+                continue
+            prev = str(self.labels[segs[k - 1][0]]) if k > 0 else ""
+            nxt = str(self.labels[segs[k + 1][0]]) if k + 1 < len(segs) else ""
+            script = self.class_scripts[c]
+            if char_script(prev or " ") == script or char_script(nxt or " ") == script:
+                continue  # part of a word of its script
+            latin_letter = any(n.isalpha() and char_script(n) == "latin" for n in (prev, nxt))
+            if script in words and not latin_letter:
+                continue  # a one-syllable word or unit of a Korean/CJK line
+            if prev.isdigit() and not latin_letter:
+                continue  # a unit after a number: the 년 / 월 of "2024년 05월"
+            if out is probs:
+                out = probs.copy()
+            out[t0:t1, self._foreign] = 0.0
+        return out
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """list of (h, w, 3) uint8 -> (n, 3, 48, W) float32, W = max(320, 48 * max aspect)."""
@@ -97,13 +179,15 @@ class TextRecognizer:
         return batch
 
     def decode(self, probs: np.ndarray) -> RecognizedText:
-        """(T, C) float32 softmax -> RecognizedText (greedy CTC + per-char top-k)."""
-        idx = probs.argmax(axis=1)
+        """(T, C) float32 softmax -> RecognizedText (script constraint, greedy CTC + per-char
+        top-k)."""
         n_classes = probs.shape[1]
         if n_classes != len(self.labels):
             raise TransientError(
                 f"recogniser outputs {n_classes} classes but the char list has {len(self.labels)}"
             )
+        probs = self._constrain(probs)
+        idx = probs.argmax(axis=1)
         text: list[str] = []
         confs: list[float] = []
         alts: list[tuple[tuple[str, float], ...]] = []

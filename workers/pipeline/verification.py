@@ -52,7 +52,7 @@ from workers.fieldspec.review import ReviewDecision, decide_review
 
 from .barcodes import KEYED_SERIAL, CodeResult, cross_check
 from .calibration import IDENTITY, CalibrationMap
-from .correction import LOOKALIKES, correct
+from .correction import LOOKALIKES, constrain_chars, correct
 from .truncation import LineCut, value_cut
 from .types import FieldResult, TextLine
 
@@ -259,11 +259,16 @@ class FieldVerifier:
             c = correct(raw, span.alternatives, spec, today=today, lookalike_prior=LOOKALIKE_PRIOR)
             if c is not None and c.corrected and _plausible(c, span, spec):
                 correction = c
-                check = validate_field(c.value, spec, today=today)
-                # a changed character counts with the probability of what it became
-                for pos, _frm, to in c.changes:
-                    p = _alt_prob(span, pos, to)
-                    char_conf[pos] = p
+        if not check.valid and correction is None and span is not None and _value_is_span(f, raw):
+            # characters the field cannot hold (another script, a sign outside its rule) give
+            # way to the recogniser's own possible alternative, whatever the grammar's precision
+            correction = constrain_chars(raw, span.alternatives, spec)
+        if correction is not None:
+            check = validate_field(correction.value, spec, today=today)
+            # a changed character counts with the probability of what it became
+            for pos, _frm, to in correction.changes:
+                p = _alt_prob(span, pos, to)
+                char_conf[pos] = p
         recognition = min(char_conf) if char_conf else 0.0
         reasons = tuple((r.code, r.message) for r in check.reasons)
         valid = check.valid
