@@ -183,8 +183,13 @@ def warmup_cosine_budget(
     opt: Any, warmup: int, total: int, budget: TimeBudget | None, min_ratio: float = 0.05
 ) -> Any:
     """``common.warmup_cosine`` whose decay also follows the time budget (a ``LambdaLR``
-    stepped once per optimiser step). Without a limited budget it is exactly warmup_cosine."""
+    stepped once per optimiser step). Without a budget it is ``common.warmup_cosine``."""
     import torch
+
+    if budget is None or budget.limit is None:
+        from workers.training.common import warmup_cosine
+
+        return warmup_cosine(opt, warmup, total, min_ratio)
 
     def f(step: int) -> float:
         if step < warmup:
@@ -196,8 +201,14 @@ def warmup_cosine_budget(
 
 
 def warmup_linear_budget(opt: Any, warmup: int, total: int, budget: TimeBudget | None) -> Any:
-    """``common.warmup_linear`` (decay to 0 at ``total``) that also follows the time budget."""
+    """``common.warmup_linear`` (decay to 0 at ``total``) that also follows the time budget
+    (without one it is ``common.warmup_linear``)."""
     import torch
+
+    if budget is None or budget.limit is None:
+        from workers.training.common import warmup_linear
+
+        return warmup_linear(opt, warmup, total)
 
     warm = max(1, warmup)
 
