@@ -40,7 +40,10 @@ def resolve_device(name: str | None) -> Any:
     name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name}: use auto, cpu or cuda[:N]") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"--device {name}: torch sees no CUDA device")
