@@ -225,10 +225,14 @@ def warmup_linear_budget(opt: Any, warmup: int, total: int, budget: TimeBudget |
 
 # ---- parallel data generation ----------------------------------------------------------------
 def _limit_threads() -> None:
-    """One compute thread per worker process (they run side by side on the CPU cores)."""
+    """One compute thread per worker process (they run side by side on the CPU cores).
+
+    OpenCV: ``setNumThreads(0)`` (no thread pool). ``setNumThreads(1)`` in a forked child
+    whose parent had used OpenCV's pthreads pool deadlocks (seen here with torch + cv2 in the
+    parent: the child hangs on a futex); 0 and leaving it alone do not."""
     import cv2
 
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(0)
     try:
         import torch
 
