@@ -39,7 +39,7 @@ def resolve_device(name: str | None) -> Any:
 
     name = (name or "auto").strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
@@ -51,6 +51,8 @@ def resolve_device(name: str | None) -> Any:
             raise RuntimeError(
                 f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible"
             )
+        # TF32 for the float32 matmuls left outside autocast (validation, the CTC/DB losses)
+        torch.set_float32_matmul_precision("high")
     elif dev.type != "cpu":
         raise ValueError(f"--device {name}: use auto, cpu or cuda[:N]")
     return dev
