@@ -31,6 +31,21 @@ mkdir -p "$OUT" "$WORK"
 LOG="$OUT/train.log"
 : >"$LOG"
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
+# train_with_fallback FUNC: run FUNC "" (the recipe); if it fails within 150 s of the start
+# (e.g. an op without bf16 support on this GPU), run FUNC "--amp off" once in the time left,
+# so that one device call still yields weights.
+train_with_fallback() {
+  local fn=$1 rc
+  "$fn" ""
+  rc=$?
+  if [ "$rc" != 0 ] && [ $(($(date +%s) - T0)) -lt 150 ]; then
+    say "training failed early (rc $rc): retrying once in fp32 (--amp off)"
+    MAX_MINUTES=$(awk -v m="$MAX_MINUTES" -v e="$(($(date +%s) - T0))" 'BEGIN{printf "%.1f", m - e / 60}')
+    "$fn" "--amp off"
+    rc=$?
+  fi
+  return "$rc"
+}
 finish() {
   "$PY" -m workers.training.gpu.run finish --model "$MODEL" --work "$WORK" --out "$OUT" \
     --wall "$(($(date +%s) - T0))" 2>&1 | tee -a "$LOG"

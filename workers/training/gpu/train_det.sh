@@ -7,13 +7,18 @@
 MODEL=det
 source "$(dirname "$0")/common.sh"
 say "training det on $DEVICE for at most $MAX_MINUTES min"
-# shellcheck disable=SC2086
-"$PY" -m workers.training.det_train --device "$DEVICE" --max-minutes "$MAX_MINUTES" \
-  --max-steps "${MAX_STEPS:-100000}" --batch-size "${BATCH:-16}" --size "${SIZE:-576}" \
-  --size-jitter 0.25 --lr "${LR:-2e-4}" --warmup 50 --p-distract 0.6 \
-  --seed-start "${SEED_START:-5000000}" --val-samples 32 --val-every 100 --ckpt-every 200 \
-  --log-every 20 --threads 4 --out "$WORK" $EXTRA_ARGS 2>&1 | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
+train() {
+  rm -f "$WORK"/ckpt_*.pt "$WORK"/best.pt "$WORK"/log.csv "$WORK"/val_*.json
+  # shellcheck disable=SC2086
+  "$PY" -m workers.training.det_train --device "$DEVICE" --max-minutes "$MAX_MINUTES" \
+    --max-steps "${MAX_STEPS:-100000}" --batch-size "${BATCH:-16}" --size "${SIZE:-576}" \
+    --size-jitter 0.25 --lr "${LR:-2e-4}" --warmup 50 --p-distract 0.6 \
+    --seed-start "${SEED_START:-5000000}" --val-samples 32 --val-every 100 --ckpt-every 200 \
+    --log-every 20 --threads 4 --out "$WORK" $EXTRA_ARGS $1 2>&1 | tee -a "$LOG"
+  return "${PIPESTATUS[0]}"
+}
+train_with_fallback train
+rc=$?
 if [ "$rc" != 0 ]; then say "training failed (rc $rc)"; finish; exit "$rc"; fi
 CK="$WORK/best.pt"
 [ -f "$CK" ] || CK=$(ls "$WORK"/ckpt_*.pt 2>/dev/null | sort | tail -1)

@@ -17,14 +17,19 @@ else
   echo "[]" >"$SROIE"
 fi
 say "training extractor on $DEVICE for at most $MAX_MINUTES min"
-# shellcheck disable=SC2086
-"$PY" -m workers.training.extractor.train --device "$DEVICE" --max-minutes "$MAX_MINUTES" \
-  --max-steps "${MAX_STEPS:-4000}" --init-from "${EXTRACTOR_INIT:-workers/models/extractor}" \
-  --sroie "$SROIE" --n-synth "${N_SYNTH:-8000}" --no-cache --lr "${LR:-6e-5}" --head-lr 5e-4 \
-  --warmup 0.03 --batch-tokens "${BATCH_TOKENS:-16384}" --val-every 200 --n-val-synth 300 \
-  --save-every 500 --log-every 50 --threads 4 --out "$WORK/run" --export "$WORK/export" \
-  $EXTRA_ARGS 2>&1 | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
+train() {
+  rm -rf "$WORK/run" "$WORK/export"
+  # shellcheck disable=SC2086
+  "$PY" -m workers.training.extractor.train --device "$DEVICE" --max-minutes "$MAX_MINUTES" \
+    --max-steps "${MAX_STEPS:-4000}" --init-from "${EXTRACTOR_INIT:-workers/models/extractor}" \
+    --sroie "$SROIE" --n-synth "${N_SYNTH:-8000}" --no-cache --lr "${LR:-6e-5}" --head-lr 5e-4 \
+    --warmup 0.03 --batch-tokens "${BATCH_TOKENS:-16384}" --val-every 200 --n-val-synth 300 \
+    --save-every 500 --log-every 50 --threads 4 --out "$WORK/run" --export "$WORK/export" \
+    $EXTRA_ARGS $1 2>&1 | tee -a "$LOG"
+  return "${PIPESTATUS[0]}"
+}
+train_with_fallback train
+rc=$?
 if [ -f "$WORK/export/extractor.safetensors" ]; then
   split -b 15M -d -a 1 "$WORK/export/extractor.safetensors" "$OUT/extractor.safetensors.part"
   cp "$WORK/export/manifest.json" "$OUT/manifest.json"
