@@ -280,6 +280,7 @@ def _producer(
     make: Callable[[int, int], Iterator[Any]], wid: int, n: int, q: Any, stop: Any
 ) -> None:
     _limit_threads()
+    q.cancel_join_thread()  # exit without flushing what the consumer will never read
     try:
         for item in make(wid, n):
             while not stop.is_set():
@@ -343,11 +344,14 @@ class WorkerStream:
         with contextlib.suppress(Exception):
             while True:
                 self.queue.get_nowait()
+        deadline = time.monotonic() + 5.0  # for all workers together, then terminate
         for p in self.procs:
-            p.join(timeout=5)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
             if p.is_alive():
                 p.terminate()
-                p.join(timeout=5)
+                p.join(timeout=2)
+        self.queue.cancel_join_thread()
         self.queue.close()
 
     def __enter__(self) -> WorkerStream:
