@@ -280,7 +280,6 @@ def _producer(
     make: Callable[[int, int], Iterator[Any]], wid: int, n: int, q: Any, stop: Any
 ) -> None:
     _limit_threads()
-    q.cancel_join_thread()  # exit without flushing what the consumer will never read
     try:
         for item in make(wid, n):
             while not stop.is_set():
@@ -290,6 +289,7 @@ def _producer(
                 except Exception:  # queue.Full
                     continue
             if stop.is_set():
+                q.cancel_join_thread()  # exit without flushing what nobody will read
                 return
     except BaseException as exc:  # report instead of hanging the consumer
         import traceback
