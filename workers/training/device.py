@@ -289,7 +289,6 @@ def _producer(
                 except Exception:  # queue.Full
                     continue
             if stop.is_set():
-                q.cancel_join_thread()  # exit without flushing what nobody will read
                 return
     except BaseException as exc:  # report instead of hanging the consumer
         import traceback
@@ -339,18 +338,21 @@ class WorkerStream:
             return wid, item
 
     def close(self) -> None:
+        """Stop the workers: they see the stop flag within 0.5 s; what they still flush is
+        read and dropped (reading only whole messages while they live: a worker killed while
+        writing leaves half a message, so the queue is not read after a terminate). Workers
+        still alive after 5 s in all are terminated."""
         self.stop.set()
-        # drain so that producers blocked on put() can see the stop flag
-        with contextlib.suppress(Exception):
-            while True:
-                self.queue.get_nowait()
-        deadline = time.monotonic() + 5.0  # for all workers together, then terminate
-        for p in self.procs:
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        deadline = time.monotonic() + 5.0
+        while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
+            try:
+                self.queue.get(timeout=0.1)
+            except Exception:  # queue.Empty
+                pass
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
-                p.join(timeout=2)
+            p.join(timeout=2)
         self.queue.cancel_join_thread()
         self.queue.close()
 
