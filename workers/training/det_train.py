@@ -32,12 +32,23 @@ B = sigmoid(50 (sigmoid(P) - T)) is DB's approximate binary map + 10 * L1(T, thr
 ``thresh_mask``. AdamW, warmup + cosine, gradient clipping, checkpoints + ``--resume`` like
 ``rec_train``.
 
+Device (``workers.training.device``, as ``rec_train``): ``--device auto|cpu|cuda[:N]``, bf16
+autocast on CUDA (``--amp``; the DB loss in float32), ``--max-minutes`` (stop in time, best
+checkpoint by validation loss kept, schedule decays over the time budget), ``--data-workers N``
+forked processes that render samples on the interleaved seeds ``cursor + w + N k`` and send
+compact batches (uint8 image and masks, float16 threshold map; normalised on the device).
+Defaults: 0 workers and batch 4 on the CPU (the single-process path, unchanged), ``min(12,
+cpus - 2)`` workers and batch 16 on CUDA. ``workers/training/gpu/train_det.sh`` is the prepared
+run for one GPU.
+
 CLI::
 
     nice -n 10 python -m workers.training.det_train --max-steps 300 --batch-size 4 \
         --size 640 --out var/train/det [--resume]
     python -m workers.training.det_train --export var/train/det/best.pt \
         --onnx workers/models/det_ours/det.onnx
+    python -m workers.training.det_train --device cuda --max-minutes 6 --max-steps 100000 \
+        --out var/train/det_gpu
 """
 
 from __future__ import annotations
@@ -66,8 +77,20 @@ from workers.training.common import (
     prune_checkpoints,
     save_checkpoint,
     start_or_resume,
-    warmup_cosine,
     write_manifest,
+)
+from workers.training.device import (
+    TimeBudget,
+    WorkerStream,
+    amp_dtype,
+    autocast,
+    default_data_workers,
+    device_info,
+    parallel_map,
+    pick,
+    resolve_device,
+    to_device,
+    warmup_cosine_budget,
 )
 
 MODEL_SET = "ppocrv6_small"  # default base: the pipeline's default detector (--base to change)
@@ -310,6 +333,80 @@ def make_batch(
     return out
 
 
+def make_batch_compact(items: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> dict[str, Any]:
+    """:func:`make_batch` for the data workers, in a quarter of the bytes: ``u8`` (N, H, W, 3)
+    uint8 RGB (zero padded), ``hw`` (N, 2) int64 valid sizes, ``shrink`` / ``shrink_mask`` /
+    ``thresh_mask`` (N, H, W) uint8 (they are 0/1 maps), ``thresh`` (N, H, W) float16.
+    :func:`expand_batch` turns it into make_batch's tensors on the training device."""
+    hmax = max(i[0].shape[0] for i in items)
+    wmax = max(i[0].shape[1] for i in items)
+    n = len(items)
+    out: dict[str, np.ndarray] = {
+        "u8": np.zeros((n, hmax, wmax, 3), np.uint8),
+        "hw": np.zeros((n, 2), np.int64),
+        "shrink": np.zeros((n, hmax, wmax), np.uint8),
+        "shrink_mask": np.zeros((n, hmax, wmax), np.uint8),
+        "thresh_mask": np.zeros((n, hmax, wmax), np.uint8),
+        "thresh": np.zeros((n, hmax, wmax), np.float16),
+    }
+    for i, (img, polys) in enumerate(items):
+        h, w = img.shape[:2]
+        out["u8"][i, :h, :w] = img
+        out["hw"][i] = (h, w)
+        t = db_targets(polys, (h, w))
+        for k in ("shrink", "shrink_mask", "thresh_mask"):
+            out[k][i, :h, :w] = t[k] > 0.5
+        out["thresh"][i, :h, :w] = t["thresh"]
+    return out
+
+
+def expand_batch(compact: dict[str, np.ndarray], device: Any, model_set: str = MODEL_SET) -> dict:
+    """A :func:`make_batch_compact` batch -> :func:`make_batch`'s float32 tensors on
+    ``device`` (image normalised like :func:`normalise`, zeros in the padding)."""
+    import torch
+
+    from workers.pipeline.models import MODEL_SETS
+
+    ms = MODEL_SETS[model_set]
+    nb = device.type == "cuda"
+    u8 = torch.from_numpy(compact["u8"]).to(device, non_blocking=nb)
+    x = u8.permute(0, 3, 1, 2).flip(1).float() * (1.0 / 255.0)
+    mean = torch.tensor(ms.det_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(ms.det_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    hw = torch.from_numpy(compact["hw"]).to(device)
+    ys = torch.arange(x.shape[2], device=device)
+    xs = torch.arange(x.shape[3], device=device)
+    valid = (ys[None, :, None] < hw[:, 0, None, None]) & (xs[None, None, :] < hw[:, 1, None, None])
+    out = {"x": x * valid[:, None].to(x.dtype)}
+    for k in ("shrink", "shrink_mask", "thresh_mask", "thresh"):
+        out[k] = torch.from_numpy(compact[k]).to(device, non_blocking=nb).float()
+    return out
+
+
+def worker_batches(wid: int, n: int, *, base: int, args: argparse.Namespace) -> Any:
+    """Data worker ``wid`` of ``n``: batches of ``args.batch_size`` samples on the training
+    seeds ``base + wid + n k`` with its own generator (``args.seed``, ``wid``, ``base``);
+    yields ``(compact batch, cursor)`` forever, ``cursor`` = its next seed offset."""
+    rng = np.random.default_rng([args.seed, wid, base])
+    cursor = base + wid
+    while True:
+        size = args.size
+        if args.size_jitter > 0:
+            f = rng.uniform(1.0 - args.size_jitter, 1.0 + args.size_jitter)
+            size = max(64, int(round(args.size * f / 32)) * 32)
+        items = []
+        for _ in range(args.batch_size):
+            seed = TRAIN_SEEDS[0] + cursor
+            cursor += n
+            if seed >= TRAIN_SEEDS[1]:
+                raise ValueError("training seeds exhausted")
+            items.append(
+                resized_sample(seed, size, rng, args.p_highlight, p_distract=args.p_distract)
+            )
+        yield make_batch_compact(items), cursor
+
+
 # ---- model -----------------------------------------------------------------------------------
 def head_feature(model_set: str) -> tuple[str, int]:
     """(name, channels) of the fused FPN feature (N, C, H/4, W/4) the DB probability head reads:
@@ -379,6 +476,11 @@ class DBTrainer:
 
     def parameters(self) -> list[Any]:
         return [*self.net.parameters(), *self.thresh_head.parameters()]
+
+    def to(self, device: Any) -> DBTrainer:
+        self.net.to(device)
+        self.thresh_head.to(device)
+        return self
 
     def train_mode(self) -> None:
         """Train mode, BatchNorm statistics frozen in the pretrained network (new head: live)."""
@@ -475,12 +577,13 @@ def validate(
     model.eval_mode()
     hits = total = 0
     losses = []
+    dev = next(iter(model.net.parameters())).device
     with torch.inference_mode():
         for item in val:
-            b = make_batch([item], model.model_set)
+            b = to_device(make_batch([item], model.model_set), dev)
             lg, t = model(b["x"])
             losses.append(float(db_loss(lg, t, b)["loss"]))
-            h_, n_ = recall(torch.sigmoid(lg)[0, 0].numpy(), item[1])
+            h_, n_ = recall(torch.sigmoid(lg)[0, 0].float().cpu().numpy(), item[1])
             hits, total = hits + h_, total + n_
     model.train_mode()
     return {"val_loss": float(np.mean(losses)), "recall": hits / max(total, 1), "lines": total}
@@ -495,6 +598,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if not args.allow_missing_fonts:
         require_fonts()
 
+    device = resolve_device(args.device)
+    args.batch_size = pick(args.batch_size, device, cpu=4, cuda=16)
+    n_workers = args.data_workers if args.data_workers is not None else default_data_workers(device)
+    dtype = amp_dtype(device, args.amp)
+    budget = TimeBudget(args.max_minutes)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -516,10 +624,24 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "rng_np": None,
         }
     state["max_steps"] = total
+
+    # data first (forked workers start before the model touches CUDA)
+    val_seeds = [VAL_SEEDS[0] + i for i in range(args.val_samples)]
+    val = parallel_map(lambda s: resized_sample(s, args.size, None, 0.0), val_seeds, n_workers)
+    stream: WorkerStream | None = None
+    cursors: dict[int, int] = {}
+    if n_workers:
+        base = int(state["cursor"])
+        stream = WorkerStream(
+            lambda w, n: worker_batches(w, n, base=base, args=args),
+            n_workers,
+            prefetch=args.prefetch,
+        )
+
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = warmup_cosine(opt, args.warmup, total)
+    sched = warmup_cosine_budget(opt, args.warmup, total, budget if args.max_minutes else None)
     rng = start_or_resume(args.seed, opt, sched, state, resume, ck)
-    val = [resized_sample(VAL_SEEDS[0] + i, args.size, None, 0.0) for i in range(args.val_samples)]
     logf, log = open_log(
         out / "log.csv",
         [
@@ -539,6 +661,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     def ckpt(step: int, name: str | None = None) -> None:
+        if stream is not None and cursors:
+            state["cursor"] = max(cursors.values())
         state["step"], state["rng_np"] = step, rng.bit_generator.state
         save_checkpoint(
             out / (name or f"ckpt_{step:07d}.pt"),
@@ -551,63 +675,141 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if name is None:
             prune_checkpoints(out, keep=3)
 
+    val_s = 0.0
+    last_val: dict[str, float] = {}
+
+    def run_validation(step: int) -> dict[str, float]:
+        nonlocal val_s
+        t = time.perf_counter()
+        v = validate(model, val)
+        val_s = time.perf_counter() - t
+        print(f"step {step} val {v}", flush=True)
+        if state["best"] is None or v["val_loss"] < state["best"]:
+            state["best"] = v["val_loss"]
+            state["best_step"] = step
+            ckpt(step, "best.pt")
+        return v
+
     step = state["step"]
+    start_step = step
+    if args.val_every and n_workers and step == 0:
+        # time one validation (the budget keeps room for the last one); not a checkpoint
+        t = time.perf_counter()
+        last_val = validate(model, val)
+        val_s = time.perf_counter() - t
+        print(f"step 0 val {last_val}", flush=True)
+    budget.reserve = (val_s if args.val_every else 0.0) + 15.0
+    budget.begin_training()
     model.train_mode()
-    while step < total:
-        t0 = time.perf_counter()
-        items = []
-        # one size per batch (no padding waste), jittered so the head sees text at the scales
-        # the pipeline's det_limit_side gives it
-        size = args.size
-        if args.size_jitter > 0:
-            f = rng.uniform(1.0 - args.size_jitter, 1.0 + args.size_jitter)
-            size = max(64, int(round(args.size * f / 32)) * 32)
-        for _ in range(args.batch_size):
-            seed = TRAIN_SEEDS[0] + state["cursor"]
-            state["cursor"] += 1
-            if seed >= TRAIN_SEEDS[1]:
-                raise ValueError("training seeds exhausted")
-            items.append(
-                resized_sample(seed, size, rng, args.p_highlight, p_distract=args.p_distract)
-            )
-        b = make_batch(items, model.model_set)
-        t1 = time.perf_counter()
-        lg, t = model(b["x"])
-        parts = db_loss(lg, t, b)
-        opt.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        sched.step()
-        step += 1
-        t2 = time.perf_counter()
-        vals = {k: float(v.detach()) for k, v in parts.items()}
-        if not math.isfinite(vals["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {step}")
-        row: list[Any] = [step, *(f"{vals[k]:.4f}" for k in ("loss", "bce", "dice", "l1"))]
-        row += [
-            f"{sched.get_last_lr()[0]:.2e}",
-            f"{t2 - t1:.2f}",
-            f"{t1 - t0:.2f}",
-            "",
-            "",
-            time.time(),
-        ]
-        if args.val_every and (step % args.val_every == 0 or step == total):
-            v = validate(model, val)
-            row[8], row[9] = f"{v['val_loss']:.4f}", f"{v['recall']:.4f}"
-            print(f"step {step} val {v}", flush=True)
-            if state["best"] is None or v["val_loss"] < state["best"]:
-                state["best"] = v["val_loss"]
-                ckpt(step, "best.pt")
-        log.writerow(row)
-        logf.flush()
-        if step % args.log_every == 0:
-            print(f"step {step} " + " ".join(f"{k} {v:.3f}" for k, v in vals.items()), flush=True)
-        if step % args.ckpt_every == 0 or step == total:
+    vals: dict[str, float] = {}
+    stopped = "max_steps"
+    validated_at = -1
+    images = 0
+    try:
+        while step < total:
+            due = bool(args.val_every) and ((step + 1) % args.val_every == 0 or step + 1 == total)
+            if budget.exhausted(val_s if due else 0.0):
+                stopped = "max_minutes"
+                break
+            t0 = time.perf_counter()
+            if stream is None:
+                items = []
+                # one size per batch (no padding waste), jittered so the head sees text at the
+                # scales the pipeline's det_limit_side gives it
+                size = args.size
+                if args.size_jitter > 0:
+                    f = rng.uniform(1.0 - args.size_jitter, 1.0 + args.size_jitter)
+                    size = max(64, int(round(args.size * f / 32)) * 32)
+                for _ in range(args.batch_size):
+                    seed = TRAIN_SEEDS[0] + state["cursor"]
+                    state["cursor"] += 1
+                    if seed >= TRAIN_SEEDS[1]:
+                        raise ValueError("training seeds exhausted")
+                    items.append(
+                        resized_sample(
+                            seed, size, rng, args.p_highlight, p_distract=args.p_distract
+                        )
+                    )
+                b = to_device(make_batch(items, model.model_set), device)
+            else:
+                wid, (compact, cur) = next(stream)
+                cursors[wid] = cur
+                b = expand_batch(compact, device, model.model_set)
+            images += int(b["x"].shape[0])
+            t1 = time.perf_counter()
+            with autocast(device, dtype):
+                lg, t = model(b["x"])
+            parts = db_loss(lg.float(), t.float(), b)
+            opt.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            sched.step()
+            step += 1
+            vals = {k: float(v.detach()) for k, v in parts.items()}
+            t2 = time.perf_counter()
+            budget.record_step(t2 - t0)
+            if not math.isfinite(vals["loss"]):
+                raise FloatingPointError(f"non-finite loss at step {step}")
+            row: list[Any] = [step, *(f"{vals[k]:.4f}" for k in ("loss", "bce", "dice", "l1"))]
+            row += [
+                f"{sched.get_last_lr()[0]:.2e}",
+                f"{t2 - t1:.2f}",
+                f"{t1 - t0:.2f}",
+                "",
+                "",
+                time.time(),
+            ]
+            if due:
+                last_val = run_validation(step)
+                validated_at = step
+                row[8], row[9] = f"{last_val['val_loss']:.4f}", f"{last_val['recall']:.4f}"
+            log.writerow(row)
+            logf.flush()
+            if step % args.log_every == 0:
+                print(
+                    f"step {step} " + " ".join(f"{k} {v:.3f}" for k, v in vals.items()), flush=True
+                )
+            if step % args.ckpt_every == 0 or step == total:
+                ckpt(step)
+        if stopped == "max_minutes" and step > start_step:
+            if args.val_every and validated_at != step:
+                last_val = run_validation(step)
+                log.writerow(
+                    [
+                        step,
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        f"{last_val['val_loss']:.4f}",
+                        f"{last_val['recall']:.4f}",
+                        time.time(),
+                    ]
+                )
             ckpt(step)
-    logf.close()
-    return {"step": step, **vals, "best_val_loss": state["best"]} if step else {"step": step}
+    finally:
+        if stream is not None:
+            stream.close()
+        logf.close()
+    if not step:
+        return {"step": step}
+    info = {
+        "stopped": stopped,
+        "seconds": round(budget.elapsed(), 1),
+        "train_steps": step - start_step,
+        "images_per_s": round(images / max(budget.elapsed(), 1e-9), 2),
+        "batch_size": args.batch_size,
+        "data_workers": n_workers,
+        "amp": str(dtype).replace("torch.", "") if dtype is not None else "fp32",
+        "best_step": state.get("best_step"),
+        "last_val": last_val,
+        **device_info(device),
+    }
+    return {"step": step, **vals, "best_val_loss": state["best"], **info}
 
 
 def interpolate_weights(model: Any, alpha: float) -> Any:
@@ -665,7 +867,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--base", default=MODEL_SET, help="shipped det to start from (model set)")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--amp", default="auto", help="auto (bf16 on CUDA) | off | bf16")
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="stop in time (best checkpoint kept)"
+    )
+    p.add_argument(
+        "--data-workers",
+        type=int,
+        default=None,
+        help="sample-rendering processes (default 0 on CPU, min(12, cpus-2) on CUDA)",
+    )
+    p.add_argument("--prefetch", type=int, default=2, help="ready batches queued per worker")
+    p.add_argument("--batch-size", type=int, default=None, help="default 4 (CPU), 16 (CUDA)")
     p.add_argument("--size", type=int, default=640, help="long side of the training images")
     p.add_argument("--size-jitter", type=float, default=0.0, help="per-batch size factor +-")
     p.add_argument("--lr", type=float, default=2e-4)

@@ -24,6 +24,15 @@ evaluate on 9_000_000 and up. The crops themselves: ``workers.training.rec_data`
 Loss: (1 - eps) * CTC + eps * mean over frames of KL(uniform || p) (label smoothing for CTC),
 AdamW, linear warmup + cosine decay, gradient clipping.
 
+Device (``workers.training.device``): ``--device auto|cpu|cuda[:N]`` (model, batches and loss on
+it), bf16 autocast on CUDA (``--amp``; the CTC / smoothing loss in float32), ``--max-minutes``
+(stop in time with the best checkpoint by validation CER; the schedule decays over the time
+budget), ``--data-workers N`` forked processes that each run their own crop pool on
+interleaved training seeds (``base + w + N k``) and send ready uint8 batches (default: 0 on
+the CPU = the single-process path below, ``min(12, cpus - 2)`` on CUDA; batch 16 on the CPU,
+128 on CUDA unless ``--batch-size``). ``workers/training/gpu/train_rec.sh`` is the prepared
+run for one GPU.
+
 Checkpoints (``--out``, default var/train/rec): ``ckpt_{step:07d}.pt`` every ``--ckpt-every``
 steps (the last three kept) and ``best.pt`` (best validation CER). Each is a
 ``workers.training.convert`` checkpoint (``spec`` + ``state_dict``, loadable with
@@ -38,6 +47,8 @@ CLI::
     python -m workers.training.rec_train --time-steps 5 --arch v6_tiny --batch-size 16
     python -m workers.training.rec_train --export var/train/rec_v6s/best.pt \
         --onnx workers/models/rec_ours/rec.onnx
+    python -m workers.training.rec_train --device cuda --max-minutes 6 --max-steps 100000 \
+        --data-workers 12 --samples-per-step 4 --out var/train/rec_gpu
 """
 
 from __future__ import annotations
@@ -64,8 +75,19 @@ from workers.training.common import (
     prune_checkpoints,
     save_checkpoint,
     start_or_resume,
-    warmup_cosine,
     write_manifest,
+)
+from workers.training.device import (
+    TimeBudget,
+    WorkerStream,
+    amp_dtype,
+    autocast,
+    default_data_workers,
+    device_info,
+    parallel_map,
+    pick,
+    resolve_device,
+    warmup_cosine_budget,
 )
 from workers.training.metrics import score
 from workers.training.rec_data import VAL_CONDITIONS, LineCrop, heldout_crops, sample_crops
@@ -142,6 +164,37 @@ def preprocess(crops: Sequence[np.ndarray], max_width: int | None = None) -> np.
             2, 0, 1
         )
     return batch
+
+
+def preprocess_u8(
+    crops: Sequence[np.ndarray], max_width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`preprocess` before the float conversion, for the data workers (a quarter of the
+    bytes through the pipe): (n, 48, W, 3) uint8 RGB right-padded with zeros, and the (n,)
+    int64 valid widths. :func:`u8_to_input` finishes it on the training device."""
+    ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
+    width = max(REC_MIN_W, int(math.ceil(REC_H * max(ratios))))
+    width = int(math.ceil(width / 8) * 8)
+    if max_width is not None:
+        width = min(width, max_width)
+    batch = np.zeros((len(crops), REC_H, width, 3), dtype=np.uint8)
+    widths = np.zeros(len(crops), dtype=np.int64)
+    for i, (c, r) in enumerate(zip(crops, ratios, strict=True)):
+        rw = min(width, max(1, int(math.ceil(REC_H * r))))
+        batch[i, :, :rw] = cv2.resize(c, (rw, REC_H), interpolation=cv2.INTER_LINEAR)
+        widths[i] = rw
+    return batch, widths
+
+
+def u8_to_input(u8: Any, widths: Any) -> Any:
+    """(n, 48, W, 3) uint8 RGB tensor + (n,) widths -> (n, 3, 48, W) float32 BGR in [-1, 1]
+    with zeros right of each width: what :func:`preprocess` gives, on ``u8``'s device."""
+    import torch
+
+    x = u8.permute(0, 3, 1, 2).flip(1).float() * (2.0 / 255.0) - 1.0
+    cols = torch.arange(x.shape[-1], device=x.device)
+    valid = cols[None, :] < widths.to(x.device)[:, None]
+    return x * valid[:, None, None, :].to(x.dtype)
 
 
 # ---- augmentation ----------------------------------------------------------------------------
@@ -253,12 +306,12 @@ def ctc_smoothed_loss(
 
     n, t, c = logits.shape
     logp = F.log_softmax(logits.float(), dim=-1)
-    input_lengths = torch.full((n,), t, dtype=torch.long)
+    input_lengths = torch.full((n,), t, dtype=torch.long, device=logits.device)
     ctc = F.ctc_loss(
         logp.transpose(0, 1),
-        targets,
+        targets.to(logits.device),
         input_lengths,
-        target_lengths,
+        target_lengths.to(logits.device),
         blank=0,
         reduction="mean",
         zero_infinity=True,
@@ -287,11 +340,12 @@ def predict_torch(
 
     order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1))
     out: list[str] = [""] * len(crops)
+    dev = next(iter(model.parameters())).device
     with torch.inference_mode():
         for s in range(0, len(order), batch):
             ids = order[s : s + batch]
-            x = torch.from_numpy(preprocess([crops[i] for i in ids]))
-            probs = torch.softmax(model.logits(x), dim=-1).numpy()
+            x = torch.from_numpy(preprocess([crops[i] for i in ids])).to(dev)
+            probs = torch.softmax(model.logits(x).float(), dim=-1).cpu().numpy()
             for j, i in enumerate(ids):
                 out[i] = greedy_decode(probs[j], labels)
     return out
@@ -357,10 +411,16 @@ class CropPool:
     """Ring buffer of training crops refilled from consecutive training seeds."""
 
     def __init__(
-        self, size: int, cursor: int, index: dict[str, int], p_engraved: float = 0.2
+        self,
+        size: int,
+        cursor: int,
+        index: dict[str, int],
+        p_engraved: float = 0.2,
+        stride: int = 1,
     ) -> None:
         self.size = size
         self.cursor = cursor
+        self.stride = stride  # a data worker w of N: cursor = base + w, stride N
         self.index = index
         self.p_engraved = p_engraved
         self.items: list[LineCrop] = []
@@ -368,7 +428,7 @@ class CropPool:
 
     def add_sample(self, rng: np.random.Generator) -> int:
         seed = TRAIN_SEEDS[0] + self.cursor
-        self.cursor += 1
+        self.cursor += self.stride
         try:
             crops = sample_crops(seed, rng, p_engraved=self.p_engraved)
         except Exception as exc:  # a broken sample must not stop a long run
@@ -411,6 +471,36 @@ def make_batch(
     return x, targets, lengths
 
 
+def worker_batches(
+    wid: int,
+    n: int,
+    *,
+    base: int,
+    seed: int,
+    index: dict[str, int],
+    args: argparse.Namespace,
+) -> Any:
+    """Data worker ``wid`` of ``n``: its own crop pool (``pool_size / n`` crops) on the seeds
+    ``base + wid + n k``, its own generator (``seed``, ``wid``, ``base``); yields ``(uint8
+    batch, widths, targets, lengths, cursor)`` forever, ``cursor`` = its next seed offset
+    (every seed below it that this worker drew is in this or an earlier batch)."""
+    rng = np.random.default_rng([seed, wid, base])
+    size = max(args.pool_size // n, 4 * args.batch_size)
+    pool = CropPool(size, base + wid, index, args.p_engraved, stride=n)
+    while len(pool.items) < min(max(args.pool_min // n, args.batch_size), size):
+        pool.add_sample(rng)
+    while True:
+        for _ in range(args.samples_per_step):
+            pool.add_sample(rng)
+        crops = pool.batch(args.batch_size, rng)
+        imgs = [augment(c.image, rng, args.aug) for c in crops]
+        u8, widths = preprocess_u8(imgs, max_width=REC_MAX_W)
+        labels = [encode(c.text, index) or [] for c in crops]
+        targets = np.array([k for lab in labels for k in lab], dtype=np.int64)
+        lengths = np.array([len(lab) for lab in labels], dtype=np.int64)
+        yield u8, widths, targets, lengths, pool.cursor
+
+
 # ---- training loop ---------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
@@ -420,6 +510,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if not args.allow_missing_fonts:
         require_fonts()
 
+    device = resolve_device(args.device)
+    args.batch_size = pick(args.batch_size, device, cpu=16, cuda=128)
+    n_workers = args.data_workers if args.data_workers is not None else default_data_workers(device)
+    dtype = amp_dtype(device, args.amp)
+    budget = TimeBudget(args.max_minutes)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -457,6 +552,26 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
     state["max_steps"] = total
     index = {c: i + 1 for i, c in enumerate(charset)}
+
+    # data first (forked workers start before the model touches CUDA)
+    val_seeds = list(range(VAL_SEEDS[0], VAL_SEEDS[0] + args.val_samples))
+    if n_workers > 1:
+        val = _val_crops(val_seeds, n_workers)
+    else:
+        val = heldout_crops(val_seeds, VAL_CONDITIONS)
+    val = [c for c in val if encode(c.text, index) is not None and c.text.strip()]
+    stream: WorkerStream | None = None
+    pool: CropPool | None = None
+    cursors: dict[int, int] = {}
+    if n_workers:
+        base = int(state["cursor"])
+        stream = WorkerStream(
+            lambda w, n: worker_batches(w, n, base=base, seed=args.seed, index=index, args=args),
+            n_workers,
+            prefetch=args.prefetch,
+        )
+
+    model.to(device)
     opt = make_optimizer(
         model,
         args.lr,
@@ -464,14 +579,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         n_classes=len(charset) + 1,
         head_lr_mult=args.head_lr_mult,
     )
-    sched = warmup_cosine(opt, args.warmup, total)
+    sched = warmup_cosine_budget(opt, args.warmup, total, budget if args.max_minutes else None)
     rng = start_or_resume(args.seed, opt, sched, state, resume, ck)
-
-    val = heldout_crops(range(VAL_SEEDS[0], VAL_SEEDS[0] + args.val_samples), VAL_CONDITIONS)
-    val = [c for c in val if encode(c.text, index) is not None and c.text.strip()]
-    pool = CropPool(args.pool_size, state["cursor"], index, args.p_engraved)
-    while len(pool.items) < min(args.pool_min, args.pool_size):
-        pool.add_sample(rng)
+    if stream is None:
+        pool = CropPool(args.pool_size, state["cursor"], index, args.p_engraved)
+        while len(pool.items) < min(args.pool_min, args.pool_size):
+            pool.add_sample(rng)
 
     logf, log = open_log(
         out / "log.csv",
@@ -490,15 +603,25 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         resume_step=state["step"] if resume is not None else None,
     )
 
+    def cursor_now() -> int:
+        if pool is not None:
+            return pool.cursor
+        return max(cursors.values()) if cursors else int(state["cursor"])
+
+    val_s = 0.0
+
     def validate(step: int) -> tuple[float, float]:
+        nonlocal val_s
+        t = time.perf_counter()
         model.eval()
         res = evaluate(model, val, charset)
         freeze_bn_stats(model)
         (out / f"val_{step:07d}.json").write_text(json.dumps(res, indent=1))
+        val_s = time.perf_counter() - t
         return res["cer"], res["exact"]
 
     def checkpoint(step: int, best: bool = False) -> None:
-        state["step"], state["cursor"] = step, pool.cursor
+        state["step"], state["cursor"] = step, cursor_now()
         state["rng_np"] = rng.bit_generator.state
         if best:
             save_checkpoint(out / "best.pt", model, opt, sched, state)
@@ -507,70 +630,127 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         prune_checkpoints(out, keep=3)
 
     step = state["step"]
+    start_step = step
     if step == 0 and args.val_every > 0:
         cer, ex = validate(0)
         state["best_cer"], state["best_step"] = cer, 0
         log.writerow([0, "", "", "", "", "", "", f"{cer:.4f}", f"{ex:.4f}", time.time()])
         logf.flush()
         print(f"step 0 val cer {cer:.4f} exact {ex:.3f} ({len(val)} crops)", flush=True)
+    budget.reserve = val_s + 15.0 if args.val_every > 0 else 15.0
+    budget.begin_training()
     freeze_bn_stats(model)
-    last = {}
-    while step < total:
-        t0 = time.perf_counter()
-        for _ in range(args.samples_per_step):
-            pool.add_sample(rng)
-        crops = pool.batch(args.batch_size, rng)
-        x, targets, lengths = make_batch(crops, index, rng, args.aug)
-        t1 = time.perf_counter()
-        logits = model.logits(x)
-        loss, ctc = ctc_smoothed_loss(logits, targets, lengths, args.smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        sched.step()
-        step += 1
-        t2 = time.perf_counter()
-        last = {"loss": float(loss.detach()), "ctc": float(ctc.detach())}
-        if not math.isfinite(last["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {step}")
-        row = [
-            step,
-            f"{last['loss']:.4f}",
-            f"{last['ctc']:.4f}",
-            f"{sched.get_last_lr()[0]:.2e}",
-            f"{float(gn):.3f}",
-            f"{t2 - t1:.3f}",
-            f"{t1 - t0:.3f}",
-            "",
-            "",
-            time.time(),
-        ]
-        if args.val_every > 0 and (step % args.val_every == 0 or step == total):
-            cer, ex = validate(step)
-            row[7], row[8] = f"{cer:.4f}", f"{ex:.4f}"
-            print(f"step {step} val cer {cer:.4f} exact {ex:.3f}", flush=True)
-            if state["best_cer"] is None or cer < state["best_cer"]:
-                state["best_cer"], state["best_step"] = cer, step
-                checkpoint(step, best=True)
-        log.writerow(row)
-        logf.flush()
-        if step % args.log_every == 0:
-            print(
-                f"step {step} loss {last['loss']:.3f} ctc {last['ctc']:.3f} "
-                f"step {t2 - t1:.2f}s data {t1 - t0:.2f}s",
-                flush=True,
-            )
-        if step % args.ckpt_every == 0 or step == total:
+    last: dict[str, float] = {}
+    stopped = "max_steps"
+    validated_at = -1
+    crops_seen = 0
+    try:
+        while step < total:
+            due = args.val_every > 0 and ((step + 1) % args.val_every == 0 or step + 1 == total)
+            if budget.exhausted(val_s if due else 0.0):
+                stopped = "max_minutes"
+                break
+            t0 = time.perf_counter()
+            if stream is None:
+                assert pool is not None
+                for _ in range(args.samples_per_step):
+                    pool.add_sample(rng)
+                crops = pool.batch(args.batch_size, rng)
+                x, targets, lengths = make_batch(crops, index, rng, args.aug)
+                x = x.to(device)
+            else:
+                wid, (u8, widths, tg, ln, cur) = next(stream)
+                cursors[wid] = cur
+                x = u8_to_input(torch.from_numpy(u8).to(device), torch.from_numpy(widths))
+                targets, lengths = torch.from_numpy(tg), torch.from_numpy(ln)
+            crops_seen += int(x.shape[0])
+            t1 = time.perf_counter()
+            with autocast(device, dtype):
+                logits = model.logits(x)
+            loss, ctc = ctc_smoothed_loss(logits, targets, lengths, args.smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            sched.step()
+            step += 1
+            last = {"loss": float(loss.detach()), "ctc": float(ctc.detach())}
+            t2 = time.perf_counter()
+            budget.record_step(t2 - t0)
+            if not math.isfinite(last["loss"]):
+                raise FloatingPointError(f"non-finite loss at step {step}")
+            row = [
+                step,
+                f"{last['loss']:.4f}",
+                f"{last['ctc']:.4f}",
+                f"{sched.get_last_lr()[0]:.2e}",
+                f"{float(gn):.3f}",
+                f"{t2 - t1:.3f}",
+                f"{t1 - t0:.3f}",
+                "",
+                "",
+                time.time(),
+            ]
+            if due:
+                cer, ex = validate(step)
+                validated_at = step
+                row[7], row[8] = f"{cer:.4f}", f"{ex:.4f}"
+                print(f"step {step} val cer {cer:.4f} exact {ex:.3f}", flush=True)
+                if state["best_cer"] is None or cer < state["best_cer"]:
+                    state["best_cer"], state["best_step"] = cer, step
+                    checkpoint(step, best=True)
+            log.writerow(row)
+            logf.flush()
+            if step % args.log_every == 0:
+                print(
+                    f"step {step} loss {last['loss']:.3f} ctc {last['ctc']:.3f} "
+                    f"step {t2 - t1:.2f}s data {t1 - t0:.2f}s",
+                    flush=True,
+                )
+            if step % args.ckpt_every == 0 or step == total:
+                checkpoint(step)
+        if stopped == "max_minutes" and step > start_step:
+            # the time is up: validate the last weights once more, keep the best, checkpoint
+            if args.val_every > 0 and validated_at != step:
+                cer, ex = validate(step)
+                print(f"step {step} val cer {cer:.4f} exact {ex:.3f} (time budget)", flush=True)
+                log.writerow([step, "", "", "", "", "", "", f"{cer:.4f}", f"{ex:.4f}", time.time()])
+                if state["best_cer"] is None or cer < state["best_cer"]:
+                    state["best_cer"], state["best_step"] = cer, step
+                    checkpoint(step, best=True)
             checkpoint(step)
-    logf.close()
-    return {"step": step, **last, "best_cer": state["best_cer"], "best_step": state["best_step"]}
+    finally:
+        if stream is not None:
+            stream.close()
+        logf.close()
+    return {
+        "step": step,
+        **last,
+        "best_cer": state["best_cer"],
+        "best_step": state["best_step"],
+        "stopped": stopped,
+        "seconds": round(budget.elapsed(), 1),
+        "train_steps": step - start_step,
+        "crops_per_s": round(crops_seen / max(budget.elapsed(), 1e-9), 1),
+        "batch_size": args.batch_size,
+        "data_workers": n_workers,
+        "amp": str(dtype).replace("torch.", "") if dtype is not None else "fp32",
+        **device_info(device),
+    }
+
+
+def _val_crops(seeds: list[int], workers: int) -> list[LineCrop]:
+    """``heldout_crops(seeds, VAL_CONDITIONS)`` over ``workers`` processes (same crops)."""
+    jobs = [(s, VAL_CONDITIONS[i % len(VAL_CONDITIONS)]) for i, s in enumerate(seeds)]
+    parts = parallel_map(lambda j: heldout_crops([j[0]], [j[1]]), jobs, workers)
+    return [c for p in parts for c in p]
 
 
 def time_steps(args: argparse.Namespace) -> None:
     """Print the mean fwd + bwd + AdamW step time of each arch at ``--batch-size``."""
     import torch
 
+    args.batch_size = args.batch_size or 16
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     charset = build_charset()
@@ -644,7 +824,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--p-engraved", type=float, default=0.2, help="engraved-label probability")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--amp", default="auto", help="auto (bf16 on CUDA) | off | bf16")
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="stop in time (best checkpoint kept)"
+    )
+    p.add_argument(
+        "--data-workers",
+        type=int,
+        default=None,
+        help="sample-generating processes (default 0 on CPU, min(12, cpus-2) on CUDA)",
+    )
+    p.add_argument("--prefetch", type=int, default=4, help="ready batches queued per worker")
+    p.add_argument("--batch-size", type=int, default=None, help="default 16 (CPU), 128 (CUDA)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--head-lr-mult", type=float, default=1.0, help="classifier lr = lr x this")

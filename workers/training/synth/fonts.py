@@ -168,7 +168,12 @@ class FontRegistry:
     def discover(
         cls, dirs: tuple[str, ...] | None = None, *, use_fc_list: bool = True
     ) -> FontRegistry:
+        # SYNTH_FONT_DIRS: more folders to search; SYNTH_FONT_ONLY=1: only those (the GPU
+        # machine, where workers/training/gpu/carry.py brings the engine's fonts along)
         extra = tuple(p for p in os.environ.get("SYNTH_FONT_DIRS", "").split(os.pathsep) if p)
+        only = os.environ.get("SYNTH_FONT_ONLY", "") not in ("", "0") and bool(extra)
+        if only:
+            dirs, use_fc_list = (), False
         search = (dirs if dirs is not None else DEFAULT_FONT_DIRS) + extra
         paths = set(_walk(search))
         if use_fc_list and dirs is None:
