@@ -7,6 +7,7 @@ font dir / base weight. CI never trains for real and never needs a GPU."""
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import json
 import math
@@ -26,6 +27,39 @@ ort = pytest.importorskip("onnxruntime")
 from workers.training import device as DV  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+def _fresh_process(test):
+    """Run ``test`` in a new interpreter (a pytest of this one test). The data workers fork; a
+    fork from the long-lived test process, after hundreds of other tests left thread pools
+    (torch, OpenMP, onnxruntime, database and broker clients) in it, can inherit a held lock
+    and hang the child. A trainer forks from its own fresh process, which is what this
+    reproduces; the deadlock test below checks the parent state a trainer really has."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        if os.environ.get("GPU_PATH_INNER") == "1":
+            return test(*args, **kwargs)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"{__file__}::{test.__name__}",
+            ],
+            cwd=REPO,
+            env={**os.environ, "GPU_PATH_INNER": "1"},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+        return None
+
+    return run
 
 
 def _rows(path: Path) -> list[dict]:
@@ -82,6 +116,7 @@ def test_time_budget_stops_and_drives_the_schedule():
         c.step()
 
 
+@_fresh_process
 def test_parallel_map_and_worker_stream_are_ordered_and_complete():
     assert DV.parallel_map(lambda x: x * x, list(range(9)), 2) == [x * x for x in range(9)]
 
@@ -152,6 +187,7 @@ def test_rec_uint8_batches_equal_the_float_preprocessing():
 
 
 @pytest.mark.slow
+@_fresh_process
 def test_rec_two_steps_through_data_workers_and_export(tmp_path):
     from workers.training import rec_train as R
     from workers.training.common import latest_checkpoint, load_checkpoint
@@ -223,6 +259,7 @@ def test_det_compact_batches_equal_make_batch():
 
 
 @pytest.mark.slow
+@_fresh_process
 def test_det_two_steps_through_data_workers_and_export(tmp_path):
     from workers.training import det_train as D
 
@@ -290,6 +327,7 @@ def _receipt(company: str, n: int) -> dict:
 
 
 @pytest.mark.slow
+@_fresh_process
 def test_extractor_docs_from_workers_are_the_same_and_two_steps_export(tmp_path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
