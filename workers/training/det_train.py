@@ -82,6 +82,7 @@ from workers.training.common import (
 from workers.training.device import (
     TimeBudget,
     WorkerStream,
+    add_device_args,
     amp_dtype,
     autocast,
     default_data_workers,
@@ -867,17 +868,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--base", default=MODEL_SET, help="shipped det to start from (model set)")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--amp", default="auto", help="auto (bf16 on CUDA) | off | bf16")
-    p.add_argument(
-        "--max-minutes", type=float, default=None, help="stop in time (best checkpoint kept)"
-    )
-    p.add_argument(
-        "--data-workers",
-        type=int,
-        default=None,
-        help="sample-rendering processes (default 0 on CPU, min(12, cpus-2) on CUDA)",
-    )
+    add_device_args(p, workers_what="sample-rendering processes")
     p.add_argument("--prefetch", type=int, default=2, help="ready batches queued per worker")
     p.add_argument("--batch-size", type=int, default=None, help="default 4 (CPU), 16 (CUDA)")
     p.add_argument("--size", type=int, default=640, help="long side of the training images")

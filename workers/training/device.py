@@ -116,6 +116,22 @@ def to_device(batch: Any, device: Any) -> Any:
 
 
 # ---- defaults that depend on the device ------------------------------------------------------
+def add_device_args(
+    parser: Any, *, workers_what: str, max_minutes_help: str = "stop in time (best checkpoint kept)"
+) -> None:
+    """The trainers' shared GPU-path options: ``--device``, ``--amp``, ``--max-minutes`` and
+    ``--data-workers`` (``workers_what`` names what the worker processes make)."""
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--amp", default="auto", help="auto (bf16 on CUDA) | off | bf16")
+    parser.add_argument("--max-minutes", type=float, default=None, help=max_minutes_help)
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        default=None,
+        help=f"{workers_what} (default 0 on CPU, min(12, cpus-2) on CUDA)",
+    )
+
+
 def default_data_workers(device: Any) -> int:
     """0 on the CPU (single process, reproducible), ``min(12, cpus - 2)`` on CUDA."""
     if device.type != "cuda":

@@ -59,6 +59,7 @@ from workers.training.common import (  # noqa: E402
 )
 from workers.training.device import (  # noqa: E402
     TimeBudget,
+    add_device_args,
     amp_dtype,
     autocast,
     default_data_workers,
@@ -232,14 +233,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="var/extractor/run", help="checkpoint folder")
     p.add_argument("--export", default=None, help="write fp16 weights + manifest here at the end")
     p.add_argument("--max-steps", type=int, default=500)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--amp", default="auto", help="auto (bf16 on CUDA) | off | bf16")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop in time")
-    p.add_argument(
-        "--data-workers",
-        type=int,
-        default=None,
-        help="processes generating the synthetic nameplates (default 0 CPU, min(12, cpus-2) CUDA)",
+    add_device_args(
+        p,
+        workers_what="processes generating the synthetic nameplates",
+        max_minutes_help="stop in time",
     )
     p.add_argument("--val-every", type=int, default=0, help="validation loss every N steps")
     p.add_argument("--n-val-synth", type=int, default=200, help="validation nameplates")
