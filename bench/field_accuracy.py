@@ -423,6 +423,24 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
         r = d["pred"][v].get(f)
         return r if r is not None and r["value"] else None
 
+    def all_right(d: dict, v: str, strict: bool) -> bool:
+        """Every ground-truth field of image ``d`` right in variant ``v`` (``strict``: a
+        missing field counts as wrong)."""
+        for f, t in d["truth"].items():
+            p = pv(d, v, f)
+            if p is None:
+                if strict:
+                    return False
+                continue
+            if not same_value(f, p["value"], t):
+                return False
+        return True
+
+    def serial_ok(d: dict, v: str) -> bool:
+        p = pv(d, v, "serial_number")
+        t = d["truth"].get("serial_number")
+        return p is not None and t is not None and same_value("serial_number", p["value"], t)
+
     # exact match per field and variant
     print("### exact match per field (share of images whose ground truth has the field)\n")
     print(
@@ -503,50 +521,17 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
     for v in VERIFIED:
         acc = [d for d in details if not d["review"][v]["needs_review"]]
         rev = [d for d in details if d["review"][v]["needs_review"]]
-
-        def all_right(d: dict, strict: bool, v: str = v) -> bool:
-            for f, t in d["truth"].items():
-                p = pv(d, v, f)
-                if p is None:
-                    if strict:
-                        return False
-                    continue
-                if not same_value(f, p["value"], t):
-                    return False
-            return True
-
-        def serial_ok(d: dict, v: str = v) -> bool:
-            p = pv(d, v, "serial_number")
-            t = d["truth"].get("serial_number")
-            return p is not None and t is not None and same_value("serial_number", p["value"], t)
-
         print(
             f"| {v} | {len(acc)}/{n_img} ({_pct(len(acc), n_img)}) | "
-            f"{_pct(sum(all_right(d, False) for d in acc), len(acc))} | "
-            f"{_pct(sum(all_right(d, True) for d in acc), len(acc))} | "
-            f"{_pct(sum(serial_ok(d) for d in acc), len(acc))} | "
-            f"{_pct(sum(serial_ok(d) for d in rev), len(rev))} | "
-            f"{sum(all_right(d, True) for d in rev)}/{len(rev)} |"
+            f"{_pct(sum(all_right(d, v, False) for d in acc), len(acc))} | "
+            f"{_pct(sum(all_right(d, v, True) for d in acc), len(acc))} | "
+            f"{_pct(sum(serial_ok(d, v) for d in acc), len(acc))} | "
+            f"{_pct(sum(serial_ok(d, v) for d in rev), len(rev))} | "
+            f"{sum(all_right(d, v, True) for d in rev)}/{len(rev)} |"
         )
     for v in VERIFIED:
         # the same decision at other auto-accept thresholds (missing / invalid / mislabel
         # reasons do not depend on the threshold; low confidence does)
-        def all_right(d: dict, strict: bool, v: str = v) -> bool:
-            for f, t in d["truth"].items():
-                p = pv(d, v, f)
-                if p is None:
-                    if strict:
-                        return False
-                    continue
-                if not same_value(f, p["value"], t):
-                    return False
-            return True
-
-        def serial_ok(d: dict, v: str = v) -> bool:
-            p = pv(d, v, "serial_number")
-            t = d["truth"].get("serial_number")
-            return p is not None and t is not None and same_value("serial_number", p["value"], t)
-
         print(
             f"\n### auto-accept threshold sweep ({v})\n\n"
             "| threshold | auto-accepted | precision (every predicted GT field right) | "
@@ -566,8 +551,8 @@ def print_e2e_synth(details: list[dict], variants: tuple[str, ...]) -> None:
             ]
             print(
                 f"| {t:.2f} | {len(acc_t)}/{n_img} ({_pct(len(acc_t), n_img)}) | "
-                f"{_pct(sum(all_right(d, False) for d in acc_t), len(acc_t))} | "
-                f"{_pct(sum(serial_ok(d) for d in acc_t), len(acc_t))} |"
+                f"{_pct(sum(all_right(d, v, False) for d in acc_t), len(acc_t))} | "
+                f"{_pct(sum(serial_ok(d, v) for d in acc_t), len(acc_t))} |"
             )
     # why reads go to review
     print("\n### review reasons (reads that have at least one, by code and field)\n")
