@@ -2,11 +2,15 @@
 adversarial set of short, common fragments), one serial's history and filtered capture list
 pages, through the same selectors the pages and the API use, with the indexes EXPLAIN shows.
 
-Peer measured in the same run: "similar" as the trigram ``%`` filter over the GIN indexes (the
-search before issue 13) against nearest-neighbour ordering over the GiST index (now).
+Peer measured in the same run: "similar" as a nearest-neighbour scan of a trigram GiST index
+(``skeleton <-> q``, the search before the two-range "similar" of ``selectors._similar_values``),
+latency and recall: for misread serials (a substituted, deleted or inserted character, two
+substitutions), how often each finds the serial that was misread. The bench creates the peer's
+index (``bench_skeleton_gist_idx``) once if the database lacks it (minutes at 1M reads).
 
     .venv/bin/python bench/search_latency.py --reads 100000          # fills what is missing
     .venv/bin/python bench/search_latency.py --reads 1000000 --runs 200
+    .venv/bin/python bench/search_latency.py --fastupdate 10000   # GIN fastupdate on vs off
 
 The database is an embedded PostgreSQL under ``--var`` (kept, so a later run reuses the filled
 reads; ``DATABASE_URL`` points it elsewhere); missing reads are written by ``manage.py
@@ -121,6 +125,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100, help="Queries per kind.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-search"))
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--recall-runs", type=int, default=40, help="Misread serials per kind.")
     ap.add_argument(
         "--fastupdate",
         type=int,
@@ -147,7 +152,27 @@ def main() -> None:
             run(args)
 
 
-GIN_INDEXES = ("serial_value_trgm_idx", "serial_skeleton_trgm_idx")
+# peer indexes: the product has no trigram index (bench/NOTES-search.md); the bench makes them
+GIN_INDEXES = ("bench_value_trgm_idx", "bench_skeleton_trgm_idx")
+PEER_INDEXES = {
+    "bench_skeleton_gist_idx": "USING gist (skeleton gist_trgm_ops)",
+    "bench_value_trgm_idx": "USING gin (value gin_trgm_ops)",
+    "bench_skeleton_trgm_idx": "USING gin (skeleton gin_trgm_ops)",
+}
+
+
+def peer_index(name: str) -> str:
+    """Create the peer index ``name`` if it is missing; what it took, for the report."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_class WHERE relname = %s", [name])
+        if cur.fetchone():
+            return ""
+        t0 = time.perf_counter()
+        cur.execute(f"CREATE INDEX {name} ON ocrapp_serialrecord {PEER_INDEXES[name]}")
+        cur.execute("ANALYZE ocrapp_serialrecord")
+    return f"peer index {name} built in {time.perf_counter() - t0:.0f} s. "
 
 
 def fastupdate(args, env: dict[str, str]) -> None:
@@ -163,6 +188,8 @@ def fastupdate(args, env: dict[str, str]) -> None:
     from ocrapp.models import SerialRecord
     from workers.fieldspec import identifier_key, lookalike_key
 
+    for name in GIN_INDEXES:
+        peer_index(name)
     rng = random.Random(args.seed)
     max_id = SerialRecord.objects.order_by("-id").values_list("id", flat=True).first() or 0
     values = []
@@ -219,10 +246,38 @@ def fastupdate(args, env: dict[str, str]) -> None:
         )
 
 
+def _misread(value: str, kind: str, rng: random.Random) -> str:
+    """``value`` with one misread of ``kind``: a character replaced (``sub``, at a random
+    spot; ``sub-end``: the last but one, as the latency set), dropped (``del``), added
+    (``ins``), or two characters replaced (``sub2``). The replacement is no look-alike of the
+    original (that is the look-alike search's case)."""
+    pool = "AEFHKMNPRTUVWXY3479"
+    chars = list(value)
+    spots = [i for i, c in enumerate(chars) if c.isalnum()]
+
+    def other(c: str) -> str:
+        return rng.choice([x for x in pool if x != c.upper()])
+
+    if kind == "sub-end":
+        chars[-2] = "X"
+    elif kind == "sub":
+        i = rng.choice(spots)
+        chars[i] = other(chars[i])
+    elif kind == "sub2":
+        for i in rng.sample(spots, 2):
+            chars[i] = other(chars[i])
+    elif kind == "del":
+        del chars[rng.choice(spots)]
+    elif kind == "ins":
+        chars.insert(rng.randint(0, len(chars)), rng.choice(pool))
+    return "".join(chars)
+
+
+MISREADS = ("sub-end", "sub", "del", "ins", "sub2")
+
+
 def run(args) -> None:
-    from django.contrib.postgres.search import TrigramSimilarity
-    from django.db.models import Q
-    from django.db.models.functions import Greatest
+    from django.contrib.postgres.search import TrigramDistance
 
     from ocrapp import roles, selectors
     from ocrapp.models import Capture, SerialRecord
@@ -231,14 +286,14 @@ def run(args) -> None:
 
     synth = Capture.objects.filter(station_line__startswith="SYN-")
     have = synth.count()
-    fill = ""
+    fill = peer_index("bench_skeleton_gist_idx")
     if have < args.reads:
         from django.core.management import call_command
 
         t0 = time.perf_counter()
         call_command("fill_reads", str(args.reads - have), verbosity=0)
         secs = time.perf_counter() - t0
-        fill = f"fill_reads wrote {args.reads - have:,} reads in {secs:.0f} s"
+        fill += f"fill_reads wrote {args.reads - have:,} reads in {secs:.0f} s"
         have = args.reads
     from django.contrib.auth import get_user_model
 
@@ -272,18 +327,20 @@ def run(args) -> None:
         f = selectors.SearchFilters(match=kinds)
         return lambda q: selectors.serial_search_page(q=q, user=qm, filters=f, limit=50)
 
-    def gin_similar(q):  # the peer: trigram % filter over the GIN indexes
-        norm, skel = identifier_key(q), lookalike_key(q)
-        list(
-            SerialRecord.objects.filter(
-                Q(value__trigram_similar=norm) | Q(skeleton__trigram_similar=skel)
-            )
-            .annotate(
-                sim=Greatest(TrigramSimilarity("value", norm), TrigramSimilarity("skeleton", skel))
-            )
-            .order_by("-sim")
-            .values_list("value", flat=True)[:50]
+    def knn_values(q: str) -> list[str]:
+        """The peer: up to 50 values by GiST nearest-neighbour order, similarity >= 0.3."""
+        skel = lookalike_key(q)
+        rows = (
+            SerialRecord.objects.filter(skeleton__trigram_similar=skel)
+            .annotate(dist=TrigramDistance("skeleton", skel))
+            .order_by("dist")
+            .values_list("value", "dist")[:208]
         )
+        out: list[str] = []
+        for value, dist in rows:
+            if 1.0 - float(dist) >= selectors.SIMILARITY_THRESHOLD and value not in out:
+                out.append(value)
+        return out[:50]
 
     def history(v):
         selectors.serial_history(value=v, user=qm)
@@ -304,8 +361,8 @@ def run(args) -> None:
     _measure("full search, exact query", exact, search, rows)
     _measure("full search, look-alike query", look, search, rows)
     _measure("full search, prefix query", prefix, search, rows)
-    _measure("similar, adversarial (KNN GiST)", similar, search, rows)
-    _measure("similar peer: % filter (GIN)", similar[: max(10, args.runs // 5)], gin_similar, rows)
+    _measure("similar, adversarial (two ranges)", similar, search, rows)
+    _measure("similar peer: KNN GiST", similar[: max(10, args.runs // 3)], knn_values, rows)
     _measure("history of one serial", exact, history, rows)
     _measure("capture list page, no filter", list(range(args.runs)), capture_list_plain, rows)
     _measure(
@@ -320,6 +377,24 @@ def run(args) -> None:
     print("|---|---:|---:|---:|---:|---|")
     for label, n, p50, p95, mx, idx in rows:
         print(f"| {label} | {n} | {p50:.1f} | {p95:.1f} | {mx:.1f} | {idx} |")
+
+    # recall of "similar" on misread serials: is the misread serial among the hits?
+    recall = []
+    for kind in MISREADS:
+        ours = peer = 0
+        queries = [(v, _misread(v, kind, rng)) for v in sample[: args.recall_runs]]
+        for v, q in queries:
+            want = identifier_key(v)
+            page = selectors.serial_search_page(q=q, user=qm, limit=50)
+            ours += any(h.value == want for h in page.items)
+            # the peer is the same search with the KNN scan for "similar"
+            other = any(h.value == want and h.match != "similar" for h in page.items)
+            peer += other or want in knn_values(q)
+        recall.append((kind, len(queries), ours, peer))
+    print("\n| misread | n | found, two ranges (full search) | found, KNN GiST peer (top 50) |")
+    print("|---|---:|---:|---:|")
+    for kind, n, ours, peer in recall:
+        print(f"| {kind} | {n} | {ours} ({ours / n:.0%}) | {peer} ({peer / n:.0%}) |")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Collate
+from django.db.models.functions import Collate, Reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -558,10 +558,15 @@ class SerialRecord(models.Model):
             # (capture_id included: prefix candidates and their capped count are index-only
             # scans, joined to ``capture_id_cover_idx``)
             models.Index(Collate("value", "C"), name="serial_value_c_idx", include=["capture"]),
-            GinIndex(OpClass("value", name="gin_trgm_ops"), name="serial_value_trgm_idx"),
-            GinIndex(OpClass("skeleton", name="gin_trgm_ops"), name="serial_skeleton_trgm_idx"),
-            # nearest-neighbour ordering (``skeleton <-> q``) for "similar": bench/NOTES-search.md
-            GistIndex(OpClass("skeleton", name="gist_trgm_ops"), name="serial_skeleton_gist_idx"),
+            # "similar" (selectors._similar_values): the values sharing a suffix of the query's
+            # look-alike key are a range of the reversed key. No trigram GIN or GiST index: a
+            # ``%`` filter (GIN) or a nearest-neighbour scan (GiST) over 3M rows took about a
+            # second, the two btree ranges milliseconds (bench/NOTES-search.md)
+            models.Index(
+                Collate(Reverse("skeleton"), "C"),
+                name="serial_skeleton_rev_idx",
+                include=["capture"],
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.contrib.postgres.search import TrigramDistance, TrigramSimilarity
+from django.contrib.postgres.search import TrigramSimilarity
 from django.core import signing
 from django.db import connection, transaction
 from django.db.models import (
@@ -37,7 +37,7 @@ from django.db.models import (
     When,
     prefetch_related_objects,
 )
-from django.db.models.functions import Coalesce, Collate, Concat, Greatest
+from django.db.models.functions import Coalesce, Collate, Concat, Greatest, Reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -73,9 +73,15 @@ FINAL_STATUSES = (Capture.Status.DONE, Capture.Status.FAILED)
 SIMILARITY_THRESHOLD = 0.3
 # "similar" (trigram nearest neighbours) runs for queries of at least this many characters
 # (normalised): a shorter fragment (``SN``, ``000``) has 3-4 trigrams and can reach the
-# threshold only against values of a few characters, yet the GiST scan must visit most of the
-# index to prove that (bench/NOTES-search.md); exact, prefix and look-alike still run for it.
+# threshold only against values of a few characters; exact, prefix and look-alike still run.
 SIMILAR_MIN_LENGTH = 4
+# "similar" ranks the values of two bounded ranges of index rows by trigram similarity: those
+# sharing the longest prefix of the query's look-alike key that at most this many rows share,
+# and those sharing the longest such suffix (``serial_skeleton_rev_idx`` on the reversed key).
+# A misread, a typo, a missing or an extra character leaves a prefix or a suffix intact, so
+# the value is in one of the ranges; a nearest-neighbour scan of the trigram GiST index, the
+# peer, visits most of the index at 3M rows (bench/NOTES-search.md).
+SIMILAR_RANGE_ROWS = 2_000
 
 
 def _capture_queryset() -> QuerySet[Capture]:
@@ -607,6 +613,66 @@ def _lookalikes(qs: QuerySet[SerialRecord], skel: str) -> QuerySet[SerialRecord]
     return _c_value(qs).annotate(skc=Collate("skeleton", "C")).filter(skc=skel)
 
 
+def _skeleton_c() -> Collate:
+    return Collate("skeleton", "C")
+
+
+def _skeleton_rev_c() -> Collate:
+    return Collate(Reverse("skeleton"), "C")
+
+
+def _shortest_bounded_prefix(expr: Collate, key: str) -> str | None:
+    """The shortest prefix of ``key`` that at most :data:`SIMILAR_RANGE_ROWS` index rows of
+    ``expr`` start with (None: even ``key`` itself is that common). The row counts fall as the
+    prefix grows, so a binary search over its length, each step an index-only count that stops
+    after the bound."""
+
+    def small(n: int) -> bool:
+        qs = SerialRecord.objects.annotate(k=expr).filter(k__startswith=key[:n])
+        return qs.order_by().values("pk")[: SIMILAR_RANGE_ROWS + 1].count() <= SIMILAR_RANGE_ROWS
+
+    if not small(len(key)):
+        return None
+    lo, hi = 1, len(key)  # small(hi) holds
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if small(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return key[:lo]
+
+
+def _similar_values(base: QuerySet[SerialRecord], norm: str, skel: str) -> list[tuple[float, str]]:
+    """(similarity, value) of the "similar" values, best first: among the rows of ``base``
+    whose look-alike key shares with ``skel`` its shortest bounded prefix or suffix (at most
+    :data:`SIMILAR_RANGE_ROWS` index rows each, :func:`_shortest_bounded_prefix`), those with
+    trigram similarity of the keys >= :data:`SIMILARITY_THRESHOLD` that are no prefix or
+    look-alike hit. Two index range scans and one aggregate over at most twice the bound."""
+    head = _shortest_bounded_prefix(_skeleton_c(), skel)
+    tail = _shortest_bounded_prefix(_skeleton_rev_c(), skel[::-1])
+    ranges = Q()
+    if head is not None:
+        ranges |= Q(skc__startswith=head)
+    if tail is not None:
+        ranges |= Q(rskc__startswith=tail)
+    if not ranges:
+        return []
+    rows = (
+        base.annotate(skc=_skeleton_c(), rskc=_skeleton_rev_c())
+        .filter(ranges)
+        .exclude(value__startswith=norm)
+        .exclude(skeleton=skel)
+        .values("value")
+        .annotate(sim=Max(TrigramSimilarity("skeleton", skel)))
+        .filter(sim__gte=SIMILARITY_THRESHOLD)
+        .order_by()
+    )
+    return sorted(
+        ((round(float(r["sim"]), 4), r["value"]) for r in rows), key=lambda t: (-t[0], t[1])
+    )
+
+
 def _candidates(
     base: QuerySet[SerialRecord],
     norm: str,
@@ -618,7 +684,7 @@ def _candidates(
     """Up to ``need`` matching values after the keyset ``after`` (``[rank, -similarity,
     value]``), in rank order: (rank, -similarity, value). Each kind is one indexed query:
     exact (btree), prefix (``varchar_pattern_ops`` range, distinct in index order), look-alike
-    (btree on ``skeleton``), similar (GiST nearest neighbours ``skeleton <-> q``)."""
+    (btree on ``skeleton``), similar (:func:`_similar_values`)."""
     rank0, sim0, value0 = (after[0], after[1], after[2]) if after else (-1, 0.0, "")
     out: list[tuple[int, float, str]] = []
     run = set(kinds or MATCH_KINDS)
@@ -641,26 +707,12 @@ def _candidates(
         vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
         out += [(2, -1.0, v) for v in vals]
     if "similar" in run and left() > 0 and len(norm) >= SIMILAR_MIN_LENGTH:
-        qs = base.exclude(value__startswith=norm).exclude(skeleton=skel)
-        # ``%`` (pg_trgm.similarity_threshold, 0.3 = SIMILARITY_THRESHOLD) lets the GiST scan
-        # skip subtrees that cannot reach it: short, common fragments then cost little
-        qs = qs.filter(skeleton__trigram_similar=skel)
-        qs = qs.annotate(dist=TrigramDistance("skeleton", skel))
-        if rank0 == 3:
-            # sim0 is -similarity of the last hit (rounded to 4 places: start a little before)
-            qs = qs.filter(dist__gte=1.0 + sim0 - 0.0001)
         seen = {v for _r, _s, v in out}
-        batch = left() * 4 + 8
-        rows = qs.order_by("dist").values_list("value", "dist")[:batch]
-        for value, dist in rows:
-            sim = round(1.0 - float(dist), 4)
-            if sim < SIMILARITY_THRESHOLD:
-                break
+        for sim, value in _similar_values(base, norm, skel):
             if value in seen:
                 continue
             if rank0 == 3 and (-sim, value) <= (sim0, value0):
                 continue
-            seen.add(value)
             out.append((3, -sim, value))
             if left() <= 0:
                 break

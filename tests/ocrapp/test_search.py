@@ -288,3 +288,32 @@ def test_pages_keep_filters_in_the_url_and_show_the_zone(qm, station, product_ty
     assert 'data-tz="Europe/Berlin"' in hist and "/thumb.jpg" in hist
     bad = client.get("/search/", {"q": "441020", "tz": "No/Where"})
     assert bad.status_code == 200 and "data-filter-error" in bad.content.decode()
+
+
+def test_similar_finds_a_misread_anywhere_through_a_bounded_prefix_or_suffix(
+    qm, station, product_type, monkeypatch
+):
+    # a sequential format: every value shares "SN2026000"; with ranges of at most 12 index
+    # rows, "similar" must find the serial through its suffix when the misread is early
+    # and through its prefix when it is late
+    for i in range(100, 140):
+        _store(qm, station, product_type, f"SN2026000{i}", part="PN-77")
+    _store(qm, station, product_type, "QX7-781234-S", part="PN-77")
+    monkeypatch.setattr(selectors, "SIMILAR_RANGE_ROWS", 12)
+    skel = "5N2026000123"
+    # 40 values start with 5N20260001, 10 with 5N202600012; 4 end with 3 (103, 113, 123, 133)
+    assert selectors._shortest_bounded_prefix(selectors._skeleton_c(), skel) == "5N202600012"
+    assert selectors._shortest_bounded_prefix(selectors._skeleton_c(), "5N2026") is None
+    assert selectors._shortest_bounded_prefix(selectors._skeleton_rev_c(), skel[::-1]) == "3"
+    misreads = ("SN2026X00123", "SN20260001X3", "SN202600123", "SN20260001273", "XN2026000123")
+    for misread in (*misreads, "SN202600012X"):
+        hits = _hits(qm, misread)
+        assert "SN2026000123" in hits, misread
+        assert "QX7781234S" not in hits
+        assert hits["SN2026000123"].match == "similar"
+    page = selectors.serial_search_page(q="SN2026X00123", user=qm)
+    sims = [h.similarity for h in page.items if h.match == "similar"]
+    assert sims == sorted(sims, reverse=True)
+    assert page.items[0].value == "SN2026000123"  # the best similar value first
+    # a common fragment: no bounded range, so no similar hits (prefix hits instead)
+    assert {h.match for h in _hits(qm, "SN2026").values()} == {"prefix"}
