@@ -504,8 +504,8 @@ def capture_export_qs(*, user: Any, filters: SearchFilters) -> QuerySet[Capture]
 
 def serial_export_qs(*, user: Any, filters: SearchFilters) -> QuerySet[SerialRecord]:
     """The index rows the serial search for ``filters.q`` finds (the kinds of
-    ``filters.match``, default all: exact, prefix, look-alike, similar by the trigram ``%``
-    threshold), filtered and in ``user``'s scope, unordered: what a search export reads."""
+    ``filters.match``, default all: exact, prefix, look-alike, similar as the search finds
+    it), filtered and in ``user``'s scope, unordered: what a search export reads."""
     norm, skel = identifier_key(filters.q)[:128], lookalike_key(filters.q)[:128]
     base = _search_base(user, filters)
     if not norm:
@@ -518,8 +518,10 @@ def serial_export_qs(*, user: Any, filters: SearchFilters) -> QuerySet[SerialRec
         q |= Q(value__startswith=norm)
     if "lookalike" in run:
         q |= Q(skeleton=skel)
-    if "similar" in run:
-        q |= Q(skeleton__trigram_similar=skel)
+    if "similar" in run and len(norm) >= SIMILAR_MIN_LENGTH:  # the values the search shows
+        similar = [value for _sim, value in _similar_values(base, norm, skel)]
+        if similar:
+            q |= Q(value__in=similar)
     return base.filter(q)
 
 

@@ -270,6 +270,12 @@ def test_serial_search_export_has_the_matched_reads(qm, world):
         _body(_client(qm).get(URL, {"scope": "serials", "q": "SN-EXP-000", "match": "prefix"}))
     )
     assert {r["match"] for r in prefix} == {"prefix"} and len(prefix) == 4  # 0001, 0002, 0003, 0009
+    # a misread (8 for 9, then X for 0): found as "similar", the same values the search shows
+    q = "SNEXPX008"
+    _header, similar = _csv(_body(_client(qm).get(URL, {"scope": "serials", "q": q})))
+    shown = {h.value for h in selectors.serial_search(q=q, user=qm)}
+    assert {r["matched_value"] for r in similar if r["match"] == "similar"} >= {"SN-EXP-0009"}
+    assert {r["matched_value"].replace("-", "") for r in similar} == shown
 
 
 @pytest.mark.parametrize(
