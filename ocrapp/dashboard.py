@@ -18,6 +18,8 @@ move neither.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,7 +27,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, FloatField, Min, Q, QuerySet, Sum
+from django.db.models import (
+    Aggregate,
+    Avg,
+    Count,
+    DateTimeField,
+    FloatField,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+)
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Extract, Trunc
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -317,18 +330,50 @@ def _series_rows(*, user: Any, f: DashboardFilters, source: str = "auto") -> lis
 def rollup_answers(f: DashboardFilters) -> bool:
     """Can :class:`ReadHourly` answer ``f``'s series? When the zone's offset from UTC is a
     whole number of hours all through the range (then each UTC hour lies in one local hour
-    and one local day; not so in Asia/Kolkata, +05:30), checked at both ends of every UTC
-    hour (an offset change inside an hour also says no). Every filter (line, station,
-    product type, the user's stations) is a column of the rollup."""
-    tz = _tz(f)
-    at = f.date_from.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    hour, last = dt.timedelta(hours=1), dt.timedelta(hours=1, microseconds=-1)
-    while at < f.date_to:
+    and one local day; not so in Asia/Kolkata, +05:30), changing only at whole UTC hours.
+    Every filter (line, station, product type, the user's stations) is a column of the
+    rollup."""
+    return _offsets(f) is not None
+
+
+_HOUR = dt.timedelta(hours=1)
+_TICK = dt.timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _day_offsets(tz: dt.tzinfo, day: datetime) -> tuple[tuple[datetime, dt.timedelta], ...] | None:
+    """The zone's offsets over the UTC day starting at ``day``: ((from, offset), ...) at
+    every change, or None where an offset is not a whole number of hours or changes inside
+    an hour. Cached per (zone, day): zoneinfo's answers do not change while we run."""
+    out: list[tuple[datetime, dt.timedelta]] = []
+    at, prev = day, None
+    for _hour in range(25):  # the 24 hours' starts and the day's end
         off = at.astimezone(tz).utcoffset()
-        if off is None or off != (at + last).astimezone(tz).utcoffset() or off.seconds % 3600:
-            return False
-        at += hour
-    return True
+        if off is None or off.seconds % 3600 or off.microseconds:
+            return None
+        if off != prev:
+            # changed in the hour before ``at``: only right if it changed exactly at ``at``
+            if prev is not None and (at - _TICK).astimezone(tz).utcoffset() != prev:
+                return None
+            if at < day + dt.timedelta(days=1):
+                out.append((at, off))
+        prev, at = off, at + _HOUR
+    return tuple(out)
+
+
+def _offsets(f: DashboardFilters) -> list[tuple[datetime, dt.timedelta]] | None:
+    """The zone's offsets over ``f``'s range, ((from, offset), ...) from the first one's
+    start (UTC), or None where :func:`rollup_answers` says no."""
+    tz = _tz(f)
+    day = f.date_from.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    out: list[tuple[datetime, dt.timedelta]] = []
+    while day < f.date_to:
+        got = _day_offsets(tz, day)
+        if got is None:
+            return None
+        out += [(at, off) for at, off in got if not out or off != out[-1][1]]
+        day += dt.timedelta(days=1)
+    return out
 
 
 def _series_rows_readmetric(*, user: Any, f: DashboardFilters) -> list[dict]:
@@ -379,20 +424,44 @@ def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
             f,
             line_field="station_line",
         )
-        parts += _sum_rows(
-            qs,
-            f,
-            at="hour",
-            counts={
-                "reads": Sum("reads"),
-                "accepted": Sum("auto_accepted"),
-                "conf_sum": Sum("confidence_sum"),
-                "n_conf": Sum("confidence_n"),
-                "glare": Sum("glare"),
-                "blur": Sum("blur"),
-                "exposure": Sum("exposure"),
-            },
-        )
+        # the local hour (or day) of each UTC hour from the zone's offsets over the range
+        # (whole hours: see rollup_answers), cheaper than AT TIME ZONE on every row; naive
+        # local times made aware as Django's Trunc does, so both paths give the same keys
+        offsets = _offsets(f)
+        if offsets is None:  # (only asked for by name: not the same answer as ReadMetric)
+            local = RawSQL(
+                "date_trunc(%s, ocrapp_readhourly.hour AT TIME ZONE %s)",
+                [f.bucket, timezone._get_timezone_name(_tz(f))],
+                output_field=DateTimeField(),
+            )
+        else:
+            shift, params = "%s", [offsets[-1][1]]
+            if len(offsets) > 1:
+                shift = "CASE " + "WHEN ocrapp_readhourly.hour < %s THEN %s " * (len(offsets) - 1)
+                shift += "ELSE %s END"
+                params = [v for (_a, o), (nxt, _b) in itertools.pairwise(offsets) for v in (nxt, o)]
+                params.append(offsets[-1][1])
+            local = RawSQL(
+                f"date_trunc(%s, (ocrapp_readhourly.hour AT TIME ZONE 'UTC') + {shift})",
+                [f.bucket, *params],
+                output_field=DateTimeField(),
+            )
+        tz = _tz(f)
+        parts += [
+            {**r, "b": r["b"].replace(tzinfo=tz)}
+            for r in qs.annotate(b=local)
+            .values("b", _group_key(f))
+            .annotate(
+                reads=Sum("reads"),
+                accepted=Sum("auto_accepted"),
+                conf_sum=Sum("confidence_sum"),
+                n_conf=Sum("confidence_n"),
+                glare=Sum("glare"),
+                blur=Sum("blur"),
+                exposure=Sum("exposure"),
+            )
+            .order_by()
+        ]
     for a, b in edges:
         if a >= b:
             continue

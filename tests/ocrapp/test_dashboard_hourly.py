@@ -166,3 +166,11 @@ def test_rollup_answers_only_whole_hour_offsets_over_the_whole_range():
     # Adelaide: +09:30 in winter, +10:30 in summer; Lord Howe's DST moves by 30 minutes
     assert not dashboard.rollup_answers(f("Australia/Adelaide", "2026-06-01", "2026-06-02"))
     assert not dashboard.rollup_answers(f("Australia/Lord_Howe", "2026-10-01", "2026-10-10"))
+    # the offsets the rollup path adds to each UTC hour: New York's changes at whole UTC hours
+    year = dashboard._offsets(f("America/New_York", "2025-12-01", "2026-11-30"))
+    assert [(at.isoformat(), off.total_seconds() / 3600) for at, off in year] == [
+        ("2025-12-01T00:00:00+00:00", -5.0),
+        ("2026-03-08T07:00:00+00:00", -4.0),
+        ("2026-11-01T06:00:00+00:00", -5.0),
+    ]
+    assert len(dashboard._offsets(f("Asia/Seoul", "2025-12-01", "2026-11-30"))) == 1
