@@ -408,9 +408,13 @@ class ReadHourly(models.Model):
     """
 
     hour = models.DateTimeField()  # the UTC hour's start
-    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="+")
+    # no index of their own: (station, hour) leads with the station; a product type alone is
+    # never selective enough (a few per station)
+    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="+", db_index=False)
     station_line = models.CharField(max_length=100)
-    product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="+")
+    product_type = models.ForeignKey(
+        ProductType, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     reads = models.IntegerField(default=0)
     auto_accepted = models.IntegerField(default=0)
     mislabel = models.IntegerField(default=0)

@@ -44,6 +44,7 @@ class Migration(migrations.Migration):
                 (
                     "product_type",
                     models.ForeignKey(
+                        db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
                         to="ocrapp.producttype",
@@ -52,6 +53,7 @@ class Migration(migrations.Migration):
                 (
                     "station",
                     models.ForeignKey(
+                        db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
                         to="ocrapp.station",
