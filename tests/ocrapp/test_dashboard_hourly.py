@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import threading
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ocrapp import dashboard, roles, services
@@ -174,3 +175,57 @@ def test_rollup_answers_only_whole_hour_offsets_over_the_whole_range():
         ("2026-11-01T06:00:00+00:00", -5.0),
     ]
     assert len(dashboard._offsets(f("Asia/Seoul", "2025-12-01", "2026-11-30"))) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_saves_into_one_hour_each_add_theirs():
+    """Two transactions bump the same (hour, station, product type) rows at once: the second
+    waits for the first's row locks and then adds to what it committed (no unique violation,
+    no lost update)."""
+    call_command(
+        "fill_reads", "40", "--days", "0", "--lines", "1", "--stations-per-line", "1",
+        "--until", UNTIL.isoformat(),
+    )  # fmt: skip
+    ids = sorted(ReadMetric.objects.values_list("read_id", flat=True))
+    mid = ids[len(ids) // 2]
+    ReadHourly.objects.all().delete()
+    first_added, may_commit, errors = threading.Event(), threading.Event(), []
+
+    def save(first: int, end: int, *, hold: bool) -> None:
+        try:
+            with transaction.atomic():
+                dashboard.read_hourly_add(first_read_id=first, end_read_id=end)
+                if hold:
+                    first_added.set()
+                    assert may_commit.wait(20)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=save, args=(ids[0], mid), kwargs={"hold": True})
+    b = threading.Thread(target=save, args=(mid, ids[-1] + 1), kwargs={"hold": False})
+    a.start()
+    assert first_added.wait(20)
+    b.start()
+    # the second upsert waits on the first's uncommitted rows
+    with connection.cursor() as cur:
+        for _ in range(400):
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'INSERT INTO ocrapp_readhourly%%'"
+            )
+            if cur.fetchone()[0]:
+                break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("the second upsert never waited for the first")
+    may_commit.set()
+    a.join(20)
+    b.join(20)
+    assert not errors, errors
+    got = _rollup()
+    assert sum(v[0] for v in got.values()) == len(ids) == 40
+    assert len({k[0] for k in got}) == 1  # one hour
+    dashboard.read_hourly_rebuild()
+    assert _rollup() == got
