@@ -2,12 +2,15 @@
 alarms, review backlog, drift per line and per station, the whole API answer) through the same
 ``ocrapp.dashboard`` functions the page and the API use, with the indexes EXPLAIN shows.
 
-Peer measured in the same run: reads per hour and mean confidence per line computed from the
-reads themselves (captures joined to reads and fields, as without ``ReadMetric``) against the
-same numbers from ``ReadMetric`` (one narrow row per read, written with the read).
+Peers measured in the same run: each series from the hourly rollup (``ReadHourly``, summed per
+UTC hour; ``ReadMetric`` for the part hours at the ends of the range) against the same series
+counted from ``ReadMetric`` (one narrow row per read, written with the read); and reads per
+hour and mean confidence per line computed from the reads themselves (captures joined to reads
+and fields, as without either).
 
     .venv/bin/python bench/dashboard_latency.py --reads 100000          # fills what is missing
     .venv/bin/python bench/dashboard_latency.py --reads 1000000 --runs 50
+    .venv/bin/python bench/dashboard_latency.py --reads 100000 --pad-hourly 1000000
 
 The database is an embedded PostgreSQL under ``--var`` (default ``var/bench-dash``, kept so a
 later run reuses the filled reads; ``DATABASE_URL`` points it elsewhere); missing reads are
@@ -23,6 +26,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +69,7 @@ def _measure(label: str, args: list, call, rows: list) -> None:
     with CaptureQueriesContext(connection) as ctx:
         call(args[0])
     explained = [q for q in ctx.captured_queries if "ocrapp_readmetric" in q["sql"] or
-                 "ocrapp_read" in q["sql"]]  # fmt: skip
+                 "ocrapp_readhourly" in q["sql"] or "ocrapp_read" in q["sql"]]  # fmt: skip
     rows.append(
         (
             label,
@@ -84,6 +88,51 @@ def _explain_all(queries) -> str:
     )
 
 
+def _padded(args, rows: list, year, op, series, qm) -> str:
+    """The rollup series again with ``ReadHourly`` padded, inside a transaction rolled back
+    afterwards, to the rows ``--pad-hourly`` reads would leave (the fill's stations and
+    product types, every hour of ``--days``, each (hour, station, product type) present with
+    the Poisson chance that one of its reads falls there): the rollup's share of a larger
+    run's cost without filling it (ReadMetric, the backlog and the drift stay at --reads)."""
+    from django.db import connection, transaction
+
+    from ocrapp.models import ReadHourly
+
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute(
+                """
+                WITH s AS (SELECT id, line FROM ocrapp_station WHERE line LIKE 'SYN-%%'),
+                     p AS (SELECT id FROM ocrapp_producttype WHERE name LIKE 'synthetic-%%'),
+                     lam AS (SELECT %(n)s::float8 / (%(days)s * 24 * (SELECT count(*) FROM s)
+                                                   * (SELECT count(*) FROM p)) AS v)
+                INSERT INTO ocrapp_readhourly (hour, station_id, station_line, product_type_id,
+                    reads, auto_accepted, mislabel, glare, blur, exposure, confidence_sum,
+                    confidence_n)
+                SELECT h, s.id, s.line, p.id, greatest(1, round(lam.v)), round(0.85 * lam.v),
+                    0, 0, 0, 0, 0.75 * greatest(1, round(lam.v)), greatest(1, round(lam.v))
+                FROM generate_series(date_trunc('hour', now() - make_interval(days => %(days)s)),
+                                     now(), interval '1 hour') h
+                CROSS JOIN s CROSS JOIN p CROSS JOIN lam
+                WHERE random() < 1 - exp(-lam.v)
+                ON CONFLICT DO NOTHING
+                """,
+                {"n": args.pad_hourly, "days": args.days},
+            )
+            cur.execute("ANALYZE ocrapp_readhourly")
+        n = ReadHourly.objects.count()
+        label = f"ReadHourly padded to {n:,} rows, as {args.pad_hourly:,} reads"
+        _measure(f"series, 365 days by day (rollup; {label})", year, series(qm, "rollup"), rows)
+        _measure(f"series, an operator's station, 365 days (rollup; {label})", year,
+                 series(op, "rollup"), rows)  # fmt: skip
+        transaction.set_rollback(True)
+    with (
+        connection.cursor() as cur
+    ):  # the rolled-back rows leave dead tuples: gone for the next run
+        cur.execute("VACUUM (ANALYZE) ocrapp_readhourly")
+    return f"Padded rows: {label} (rolled back after).\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reads", type=int, default=100_000)
@@ -91,6 +140,13 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=365, help="fill_reads spreads reads over these.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-dash"))
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--pad-hourly",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also time the rollup series with ReadHourly padded to N reads' rows (rolled back).",
+    )
     args = ap.parse_args()
 
     from ocrapp import devstack
@@ -113,7 +169,7 @@ def run(args) -> None:
     from django.utils import timezone
 
     from ocrapp import dashboard, roles
-    from ocrapp.models import Capture, ReadMetric, Station
+    from ocrapp.models import Capture, ReadHourly, ReadMetric, Station
     from tests.review_data import grant
 
     synth = Capture.objects.filter(station_line__startswith="SYN-")
@@ -177,24 +233,42 @@ def run(args) -> None:
             cur.fetchall()
 
     rows: list = []
-    series = lambda u: lambda f: dashboard._series_rows(user=u, f=f)  # noqa: E731
-    _measure("series, 7 days by hour (per line)", week, series(qm), rows)
+
+    def series(u, source: str = "auto"):
+        return lambda f: dashboard._series_rows(user=u, f=f, source=source)
+
+    def pair(label: str, filters, u) -> None:  # the rollup and its peer, every read counted
+        _measure(f"{label} (rollup)", filters, series(u, "rollup"), rows)
+        _measure(f"{label} (ReadMetric)", filters, series(u, "readmetric"), rows)
+
+    kolkata = [replace(f, tz="Asia/Kolkata") for f in year]
+    pair("series, 7 days by hour (per line)", week, qm)
     _measure("peer: the same from captures + reads + fields", week, peer, rows)
-    _measure("series, 30 days by day", month, series(qm), rows)
-    _measure("series, 365 days by day", year, series(qm), rows)
-    _measure("series, one line, 30 days (per station)", one_line, series(qm), rows)
-    _measure("series, an operator's station, 30 days", month, series(op), rows)
+    pair("series, 30 days by day", month, qm)
+    pair("series, 365 days by day", year, qm)
+    pair("series, one line, 30 days (per station)", one_line, qm)
+    pair("series, an operator's station, 30 days", month, op)
+    pair("series, an operator's station, 365 days", year, op)
+    _measure("series, 365 days by day, Asia/Kolkata (auto: ReadMetric)", kolkata, series(qm), rows)
+    _measure("rollup_answers (zone check), 365 days", year, dashboard.rollup_answers, rows)
     _measure("alarm_counts, 30 days", month, lambda f: dashboard.alarm_counts(user=qm, f=f), rows)
     _measure("review backlog (now) + per bucket", month,
              lambda f: dashboard.backlog(user=qm, f=f), rows)  # fmt: skip
     _measure("drift per line", month, lambda f: dashboard.drift_report(user=qm, f=f), rows)
     _measure("drift per station", month,
              lambda f: dashboard.drift_report(user=qm, f=f, level="station"), rows)  # fmt: skip
-    _measure("whole dashboard (API answer), 7 days by hour", week,
-             lambda f: dashboard.dashboard_json(dashboard.dashboard(user=qm, f=f), f), rows)  # fmt: skip
+    whole = lambda f: dashboard.dashboard_json(dashboard.dashboard(user=qm, f=f), f)  # noqa: E731
+    _measure("whole dashboard (API answer), 7 days by hour", week, whole, rows)
+    _measure("whole dashboard (API answer), 365 days by day", year, whole, rows)
 
-    n_metric = ReadMetric.objects.count()
-    print(f"\n{have:,} synthetic captures, {n_metric:,} dashboard rows. {fill}\n")
+    n_metric, n_hourly = ReadMetric.objects.count(), ReadHourly.objects.count()
+    padded = ""
+    if args.pad_hourly:
+        padded = _padded(args, rows, year, op, series, qm)
+    print(
+        f"\n{have:,} synthetic captures, {n_metric:,} dashboard rows (ReadMetric), "
+        f"{n_hourly:,} hourly rollup rows (ReadHourly). {fill}\n{padded}"
+    )
     print("| query | n | p50 ms | p95 ms | max ms | indexes (EXPLAIN) |")
     print("|---|---:|---:|---:|---:|---|")
     for label, n, p50, p95, mx, idx in rows:

@@ -393,6 +393,55 @@ class ReadMetric(models.Model):
         return f"metric of read {self.read_id}"
 
 
+class ReadHourly(models.Model):
+    """The dashboard's hourly rollup of :class:`ReadMetric`: the summable counters of every
+    read taken in one UTC hour at one station (and its line at that time) for one product
+    type, so a long series sums a few rows per hour instead of every read (``ocrapp.dashboard``;
+    zones whose offset is not a whole number of hours, and the medians of the backlog and the
+    drift check, stay on ``ReadMetric``).
+
+    Kept in the same transaction as every ``ReadMetric`` insert by one atomic upsert
+    (``dashboard.read_hourly_add``: ``INSERT ... ON CONFLICT (key) DO UPDATE SET reads =
+    reads + EXCLUDED.reads ...``; ``services.read_save``, ``manage.py fill_reads``), and by
+    migration ``0023_dashboard_hourly`` for the reads before it. Only columns that are never
+    updated are summed (``waiting`` is not: the backlog stays on ``ReadMetric``).
+    """
+
+    hour = models.DateTimeField()  # the UTC hour's start
+    # no index of their own: (station, hour) leads with the station; a product type alone is
+    # never selective enough (a few per station)
+    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="+", db_index=False)
+    station_line = models.CharField(max_length=100)
+    product_type = models.ForeignKey(
+        ProductType, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    reads = models.IntegerField(default=0)
+    auto_accepted = models.IntegerField(default=0)
+    mislabel = models.IntegerField(default=0)
+    glare = models.IntegerField(default=0)
+    blur = models.IntegerField(default=0)
+    exposure = models.IntegerField(default=0)
+    confidence_sum = models.FloatField(default=0.0)  # over the reads with a confidence
+    confidence_n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "station", "station_line", "product_type"],
+                name="readhourly_key",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["station_line", "hour"], name="readhourly_line_hour_idx"),
+            models.Index(fields=["station", "hour"], name="readhourly_station_hour_idx"),
+        ]
+        verbose_name = _("hourly read counts")
+        verbose_name_plural = _("hourly read counts")
+
+    def __str__(self) -> str:
+        return f"{self.reads} reads at {self.station_id} in the hour {self.hour:%Y-%m-%d %H}h UTC"
+
+
 class TextLine(models.Model):
     read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="lines")
     order = models.PositiveIntegerField()

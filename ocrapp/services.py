@@ -1467,6 +1467,8 @@ def read_save(
                 review_reasons=read.review.get("reasons") or [],
             ),
         )
+        # its hour's counters in the dashboard rollup (one atomic upsert, same transaction)
+        dashboard.read_hourly_add(first_read_id=read.pk, end_read_id=read.pk + 1)
         capture.status = Capture.Status.DONE
         capture.failure_code = ""
         capture.failure_reason = ""

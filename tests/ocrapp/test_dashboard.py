@@ -44,9 +44,11 @@ def line2():
 
 
 def _at(capture: Capture, when: dt.datetime) -> None:
-    """Move a capture and its dashboard rows to ``when`` (as if the photo was taken then)."""
+    """Move a capture and its dashboard rows to ``when`` (as if the photo was taken then; the
+    hourly rollup recounted from the moved rows)."""
     Capture.objects.filter(pk=capture.pk).update(created_at=when)
     ReadMetric.objects.filter(read__capture=capture).update(created_at=when)
+    dashboard.read_hourly_rebuild()
     Alarm.objects.filter(capture=capture).update(created_at=when)  # raised by the read save
 
 

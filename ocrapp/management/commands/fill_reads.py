@@ -10,10 +10,11 @@ What it writes is **synthetic bench data, clearly marked** and consistent with t
   them), one read (``worker`` ``fill_reads``), its fields (serial number, part
   number, lot) and their search index rows (printed form in ``display``; about 1 % carry a
   differing code value, indexed as ``source=code``); about 2 % of the captures are FAILED;
-- per read its dashboard row (``ReadMetric``) and synthetic photo statistics in
-  ``Read.quality`` (luminance, contrast, sharpness, glare, text boxes around each line's own
-  steady values; about 3 % glare, 2 % blur and 2 % exposure warnings); a read whose code value
-  differs from the print carries the mismatch (a mislabel alarm);
+- per read its dashboard row (``ReadMetric``; each batch's hourly sums added to ``ReadHourly``)
+  and synthetic photo statistics in ``Read.quality`` (luminance, contrast, sharpness, glare,
+  text boxes around each line's own steady values; about 3 % glare, 2 % blur and 2 % exposure
+  warnings); a read whose code value differs from the print carries the mismatch (a mislabel
+  alarm);
 - one audit event per batch (action ``create`` on the batch's first read, reason "manage.py
   fill_reads: synthetic bench data") that records every field value of the batch, so
   ``manage.py audit_verify`` checks these reads like any other.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -125,11 +126,25 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=365, help="Spread over this many days.")
         parser.add_argument("--lines", type=int, default=4)
         parser.add_argument("--stations-per-line", type=int, default=3)
+        parser.add_argument(
+            "--until",
+            default="",
+            help="The reads end at this ISO 8601 time (UTC unless it names an offset); "
+            "default: now.",
+        )
 
     def handle(self, *args, **opts):
         n, batch = opts["n"], max(1, opts["batch"])
         if n < 1:
             raise CommandError("N must be at least 1.")
+        until = timezone.now()
+        if opts["until"]:
+            try:
+                until = datetime.fromisoformat(opts["until"])
+            except ValueError:
+                raise CommandError("--until is not an ISO 8601 time.") from None
+            if until.tzinfo is None:
+                until = until.replace(tzinfo=UTC)
         user, stations, pts = self._setup(opts["lines"], opts["stations_per_line"])
         start = time.monotonic()
         done = 0
@@ -138,7 +153,7 @@ class Command(BaseCommand):
         rng = random.Random(opts["seed"] * 1_000_003 + offset)
         while done < n:
             size = min(batch, n - done)
-            self._batch(rng, size, offset + done, user, stations, pts, opts["days"])
+            self._batch(rng, size, offset + done, user, stations, pts, opts["days"], until)
             done += size
             rate = done / max(time.monotonic() - start, 1e-9)
             self.stdout.write(f"{done}/{n} reads ({rate:,.0f}/s)")
@@ -149,6 +164,7 @@ class Command(BaseCommand):
                 "ocrapp_field",
                 "ocrapp_serialrecord",
                 "ocrapp_readmetric",
+                "ocrapp_readhourly",
             ):
                 cur.execute(f"ANALYZE {table}")
         self.stdout.write(
@@ -191,8 +207,7 @@ class Command(BaseCommand):
             )
         return user, stations, pts
 
-    def _batch(self, rng, size, offset, user, stations, pts, days) -> None:
-        now = timezone.now()
+    def _batch(self, rng, size, offset, user, stations, pts, days, now) -> None:
         cap_cols, read_cols = _columns(Capture), _columns(Read)
         field_cols, sr_cols = _columns(Field), _columns(SerialRecord)
         metric_cols = _columns(ReadMetric)
@@ -363,6 +378,8 @@ class Command(BaseCommand):
                     with raw.copy(sql) as copy:
                         for row in rows:
                             copy.write_row([row[c] for c in cols])
+                # the batch's hourly counters for the dashboard (one upsert of their sums)
+                dashboard.read_hourly_add(first_read_id=first_read, end_read_id=read_id)
             audit.record(
                 actor=None,
                 action="create",
