@@ -18,7 +18,7 @@ GROUP BY 1, 2, 3, 4
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ocrapp", "0021_calibrated_auto_accept"),
+        ("ocrapp", "0022_similar_neighbours"),
     ]
 
     operations = [
