@@ -139,6 +139,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30, help="Queries per kind.")
     ap.add_argument("--days", type=int, default=365, help="fill_reads spreads reads over these.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-dash"))
+    ap.add_argument(
+        "--database",
+        default="bench_dash",
+        help="Database name (one filled database can serve every bench).",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
         "--pad-hourly",
@@ -151,7 +156,7 @@ def main() -> None:
 
     from ocrapp import devstack
 
-    with devstack.Services(Path(args.var), database="bench_dash") as services:
+    with devstack.Services(Path(args.var), database=args.database) as services:
         os.environ.update(services.env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
         import django

@@ -105,6 +105,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-export"))
+    ap.add_argument(
+        "--database",
+        default="bench_export",
+        help="Database name (one filled database can serve every bench).",
+    )
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -114,7 +119,7 @@ def main() -> None:
 
     from ocrapp import devstack
 
-    with devstack.Services(Path(args.var), database="bench_export") as services:
+    with devstack.Services(Path(args.var), database=args.database) as services:
         os.environ.update(services.env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
         import django

@@ -124,6 +124,11 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=100, help="Queries per kind.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-search"))
+    ap.add_argument(
+        "--database",
+        default="bench_search",
+        help="Database name (one filled database can serve every bench).",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--recall-runs", type=int, default=40, help="Misread serials per kind.")
     ap.add_argument(
@@ -137,7 +142,7 @@ def main() -> None:
 
     from ocrapp import devstack
 
-    with devstack.Services(Path(args.var), database="bench_search") as services:
+    with devstack.Services(Path(args.var), database=args.database) as services:
         os.environ.update(services.env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrapp.settings")
         import django
