@@ -21,25 +21,27 @@ import datetime as dt
 import functools
 import itertools
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Aggregate,
     Avg,
     Count,
     DateTimeField,
     FloatField,
+    Func,
     Min,
     Q,
     QuerySet,
     Sum,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Extract, Trunc
+from django.db.models.functions import Trunc
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -73,6 +75,17 @@ DRIFT_STATS: tuple[tuple[str, str, float, Any], ...] = (
     ("confidence", "{t}confidence", 0.01, gettext_lazy("mean confidence")),
 )
 DRIFT_STAT_NAMES = tuple(s[0] for s in DRIFT_STATS)
+DRIFT_COLUMNS = ", ".join(DRIFT_STAT_NAMES)  # each statistic is (an expression of) its column
+
+
+@contextmanager
+def _analytic():
+    """A transaction whose sorts and medians get ``DASHBOARD_WORK_MEM_MB`` of memory: at 1M reads
+    the drift windows and the backlog hold tens of thousands of rows, which PostgreSQL's
+    default ``work_mem`` (4 MB) sorts on disk (bench/NOTES-dash.md)."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"SET LOCAL work_mem = '{int(settings.DASHBOARD_WORK_MEM_MB)}MB'")
+        yield
 
 
 # --- the row of a read ----------------------------------------------------------------------
@@ -316,6 +329,7 @@ def alarm_counts(*, user: Any, f: DashboardFilters) -> dict[tuple[datetime, Any]
     return {(r["b"], r[key]): r["n"] for r in rows}
 
 
+@_analytic()
 def _series_rows(*, user: Any, f: DashboardFilters, source: str = "auto") -> list[dict]:
     """Per (bucket start ``b``, line or station): ``reads``, ``accepted``, ``mean_conf``,
     ``n_conf``, ``glare``, ``blur``, ``exposure``. ``source``: ``rollup`` sums
@@ -497,12 +511,20 @@ def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
     return out
 
 
+class _Epoch(Func):
+    """Seconds since 1970 as float8 (``EXTRACT(EPOCH ...)`` is a numeric since PostgreSQL 14)."""
+
+    template = "date_part('epoch', %(expressions)s)"
+    output_field = FloatField()
+
+
 class _Median(Aggregate):
     function = "percentile_cont"
     template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
     output_field = FloatField()
 
 
+@_analytic()
 def backlog(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> dict:
     """The reads waiting for review now (``ReadMetric.waiting``, kept by ``services`` from the
     ``selectors`` review backlog rule: the latest read of a capture that needs review with a
@@ -516,9 +538,11 @@ def backlog(*, user: Any, f: DashboardFilters, now: datetime | None = None) -> d
     groups = (
         qs.values(key)
         .annotate(
-            n=Count("pk"),
+            # COUNT(*) and date_part (float8, where EXTRACT is numeric): the partial index
+            # readmetric_waiting_line_idx answers it alone, without sorting numerics
+            n=Count("*"),
             oldest=Min("created_at"),
-            median_epoch=_Median(Extract("created_at", "epoch", tzinfo=dt.UTC)),
+            median_epoch=_Median(_Epoch("created_at")),
         )
         .order_by()
     )
@@ -738,7 +762,7 @@ def _drift_sql(group_cols: str, where: str) -> str:
     join = " AND ".join(f"b.{c} = m.{c}" for c in group_cols.split(", "))
     return f"""
         WITH win AS (
-            SELECT * FROM ocrapp_readmetric
+            SELECT {group_cols}, created_at, {DRIFT_COLUMNS} FROM ocrapp_readmetric
             WHERE created_at >= %(base_from)s AND created_at < %(end)s {where}
         ),
         base AS (SELECT * FROM win WHERE created_at < %(recent_from)s),
@@ -779,7 +803,7 @@ def drift_report(
         params["product_type"] = f.product_type
         where += " AND product_type_id = %(product_type)s"
     group_cols = "station_line" if level == "line" else "station_line, station_id"
-    with connection.cursor() as cur:
+    with _analytic(), connection.cursor() as cur:
         cur.execute(_drift_sql(group_cols, where), params)
         parts = cur.fetchall()
     found: dict[tuple, dict[str, dict]] = {}
