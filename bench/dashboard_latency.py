@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from search_latency import _indexes, _pct, _seq_scans  # noqa: E402  (as the search bench)
+from search_latency import PREWARM, _indexes, _pct, _seq_scans, prewarm  # noqa: E402  (as the search bench)
 
 
 def _explain(queries) -> str:
@@ -61,6 +61,7 @@ def _measure(label: str, args: list, call, rows: list) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    prewarm()
     times = []
     for a in args:
         t0 = time.perf_counter()
@@ -145,6 +146,7 @@ def main() -> None:
         help="Database name (one filled database can serve every bench).",
     )
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-prewarm", action="store_true", help="Measure with a cold cache.")
     ap.add_argument(
         "--pad-hourly",
         type=int,
@@ -153,6 +155,7 @@ def main() -> None:
         help="Also time the rollup series with ReadHourly padded to N reads' rows (rolled back).",
     )
     args = ap.parse_args()
+    PREWARM[0] = not args.no_prewarm
 
     from ocrapp import devstack
 

@@ -147,6 +147,8 @@ def test_keyset_pages_have_no_duplicates_or_gaps_under_inserts(qm, station, prod
     while page.next_cursor:
         page = selectors.capture_page(user=qm, cursor=page.next_cursor, limit=3)
         seen += [c.pk for c in page.items]
+        assert (page.total, page.total_exact) == (7, True)  # the first page's, as it paged
+    assert selectors.capture_page(user=qm, limit=3).total == 9  # a new first page counts again
     assert len(seen) == len(set(seen)) == 7
     assert set(seen) == {c.pk for c in first}
     times = [Capture.objects.get(pk=pk).created_at for pk in seen]
