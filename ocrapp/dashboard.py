@@ -22,7 +22,7 @@ import functools
 import itertools
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -342,52 +342,62 @@ def _series_rows(*, user: Any, f: DashboardFilters, source: str = "auto") -> lis
 
 
 def rollup_answers(f: DashboardFilters) -> bool:
-    """Can :class:`ReadHourly` answer ``f``'s series? When the zone's offset from UTC is a
-    whole number of hours all through the range (then each UTC hour lies in one local hour
-    and one local day; not so in Asia/Kolkata, +05:30), changing only at whole UTC hours.
-    Every filter (line, station, product type, the user's stations) is a column of the
-    rollup."""
-    return _offsets(f) is not None
+    """Does :class:`ReadHourly` answer ``f``'s series? Each UTC hour that lies in one local
+    bucket (hour or day) with one offset is summed from the rollup; the others ("split":
+    a local midnight or an offset change inside the hour) are counted from
+    :class:`ReadMetric`. So the rollup answers while the split hours are at most a quarter of
+    the range: every zone whose offset is a whole number of hours (DST changes included),
+    and day buckets everywhere (Asia/Kolkata, +05:30: one split hour a day), but not hour
+    buckets in Kolkata (every hour is split). Every filter (line, station, product type, the
+    user's stations) is a column of the rollup."""
+    hours = max(1.0, (f.date_to - f.date_from) / _HOUR)
+    return len(_offsets(f)[1]) * 4 <= hours
 
 
 _HOUR = dt.timedelta(hours=1)
 _TICK = dt.timedelta(microseconds=1)
 
 
+def _bucket_of(local: datetime, bucket: str) -> tuple:
+    return (local.date(), local.hour) if bucket == "hour" else (local.date(),)
+
+
 @functools.lru_cache(maxsize=20_000)
-def _day_offsets(tz: dt.tzinfo, day: datetime) -> tuple[tuple[datetime, dt.timedelta], ...] | None:
-    """The zone's offsets over the UTC day starting at ``day``: ((from, offset), ...) at
-    every change, or None where an offset is not a whole number of hours or changes inside
-    an hour. Cached per (zone, day): zoneinfo's answers do not change while we run."""
-    out: list[tuple[datetime, dt.timedelta]] = []
-    at, prev = day, None
-    for _hour in range(25):  # the 24 hours' starts and the day's end
-        off = at.astimezone(tz).utcoffset()
-        if off is None or off.seconds % 3600 or off.microseconds:
-            return None
-        if off != prev:
-            # changed in the hour before ``at``: only right if it changed exactly at ``at``
-            if prev is not None and (at - _TICK).astimezone(tz).utcoffset() != prev:
-                return None
-            if at < day + dt.timedelta(days=1):
-                out.append((at, off))
-        prev, at = off, at + _HOUR
-    return tuple(out)
+def _day_offsets(
+    tz: dt.tzinfo, day: datetime, bucket: str
+) -> tuple[tuple[tuple[datetime, dt.timedelta], ...], tuple[datetime, ...]]:
+    """Over the UTC day starting at ``day``: the zone's offsets ((from, offset), ...: the
+    first, then the first whole hour after each change) and the split hours (starts of the
+    UTC hours whose start and end lie in different local ``bucket`` s or offsets). Cached per
+    (zone, day, bucket): zoneinfo's answers do not change while we run."""
+    offsets: list[tuple[datetime, dt.timedelta]] = []
+    split: list[datetime] = []
+    at = day
+    for _hour in range(24):
+        start, end = at.astimezone(tz), (at + _HOUR - _TICK).astimezone(tz)
+        off = start.utcoffset()
+        if off != end.utcoffset() or _bucket_of(start, bucket) != _bucket_of(end, bucket):
+            split.append(at)
+        elif not offsets or offsets[-1][1] != off:
+            offsets.append((at, off))
+        at += _HOUR
+    return tuple(offsets), tuple(split)
 
 
-def _offsets(f: DashboardFilters) -> list[tuple[datetime, dt.timedelta]] | None:
+def _offsets(f: DashboardFilters) -> tuple[list[tuple[datetime, dt.timedelta]], list[datetime]]:
     """The zone's offsets over ``f``'s range, ((from, offset), ...) from the first one's
-    start (UTC), or None where :func:`rollup_answers` says no."""
+    start (UTC; only the whole hours that are not split), and the split hours
+    (:func:`_day_offsets`)."""
     tz = _tz(f)
     day = f.date_from.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    out: list[tuple[datetime, dt.timedelta]] = []
+    offsets: list[tuple[datetime, dt.timedelta]] = []
+    split: list[datetime] = []
     while day < f.date_to:
-        got = _day_offsets(tz, day)
-        if got is None:
-            return None
-        out += [(at, off) for at, off in got if not out or off != out[-1][1]]
+        got, cut = _day_offsets(tz, day, f.bucket)
+        offsets += [(at, off) for at, off in got if not offsets or off != offsets[-1][1]]
+        split += [h for h in cut if f.date_from <= h and h + _HOUR <= f.date_to]
         day += dt.timedelta(days=1)
-    return out
+    return offsets, split
 
 
 def _series_rows_readmetric(*, user: Any, f: DashboardFilters) -> list[dict]:
@@ -420,8 +430,10 @@ def _sum_rows(qs: QuerySet, f: DashboardFilters, *, at: str, counts: dict) -> li
 
 def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
     """:func:`_series_rows` from :class:`ReadHourly` over the whole UTC hours of the range
-    (each local hour, or local day, sums its UTC hours), plus :class:`ReadMetric` for the
-    part hours at either end. Only right where :func:`rollup_answers`."""
+    that lie in one local bucket (each local hour, or local day, sums its UTC hours), plus
+    :class:`ReadMetric` for the part hours at either end and the split hours
+    (:func:`_day_offsets`). The same answer as :func:`_series_rows_readmetric` in every
+    zone; cheaper where :func:`rollup_answers`."""
     from ocrapp.models import ReadHourly
 
     first = f.date_from.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -429,37 +441,35 @@ def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
         first += dt.timedelta(hours=1)
     last = f.date_to.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     parts: list[dict] = []
-    if first >= last:  # less than one whole hour
+    offsets, split = _offsets(f)
+    if first >= last or not offsets:  # less than one whole hour, or every hour split
         edges = [(f.date_from, f.date_to)]
     else:
-        edges = [(f.date_from, first), (last, f.date_to)]
+        # the split hours (a local midnight or an offset change inside) are counted from
+        # ReadMetric with the part hours at either end
+        edges = [(f.date_from, first), (last, f.date_to), *((h, h + _HOUR) for h in split)]
         qs = _place_filtered(
             roles.scoped(ReadHourly.objects.all(), user).filter(hour__gte=first, hour__lt=last),
             f,
             line_field="station_line",
         )
+        if split:
+            qs = qs.exclude(hour__in=split)
         # the local hour (or day) of each UTC hour from the zone's offsets over the range
-        # (whole hours: see rollup_answers), cheaper than AT TIME ZONE on every row; naive
-        # local times made aware as Django's Trunc does, so both paths give the same keys
-        offsets = _offsets(f)
-        if offsets is None:  # (only asked for by name: not the same answer as ReadMetric)
-            local = RawSQL(
-                "date_trunc(%s, ocrapp_readhourly.hour AT TIME ZONE %s)",
-                [f.bucket, timezone._get_timezone_name(_tz(f))],
-                output_field=DateTimeField(),
-            )
-        else:
-            shift, params = "%s", [offsets[-1][1]]
-            if len(offsets) > 1:
-                shift = "CASE " + "WHEN ocrapp_readhourly.hour < %s THEN %s " * (len(offsets) - 1)
-                shift += "ELSE %s END"
-                params = [v for (_a, o), (nxt, _b) in itertools.pairwise(offsets) for v in (nxt, o)]
-                params.append(offsets[-1][1])
-            local = RawSQL(
-                f"date_trunc(%s, (ocrapp_readhourly.hour AT TIME ZONE 'UTC') + {shift})",
-                [f.bucket, *params],
-                output_field=DateTimeField(),
-            )
+        # (each summed hour lies in one local bucket with one offset), cheaper than AT TIME
+        # ZONE on every row; naive local times made aware as Django's Trunc does, so both
+        # paths give the same keys
+        shift, params = "%s", [offsets[-1][1]]
+        if len(offsets) > 1:
+            shift = "CASE " + "WHEN ocrapp_readhourly.hour < %s THEN %s " * (len(offsets) - 1)
+            shift += "ELSE %s END"
+            params = [v for (_a, o), (nxt, _b) in itertools.pairwise(offsets) for v in (nxt, o)]
+            params.append(offsets[-1][1])
+        local = RawSQL(
+            f"date_trunc(%s, (ocrapp_readhourly.hour AT TIME ZONE 'UTC') + {shift})",
+            [f.bucket, *params],
+            output_field=DateTimeField(),
+        )
         tz = _tz(f)
         parts += [
             {**r, "b": r["b"].replace(tzinfo=tz)}
@@ -476,11 +486,13 @@ def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
             )
             .order_by()
         ]
+    ranges = Q()
     for a, b in edges:
-        if a >= b:
-            continue
+        if a < b:
+            ranges |= Q(created_at__gte=a, created_at__lt=b)
+    if ranges:
         parts += _sum_rows(
-            _metrics(user=user, f=replace(f, date_from=a, date_to=b)),
+            _metrics(user=user, f=f).filter(ranges),
             f,
             at="created_at",
             counts={

@@ -129,10 +129,14 @@ def test_series_from_the_rollup_equal_the_series_from_every_read():
                         with CaptureQueriesContext(connection) as ctx:
                             auto = dashboard._series_rows(user=user, f=f)
                         used = any("ocrapp_readhourly" in q["sql"] for q in ctx.captured_queries)
-                        # every zone but Kolkata (+05:30) is a whole number of hours
-                        assert dashboard.rollup_answers(f) is (tz != "Asia/Kolkata")
+                        # every zone but Kolkata (+05:30) is a whole number of hours; in
+                        # Kolkata one hour a day is split by midnight, and every hour by
+                        # the local hours' boundaries (:30 UTC)
+                        answers = tz != "Asia/Kolkata" or bucket == "day"
                         whole_hour_inside = date_to != "2026-10-31T22:50"
-                        assert used is (tz != "Asia/Kolkata" and whole_hour_inside)
+                        if whole_hour_inside:
+                            assert dashboard.rollup_answers(f) is answers
+                        assert used is (answers and whole_hour_inside)
                         key = dashboard._group_key(f)
                         want, got = _rows(ours, key), _rows(auto, key)
                         assert got.keys() == want.keys(), (tz, date_from, extra, group)
@@ -144,37 +148,45 @@ def test_series_from_the_rollup_equal_the_series_from_every_read():
                             assert g["mean_conf"] == pytest.approx(w["mean_conf"], rel=1e-12)
                         compared += len(want)
     assert compared > 1000
-    # Kolkata's days start at 18:30 UTC: summing whole UTC hours would put the half hours in
-    # the wrong day, so the rollup is not used there (it would differ)
+    # Kolkata's days start at 18:30 UTC: the hour 18:00-19:00 UTC of each day is split (its
+    # reads counted one by one), the other 23 come from the rollup
     f = dashboard.dashboard_filters_parse(
         params={"from": "2026-10-28", "to": "2026-11-03", "tz": "Asia/Kolkata", "bucket": "day"}
     )
-    wrong = _rows(dashboard._series_rows_rollup(user=qm, f=f), "station_line")
-    right = _rows(dashboard._series_rows_readmetric(user=qm, f=f), "station_line")
-    assert any(wrong.get(k, {}).get("reads") != r["reads"] for k, r in right.items())
+    _offsets, split = dashboard._offsets(f)
+    assert [h.strftime("%H:%M") for h in split] == ["18:00"] * 6
+    assert [o.total_seconds() / 3600 for _at, o in _offsets] == [5.5]
 
 
-def test_rollup_answers_only_whole_hour_offsets_over_the_whole_range():
-    def f(tz: str, date_from: str, date_to: str) -> dashboard.DashboardFilters:
+def test_rollup_answers_where_few_hours_are_split():
+    def f(tz: str, date_from: str, date_to: str, bucket: str = "day") -> dashboard.DashboardFilters:
         return dashboard.dashboard_filters_parse(
-            params={"from": date_from, "to": date_to, "tz": tz, "bucket": "day"}
+            params={"from": date_from, "to": date_to, "tz": tz, "bucket": bucket}
         )
 
     assert dashboard.rollup_answers(f("America/New_York", "2026-10-01", "2026-11-30"))
+    assert dashboard.rollup_answers(f("America/New_York", "2026-10-01", "2026-11-30", "hour"))
     assert dashboard.rollup_answers(f("Asia/Seoul", "2025-12-01", "2026-11-30"))
-    assert not dashboard.rollup_answers(f("Asia/Kolkata", "2026-11-01", "2026-11-02"))
-    assert not dashboard.rollup_answers(f("Asia/Kathmandu", "2026-11-01", "2026-11-02"))
+    assert not dashboard._offsets(f("Asia/Seoul", "2025-12-01", "2026-11-30"))[1]  # none split
+    # half- and quarter-hour zones: day buckets from the rollup, hour buckets not
+    assert dashboard.rollup_answers(f("Asia/Kolkata", "2026-11-01", "2026-11-02"))
+    assert not dashboard.rollup_answers(f("Asia/Kolkata", "2026-11-01", "2026-11-02", "hour"))
+    assert dashboard.rollup_answers(f("Asia/Kathmandu", "2026-11-01", "2026-11-02"))
+    assert not dashboard.rollup_answers(f("Asia/Kathmandu", "2026-11-01", "2026-11-02", "hour"))
     # Adelaide: +09:30 in winter, +10:30 in summer; Lord Howe's DST moves by 30 minutes
-    assert not dashboard.rollup_answers(f("Australia/Adelaide", "2026-06-01", "2026-06-02"))
-    assert not dashboard.rollup_answers(f("Australia/Lord_Howe", "2026-10-01", "2026-10-10"))
+    assert dashboard.rollup_answers(f("Australia/Adelaide", "2026-06-01", "2026-06-02"))
+    assert dashboard.rollup_answers(f("Australia/Lord_Howe", "2026-10-01", "2026-10-10"))
+    # Lord Howe's DST change (2026-10-04 02:00 local, 15:30 UTC) splits its UTC hour too
+    _offs, split = dashboard._offsets(f("Australia/Lord_Howe", "2026-10-01", "2026-10-10"))
+    assert "2026-10-03T15:00:00+00:00" in [h.isoformat() for h in split]
     # the offsets the rollup path adds to each UTC hour: New York's changes at whole UTC hours
-    year = dashboard._offsets(f("America/New_York", "2025-12-01", "2026-11-30"))
+    year, _split = dashboard._offsets(f("America/New_York", "2025-12-01", "2026-11-30"))
     assert [(at.isoformat(), off.total_seconds() / 3600) for at, off in year] == [
         ("2025-12-01T00:00:00+00:00", -5.0),
         ("2026-03-08T07:00:00+00:00", -4.0),
         ("2026-11-01T06:00:00+00:00", -5.0),
     ]
-    assert len(dashboard._offsets(f("Asia/Seoul", "2025-12-01", "2026-11-30"))) == 1
+    assert len(dashboard._offsets(f("Asia/Seoul", "2025-12-01", "2026-11-30"))[0]) == 1
 
 
 @pytest.mark.django_db(transaction=True)
