@@ -1,6 +1,7 @@
 # Sourced by train_rec.sh / train_det.sh / train_extractor.sh (MODEL set before): unpack the
 # carried pack, install the carried wheels, point the synthetic engine at the carried fonts,
-# check the environment (every missing thing named at once), and define say/finish.
+# check the environment (every missing thing named at once), and define say/finish and
+# export_checkpoint.
 # Runs on the device machine from the repository root; imports no Django / ocrapp.
 #
 # Environment (all optional except OUT):
@@ -49,6 +50,24 @@ train_with_fallback() {
 finish() {
   "$PY" -m workers.training.gpu.run finish --model "$MODEL" --work "$WORK" --out "$OUT" \
     --wall "$(($(date +%s) - T0))" 2>&1 | tee -a "$LOG"
+}
+# export_checkpoint RC MODULE ONNX ARGS...: after training that ended with RC, export the best
+# checkpoint of $WORK (else the newest) by `$PY -m MODULE --export CK --onnx ONNX ARGS...`,
+# copy log.csv to $OUT, write the metrics (finish) and exit with the export's status
+# (RC if training failed, 4 if it left no checkpoint).
+export_checkpoint() {
+  local rc=$1 module=$2 onnx=$3 ck
+  shift 3
+  if [ "$rc" != 0 ]; then say "training failed (rc $rc)"; finish; exit "$rc"; fi
+  ck="$WORK/best.pt"
+  [ -f "$ck" ] || ck=$(ls "$WORK"/ckpt_*.pt 2>/dev/null | sort | tail -1)
+  if [ -z "$ck" ]; then say "no checkpoint was written (budget too small?)"; finish; exit 4; fi
+  say "export $ck ($*)"
+  "$PY" -m "$module" --export "$ck" --onnx "$onnx" "$@" 2>&1 | tee -a "$LOG"
+  rc=${PIPESTATUS[0]}
+  cp "$WORK/log.csv" "$OUT/log.csv"
+  finish
+  exit "$rc"
 }
 
 say "gpu/$MODEL: repo $(pwd), carry $PACK, out $OUT, budget ${MAX_MINUTES} min"

@@ -20,15 +20,4 @@ train() {
   return "${PIPESTATUS[0]}"
 }
 train_with_fallback train
-rc=$?
-if [ "$rc" != 0 ]; then say "training failed (rc $rc)"; finish; exit "$rc"; fi
-CK="$WORK/best.pt"
-[ -f "$CK" ] || CK=$(ls "$WORK"/ckpt_*.pt 2>/dev/null | sort | tail -1)
-if [ -z "$CK" ]; then say "no checkpoint was written (budget too small?)"; finish; exit 4; fi
-say "export $CK"
-"$PY" -m workers.training.rec_train --export "$CK" --onnx "$OUT/rec.onnx" --storage fp16 \
-  2>&1 | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
-cp "$WORK/log.csv" "$OUT/log.csv"
-finish
-exit "$rc"
+export_checkpoint $? workers.training.rec_train "$OUT/rec.onnx" --storage fp16
