@@ -55,15 +55,9 @@ SYMBOLS = set('$%"')
 
 def is_foreign(ch: str) -> bool:
     """Hangul (jamo, compatibility jamo, syllables) or CJK/kana: a script no Latin line holds."""
-    o = ord(ch)
-    return (
-        0x1100 <= o <= 0x11FF
-        or 0x3040 <= o <= 0x30FF
-        or 0x3130 <= o <= 0x318F
-        or 0x3400 <= o <= 0x9FFF
-        or 0xAC00 <= o <= 0xD7A3
-        or 0xF900 <= o <= 0xFAFF
-    )
+    from workers.fieldspec.grammar import char_script
+
+    return char_script(ch) != "latin"
 
 
 def _plate_norm(s: str) -> str:
@@ -112,19 +106,9 @@ def set_score(preds: list[str], gts: list[str], norm: Any) -> dict[str, float]:
 def recognizer(spec: str, scripts: tuple[str, ...] | None = None) -> tuple[str, Any]:
     """``MODEL_SETS`` key or ``name=path.onnx`` -> (name, TextRecognizer); ``scripts`` sets the
     decoding-time script mask (None: the recogniser's default)."""
-    from workers.pipeline.config import PipelineConfig
-    from workers.pipeline.models import MODEL_SETS, create_session, load_char_list
-    from workers.pipeline.recognition import TextRecognizer
+    from workers.training.rec_eval import recognizer as load
 
-    name, _, path = spec.partition("=")
-    if path:
-        sess, _ = create_session(Path(path), "cpu", 2)
-        chars = sess.get_modelmeta().custom_metadata_map["character"].splitlines()
-    else:
-        ms = MODEL_SETS[name]
-        sess, _ = create_session(ms.rec.path(), "cpu", 2)
-        chars = load_char_list(ms, sess)
-    rec = TextRecognizer(PipelineConfig(), sess, chars)
+    name, rec = load(spec)
     if scripts == ("raw",):
         from workers.fieldspec.grammar import SCRIPTS
 

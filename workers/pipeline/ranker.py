@@ -56,7 +56,7 @@ from typing import Any
 
 from workers.fieldspec.catalogue import KNOWN_FIELDS, resolve_schema
 from workers.fieldspec.checkdigits import CHECK_DIGITS
-from workers.fieldspec.grammar import FieldSpec, ProductSchema
+from workers.fieldspec.grammar import FieldSpec, ProductSchema, char_script
 from workers.fieldspec.keys import FIELD_KEYS, OTHER, OTHER_KEYS, WEAK_KEYS, key_char, key_norm
 
 from .extractor.layout import text_direction
@@ -145,15 +145,8 @@ _PRODUCT_WORDS = re.compile(
 
 
 def _is_cjk(ch: str) -> bool:
-    o = ord(ch)
-    return (
-        0x1100 <= o <= 0x11FF
-        or 0x3040 <= o <= 0x30FF
-        or 0x3130 <= o <= 0x318F
-        or 0x3400 <= o <= 0x9FFF
-        or 0xAC00 <= o <= 0xD7A3
-        or 0xF900 <= o <= 0xFAFF
-    )
+    """Hangul or CJK/kana (a character that is its own word in a key)."""
+    return char_script(ch) != "latin"
 
 
 def _char_width(ch: str) -> float:

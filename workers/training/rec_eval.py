@@ -28,7 +28,8 @@ from workers.training.metrics import score
 from workers.training.rec_data import VAL_CONDITIONS, heldout_crops
 
 
-def _recognizer(spec: str) -> tuple[str, Any]:
+def recognizer(spec: str) -> tuple[str, Any]:
+    """``MODEL_SETS`` key or ``name=path.onnx`` -> (name, TextRecognizer) on the CPU."""
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.models import MODEL_SETS, create_session, load_char_list
     from workers.pipeline.recognition import TextRecognizer
@@ -65,7 +66,7 @@ def run(models: list[str], per_condition: int, offset: int = 0) -> dict[str, Any
         "models": {},
     }
     for spec in models:
-        name, rec = _recognizer(spec)
+        name, rec = recognizer(spec)
         t0 = time.perf_counter()
         preds = [r.text for r in rec([c.image for c in crops])]
         dt = time.perf_counter() - t0
