@@ -47,7 +47,6 @@ this: it runs the ONNX written by :func:`export_onnx` through onnxruntime.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import math
 import sys
@@ -121,11 +120,9 @@ def _dist_version(name: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from workers.pipeline.models import sha256_file
+
+    return sha256_file(path)
 
 
 def source_path(model_set: str, stage: Stage) -> Path:

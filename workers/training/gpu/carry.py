@@ -330,11 +330,9 @@ def _read_manifest(dest: Path) -> dict:
 
 
 def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from workers.pipeline.models import sha256_file
+
+    return sha256_file(path)
 
 
 # ---- copy ------------------------------------------------------------------------------------
