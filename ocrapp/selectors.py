@@ -619,7 +619,7 @@ def _lookalikes(qs: QuerySet[SerialRecord], skel: str) -> QuerySet[SerialRecord]
     ``serial_skeleton_c_idx`` (skeleton, then value, both "C") serves it in keyset order. The
     plain ``skeleton = q`` let the planner pick the trigram GiST index (it supports ``=``),
     about ten times slower at 3M rows (bench/NOTES-search.md)."""
-    return _c_value(qs).annotate(skc=Collate("skeleton", "C")).filter(skc=skel)
+    return _c_value(qs).annotate(skc=_skeleton_c()).filter(skc=skel)
 
 
 def _skeleton_c() -> Collate:
@@ -716,10 +716,8 @@ def _candidates(
         vals = qs.order_by("vc").values_list("vc", flat=True).distinct()[: left()]
         out += [(2, -1.0, v) for v in vals]
     if "similar" in run and left() > 0 and len(norm) >= SIMILAR_MIN_LENGTH:
-        seen = {v for _r, _s, v in out}
+        # distinct values, none of them an exact, prefix or look-alike hit (_similar_values)
         for sim, value in _similar_values(base, norm, skel):
-            if value in seen:
-                continue
             if rank0 == 3 and (-sim, value) <= (sim0, value0):
                 continue
             out.append((3, -sim, value))
