@@ -175,8 +175,6 @@ def read_hourly_rebuild() -> None:
     """Recount :class:`ReadHourly` from every :class:`ReadMetric` row (a repair after
     ``ReadMetric`` rows were moved or changed by hand; tests that move reads in time). Locks
     the rollup for the transaction."""
-    from django.db import transaction
-
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("LOCK TABLE ocrapp_readhourly IN EXCLUSIVE MODE")
         cur.execute("DELETE FROM ocrapp_readhourly")
@@ -400,32 +398,32 @@ def _offsets(f: DashboardFilters) -> tuple[list[tuple[datetime, dt.timedelta]], 
     return offsets, split
 
 
+def _read_counts() -> dict[str, Any]:
+    """The series' counts over :class:`ReadMetric` rows (both paths: every read, or the part
+    and split hours of the rollup path)."""
+    return {
+        "reads": Count("pk"),
+        "accepted": Count("pk", filter=Q(auto_accepted=True)),
+        "n_conf": Count("confidence"),
+        "glare": Count("pk", filter=Q(glare=True)),
+        "blur": Count("pk", filter=Q(blur=True)),
+        "exposure": Count("pk", filter=Q(exposure=True)),
+    }
+
+
+def _per_bucket(qs: QuerySet[ReadMetric], f: DashboardFilters, **aggregates: Any) -> list[dict]:
+    """``aggregates`` of ``qs`` per (local bucket ``b`` of ``created_at``, line or station)."""
+    return list(
+        qs.annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
+        .values("b", _group_key(f))
+        .annotate(**aggregates)
+        .order_by()
+    )
+
+
 def _series_rows_readmetric(*, user: Any, f: DashboardFilters) -> list[dict]:
     """:func:`_series_rows` from :class:`ReadMetric` (one row per read)."""
-    return list(
-        _metrics(user=user, f=f)
-        .annotate(b=Trunc("created_at", f.bucket, tzinfo=_tz(f)))
-        .values("b", _group_key(f))
-        .annotate(
-            reads=Count("pk"),
-            accepted=Count("pk", filter=Q(auto_accepted=True)),
-            mean_conf=Avg("confidence"),
-            n_conf=Count("confidence"),
-            glare=Count("pk", filter=Q(glare=True)),
-            blur=Count("pk", filter=Q(blur=True)),
-            exposure=Count("pk", filter=Q(exposure=True)),
-        )
-        .order_by()
-    )
-
-
-def _sum_rows(qs: QuerySet, f: DashboardFilters, *, at: str, counts: dict) -> list[dict]:
-    return list(
-        qs.annotate(b=Trunc(at, f.bucket, tzinfo=_tz(f)))
-        .values("b", _group_key(f))
-        .annotate(**counts)
-        .order_by()
-    )
+    return _per_bucket(_metrics(user=user, f=f), f, **_read_counts(), mean_conf=Avg("confidence"))
 
 
 def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
@@ -491,19 +489,8 @@ def _series_rows_rollup(*, user: Any, f: DashboardFilters) -> list[dict]:
         if a < b:
             ranges |= Q(created_at__gte=a, created_at__lt=b)
     if ranges:
-        parts += _sum_rows(
-            _metrics(user=user, f=f).filter(ranges),
-            f,
-            at="created_at",
-            counts={
-                "reads": Count("pk"),
-                "accepted": Count("pk", filter=Q(auto_accepted=True)),
-                "conf_sum": Sum("confidence"),
-                "n_conf": Count("confidence"),
-                "glare": Count("pk", filter=Q(glare=True)),
-                "blur": Count("pk", filter=Q(blur=True)),
-                "exposure": Count("pk", filter=Q(exposure=True)),
-            },
+        parts += _per_bucket(
+            _metrics(user=user, f=f).filter(ranges), f, **_read_counts(), conf_sum=Sum("confidence")
         )
     gk = _group_key(f)
     merged: dict[tuple, dict] = {}
