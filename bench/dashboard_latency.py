@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from search_latency import PREWARM, _indexes, _pct, _seq_scans, prewarm  # noqa: E402  (as the search bench)
+from search_latency import _indexes, _pct, _seq_scans, add_database_args, prewarm, use_database_args  # noqa: E402  (as the search bench)
 
 
 def _explain(queries) -> str:
@@ -127,9 +127,8 @@ def _padded(args, rows: list, year, op, series, qm) -> str:
         _measure(f"series, an operator's station, 365 days (rollup; {label})", year,
                  series(op, "rollup"), rows)  # fmt: skip
         transaction.set_rollback(True)
-    with (
-        connection.cursor() as cur
-    ):  # the rolled-back rows leave dead tuples: gone for the next run
+    # the rolled-back rows leave dead tuples: gone for the next run
+    with connection.cursor() as cur:
         cur.execute("VACUUM (ANALYZE) ocrapp_readhourly")
     return f"Padded rows: {label} (rolled back after).\n"
 
@@ -140,13 +139,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30, help="Queries per kind.")
     ap.add_argument("--days", type=int, default=365, help="fill_reads spreads reads over these.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-dash"))
-    ap.add_argument(
-        "--database",
-        default="bench_dash",
-        help="Database name (one filled database can serve every bench).",
-    )
+    add_database_args(ap, "bench_dash")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--no-prewarm", action="store_true", help="Measure with a cold cache.")
     ap.add_argument(
         "--pad-hourly",
         type=int,
@@ -155,7 +149,7 @@ def main() -> None:
         help="Also time the rollup series with ReadHourly padded to N reads' rows (rolled back).",
     )
     args = ap.parse_args()
-    PREWARM[0] = not args.no_prewarm
+    use_database_args(args)
 
     from ocrapp import devstack
 

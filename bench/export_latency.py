@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from search_latency import prewarm  # noqa: E402
+from search_latency import add_database_args, prewarm, use_database_args  # noqa: E402
 
 KINDS = ("csv", "xlsx", "epcis", "naive-csv")
 
@@ -118,11 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-export"))
-    ap.add_argument(
-        "--database",
-        default="bench_export",
-        help="Database name (one filled database can serve every bench).",
-    )
+    add_database_args(ap, "bench_export")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument(
         "--rows", type=int, default=0, help="Export only the newest captures, about N rows."
@@ -132,6 +128,7 @@ def main() -> None:
     if args.one:
         one(args.one)
         return
+    use_database_args(args)
 
     from ocrapp import devstack
 

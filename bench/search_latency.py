@@ -93,6 +93,21 @@ def _seq_scans(plan) -> set[str]:
 PREWARM = [True]
 
 
+def add_database_args(ap: argparse.ArgumentParser, database: str) -> None:
+    """``--database`` (default ``database``) and ``--no-prewarm``: the options every latency
+    bench shares (read them back with :func:`use_database_args`)."""
+    ap.add_argument(
+        "--database",
+        default=database,
+        help="Database name (one filled database can serve every bench).",
+    )
+    ap.add_argument("--no-prewarm", action="store_true", help="Measure with a cold cache.")
+
+
+def use_database_args(args: argparse.Namespace) -> None:
+    PREWARM[0] = not args.no_prewarm
+
+
 def prewarm() -> None:
     """``pg_prewarm(..., 'read')`` of every table and index of the app (4 GB at 1M reads: ~8 s)."""
     from django.db import connection
@@ -147,13 +162,8 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=100, help="Queries per kind.")
     ap.add_argument("--var", default=str(ROOT / "var" / "bench-search"))
-    ap.add_argument(
-        "--database",
-        default="bench_search",
-        help="Database name (one filled database can serve every bench).",
-    )
+    add_database_args(ap, "bench_search")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--no-prewarm", action="store_true", help="Measure with a cold cache.")
     ap.add_argument("--recall-runs", type=int, default=40, help="Misread serials per kind.")
     ap.add_argument(
         "--fastupdate",
@@ -163,7 +173,7 @@ def main() -> None:
         help="Instead: GIN fastupdate on vs off while fill_reads writes N reads alongside.",
     )
     args = ap.parse_args()
-    PREWARM[0] = not args.no_prewarm
+    use_database_args(args)
 
     from ocrapp import devstack
 
