@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from ocrapp import roles, selectors
-from ocrapp.models import AuditEvent, Capture, Field, SerialRecord
+from ocrapp.models import AuditEvent, Capture, Field, Read, SerialRecord
 from tests.review_data import person
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +23,12 @@ def test_fill_reads_writes_marked_searchable_audited_reads(capsys):
     rows = SerialRecord.objects.filter(capture__in=caps)
     assert rows.filter(source="text").count() == 3 * done
     assert len({s.station_id for s in rows[:300]}) > 3  # spread over stations
+    # in time order (as a line writes them), spread over the 30 days
+    times = list(
+        Read.objects.filter(capture__in=caps).order_by("id").values_list("created_at", flat=True)
+    )
+    assert times == sorted(times)
+    assert (times[-1] - times[0]).days >= 28
     # one audit event per batch records the values: audit_verify checks them like any other
     events = AuditEvent.objects.filter(reason__contains="synthetic bench data", action="create")
     assert events.filter(object_type="ocrapp.read").count() == 3

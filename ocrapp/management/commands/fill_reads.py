@@ -21,7 +21,10 @@ What it writes is **synthetic bench data, clearly marked** and consistent with t
 
 Serial formats are realistic and share many trigrams (``SN2026000123``, ``44-1020-0007``,
 ``QX7-781234-S``, 15-digit IMEI-like numbers, ``A1B2C3000045``), about 3 % of serials are read
-again, and reads spread over the given number of days, the stations and product types.
+again, and reads spread over the given number of days, the stations and product types, **in
+time order** (read k of N at about k/N of the span, jittered within its slot): a factory's reads
+arrive in time order, so the tables' rows lie in time order as a line's inserts leave them (a
+fill in random time order made every time-range query touch one heap page per row).
 """
 
 from __future__ import annotations
@@ -153,7 +156,9 @@ class Command(BaseCommand):
         rng = random.Random(opts["seed"] * 1_000_003 + offset)
         while done < n:
             size = min(batch, n - done)
-            self._batch(rng, size, offset + done, user, stations, pts, opts["days"], until)
+            self._batch(
+                rng, size, offset + done, user, stations, pts, (done, n, opts["days"], until)
+            )
             done += size
             rate = done / max(time.monotonic() - start, 1e-9)
             self.stdout.write(f"{done}/{n} reads ({rate:,.0f}/s)")
@@ -207,7 +212,10 @@ class Command(BaseCommand):
             )
         return user, stations, pts
 
-    def _batch(self, rng, size, offset, user, stations, pts, days, now) -> None:
+    def _batch(self, rng, size, offset, user, stations, pts, span) -> None:
+        # span: (reads of this run before the batch, reads of this run, days, end time)
+        before, total, days, now = span
+        slot = days * 86400 / total
         cap_cols, read_cols = _columns(Capture), _columns(Read)
         field_cols, sr_cols = _columns(Field), _columns(SerialRecord)
         metric_cols = _columns(ReadMetric)
@@ -226,7 +234,7 @@ class Command(BaseCommand):
                 for k in range(size):
                     i = offset + k
                     st, pt = rng.choice(stations), rng.choice(pts)
-                    at = now - timedelta(seconds=rng.uniform(0, days * 86400))
+                    at = now - timedelta(seconds=(total - before - k - rng.random()) * slot)
                     cid = uuid.UUID(int=rng.getrandbits(128), version=4)
                     failed = rng.random() < 0.02
                     caps.append(
