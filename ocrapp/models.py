@@ -163,6 +163,11 @@ class ApiToken(models.Model):
 WITHDRAWAL_REASON_MAX = 2000  # characters of Capture.withdrawal_reason (services, admin, API)
 
 
+# what the capture list filters on besides line and review state (``selectors._capture_filters``)
+# and the user's scope (station)
+_LIST_FILTER_COLUMNS = ["station", "product_type", "status", "weakest_confidence"]
+
+
 class Capture(models.Model):
     """One uploaded photo and the state of its processing."""
 
@@ -256,12 +261,18 @@ class Capture(models.Model):
             models.Index(
                 fields=["id"], include=["withdrawn_at", "station"], name="capture_id_cover_idx"
             ),
-            # the capture list filtered by line and/or review state, in keyset order
+            # the capture list filtered by line and/or review state, in keyset order; the
+            # other list filters as INCLUDE columns, so a page's ids and its capped total are
+            # index-only scans that stop after the page (or the cap)
             models.Index(
-                fields=["station_line", "-created_at", "-id"], name="capture_line_created_idx"
+                fields=["station_line", "-created_at", "-id"],
+                include=_LIST_FILTER_COLUMNS + ["review_state"],
+                name="capture_line_created_idx",
             ),
             models.Index(
-                fields=["review_state", "-created_at", "-id"], name="capture_review_created_idx"
+                fields=["review_state", "-created_at", "-id"],
+                include=_LIST_FILTER_COLUMNS + ["station_line"],
+                name="capture_review_created_idx",
             ),
         ]
         verbose_name = _("capture")
