@@ -321,3 +321,5 @@ DRIFT_SHIFT = env_float("DRIFT_SHIFT", 4.0, minimum=0.1)
 PY_GC_GEN0 = env_int("PY_GC_GEN0", 20_000, minimum=0)
 # memory of the dashboard's sorts and medians (PostgreSQL work_mem, per transaction)
 DASHBOARD_WORK_MEM_MB = env_int("DASHBOARD_WORK_MEM_MB", 32, minimum=1)
+# parallel_tuple_cost for the rollup's scan (ocrapp.dashboard._parallel_friendly); PostgreSQL: 0.1
+DASHBOARD_PARALLEL_TUPLE_COST = env_float("DASHBOARD_PARALLEL_TUPLE_COST", 0.01)

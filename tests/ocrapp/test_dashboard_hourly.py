@@ -241,3 +241,24 @@ def test_concurrent_saves_into_one_hour_each_add_theirs():
     assert len({k[0] for k in got}) == 1  # one hour
     dashboard.read_hourly_rebuild()
     assert _rollup() == got
+
+
+def test_the_rollup_path_counts_split_hours_in_one_query_and_restores_the_planner():
+    call_command("fill_reads", "240", "--days", "3", "--until", "2026-11-03T12:00", verbosity=0)
+    qm = person("qm", roles.QUALITY_MANAGER)
+    f = dashboard.dashboard_filters_parse(
+        params={"from": "2026-10-31", "to": "2026-11-03", "tz": "Asia/Kolkata", "bucket": "day"}
+    )
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL parallel_tuple_cost = 0.25")
+        with CaptureQueriesContext(connection) as ctx:
+            rows = dashboard._series_rows(user=qm, f=f, source="rollup")
+        cur.execute("SELECT current_setting('parallel_tuple_cost')")
+        assert cur.fetchone()[0] == "0.25"  # the rollup's setting ended with its query
+    window = ReadMetric.objects.filter(created_at__gte=f.date_from, created_at__lt=f.date_to)
+    assert sum(r["reads"] for r in rows) == window.count() > 0
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    assert any("set_config('parallel_tuple_cost', '0.01'" in s for s in sqls)
+    # the split hours (one a day in Kolkata) and the part hours at the ends: one range join
+    assert len([s for s in sqls if "unnest(" in s and "ocrapp_readmetric" in s]) == 1
+    assert len(dashboard._offsets(f)[1]) == 3
