@@ -1,0 +1,444 @@
+"""Receipt fields from text lines: company, date, address, total (the SROIE entities).
+
+Used by the ranker (``ranker.RankerFieldExtractor``) for the catalogue's ``document="receipt"``
+fields. Every keyword comes from the resolved schema at run time (``FieldSpec.keywords``; the
+catalogue's defaults are the vocabulary of ``workers.fieldspec.receipt``), so a product type
+that names its own keys (``JUMLAH`` for the total) changes what is found without any change
+here. The rules are the layout of a printed receipt, not of one shop:
+
+- **company**: among the first header lines, the first that holds a company keyword (legal
+  form or trade word); a line that is only the legal form (``CO. (M) SDN BHD``) takes the line
+  above it; what follows the last keyword is cut when it holds digits (a registration number
+  ``(1248717-W)``). Without a keyword: the first header line that is mostly letters and not a
+  document title (``HEADER_NOISE``).
+- **address**: the lines after the company, registration-number lines skipped, from the first
+  line with an address keyword, a house number or a postcode, up to a stop line (phone, fax,
+  tax registration, document title, a date: ``ADDRESS_STOP_KEYS``); the line with the postcode
+  ends it, followed at most by one short line without digits (the state). Lines joined with
+  one space.
+- **date**: every date-shaped span (day/month/year in numbers or with a month name, ISO), with
+  a plausible day and month; one after a date key wins, else the first. Returned as printed.
+- **total**: amounts after a total key (same line, the next cell of the row, or the line below
+  the key), the key ranked by ``TOTAL_KEY_RANK`` (rounded / grand / nett total over a plain
+  total); keys of other sums (``NOT_TOTAL_KEYS``: subtotal, tax, cash, change...) claim their
+  line. Among the best-ranked the largest amount. Without any key: the largest amount printed
+  at least twice, else none. Returned as printed: a currency prefix glued to the number
+  (``RM20.40``, ``$8.20``) is kept, one separated by a space is not.
+
+Confidence (``extraction_confidence``): 0.9 for a keyed date or total and a company with a
+keyword, 0.8 for an address with a postcode, 0.5 and less for the fallbacks (always review).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from workers.fieldspec.grammar import FieldSpec
+from workers.fieldspec.receipt import (
+    ADDRESS_STOP_KEYS,
+    HEADER_NOISE,
+    LEGAL_FORMS,
+    NOT_TOTAL_KEYS,
+    REGISTRATION_KEYS,
+    TOTAL_KEY_RANK,
+)
+
+from .fields import check_value
+from .types import FieldResult, TextLine
+
+__all__ = ["RECEIPT_FIELDS", "extract_receipt", "flat"]
+
+RECEIPT_FIELDS = ("company", "date", "address", "total")
+HEADER_LINES = 10  # how far down the company is looked for
+ADDRESS_MAX_LINES = 6
+DEFAULT_TOTAL_RANK = TOTAL_KEY_RANK.get("TOTAL", 2)
+
+_FLAT_DROP = re.compile(r"[.:,;()\[\]{}*#=_|'\"~]+")
+
+
+def flat(text: str) -> str:
+    """Upper case, punctuation to spaces, single spaces: the form keys are matched in."""
+    return " ".join(_FLAT_DROP.sub(" ", text.upper()).split())
+
+
+def _key_re(keys: tuple[str, ...] | list[str]) -> re.Pattern[str] | None:
+    forms = sorted({flat(k) for k in keys if flat(k)}, key=len, reverse=True)
+    if not forms:
+        return None
+    alt = "|".join(re.escape(f).replace(r"\ ", r"\s*") for f in forms)
+    return re.compile(rf"(?<![A-Z0-9])(?:{alt})(?![A-Z0-9])")
+
+
+@dataclass(frozen=True)
+class _Line:
+    index: int
+    text: str
+    flat: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def cy(self) -> float:
+        return (self.y0 + self.y1) / 2
+
+    @property
+    def h(self) -> float:
+        return max(self.y1 - self.y0, 1.0)
+
+
+def _lines(lines: list[TextLine]) -> list[_Line]:
+    out = []
+    for i, ln in enumerate(lines):
+        if not ln.text.strip():
+            continue
+        pts = ln.polygon or ((0.0, float(i)), (1.0, float(i) + 1.0))
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        out.append(_Line(i, ln.text.strip(), flat(ln.text), min(xs), min(ys), max(xs), max(ys)))
+    return out
+
+
+def _same_row(a: _Line, b: _Line) -> bool:
+    return abs(a.cy - b.cy) <= 0.5 * max(a.h, b.h)
+
+
+# ---------------------------------------------------------------------------- total
+
+_AMOUNT = re.compile(
+    r"(?<![\w.,/-])(?:(RM|MYR|S\$|US\$|\$|€|£)(\s*))?(\d{1,3}(?:,\d{3})+|\d+)([.,]\d{2})(?![\d.,]*\d)"
+)
+
+
+def _amounts(text: str) -> list[tuple[int, str, float]]:
+    """``(start, value as printed, number)`` of each money amount in ``text``."""
+    out = []
+    for m in _AMOUNT.finditer(text.upper()):
+        cur, space, whole, cents = m.groups()
+        number = float(whole.replace(",", "") + "." + cents[1:])
+        num_text = text[m.start(3) : m.end(4)]
+        value = text[m.start(1) : m.end(4)] if cur and not space else num_text
+        out.append((m.start(), value, number))
+    return out
+
+
+def _first_key(text_flat: str, total_re: re.Pattern[str] | None, not_re: re.Pattern[str] | None):
+    """The leftmost key of the line: ``("total", match)``, ``("other", match)`` or None."""
+    best = None
+    for kind, rx in (("total", total_re), ("other", not_re)):
+        if rx is None:
+            continue
+        m = rx.search(text_flat)
+        if m is None:
+            continue
+        if (
+            best is None
+            or m.start() < best[1].start()
+            or (m.start() == best[1].start() and len(m.group()) > len(best[1].group()))
+        ):
+            best = (kind, m)
+    return best
+
+
+def _total(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
+    keys = tuple(spec.keywords)
+    total_re, not_re = _key_re(keys), _key_re(NOT_TOTAL_KEYS)
+    rank = {flat(k): TOTAL_KEY_RANK.get(flat(k), DEFAULT_TOTAL_RANK) for k in keys}
+    amounts = {ln.index: _amounts(ln.text) for ln in ls}
+    keyed: list[tuple[int, float, str, _Line]] = []
+    claimed: set[int] = set()  # lines whose amount belongs to a key
+    for ln in ls:
+        got = _first_key(ln.flat, total_re, not_re)
+        if got is None:
+            continue
+        kind, m = got
+        key_rank = rank.get(" ".join(m.group().split()), DEFAULT_TOTAL_RANK)
+        value = _value_for_key(ln, ls, amounts, claimed)
+        if value is None:
+            continue
+        _, val, number, at = value
+        claimed.add(at.index)
+        if kind == "total":
+            keyed.append((key_rank, number, val, at))
+    if keyed:
+        best = max(r for r, *_ in keyed)
+        top = [k for k in keyed if k[0] == best]
+        _, number, val, at = max(top, key=lambda k: k[1])
+        rounded = _rounded_below(ls, amounts, number, at)
+        if rounded is not None:
+            val, at = rounded
+        return val, at, 0.9 if best >= DEFAULT_TOTAL_RANK else 0.7
+    counts: dict[float, list[tuple[str, _Line]]] = {}
+    for ln in ls:
+        for _, val, number in amounts[ln.index]:
+            counts.setdefault(number, []).append((val, ln))
+    repeated = [n for n, occ in counts.items() if len(occ) >= 2 and n > 0]
+    if not repeated:
+        return None
+    val, at = counts[max(repeated)][0]
+    return val, at, 0.4
+
+
+def _rounded_below(
+    ls: list[_Line], amounts: dict[int, list[tuple[int, str, float]]], number: float, at: _Line
+) -> tuple[str, _Line] | None:
+    """The rounded form of the total ``number`` printed below it (cash rounding to 0.05: a
+    "rounding adjustment" line then the amount paid), the nearest one; None when ``number``
+    is already rounded or no such amount follows."""
+    if _cents(number) % 5 == 0:
+        return None
+    near = [
+        (ln.cy, val, ln)
+        for ln in ls
+        if 0 < ln.cy - at.cy <= 8 * at.h
+        for _, val, a in amounts[ln.index]
+        if a != number and abs(a - number) <= 0.1 + 1e-9 and _cents(a) % 5 == 0
+    ]
+    if not near:
+        return None
+    _, val, ln = min(near, key=lambda t: t[0])
+    return val, ln
+
+
+def _cents(number: float) -> int:
+    return round(number * 100)
+
+
+def _value_for_key(
+    key: _Line,
+    ls: list[_Line],
+    amounts: dict[int, list[tuple[int, str, float]]],
+    claimed: set[int],
+) -> tuple[int, str, float, _Line] | None:
+    """The amount a key line names: on the line itself, else the nearest cell to its right
+    in the same row, else the nearest line below it (within two line heights)."""
+    own = amounts[key.index]
+    if own:
+        return (*own[-1], key)
+    row = [
+        ln
+        for ln in ls
+        if ln.index != key.index and _same_row(ln, key) and ln.x0 >= key.x1 - 0.5 * key.h
+    ]
+    priced = [ln for ln in row if amounts[ln.index]]
+    if priced:
+        ln = min(priced, key=lambda ln: ln.x0)
+        return (*amounts[ln.index][0], ln)
+    if row:  # the row holds this key's value, and it is no amount ("TOTAL ITEMS : 2")
+        return None
+    not_re = _key_re(NOT_TOTAL_KEYS)
+    below = [
+        ln
+        for ln in ls
+        if amounts[ln.index]
+        and ln.index not in claimed
+        and 0 < ln.cy - key.cy <= 2.2 * key.h
+        and ln.x1 >= key.x0
+        and _first_key(ln.flat, None, not_re) is None
+    ]
+    if below:
+        ln = min(below, key=lambda ln: ln.cy)
+        return (*amounts[ln.index][0], ln)
+    return None
+
+
+# ---------------------------------------------------------------------------- date
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC"
+_DATE = re.compile(
+    r"(?<![\w/.-])(?:"
+    r"(?P<d1>\d{1,2})(?P<s1>[/.-])(?P<m1>\d{1,2})(?P=s1)(?P<y1>\d{4}|\d{2})"
+    r"|(?P<y2>\d{4})(?P<s2>[/.-])(?P<m2>\d{1,2})(?P=s2)(?P<d2>\d{1,2})"
+    rf"|(?P<d3>\d{{1,2}})(?P<s3>[\s/.-]?)(?P<m3>{_MONTHS})[A-Z]*\.?(?P=s3)\s*,?\s*(?P<y3>\d{{4}}|\d{{2}})"
+    rf"|(?P<m4>{_MONTHS})[A-Z]*\.?\s*(?P<d4>\d{{1,2}})(?:ST|ND|RD|TH)?,?\s*(?P<y4>\d{{4}})"
+    r")(?![\w/]|[.-]\d)",
+    re.IGNORECASE,
+)
+
+
+def _plausible(m: re.Match[str]) -> bool:
+    g = m.groupdict()
+    if g["d1"]:
+        a, b = int(g["d1"]), int(g["m1"])
+        return 1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12
+    if g["y2"]:
+        return 1 <= int(g["m2"]) <= 12 and 1 <= int(g["d2"]) <= 31
+    day = g["d3"] or g["d4"]
+    return 1 <= int(day) <= 31
+
+
+def _date(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
+    key_re = _key_re(tuple(spec.keywords))
+    keyed_rows = [ln for ln in ls if key_re is not None and key_re.search(ln.flat)]
+    best: tuple[float, int, str, _Line] | None = None
+    for order, ln in enumerate(ls):
+        for m in _DATE.finditer(ln.text):
+            if not _plausible(m):
+                continue
+            keyed = any(
+                k.index == ln.index
+                and key_re is not None
+                and (km := key_re.search(ln.flat)) is not None
+                and km.start() <= len(flat(ln.text[: m.start()]))
+                or (k.index != ln.index and _same_row(k, ln) and k.x1 <= ln.x0 + k.h)
+                for k in keyed_rows
+            )
+            score = 1.0 if keyed else 0.0
+            if best is None or score > best[0]:
+                best = (score, order, m.group().strip(), ln)
+    if best is None:
+        return None
+    score, _, value, ln = best
+    return value, ln, 0.9 if score else 0.6
+
+
+# ---------------------------------------------------------------------------- company, address
+
+_POSTCODE = re.compile(r"(?<![\d-])\d{5}(?![\d-])")
+_REG_NUMBER = re.compile(r"^\(?[^A-Z]*\d{4,}[^()]*\)?$")  # "(1074617K)", "(139386 X)"
+
+
+def _is_registration(ln: _Line, reg_re: re.Pattern[str] | None) -> bool:
+    if reg_re is not None and reg_re.search(ln.flat):
+        return True
+    t = ln.text.strip()
+    return bool(_REG_NUMBER.match(t)) and sum(c.isalpha() for c in t) <= 3
+
+
+def _letters_share(text: str) -> float:
+    s = [c for c in text if not c.isspace()]
+    return sum(c.isalpha() for c in s) / len(s) if s else 0.0
+
+
+def _company(ls: list[_Line], spec: FieldSpec) -> tuple[str, list[_Line], float] | None:
+    key_re = _key_re(tuple(spec.keywords))
+    legal_re = _key_re(LEGAL_FORMS)
+    noise_re = _key_re(HEADER_NOISE)
+    head = ls[:HEADER_LINES]
+    for i, ln in enumerate(head):
+        ms = list(key_re.finditer(ln.flat)) if key_re is not None else []
+        if not ms:
+            continue
+        text = ln.text
+        last = ms[-1]
+        cut = _cut_after(text, last.end())
+        if cut is not None and any(c.isdigit() for c in text[cut:]):
+            text = text[:cut].rstrip(" ,;:-")
+        parts = [ln]
+        rest = legal_re.sub(" ", flat(text)) if legal_re is not None else flat(text)
+        rest_words = [w for w in rest.split() if len(w) >= 3 and w not in ("CO", "(M)")]
+        if not rest_words and i > 0:
+            prev = head[i - 1]
+            if _letters_share(prev.text) > 0.6 and not (noise_re and noise_re.search(prev.flat)):
+                parts = [prev, ln]
+                text = prev.text + " " + text
+        return " ".join(text.split()), parts, 0.9
+    for ln in head:
+        if noise_re is not None and noise_re.fullmatch(ln.flat):
+            continue
+        if len(ln.flat) >= 3 and _letters_share(ln.text) >= 0.7:
+            return " ".join(ln.text.split()), [ln], 0.5
+    return None
+
+
+def _cut_after(text: str, flat_end: int) -> int | None:
+    """The position in ``text`` after the character that ends at ``flat_end`` in its flat form."""
+    for k in range(1, len(text) + 1):
+        if len(flat(text[:k])) >= flat_end:
+            return k
+    return None
+
+
+def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_Line], float] | None:
+    key_re = _key_re(tuple(spec.keywords))
+    stop_re = _key_re(ADDRESS_STOP_KEYS)
+    reg_re = _key_re(REGISTRATION_KEYS)
+    parts: list[_Line] = []
+    postcode = False
+    skipped = 0
+    for ln in ls[after:]:
+        if _is_registration(ln, reg_re):
+            if parts:
+                break
+            continue
+        stop = stop_re is not None and stop_re.search(ln.flat) is not None
+        if stop or _DATE.search(ln.text):
+            break
+        if postcode:  # one short line after the postcode line (the state)
+            if not any(c.isdigit() for c in ln.text) and len(ln.flat.split()) <= 3:
+                parts.append(ln)
+            break
+        if not parts:
+            starts = (
+                (key_re is not None and key_re.search(ln.flat))
+                or re.match(r"^\W*\d", ln.text)
+                or _POSTCODE.search(ln.text)
+            )
+            if not starts:
+                skipped += 1
+                if skipped > 2:
+                    break
+                continue
+        parts.append(ln)
+        if _POSTCODE.search(ln.text):
+            postcode = True
+        if len(parts) >= ADDRESS_MAX_LINES:
+            break
+    if not parts:
+        return None
+    return " ".join(" ".join(p.text.split()) for p in parts), parts, 0.8 if postcode else 0.5
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def _result(
+    spec: FieldSpec, raw: str, parts: list[_Line], lines: list[TextLine], conf: float
+) -> FieldResult:
+    value, valid, reason = check_value(raw, spec)
+    line_conf = min(float(lines[p.index].confidence) for p in parts)
+    xs = [x for p in parts for x in (p.x0, p.x1)]
+    ys = [y for p in parts for y in (p.y0, p.y1)]
+    box = ((min(xs), min(ys)), (max(xs), min(ys)), (max(xs), max(ys)), (min(xs), max(ys)))
+    if not valid:
+        conf = min(conf, 0.5)
+    return FieldResult(
+        name=spec.name,
+        raw_value=raw,
+        value=value,
+        confidence=conf * line_conf,
+        extraction_confidence=conf,
+        line_index=parts[0].index,
+        box=box,
+        valid=valid,
+        reason="" if valid else (reason or "empty value"),
+    )
+
+
+def extract_receipt(lines: list[TextLine], specs: list[FieldSpec]) -> dict[str, FieldResult]:
+    """The receipt fields of ``specs`` (by name: company, date, address, total) found in
+    ``lines`` (module docstring); a field that is not found is left out."""
+    ls = _lines(lines)
+    by_name = {s.name: s for s in specs}
+    out: dict[str, FieldResult] = {}
+    company = None
+    if "company" in by_name or "address" in by_name:
+        company = _company(ls, by_name.get("company") or FieldSpec(name="company"))
+    if company is not None and "company" in by_name:
+        text, parts, conf = company
+        out["company"] = _result(by_name["company"], text, parts, lines, conf)
+    if "address" in by_name:
+        after = ls.index(company[1][-1]) + 1 if company is not None else 0
+        got = _address(ls, by_name["address"], after)
+        if got is not None:
+            out["address"] = _result(by_name["address"], got[0], got[1], lines, got[2])
+    if "date" in by_name:
+        got_d = _date(ls, by_name["date"])
+        if got_d is not None:
+            out["date"] = _result(by_name["date"], got_d[0], [got_d[1]], lines, got_d[2])
+    if "total" in by_name:
+        got_t = _total(ls, by_name["total"])
+        if got_t is not None:
+            out["total"] = _result(by_name["total"], got_t[0], [got_t[1]], lines, got_t[2])
+    return out
