@@ -67,6 +67,9 @@ COMPANY_KEYS: tuple[str, ...] = LEGAL_FORMS + (
     "BAKERY",
     "BAKERIES",
     "KEDAI",
+    "SHOP",
+    "STORE",
+    "CENTRE",
     "MARKETING",
     "SUPERMARKET",
     "MINI MARKET",
@@ -260,5 +263,7 @@ HEADER_NOISE: tuple[str, ...] = (
     "COPY",
     "ORIGINAL",
     "RE-PRINT",
+    "HOURS",
+    "TQ",
     "REPRINT",
 )

@@ -34,7 +34,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from workers.fieldspec.grammar import FieldSpec
+from workers.fieldspec.catalogue import spec_for
+from workers.fieldspec.grammar import FieldSpec, normalise
 from workers.fieldspec.receipt import (
     ADDRESS_STOP_KEYS,
     HEADER_NOISE,
@@ -307,39 +308,118 @@ def _is_registration(ln: _Line, reg_re: re.Pattern[str] | None) -> bool:
 
 
 def _letters_share(text: str) -> float:
-    s = [c for c in text if not c.isspace()]
+    s = [c for c in text if c.isalnum()]
     return sum(c.isalpha() for c in s) / len(s) if s else 0.0
 
 
-def _company(ls: list[_Line], spec: FieldSpec) -> tuple[str, list[_Line], float] | None:
+def _company(
+    ls: list[_Line], spec: FieldSpec, address_keys: tuple[str, ...]
+) -> tuple[str, list[_Line], float] | None:
     key_re = _key_re(tuple(spec.keywords))
     legal_re = _key_re(LEGAL_FORMS)
     noise_re = _key_re(HEADER_NOISE)
+    stop_re = _key_re(ADDRESS_STOP_KEYS)
+    reg_re = _key_re(REGISTRATION_KEYS)
+    addr_re = _key_re(address_keys)
     head = ls[:HEADER_LINES]
+
+    def name_like(ln: _Line) -> bool:
+        if legal_re is None or not legal_re.search(ln.flat):
+            if _address_start(ln, addr_re):
+                return False
+        return (
+            len(ln.flat) >= 3
+            and _letters_share(_cut_registration(ln.text, key_re)) >= 0.6
+            and not (noise_re is not None and noise_re.search(ln.flat))
+            and not (stop_re is not None and stop_re.search(ln.flat))
+            and not _is_registration(ln, reg_re)
+            and not _DATE.search(ln.text)
+        )
+
+    best: tuple[float, int] | None = None
+    seen = 0
     for i, ln in enumerate(head):
-        ms = list(key_re.finditer(ln.flat)) if key_re is not None else []
-        if not ms:
+        if not name_like(ln):
             continue
-        text = ln.text
-        last = ms[-1]
-        cut = _cut_after(text, last.end())
+        score = 1.0 - 0.6 * seen
+        if legal_re is not None and legal_re.search(ln.flat):
+            score += 2.0
+        elif key_re is not None and key_re.search(ln.flat):
+            score += 1.5
+        nxt = head[i + 1] if i + 1 < len(head) else None
+        if nxt is not None and (_is_registration(nxt, reg_re) or _address_start(nxt, None)):
+            score += 1.0
+        seen += 1
+        if best is None or score > best[0]:
+            best = (score, i)
+    if best is None:
+        return None
+    score, i = best
+    ln = head[i]
+    parts = [ln]
+    text = _cut_registration(ln.text, key_re)
+    nxt = head[i + 1] if i + 1 < len(head) else None
+    has_legal = legal_re is not None and legal_re.search(flat(text)) is not None
+    if (
+        not has_legal
+        and nxt is not None
+        and legal_re is not None
+        and legal_re.search(nxt.flat)
+        and name_like(nxt)
+    ):
+        parts.append(nxt)
+        text = text + " " + _cut_registration(nxt.text, key_re)
+    else:
+        first = i
+        while (
+            first > 0
+            and first > i - 2
+            and _continues(head[first], key_re)
+            and name_like(head[first - 1])
+            and not any(c.isdigit() for c in head[first - 1].text)
+        ):
+            first -= 1
+            parts.insert(0, head[first])
+            text = head[first].text + " " + text
+    conf = 0.9 if score >= 2.5 else 0.5
+    return " ".join(text.split()), parts, conf
+
+
+def _continues(ln: _Line, key_re: re.Pattern[str] | None) -> bool:
+    """Whether a company line continues the line above it: it starts with "&", or nothing
+    name-like stands before its first keyword (``CO. (M) SDN BHD``, ``BAKERY``)."""
+    if ln.flat.startswith(("&", "AND ")):
+        return True
+    head = ln.text.split("(")[0]
+    if ")" in head:  # "ALAM) SDN BHD": the parenthesis opened on the line above
+        return True
+    m = key_re.search(ln.flat) if key_re is not None else None
+    if m is None:
+        return False
+    words = [w for w in ln.flat[: m.start()].split() if w not in ("CO", "M", "THE")]
+    return not any(sum(c.isalnum() for c in w) >= 2 for w in words)
+
+
+def _cut_registration(text: str, key_re: re.Pattern[str] | None) -> str:
+    """``text`` without what follows its last keyword when that holds digits, and without a
+    trailing parenthesised number (``BOON SENG PAPER SDN BHD (1248717-W)``)."""
+    ms = list(key_re.finditer(flat(text))) if key_re is not None else []
+    if ms:
+        cut = _cut_after(text, ms[-1].end())
+        if cut is not None and text[cut : cut + 1] == ".":
+            cut += 1  # "BHD." keeps its dot
         if cut is not None and any(c.isdigit() for c in text[cut:]):
-            text = text[:cut].rstrip(" ,;:-")
-        parts = [ln]
-        rest = legal_re.sub(" ", flat(text)) if legal_re is not None else flat(text)
-        rest_words = [w for w in rest.split() if len(w) >= 3 and w not in ("CO", "(M)")]
-        if not rest_words and i > 0:
-            prev = head[i - 1]
-            if _letters_share(prev.text) > 0.6 and not (noise_re and noise_re.search(prev.flat)):
-                parts = [prev, ln]
-                text = prev.text + " " + text
-        return " ".join(text.split()), parts, 0.9
-    for ln in head:
-        if noise_re is not None and noise_re.fullmatch(ln.flat):
-            continue
-        if len(ln.flat) >= 3 and _letters_share(ln.text) >= 0.7:
-            return " ".join(ln.text.split()), [ln], 0.5
-    return None
+            text = text[:cut]
+    text = re.sub(r"\s*\([^()]*\d{3,}[^()]*\)?\s*$", "", text)
+    return text.rstrip(" ,;:-")
+
+
+def _address_start(ln: _Line, key_re: re.Pattern[str] | None) -> bool:
+    return bool(
+        (key_re is not None and key_re.search(ln.flat))
+        or re.match(r"^\W*\d", ln.text)
+        or _POSTCODE.search(ln.text)
+    )
 
 
 def _cut_after(text: str, flat_end: int) -> int | None:
@@ -364,18 +444,19 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
             continue
         stop = stop_re is not None and stop_re.search(ln.flat) is not None
         if stop or _DATE.search(ln.text):
-            break
-        if postcode:  # one short line after the postcode line (the state)
-            if not any(c.isdigit() for c in ln.text) and len(ln.flat.split()) <= 3:
+            if parts:
+                break
+            skipped += 1  # a tax number or the date between the name and the address
+            if skipped > 3:
+                break
+            continue
+        if postcode:  # one line after the postcode line: the state, or a branch's area
+            short = not any(c.isdigit() for c in ln.text) and len(ln.flat.split()) <= 3
+            if (short and ":" not in ln.text) or (key_re is not None and key_re.search(ln.flat)):
                 parts.append(ln)
             break
         if not parts:
-            starts = (
-                (key_re is not None and key_re.search(ln.flat))
-                or re.match(r"^\W*\d", ln.text)
-                or _POSTCODE.search(ln.text)
-            )
-            if not starts:
+            if not _address_start(ln, key_re):
                 skipped += 1
                 if skipped > 2:
                     break
@@ -387,7 +468,8 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
             break
     if not parts:
         return None
-    return " ".join(" ".join(p.text.split()) for p in parts), parts, 0.8 if postcode else 0.5
+    text = " ".join(" ".join(p.text.split()) for p in parts)
+    return text, parts, 0.8 if postcode else 0.5
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -396,7 +478,8 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
 def _result(
     spec: FieldSpec, raw: str, parts: list[_Line], lines: list[TextLine], conf: float
 ) -> FieldResult:
-    value, valid, reason = check_value(raw, spec)
+    _, valid, reason = check_value(raw, spec)
+    value = normalise(raw.strip(), spec)  # as printed: a company's trailing "." stays
     line_conf = min(float(lines[p.index].confidence) for p in parts)
     xs = [x for p in parts for x in (p.x0, p.x1)]
     ys = [y for p in parts for y in (p.y0, p.y1)]
@@ -420,17 +503,21 @@ def extract_receipt(lines: list[TextLine], specs: list[FieldSpec]) -> dict[str, 
     """The receipt fields of ``specs`` (by name: company, date, address, total) found in
     ``lines`` (module docstring); a field that is not found is left out."""
     ls = _lines(lines)
+    top_down = sorted(ls, key=lambda ln: ln.y0)  # the header in print order
     by_name = {s.name: s for s in specs}
     out: dict[str, FieldResult] = {}
     company = None
     if "company" in by_name or "address" in by_name:
-        company = _company(ls, by_name.get("company") or FieldSpec(name="company"))
+        addr_spec = by_name.get("address") or spec_for("address")
+        company = _company(
+            top_down, by_name.get("company") or spec_for("company"), tuple(addr_spec.keywords)
+        )
     if company is not None and "company" in by_name:
         text, parts, conf = company
         out["company"] = _result(by_name["company"], text, parts, lines, conf)
     if "address" in by_name:
-        after = ls.index(company[1][-1]) + 1 if company is not None else 0
-        got = _address(ls, by_name["address"], after)
+        after = top_down.index(company[1][-1]) + 1 if company is not None else 0
+        got = _address(top_down, by_name["address"], after)
         if got is not None:
             out["address"] = _result(by_name["address"], got[0], got[1], lines, got[2])
     if "date" in by_name:
