@@ -40,8 +40,10 @@ model that no key names are ranked by the transformer's per-word field probabili
 class); the transformer then runs on every such read (about 55 ms on the CPU).
 
 Free-text receipt fields (catalogue ``document="receipt"``: company, address, date, total) are
-delegated to the transformer extractor (``extractor.TransformerFieldExtractor``, built lazily
-on first use), which is what SROIE is measured with.
+found by the receipt rules (``receipt.extract_receipt``: header, address block, keyed date and
+total, with the schema's receipt keywords at run time); ``receipt="transformer"`` hands them
+to the transformer extractor instead (``extractor.TransformerFieldExtractor``, built lazily on
+first use; what the ranker did before, bench/sroie_lines.py compares the two).
 """
 
 from __future__ import annotations

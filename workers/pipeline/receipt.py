@@ -415,6 +415,8 @@ def _cut_registration(text: str, key_re: re.Pattern[str] | None) -> str:
 
 
 def _address_start(ln: _Line, key_re: re.Pattern[str] | None) -> bool:
+    if sum(c.isalpha() for c in ln.text) < 3:  # an amount, a number: no street
+        return False
     return bool(
         (key_re is not None and key_re.search(ln.flat))
         or re.match(r"^\W*\d", ln.text)
