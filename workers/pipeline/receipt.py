@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from workers.fieldspec.catalogue import spec_for
 from workers.fieldspec.grammar import FieldSpec, normalise
@@ -55,7 +56,7 @@ HEADER_LINES = 10  # how far down the company is looked for
 ADDRESS_MAX_LINES = 6
 DEFAULT_TOTAL_RANK = TOTAL_KEY_RANK.get("TOTAL", 2)
 
-_FLAT_DROP = re.compile(r"[.:,;()\[\]{}*#=_|'\"~]+")
+_FLAT_DROP = re.compile(r"[.:,;()\[\]{}*#=_|'\"~-]+")
 
 
 def flat(text: str) -> str:
@@ -63,7 +64,8 @@ def flat(text: str) -> str:
     return " ".join(_FLAT_DROP.sub(" ", text.upper()).split())
 
 
-def _key_re(keys: tuple[str, ...] | list[str]) -> re.Pattern[str] | None:
+@lru_cache(maxsize=256)
+def _key_re(keys: tuple[str, ...]) -> re.Pattern[str] | None:
     forms = sorted({flat(k) for k in keys if flat(k)}, key=len, reverse=True)
     if not forms:
         return None
@@ -300,11 +302,32 @@ _POSTCODE = re.compile(r"(?<![\d-])\d{5}(?![\d-])")
 _REG_NUMBER = re.compile(r"^\(?[^A-Z]*\d{4,}[^()]*\)?$")  # "(1074617K)", "(139386 X)"
 
 
+_REG_TOKEN = re.compile(r"(?<![A-Z0-9])[A-Z]{0,4}\d{4,}\s?-?\s?[A-Z]{1,3}(?![A-Z0-9])")
+_UNIT_BEFORE = re.compile(r"(?:\bLOT|\bNO|\bPTD?|P\.T|\bUNIT)\W*$", re.IGNORECASE)
+
+
+def _postcode(text: str) -> re.Match[str] | None:
+    """The first five-digit postcode of ``text`` (not a lot or house number: ``LOT 26151``)."""
+    for m in _POSTCODE.finditer(text):
+        if not _UNIT_BEFORE.search(text[: m.start()]):
+            return m
+    return None
+
+
 def _is_registration(ln: _Line, reg_re: re.Pattern[str] | None) -> bool:
+    """A company registration number line: a registration key (``CO-REG``, ``ROC``), a bare
+    number (``(1074617K)``), or a code with a letter suffix (``JM0292487-D``, ``BR NO.:
+    (124525-H)``) with at most four letters beside it."""
     if reg_re is not None and reg_re.search(ln.flat):
         return True
     t = ln.text.strip()
-    return bool(_REG_NUMBER.match(t)) and sum(c.isalpha() for c in t) <= 3
+    if _REG_NUMBER.match(t) and sum(c.isalpha() for c in t) <= 3:
+        return True
+    m = _REG_TOKEN.search(t.upper())
+    if m is None:
+        return False
+    rest = t[: m.start()] + t[m.end() :]
+    return sum(c.isalpha() for c in rest) <= 4 and not any(c.isdigit() for c in rest)
 
 
 def _letters_share(text: str) -> float:
@@ -324,7 +347,7 @@ def _company(
     head = ls[:HEADER_LINES]
 
     def name_like(ln: _Line) -> bool:
-        if legal_re is None or not legal_re.search(ln.flat):
+        if key_re is None or not key_re.search(ln.flat):
             if _address_start(ln, addr_re):
                 return False
         return (
@@ -347,7 +370,7 @@ def _company(
         elif key_re is not None and key_re.search(ln.flat):
             score += 1.5
         nxt = head[i + 1] if i + 1 < len(head) else None
-        if nxt is not None and (_is_registration(nxt, reg_re) or _address_start(nxt, None)):
+        if nxt is not None and (_is_registration(nxt, reg_re) or _address_start(nxt, addr_re)):
             score += 1.0
         seen += 1
         if best is None or score > best[0]:
@@ -420,7 +443,7 @@ def _address_start(ln: _Line, key_re: re.Pattern[str] | None) -> bool:
     return bool(
         (key_re is not None and key_re.search(ln.flat))
         or re.match(r"^\W*\d", ln.text)
-        or _POSTCODE.search(ln.text)
+        or _postcode(ln.text)
     )
 
 
@@ -453,8 +476,7 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
                 break
             continue
         if postcode:  # one line after the postcode line: the state, or a branch's area
-            short = not any(c.isdigit() for c in ln.text) and len(ln.flat.split()) <= 3
-            if (short and ":" not in ln.text) or (key_re is not None and key_re.search(ln.flat)):
+            if _continues_address(parts[-1], ln, key_re):
                 parts.append(ln)
             break
         if not parts:
@@ -464,7 +486,7 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
                     break
                 continue
         parts.append(ln)
-        if _POSTCODE.search(ln.text):
+        if _postcode(ln.text):
             postcode = True
         if len(parts) >= ADDRESS_MAX_LINES:
             break
@@ -472,6 +494,89 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
         return None
     text = " ".join(" ".join(p.text.split()) for p in parts)
     return text, parts, 0.8 if postcode else 0.5
+
+
+def _continues_address(post: _Line, ln: _Line, key_re: re.Pattern[str] | None) -> bool:
+    """Whether ``ln`` still belongs to an address whose postcode line is ``post``: a line
+    with an address keyword (a branch's area ``1237-TMN INDAH``); a line without digits when
+    the postcode line names no state yet (``41050`` / ``KLANG SELANGOR D.E, MALAYSIA``; at
+    most two words when it does); never one with a ``:`` (``PAY BY : CASH``)."""
+    if ":" in ln.text:
+        return False
+    if key_re is not None and key_re.search(ln.flat):
+        return True
+    if any(c.isdigit() for c in ln.text):
+        return False
+    m = _postcode(post.text)
+    after = post.text[m.end() :] if m else ""
+    if post.text.rstrip().endswith(","):
+        return len(ln.flat.split()) <= 6
+    if "," in after.strip(" ,") or len(flat(after).split()) >= 3:
+        return False  # "56000 KUALA LUMPUR, MALAYSIA": city and state are there
+    return len(ln.flat.split()) <= 3
+
+
+def _not_address(ln: _Line) -> bool:
+    """A header line that is never part of an address: a registration number, a stop line
+    (phone, tax number, title...), a document title, a date."""
+    stop_re, noise_re = _key_re(ADDRESS_STOP_KEYS), _key_re(HEADER_NOISE)
+    return bool(
+        _is_registration(ln, _key_re(REGISTRATION_KEYS))
+        or (stop_re is not None and stop_re.search(ln.flat))
+        or (noise_re is not None and noise_re.search(ln.flat))
+        or _DATE.search(ln.text)
+    )
+
+
+def _postcode_line(head: list[_Line], taken: frozenset[int] | set[int] = frozenset()) -> int | None:
+    """Position in ``head`` of the first line with a postcode that may be an address line."""
+    return next(
+        (
+            i
+            for i, ln in enumerate(head)
+            if ln.index not in taken
+            and _postcode(ln.text)
+            and not _not_address(ln)
+            and _address_start(ln, None)
+        ),
+        None,
+    )
+
+
+def _address_block(
+    ls: list[_Line], spec: FieldSpec, company: list[_Line]
+) -> tuple[str, list[_Line], float] | None:
+    """The address around the first postcode line of the header: the lines above it up to
+    the company, a registration number, a stop line or a document title (leading lines with
+    neither a digit nor an address keyword left out: a branch name), then what continues it
+    below (:func:`_continues_address`)."""
+    key_re = _key_re(tuple(spec.keywords))
+    head = ls[: HEADER_LINES + 6]
+    taken = {ln.index for ln in company}
+
+    def blocked(ln: _Line) -> bool:
+        return ln.index in taken or _not_address(ln)
+
+    p = _postcode_line(head, taken)
+    if p is None:
+        return None
+    start = p
+    while start > 0 and p - start < ADDRESS_MAX_LINES - 1 and not blocked(head[start - 1]):
+        start -= 1
+    while start < p and not (
+        any(c.isdigit() for c in head[start].text.split()[0])
+        or (key_re is not None and key_re.search(head[start].flat))
+    ):
+        start += 1  # a branch or brand line ("NANDO'S 1 MONT KIARA") is no address yet
+    parts = head[start : p + 1]
+    k = p + 1
+    while k < len(head) and not blocked(head[k]) and _continues_address(parts[-1], head[k], key_re):
+        parts.append(head[k])
+        if not parts[-1].text.rstrip().endswith(","):
+            break
+        k += 1
+    text = " ".join(" ".join(q.text.split()) for q in parts)
+    return text, list(parts), 0.8
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -511,15 +616,20 @@ def extract_receipt(lines: list[TextLine], specs: list[FieldSpec]) -> dict[str, 
     company = None
     if "company" in by_name or "address" in by_name:
         addr_spec = by_name.get("address") or spec_for("address")
+        p = _postcode_line(top_down[: HEADER_LINES + 6])
         company = _company(
-            top_down, by_name.get("company") or spec_for("company"), tuple(addr_spec.keywords)
+            top_down[:p] if p else top_down,  # the name stands above the address
+            by_name.get("company") or spec_for("company"),
+            tuple(addr_spec.keywords),
         )
     if company is not None and "company" in by_name:
         text, parts, conf = company
         out["company"] = _result(by_name["company"], text, parts, lines, conf)
     if "address" in by_name:
         after = top_down.index(company[1][-1]) + 1 if company is not None else 0
-        got = _address(top_down, by_name["address"], after)
+        got = _address_block(top_down, by_name["address"], company[1] if company else [])
+        if got is None:
+            got = _address(top_down, by_name["address"], after)
         if got is not None:
             out["address"] = _result(by_name["address"], got[0], got[1], lines, got[2])
     if "date" in by_name:
