@@ -30,6 +30,7 @@ __all__ = [
     "HEADER_NOISE",
     "LEGAL_FORMS",
     "NOT_TOTAL_KEYS",
+    "PAYMENT_KEYS",
     "REGISTRATION_KEYS",
     "TOTAL_KEYS",
     "TOTAL_KEY_RANK",
@@ -140,16 +141,31 @@ TOTAL_KEY_RANK: dict[str, int] = {
     "TOTAL AMOUNT": 3,
     "TOTAL AMT": 3,
     "TOTAL SALES": 2,
-    "TOTAL INCL": 2,
-    "TOTAL INCLUSIVE": 2,
-    "TOTAL INCLUDING": 2,
+    "TOTAL INCL": 3,
+    "TOTAL INCLUSIVE": 3,
+    "TOTAL INCLUDING": 3,
     "JUMLAH": 2,
     "TOTAL": 2,
     "AMOUNT": 1,
 }
 TOTAL_KEYS: tuple[str, ...] = tuple(TOTAL_KEY_RANK)
 
-NOT_TOTAL_KEYS: tuple[str, ...] = (
+PAYMENT_KEYS: tuple[str, ...] = (
+    "CASH",
+    "CHANGE",
+    "TENDER",
+    "TENDERED",
+    "PAID",
+    "PAYMENT",
+    "BALANCE",
+    "DEPOSIT",
+    "VISA",
+    "MASTER",
+    "CREDIT CARD",
+)
+"""Keys of what was handed over or given back (never the total, even without a total key)."""
+
+NOT_TOTAL_KEYS: tuple[str, ...] = PAYMENT_KEYS + (
     "SUBTOTAL",
     "SUB TOTAL",
     "SUB-TOTAL",
@@ -172,14 +188,6 @@ NOT_TOTAL_KEYS: tuple[str, ...] = (
     "TOTAL 0%",
     "ITEM COUNT",
     "NO OF ITEMS",
-    "CASH",
-    "CHANGE",
-    "TENDER",
-    "TENDERED",
-    "PAID",
-    "PAYMENT",
-    "BALANCE",
-    "DEPOSIT",
     "ROUNDING ADJ",
     "ROUNDING ADJUSTMENT",
     "ROUNDING",
@@ -189,10 +197,8 @@ NOT_TOTAL_KEYS: tuple[str, ...] = (
     "GST",
     "TAX",
     "SST",
-    "VISA",
-    "MASTER",
-    "CREDIT CARD",
 )
+"""Keys of sums that are not the amount paid (their line's amount is theirs)."""
 
 ADDRESS_STOP_KEYS: tuple[str, ...] = (
     "TEL",

@@ -42,6 +42,7 @@ from workers.fieldspec.receipt import (
     HEADER_NOISE,
     LEGAL_FORMS,
     NOT_TOTAL_KEYS,
+    PAYMENT_KEYS,
     REGISTRATION_KEYS,
     TOTAL_KEY_RANK,
 )
@@ -149,21 +150,25 @@ def _total(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
     total_re, not_re = _key_re(keys), _key_re(NOT_TOTAL_KEYS)
     rank = {flat(k): TOTAL_KEY_RANK.get(flat(k), DEFAULT_TOTAL_RANK) for k in keys}
     amounts = {ln.index: _amounts(ln.text) for ln in ls}
+    pay_re = _key_re(PAYMENT_KEYS)
     keyed: list[tuple[int, float, str, _Line]] = []
     claimed: set[int] = set()  # lines whose amount belongs to a key
+    paid: set[int] = set()  # ... to a payment or change key
     for ln in ls:
         got = _first_key(ln.flat, total_re, not_re)
         if got is None:
             continue
         kind, m = got
         key_rank = rank.get(" ".join(m.group().split()), DEFAULT_TOTAL_RANK)
-        value = _value_for_key(ln, ls, amounts, claimed)
+        value = _value_for_key(ln, ls, amounts, claimed, below=kind == "other" or key_rank > 1)
         if value is None:
             continue
         _, val, number, at = value
         claimed.add(at.index)
         if kind == "total":
             keyed.append((key_rank, number, val, at))
+        elif pay_re is not None and pay_re.fullmatch(m.group()):
+            paid.add(at.index)
     if keyed:
         best = max(r for r, *_ in keyed)
         top = [k for k in keyed if k[0] == best]
@@ -174,6 +179,8 @@ def _total(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
         return val, at, 0.9 if best >= DEFAULT_TOTAL_RANK else 0.7
     counts: dict[float, list[tuple[str, _Line]]] = {}
     for ln in ls:
+        if ln.index in paid:
+            continue
         for _, val, number in amounts[ln.index]:
             counts.setdefault(number, []).append((val, ln))
     repeated = [n for n, occ in counts.items() if len(occ) >= 2 and n > 0]
@@ -213,9 +220,12 @@ def _value_for_key(
     ls: list[_Line],
     amounts: dict[int, list[tuple[int, str, float]]],
     claimed: set[int],
+    *,
+    below: bool = True,
 ) -> tuple[int, str, float, _Line] | None:
     """The amount a key line names: on the line itself, else the nearest cell to its right
-    in the same row, else the nearest line below it (within two line heights)."""
+    in the same row, else (``below``) the nearest line below it (within two line heights)
+    that holds little more than an amount (no item line)."""
     own = amounts[key.index]
     if own:
         return (*own[-1], key)
@@ -228,7 +238,7 @@ def _value_for_key(
     if priced:
         ln = min(priced, key=lambda ln: ln.x0)
         return (*amounts[ln.index][0], ln)
-    if row:  # the row holds this key's value, and it is no amount ("TOTAL ITEMS : 2")
+    if row or not below:  # the row holds this key's value, and it is no amount ("TOTAL ITEMS : 2")
         return None
     not_re = _key_re(NOT_TOTAL_KEYS)
     below = [
@@ -238,6 +248,7 @@ def _value_for_key(
         and ln.index not in claimed
         and 0 < ln.cy - key.cy <= 2.2 * key.h
         and ln.x1 >= key.x0
+        and sum(c.isalpha() for c in ln.text) <= 3
         and _first_key(ln.flat, None, not_re) is None
     ]
     if below:
