@@ -366,7 +366,7 @@ def _company(
             and _letters_share(_cut_registration(ln.text, key_re)) >= 0.6
             and not (noise_re is not None and noise_re.search(ln.flat))
             and not (stop_re is not None and stop_re.search(ln.flat))
-            and not _is_registration(ln, reg_re)
+            and not (_is_registration(ln, reg_re) and not (legal_re and legal_re.search(ln.flat)))
             and not _DATE.search(ln.text)
         )
 
