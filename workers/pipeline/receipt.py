@@ -271,15 +271,19 @@ _DATE = re.compile(
 )
 
 
-def _plausible(m: re.Match[str]) -> bool:
+def _plausible(m: re.Match[str]) -> float:
+    """0 for no date; else how date-like: a day-first numeric date or one with a month name
+    or a four-digit year counts more than a month-first one or a time-like ``11-22-31``."""
     g = m.groupdict()
     if g["d1"]:
         a, b = int(g["d1"]), int(g["m1"])
-        return 1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12
+        if not (1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12):
+            return 0.0
+        return 0.5 + (0.3 if b <= 12 else 0.0) + (0.2 if len(g["y1"]) == 4 else 0.0)
     if g["y2"]:
-        return 1 <= int(g["m2"]) <= 12 and 1 <= int(g["d2"]) <= 31
+        return 1.0 if 1 <= int(g["m2"]) <= 12 and 1 <= int(g["d2"]) <= 31 else 0.0
     day = g["d3"] or g["d4"]
-    return 1 <= int(day) <= 31
+    return 1.0 if 1 <= int(day) <= 31 else 0.0
 
 
 def _date(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
@@ -288,7 +292,8 @@ def _date(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
     best: tuple[float, int, str, _Line] | None = None
     for order, ln in enumerate(ls):
         for m in _DATE.finditer(ln.text):
-            if not _plausible(m):
+            shape = _plausible(m)
+            if not shape:
                 continue
             keyed = any(
                 k.index == ln.index
@@ -298,13 +303,13 @@ def _date(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
                 or (k.index != ln.index and _same_row(k, ln) and k.x1 <= ln.x0 + k.h)
                 for k in keyed_rows
             )
-            score = 1.0 if keyed else 0.0
+            score = (1.0 if keyed else 0.0) + 0.5 * shape
             if best is None or score > best[0]:
                 best = (score, order, m.group().strip(), ln)
     if best is None:
         return None
     score, _, value, ln = best
-    return value, ln, 0.9 if score else 0.6
+    return value, ln, 0.9 if score >= 1.0 else 0.6
 
 
 # ---------------------------------------------------------------------------- company, address
