@@ -266,9 +266,17 @@ _DATE = re.compile(
     r"|(?P<y2>\d{4})(?P<s2>[/.-])(?P<m2>\d{1,2})(?P=s2)(?P<d2>\d{1,2})"
     rf"|(?P<d3>\d{{1,2}})(?P<s3>[\s/.-]?)(?P<m3>{_MONTHS})[A-Z]*\.?(?P=s3)\s*,?\s*(?P<y3>\d{{4}}|\d{{2}})"
     rf"|(?P<m4>{_MONTHS})[A-Z]*\.?\s*(?P<d4>\d{{1,2}})(?:ST|ND|RD|TH)?,?\s*(?P<y4>\d{{4}})"
-    r")(?![\w/]|[.-]\d)",
+    r")(?![\d/]|[.-]\d)",
     re.IGNORECASE,
 )
+
+
+def _has_date(text: str) -> bool:
+    """Whether a header line prints a date (one glued to a word, ``21/05/2018TIME:``, counts
+    for the date field only)."""
+    return any(
+        _plausible(m) and not text[m.end() : m.end() + 1].isalpha() for m in _DATE.finditer(text)
+    )
 
 
 def _plausible(m: re.Match[str]) -> float:
@@ -372,7 +380,7 @@ def _company(
             and not (noise_re is not None and noise_re.search(ln.flat))
             and not (stop_re is not None and stop_re.search(ln.flat))
             and not (_is_registration(ln, reg_re) and not (legal_re and legal_re.search(ln.flat)))
-            and not _DATE.search(ln.text)
+            and not _has_date(ln.text)
         )
 
     best: tuple[float, int] | None = None
@@ -484,7 +492,7 @@ def _address(ls: list[_Line], spec: FieldSpec, after: int) -> tuple[str, list[_L
                 break
             continue
         stop = stop_re is not None and stop_re.search(ln.flat) is not None
-        if stop or _DATE.search(ln.text):
+        if stop or _has_date(ln.text):
             if parts:
                 break
             skipped += 1  # a tax number or the date between the name and the address
@@ -540,7 +548,7 @@ def _not_address(ln: _Line) -> bool:
         _is_registration(ln, _key_re(REGISTRATION_KEYS))
         or (stop_re is not None and stop_re.search(ln.flat))
         or (noise_re is not None and noise_re.search(ln.flat))
-        or _DATE.search(ln.text)
+        or _has_date(ln.text)
     )
 
 
