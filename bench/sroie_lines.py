@@ -1,7 +1,7 @@
 """SROIE receipt fields from ground-truth lines: development half vs held-out half.
 
     HF_HUB_OFFLINE=1 nice -n 15 .venv/bin/python bench/sroie_lines.py \
-        [--no-transformer] [--errors FIELD[,FIELD]] [--limit 40]
+        [--no-transformer] [--errors FIELD[,FIELD]] [--limit 40] [--e2e] [--dev-only]
 
 The evaluators measure on SROIE *test*, which we do not have. ``sroie_train`` (625 unique
 receipts, ``workers/training/extractor/data.load_sroie``) is split deterministically by the
@@ -19,6 +19,10 @@ Extractors, same lines: ``ranker`` (the default: receipt fields by the rules of
 the default did before: the receipt fields handed to the layout transformer). The
 transformer's numbers on ``dev`` and on the training part of ``held-out`` are on receipts it was
 trained on (memory, not generalisation): only its validation-split number is a fair one.
+
+``--e2e``: also the receipts that have images (58 unique), read by our OCR pipeline, lines
+from the cache ``bench/field_accuracy.py`` writes (``var/extractor/ocr_lines.json``; run that
+bench once without ``--no-e2e`` to fill it), per half.
 
 Metric: SROIE task-3 entity precision / recall / F1 per field and micro over the four
 (``workers/training/extractor/evaluate.py``: company / address upper-cased with whitespace
@@ -117,22 +121,50 @@ def errors(
         print(f"({n} mismatches of {len(docs)})")
 
 
+OCR_CACHE = Path("var/extractor/ocr_lines.json")
+
+
+def ocr_docs(docs: list[Doc]) -> list[Doc]:
+    """``docs`` that have an image, with the cached OCR lines instead of the ground truth's."""
+    import json
+
+    cache = json.loads(OCR_CACHE.read_text())
+    return [
+        Doc(d.id, d.source, [(t, tuple(map(tuple, p))) for t, p in cache[d.image]], d.fields)
+        for d in docs
+        if d.image and d.image in cache
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-transformer", action="store_true", help="skip the old receipt path")
     ap.add_argument("--errors", default="", help="print dev-half mismatches of these fields")
     ap.add_argument("--limit", type=int, default=40)
+    ap.add_argument("--e2e", action="store_true", help="also on our OCR's lines (cached)")
+    ap.add_argument("--dev-only", action="store_true", help="the development half only")
     args = ap.parse_args()
 
     sets = halves()
+    if args.dev_only:  # what to iterate on: the held-out half is neither printed nor scored
+        sets = {"dev": sets["dev"]}
     extractors = {"ranker": RankerFieldExtractor()}
     if not args.no_transformer:
         extractors["ranker receipt=transformer"] = RankerFieldExtractor(receipt="transformer")
-    docs = [d for part in ("dev", "held-out") for d in sets[part]]
+    docs = [d for part in sets.values() for d in part]
     preds = {n: predict_all(ex, docs) for n, ex in extractors.items()}
     print("## SROIE from ground-truth lines: entity P / R / F1")
     for name, part in sets.items():
         table(name, part, preds)
+    if args.e2e:
+        if not OCR_CACHE.is_file():
+            sys.exit(f"{OCR_CACHE} missing: run bench/field_accuracy.py (without --no-e2e) first")
+        print("\n## SROIE end to end: our OCR's lines (receipts with images)")
+        for name in [n for n in ("dev", "held-out") if n in sets]:
+            part = ocr_docs(sets[name])
+            table(
+                f"{name}, our OCR", part, {n: predict_all(ex, part) for n, ex in extractors.items()}
+            )
     if args.errors:
         errors(sets["dev"], preds["ranker"], args.errors.split(","), args.limit)
 

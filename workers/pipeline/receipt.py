@@ -32,7 +32,7 @@ keyword, 0.8 for an address with a postcode, 0.5 and less for the fallbacks (alw
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from workers.fieldspec.catalogue import spec_for
@@ -540,6 +540,26 @@ def _continues_address(post: _Line, ln: _Line, key_re: re.Pattern[str] | None) -
     return len(ln.flat.split()) <= 3
 
 
+def _cut_at_stop(ln: _Line) -> _Line:
+    """``ln`` without what follows a stop key inside it (``81750 JOHOR BAHRU, TEL NO.: 07-387
+    3322``: OCR joins cells of one row), when an address-like part stands before the key."""
+    stop_re = _key_re(ADDRESS_STOP_KEYS)
+    m = stop_re.search(ln.flat) if stop_re is not None else None
+    if m is None or m.start() < 8:
+        return ln
+    cut = _cut_after(ln.text, m.start())
+    if cut is None:
+        return ln
+    head = ln.text[:cut].rstrip()
+    # drop the stop key's first character that _cut_after kept
+    while head and head[-1].isalnum():
+        head = head[:-1]
+    head = head.rstrip(" ,;:(-")
+    if not head:
+        return ln
+    return replace(ln, text=head, flat=flat(head))
+
+
 def _not_address(ln: _Line) -> bool:
     """A header line that is never part of an address: a registration number, a stop line
     (phone, tax number, title...), a document title, a date."""
@@ -651,9 +671,10 @@ def extract_receipt(lines: list[TextLine], specs: list[FieldSpec]) -> dict[str, 
         out["company"] = _result(by_name["company"], text, parts, lines, conf)
     if "address" in by_name:
         after = top_down.index(company[1][-1]) + 1 if company is not None else 0
-        got = _address_block(top_down, by_name["address"], company[1] if company else [])
+        addr_lines = [_cut_at_stop(ln) for ln in top_down]
+        got = _address_block(addr_lines, by_name["address"], company[1] if company else [])
         if got is None:
-            got = _address(top_down, by_name["address"], after)
+            got = _address(addr_lines, by_name["address"], after)
         if got is not None:
             out["address"] = _result(by_name["address"], got[0], got[1], lines, got[2])
     if "date" in by_name:
