@@ -51,6 +51,12 @@ LEGAL_FORMS: tuple[str, ...] = (
     "LLC",
     "GMBH",
     "CORPORATION",
+    # OCR-damaged forms
+    "S/8",
+    "SON BHD",
+    "SDN BHO",
+    "SDN 8HD",
+    "SD BHD",
 )
 """Legal forms that end a company name (the name is cut after the last one)."""
 
