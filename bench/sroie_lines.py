@@ -105,6 +105,37 @@ def table(title: str, docs: list[Doc], preds: dict[str, dict[str, dict[str, str]
         print(f"| {f} | {support} |" + "".join(cells))
 
 
+def wrong_table(extractor, sets: dict[str, list[Doc]]) -> None:
+    """Per field and half: predictions that are wrong, of them marked valid, of them with
+    extraction confidence >= 0.9 (what would be trusted), and the mean confidence of right
+    and wrong values."""
+    print("\n### ranker: wrong values (valid / confidence >= 0.9)\n")
+    print(
+        "| half | field | predicted | wrong | wrong & valid | wrong & conf >= 0.9 | conf right / wrong |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, docs in sets.items():
+        stats = {f: [0, 0, 0, 0, [], []] for f in RECEIPT_FIELDS}
+        for d in docs:
+            for r in extractor(to_textlines(d.lines), RECEIPT_SCHEMA):
+                if not r.value or r.name not in stats:
+                    continue
+                st = stats[r.name]
+                st[0] += 1
+                conf = float(r.extraction_confidence or 0.0)
+                if normalise(r.name, r.value) == normalise(r.name, d.fields.get(r.name, "")):
+                    st[4].append(conf)
+                    continue
+                st[1] += 1
+                st[2] += bool(r.valid)
+                st[3] += bool(r.valid and conf >= 0.9)
+                st[5].append(conf)
+        for f, (n, w, wv, wc, cr, cw) in stats.items():
+            mr = sum(cr) / len(cr) if cr else float("nan")
+            mw = sum(cw) / len(cw) if cw else float("nan")
+            print(f"| {name} | {f} | {n} | {w} | {wv} | {wc} | {mr:.2f} / {mw:.2f} |")
+
+
 def errors(
     docs: list[Doc], preds: dict[str, dict[str, str]], fields: list[str], limit: int
 ) -> None:
@@ -156,6 +187,7 @@ def main() -> None:
     print("## SROIE from ground-truth lines: entity P / R / F1")
     for name, part in sets.items():
         table(name, part, preds)
+    wrong_table(extractors["ranker"], {n: p for n, p in sets.items() if "in held-out" not in n})
     if args.e2e:
         if not OCR_CACHE.is_file():
             sys.exit(f"{OCR_CACHE} missing: run bench/field_accuracy.py (without --no-e2e) first")

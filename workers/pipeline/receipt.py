@@ -176,7 +176,12 @@ def _total(ls: list[_Line], spec: FieldSpec) -> tuple[str, _Line, float] | None:
         rounded = _rounded_below(ls, amounts, number, at)
         if rounded is not None:
             val, at = rounded
-        return val, at, 0.9 if best >= DEFAULT_TOTAL_RANK else 0.7
+        chosen = _amounts(val)[0][2] if _amounts(val) else number
+        others = {
+            n for r, n, _, _ in keyed if r >= DEFAULT_TOTAL_RANK and abs(n - chosen) > 0.1 + 1e-9
+        }
+        # 0.9 only when every keyed total agrees (up to cash rounding)
+        return val, at, 0.9 if best >= DEFAULT_TOTAL_RANK and not others else 0.7
     counts: dict[float, list[tuple[str, _Line]]] = {}
     for ln in ls:
         if ln.index in paid:
@@ -385,9 +390,12 @@ def _company(
 
     best: tuple[float, int] | None = None
     seen = 0
+    first_i = -1
     for i, ln in enumerate(head):
         if not name_like(ln):
             continue
+        if first_i < 0:
+            first_i = i
         score = 1.0 - 0.6 * seen
         if legal_re is not None and legal_re.search(ln.flat):
             score += 2.0
@@ -428,7 +436,11 @@ def _company(
             first -= 1
             parts.insert(0, head[first])
             text = head[first].text + " " + text
-    conf = 0.9 if score >= 2.5 else 0.5
+    # 0.9 for a legal form on the first name-like header line, 0.7 for another keyed line
+    legal = legal_re is not None and legal_re.search(flat(text)) is not None
+    conf = (
+        0.9 if legal and parts[0].index == head[first_i].index else (0.7 if score >= 2.5 else 0.5)
+    )
     return " ".join(text.split()), parts, conf
 
 
