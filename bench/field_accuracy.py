@@ -4,8 +4,9 @@
         [--synth 300] [--no-e2e] [--e2e-synth 150] [--latency-runs 30] [--no-int8] \
         [--model-dir workers/models/extractor]
 
-Sections (every extractor in the same run, same inputs; the ranker hands the receipt fields
-to the same transformer instance, so (a)/(b) show it equal to the transformer there):
+Sections (every extractor in the same run, same inputs; the ranker finds the receipt fields
+with its receipt rules, ``workers/pipeline/receipt.py``; ``bench/sroie_lines.py`` has the
+development / held-out halves):
 
 (a) SROIE validation split (deterministic, ``workers/training/extractor/data.py``; never used in
     training), ground-truth lines; entity precision/recall/F1 per field.
@@ -64,22 +65,9 @@ from workers.pipeline.types import TextLine  # noqa: E402
 from workers.training.extractor.data import SROIE_DIR, Doc, load_sroie, synth_docs  # noqa: E402
 from workers.training.extractor.evaluate import RECEIPT_FIELDS, Scores  # noqa: E402
 
-RECEIPT_SCHEMA = {
-    "fields": [
-        {"name": "company", "keywords": ["SDN BHD"]},
-        {
-            "name": "date",
-            "keywords": ["DATE", "TARIKH", "DATE/TIME"],
-            "pattern": r"^\d{1,4}[-./]\d{1,2}[-./]\d{2,4}$",
-        },
-        {"name": "address", "keywords": ["ADDRESS"]},
-        {
-            "name": "total",
-            "keywords": ["TOTAL", "GRAND TOTAL", "NETT TOTAL", "TOTAL AMOUNT", "ROUNDED TOTAL"],
-            "pattern": r"^\d+(,\d{3})*\.\d{2}$",
-        },
-    ]
-}
+# the receipt fields by name: keywords and rules from the catalogue (workers/fieldspec/receipt.py),
+# what a receipt product type gets by default (a schema's own keywords would replace them)
+RECEIPT_SCHEMA = {"fields": [{"name": n} for n in RECEIPT_FIELDS]}
 NAMEPLATE_FIELDS = tuple(f["name"] for f in DEFAULT_SCHEMA["fields"])
 OCR_CACHE = Path("var/extractor/ocr_lines.json")
 

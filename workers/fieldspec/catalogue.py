@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import receipt as _receipt
 from .grammar import DEFAULT_AUTO_ACCEPT, DateRule, FieldSpec, ProductSchema, schema_errors
 
 __all__ = [
@@ -222,33 +223,35 @@ _CATALOGUE: tuple[KnownField, ...] = (
         keywords={"en": ("EXP", "Expiry", "Expiry Date", "Use by"), "ko": ("유통기한",)},
         document="other",
     ),
-    # Receipt fields (the SROIE benchmark's entities): found by the layout model, not by keys.
+    # Receipt fields (the SROIE benchmark's entities): found by the receipt extractor
+    # (``workers.pipeline.receipt``) with these keywords (``workers.fieldspec.receipt``; a
+    # product schema's own keywords replace them).
     _known(
         "company",
         gettext_noop("Company"),
         normalise=("collapse_spaces",),
-        keywords={},
+        keywords={"en": _receipt.COMPANY_KEYS},
         document="receipt",
     ),
     _known(
         "date",
         gettext_noop("Date"),
         normalise=("collapse_spaces",),
-        keywords={},
+        keywords={"en": _receipt.DATE_KEYS},
         document="receipt",
     ),
     _known(
         "address",
         gettext_noop("Address"),
         normalise=("collapse_spaces",),
-        keywords={},
+        keywords={"en": _receipt.ADDRESS_KEYS},
         document="receipt",
     ),
     _known(
         "total",
         gettext_noop("Total"),
         normalise=("collapse_spaces",),
-        keywords={},
+        keywords={"en": _receipt.TOTAL_KEYS},
         document="receipt",
     ),
 )

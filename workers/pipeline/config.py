@@ -24,8 +24,8 @@ OCR_REC_BATCH_SIZE         recognition batch size                               
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
 OCR_FIELD_EXTRACTOR        field extractor: ``ranker`` (candidates ranked by key,     ranker
-                           geometry, schema rules and shape; receipt free-text
-                           fields by the transformer), ``transformer`` (the
+                           geometry, schema rules and shape; receipt fields by
+                           the receipt rules), ``transformer`` (the
                            layout-aware token classifier alone) or ``rules`` (v0)
 OCR_RANKER_TRANSFORMER     ranker: fields no key names (part number, lot, model on a   1
                            label without keys) ranked by the transformer's word

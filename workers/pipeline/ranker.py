@@ -40,8 +40,10 @@ model that no key names are ranked by the transformer's per-word field probabili
 class); the transformer then runs on every such read (about 55 ms on the CPU).
 
 Free-text receipt fields (catalogue ``document="receipt"``: company, address, date, total) are
-delegated to the transformer extractor (``extractor.TransformerFieldExtractor``, built lazily
-on first use), which is what SROIE is measured with.
+found by the receipt rules (``receipt.extract_receipt``: header, address block, keyed date and
+total, with the schema's receipt keywords at run time); ``receipt="transformer"`` hands them
+to the transformer extractor instead (``extractor.TransformerFieldExtractor``, built lazily on
+first use; what the ranker did before, bench/sroie_lines.py compares the two).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from workers.fieldspec.keys import FIELD_KEYS, OTHER, OTHER_KEYS, WEAK_KEYS, key
 
 from .extractor.layout import text_direction
 from .fields import check_value, missing_required
+from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
 RANKER_VERSION = "1"
@@ -86,6 +89,9 @@ LEARNED_MIN_PROB = 0.5
 CONF_LEARNED = 0.5  # x the transformer's probability
 
 MAX_TOKENS = 4
+# how the receipt fields (catalogue document="receipt") are found: "rules" (receipt.py, the
+# schema's keywords) or "transformer" (the layout model, what the ranker did before)
+RECEIPT_MODES = ("rules", "transformer")
 # words that continue a key without naming another thing (part "Number", MAC "Addr")
 KEY_SUFFIXES = frozenset(
     key_norm(w)
@@ -218,8 +224,8 @@ def schema_vocabulary(ps: ProductSchema, exclude: frozenset[str] = frozenset()) 
     own: list[tuple[str, tuple[str, ...]]] = []
     for spec in ps.fields:
         known = KNOWN_FIELDS.get(spec.name)
-        if not spec.keywords:
-            continue
+        if not spec.keywords or (known is not None and known.document == "receipt"):
+            continue  # receipt keywords are the receipt extractor's (receipt.py)
         if known is not None and tuple(spec.keywords) == tuple(known.spec.keywords):
             # inherited from the catalogue: the same words as the built-in vocabulary holds,
             # keep the built-in strengths ("Date" stays a generic key)
@@ -1096,7 +1102,11 @@ class RankerFieldExtractor:
         *,
         exclude_keys: frozenset[str] = frozenset(),
         use_transformer: bool = False,
+        receipt: str = "rules",
     ) -> None:
+        if receipt not in RECEIPT_MODES:
+            raise ValueError(f"receipt must be one of {RECEIPT_MODES}, not {receipt!r}")
+        self.receipt = receipt
         self._make_transformer = transformer
         self.use_transformer = use_transformer
         self.exclude_keys = frozenset(key_norm(k) for k in exclude_keys)
@@ -1147,9 +1157,12 @@ class RankerFieldExtractor:
         receipt_specs = [s for s in ps.fields if s.name in self.RECEIPT]
         results: dict[str, FieldResult] = {}
         if receipt_specs and lines:
-            sub = replace(ps, fields=tuple(receipt_specs))
-            for r in self.transformer()(lines, sub):
-                results[r.name] = r
+            if self.receipt == "transformer":
+                sub = replace(ps, fields=tuple(receipt_specs))
+                for r in self.transformer()(lines, sub):
+                    results[r.name] = r
+            else:
+                results.update(extract_receipt(lines, receipt_specs))
         if label_specs and lines:
             results.update(self._label_fields(lines, ps, label_specs))
         out: list[FieldResult] = []

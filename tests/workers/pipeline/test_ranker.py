@@ -244,11 +244,11 @@ def test_ranker_is_the_default_and_the_others_stay_selectable():
 
 
 @pytest.mark.slow
-def test_receipt_fields_come_from_the_transformer():
+def test_receipt_fields_come_from_the_transformer_when_asked():
     from workers.pipeline.extractor import TransformerFieldExtractor
 
     tfx = TransformerFieldExtractor()
-    ex = RankerFieldExtractor(transformer=lambda: tfx)
+    ex = RankerFieldExtractor(transformer=lambda: tfx, receipt="transformer")
     ls = stacked(
         "SYARIKAT ABC SDN BHD",
         "NO 12, JALAN MAJU, 43000 KAJANG",
