@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from ocrapp import roles, selectors
-from ocrapp.models import AuditEvent, Capture, Field, Read, SerialRecord
+from ocrapp.models import AuditEvent, Capture, Field, Read, SerialRecord, TextLine
 from tests.review_data import person
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +23,10 @@ def test_fill_reads_writes_marked_searchable_audited_reads(capsys):
     rows = SerialRecord.objects.filter(capture__in=caps)
     assert rows.filter(source="text").count() == 3 * done
     assert len({s.station_id for s in rows[:300]}) > 3  # spread over stations
+    # each read has its printed lines; a field points at the line that prints its value
+    assert TextLine.objects.filter(read__capture__in=caps).count() == 5 * done
+    f = Field.objects.filter(read__capture__in=caps, name="serial_number").select_related("line")[0]
+    assert f.line.text == f"S/N: {f.value}" and len(f.line.char_confidences) == len(f.line.text)
     # in time order (as a line writes them), spread over the 30 days
     times = list(
         Read.objects.filter(capture__in=caps).order_by("id").values_list("created_at", flat=True)

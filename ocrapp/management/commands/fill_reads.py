@@ -7,14 +7,16 @@ What it writes is **synthetic bench data, clearly marked** and consistent with t
   (``synthetic-bench``, no password login), created through ``ocrapp.services`` (audited);
 - per read: a DONE capture (``original_filename`` ``synthetic``, no image file: its image and
   thumbnail answer 404; its ``review_state`` / ``weakest_confidence`` as ``read_save`` writes
-  them), one read (``worker`` ``fill_reads``), its fields (serial number, part
-  number, lot) and their search index rows (printed form in ``display``; about 1 % carry a
+  them), one read (``worker`` ``fill_reads``), its printed lines (a header, one keyed line
+  per field with per-character confidences and a box, a footer: five ``TextLine`` rows, as a
+  read of a small label has), its fields (serial number, part number, lot; each points at its
+  line) and their search index rows (printed form in ``display``; about 1 % carry a
   differing code value, indexed as ``source=code``); about 2 % of the captures are FAILED;
 - per read its dashboard row (``ReadMetric``; each batch's hourly sums added to ``ReadHourly``)
   and synthetic photo statistics in ``Read.quality`` (luminance, contrast, sharpness, glare,
   text boxes around each line's own steady values; about 3 % glare, 2 % blur and 2 % exposure
-  warnings); a read whose code value differs from the print carries the mismatch (a mislabel
-  alarm);
+  warnings); a read whose code value differs from the print carries the mismatch and its
+  ``mismatch`` alarm (open), as ``read_save`` raises it;
 - one audit event per batch (action ``create`` on the batch's first read, reason "manage.py
   fill_reads: synthetic bench data") that records every field value of the batch, so
   ``manage.py audit_verify`` checks these reads like any other.
@@ -41,7 +43,17 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from ocrapp import audit, dashboard, selectors, services
-from ocrapp.models import Capture, Field, ProductType, Read, ReadMetric, SerialRecord, Station
+from ocrapp.models import (
+    Alarm,
+    Capture,
+    Field,
+    ProductType,
+    Read,
+    ReadMetric,
+    SerialRecord,
+    Station,
+    TextLine,
+)
 from workers.fieldspec import identifier_key, lookalike_key
 
 SYNTH_USER = "synthetic-bench"
@@ -49,6 +61,10 @@ SYNTH_LINE_PREFIX = "SYN-"
 SYNTH_REASON = "manage.py fill_reads: synthetic bench data"
 PRODUCT_TYPES = ("synthetic-nameplate", "synthetic-sticker", "synthetic-board")
 FIELD_NAMES = ("serial_number", "part_number", "lot")
+# the label's printed lines: a header, one keyed line per field (the field points at it), a footer
+KEYS = {"serial_number": "S/N", "part_number": "P/N", "lot": "LOT"}
+HEADER, FOOTER = "SYNTHETIC INDUSTRIES CO.", "MADE IN KOREA"
+LINES_PER_READ = len(FIELD_NAMES) + 2
 
 
 def serial_value(rng: random.Random, i: int) -> str:
@@ -166,6 +182,7 @@ class Command(BaseCommand):
             for table in (
                 "ocrapp_capture",
                 "ocrapp_read",
+                "ocrapp_textline",
                 "ocrapp_field",
                 "ocrapp_serialrecord",
                 "ocrapp_readmetric",
@@ -221,16 +238,19 @@ class Command(BaseCommand):
         metric_cols = _columns(ReadMetric)
         cap_def, read_def = _defaults(Capture), _defaults(Read)
         field_def, sr_def = _defaults(Field), _defaults(SerialRecord)
+        line_cols, line_def = _columns(TextLine), _defaults(TextLine)
         parts = [f"PN-{k:07d}" for k in range(0, 400000, 1999)]
         with transaction.atomic():
             read_id = _reserve_ids("ocrapp_read", size)
             field_id = _reserve_ids("ocrapp_field", size * len(FIELD_NAMES))
             sr_id = _reserve_ids("ocrapp_serialrecord", size * (len(FIELD_NAMES) + 1))
+            line_id = _reserve_ids("ocrapp_textline", size * LINES_PER_READ)
             recorded: dict[str, dict] = {}
             first_read = read_id
             with connection.cursor() as cur:
                 raw = cur.cursor if hasattr(cur, "cursor") else cur
-                caps, reads, fields, srs, metrics = [], [], [], [], []
+                caps, reads, fields, srs, metrics, lines = [], [], [], [], [], []
+                alarms: list[Alarm] = []
                 for k in range(size):
                     i = offset + k
                     st, pt = rng.choice(stations), rng.choice(pts)
@@ -276,7 +296,25 @@ class Command(BaseCommand):
                     }
                     entries = {}
                     confs = []
-                    for name, value in values.items():
+                    texts = [HEADER, *(f"{KEYS[n]}: {v}" for n, v in values.items()), FOOTER]
+                    first_line = line_id
+                    for order, text in enumerate(texts):
+                        chars = [round(rng.uniform(0.9, 1.0), 3) for _c in text]
+                        y = 40 + 60 * order
+                        lines.append(
+                            {
+                                **line_def,
+                                "id": line_id,
+                                "read_id": read_id,
+                                "order": order,
+                                "text": text,
+                                "confidence": min(chars),
+                                "char_confidences": Jsonb(chars),
+                                "polygon": Jsonb([[30, y], [600, y], [600, y + 40], [30, y + 40]]),
+                            }
+                        )
+                        line_id += 1
+                    for at_line, (name, value) in enumerate(values.items(), start=first_line + 1):
                         conf = round(rng.uniform(0.5, 0.999), 4)
                         confs.append(conf)
                         code_value = None
@@ -288,6 +326,7 @@ class Command(BaseCommand):
                                 "id": field_id,
                                 "read_id": read_id,
                                 "name": name,
+                                "line_id": at_line,
                                 "raw_value": value,
                                 "value": value,
                                 "current_value": value,
@@ -337,6 +376,25 @@ class Command(BaseCommand):
                         if coded
                         else []
                     )
+                    if coded:  # the mismatch alarm read_save raises (ocrapp.alarms)
+                        alarms.append(
+                            Alarm(
+                                kind=Alarm.Kind.MISMATCH,
+                                capture_id=cid,
+                                read_id=read_id,
+                                field_id=coded["id"],
+                                value=identifier_key(coded["value"])[:128],
+                                display=coded["value"],
+                                other_display=coded["code_value"],
+                                part_number=values["part_number"],
+                                line=st.line,
+                                station_id=st.pk,
+                                station_label=f"{st.line} / {st.name}"[:210],
+                                product_type_id=pt.pk,
+                                details={"field": "serial_number", "code_format": "DataMatrix"},
+                                created_at=at,
+                            )
+                        )
                     reads.append(
                         {
                             **read_def,
@@ -378,14 +436,16 @@ class Command(BaseCommand):
                 for table, cols, rows in (
                     ("ocrapp_capture", cap_cols, caps),
                     ("ocrapp_read", read_cols, reads),
+                    ("ocrapp_textline", line_cols, lines),
                     ("ocrapp_field", field_cols, fields),
                     ("ocrapp_serialrecord", sr_cols, srs),
                     ("ocrapp_readmetric", metric_cols, metrics),
                 ):
-                    sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
+                    sql = f"COPY {table} ({', '.join(connection.ops.quote_name(c) for c in cols)}) FROM STDIN"
                     with raw.copy(sql) as copy:
                         for row in rows:
                             copy.write_row([row[c] for c in cols])
+                alarms = Alarm.objects.bulk_create(alarms)
                 # the batch's hourly counters for the dashboard (one upsert of their sums)
                 dashboard.read_hourly_add(first_read_id=first_read, end_read_id=read_id)
             audit.record(
@@ -394,6 +454,11 @@ class Command(BaseCommand):
                 object_type="ocrapp.read",
                 object_id=str(first_read),
                 object_repr=f"synthetic bench data: {len(recorded)} field values",
-                after={"synthetic": True, "reads": read_id - first_read, "fields": recorded},
+                after={
+                    "synthetic": True,
+                    "reads": read_id - first_read,
+                    "fields": recorded,
+                    "mismatch_alarms": [a.pk for a in alarms],
+                },
                 reason=SYNTH_REASON,
             )
