@@ -141,9 +141,18 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
             for f in ver.fields:
                 if not f.value:
                     continue
+                line = (
+                    lines[f.line_index].text
+                    if f.line_index is not None and 0 <= f.line_index < len(lines)
+                    else ""
+                )
                 fields.append(
                     {
                         "name": f.name,
+                        "value": f.value,
+                        "truth": truth.get(f.name),
+                        "line": line,
+                        "parts": dict(f.confidence_parts),
                         "raw": float(f.confidence_parts.get("raw", f.confidence)),
                         "code": f.source != "text",
                         "valid": bool(f.valid),
@@ -248,6 +257,53 @@ def risk_coverage(rows: list[dict], t: float, half: str, sets: tuple[str, ...]) 
     }
 
 
+def diagnose(rows: list[dict], t: float, half: str) -> None:
+    """The confident wrong fields (valid, not truncated, calibrated >= 0.3) and what keeps the
+    images of ``half`` from being auto-accepted at threshold ``t`` (``--diagnose``)."""
+    print(f"\n### confident wrong fields, {half} half (valid, not truncated, calibrated >= 0.3)\n")
+    print("| set | image | field | value | truth | raw | calibrated | rec x ext x val | line |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    bad = [
+        (r, f)
+        for r in rows
+        if r["half"] == half
+        for f in r["fields"]
+        if f["valid"] and not f["truncated"] and not f["correct"] and f["cal"] >= 0.3
+    ]
+    for r, f in sorted(bad, key=lambda rf: -rf[1]["cal"]):
+        p = f["parts"]
+        parts = "x".join(
+            f"{p[k]:.3f}" for k in ("recognition", "extraction", "validation") if k in p
+        )
+        print(
+            f"| {r['set']} | {r['key']} | {f['name']} | `{f['value']}` | `{f['truth']}` | "
+            f"{f['raw']:.3f} | {f['cal']:.3f} | {parts} | `{f['line']}` |"
+        )
+    print(f"\n### what blocks the {half} half's images at threshold {t:.3f}\n")
+    block: dict[tuple[str, str, str], int] = defaultdict(int)
+    for r in rows:
+        if r["half"] != half:
+            continue
+        if r["blocked"]:
+            block[(r["set"], "-", "missing/mislabel")] += 1
+        for f in r["fields"]:
+            why = (
+                "invalid"
+                if not f["valid"]
+                else "truncated"
+                if f["truncated"]
+                else "low"
+                if f["cal"] < t
+                else ""
+            )
+            if why:
+                ok = "right" if f["correct"] else "wrong"
+                block[(r["set"], f["name"], f"{why} ({ok})")] += 1
+    print("| set | field | why | fields |\n|---|---|---|---|")
+    for (s, n, w), c in sorted(block.items()):
+        print(f"| {s} | {n} | {w} | {c} |")
+
+
 def pick_threshold(rows: list[dict], target: float, sets: tuple[str, ...]) -> float:
     grid = [round(x, 3) for x in np.arange(0.30, 0.996, 0.005)]
     for t in grid:
@@ -265,6 +321,14 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.005)
     ap.add_argument("--fit", action="store_true", help="write the calibration JSON")
     ap.add_argument("--refresh-pixels", action="store_true")
+    ap.add_argument(
+        "--diagnose",
+        type=float,
+        default=None,
+        metavar="T",
+        help="list the confident wrong fields and the blockers at threshold T (fit half)",
+    )
+    ap.add_argument("--half", default="fit", choices=("fit", "report"), help="for --diagnose")
     ap.add_argument("--out", default=None, help="calibration JSON path (default: the shipped)")
     a = ap.parse_args()
 
@@ -360,6 +424,9 @@ def main() -> None:
             for s in present
         )
     )
+
+    if a.diagnose is not None:
+        diagnose(rows, a.diagnose, a.half)
 
     if a.fit:
         from workers.pipeline.calibration import CalibrationMap
