@@ -79,6 +79,7 @@ def test_clean_read_is_valid_and_auto_accepted(verify):
         "recognition": 0.99,
         "extraction": 0.98,
         "validation": 1.0,
+        "lookalike": 0.0,
         "raw": 0.9702,  # recognition x extraction x validation, before calibration
     }
     assert not out.review.needs_review and out.review.reasons == ()
@@ -264,3 +265,42 @@ def test_check_digit_pass_with_several_unsure_characters_is_not_trusted(verify):
     confs[7] = confs[10] = 0.99
     out = verify([extracted("gtin", raw, 0)], [line(raw, 0, confs=confs)], schema)
     assert out.fields[0].valid
+
+
+def _with_alt(text: str, pos: int, top: float, alt: str, p: float) -> TextLine:
+    """A line read at 0.98 everywhere except ``text[pos]`` (``top``), whose runner-up is ``alt``
+    at ``p``."""
+    confs = [0.98] * len(text)
+    confs[pos] = top
+    alts = [[(c, q)] for c, q in zip(text, confs, strict=True)]
+    alts[pos] = [(text[pos], top), (alt, p)]
+    return line(text, confs=confs, alts=alts)
+
+
+def test_a_lookalike_that_makes_another_valid_value_lowers_the_confidence(verify):
+    """ "BI-0976W" with "O" at 4.4 % for its zero: "BI-O976W" is as valid a model, so the sure-
+    looking read (min char 0.93) loses confidence by the look-alike doubt; without that
+    runner-up it keeps its recognition x extraction."""
+    schema = {"fields": [{"name": "model"}]}
+    doubtful = _with_alt("BI-0976W", 3, 0.928, "O", 0.044)
+    out = verify([extracted("model", "BI-0976W", 0)], [doubtful], schema)
+    f = out.fields[0]
+    assert f.valid and f.value == "BI-0976W"
+    assert f.confidence_parts["lookalike"] == pytest.approx(0.044)
+    assert f.confidence_parts["raw"] < 0.7 * f.confidence_parts["recognition"] * 0.98
+    plain = _with_alt("BI-0976W", 3, 0.928, "6", 0.044)  # no look-alike of "0" as runner-up
+    g = verify([extracted("model", "BI-0976W", 0)], [plain], schema).fields[0]
+    assert g.confidence_parts["lookalike"] == 0.0
+    assert g.confidence_parts["raw"] == pytest.approx(0.928 * 0.98, abs=1e-4)
+    assert f.confidence < g.confidence
+
+
+def test_a_lookalike_that_breaks_the_rules_is_no_doubt(verify):
+    """A GTIN's "0" with "O" as runner-up: "O" cannot stand in a GTIN (digits, GS1 check
+    digit), so there is no second valid reading and the confidence stays."""
+    schema = {"fields": [{"name": "gtin"}]}
+    ln = _with_alt("4006381333931", 1, 0.93, "O", 0.06)
+    f = verify([extracted("gtin", "4006381333931", 0)], [ln], schema).fields[0]
+    assert f.valid
+    assert f.confidence_parts["lookalike"] == 0.0
+    assert f.confidence_parts["raw"] == pytest.approx(0.93 * 0.98, abs=1e-4)
