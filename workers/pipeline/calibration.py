@@ -33,7 +33,8 @@ FORMAT = 1
 KEY_STAGES = ("detection", "recognition", "fields")
 # How ``verification`` composes the raw per-field confidence (the map's input). Bump it when
 # that formula changes: a map fitted on the old raw scores does not fit the new ones.
-# 2: x (1 - LOOKALIKE_WEIGHT x the look-alike doubt).
+# 2: x (1 - LOOKALIKE_WEIGHT x the look-alike doubt above its floor); a character's
+# confidence includes its alternatives that normalise to the same character.
 RAW_VERSION = "2"
 DATE_FIELDS = frozenset({"mfg_date", "expiry_date", "date", "best_before"})
 

@@ -19,14 +19,16 @@ Per field:
 3. Confidence = recognition x extraction x validation x look-alike doubt:
 
    - recognition: the lowest character confidence of the value (after glare lowering; a
-     corrected character counts with the probability of its chosen alternative);
+     corrected character counts with the probability of its chosen alternative; a character
+     counts with its alternatives that the field's normalisation makes the same character,
+     ``_value_confidences``: "c" for "C" in an upper-cased serial);
    - extraction: the extractor's own score (``FieldResult.extraction_confidence``);
    - validation: 1 when valid as read, ``CORRECTED_FACTOR`` when valid after correction,
      ``INVALID_FACTOR`` when invalid. A check-digit field with two or more characters below
      ``CHECK_SURE_PROB`` is invalid (``uncertain``) even when its check digit passes;
-   - look-alike doubt: x (1 - ``LOOKALIKE_WEIGHT`` x the recogniser's probability of a
+   - look-alike doubt: x (1 - ``LOOKALIKE_WEIGHT`` x (the recogniser's probability of a
      look-alike character that would make *another valid* value, ``confidence_parts
-     ["lookalike"]``): "BI-0976W" read with "O" at 4 % is also a valid model "BI-O976W", so a
+     ["lookalike"]``, less ``LOOKALIKE_FLOOR``)): "BI-0976W" read with "O" at 4 % is also a valid model "BI-O976W", so a
      sure-looking read is not sure; a GTIN or date has no such second reading.
 
    That product is the *raw* confidence (``confidence_parts["raw"]``); ``confidence`` is its
@@ -50,7 +52,7 @@ from datetime import date
 from typing import Any
 
 from workers.fieldspec.catalogue import resolve_schema, spec_for
-from workers.fieldspec.grammar import FieldSpec, ProductSchema, validate_field
+from workers.fieldspec.grammar import FieldSpec, ProductSchema, normalise, validate_field
 from workers.fieldspec.identifiers import identifier_key
 from workers.fieldspec.review import ReviewDecision, decide_review
 
@@ -74,12 +76,14 @@ CHECKED_KEEP_PROB = 0.6
 # not trusted (reason ``uncertain``): the check digit detects one error, not several.
 CHECK_SURE_PROB = 0.8
 LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
-# The raw confidence is lowered by this many times the look-alike doubt (``_lookalike_doubt``:
-# the recogniser's probability for a look-alike character that would make another valid
-# value). The recogniser is over-sure there: on the calibration fit half (synth + clean
-# labels), valid values with raw >= 0.7 were wrong 7 times in 25 with a doubt >= 0.04, 4 times
-# in 443 below it (bench/NOTES-calibration.md, 2026-12-02). 4..12 fit about equally well.
+# The raw confidence is lowered by this many times the look-alike doubt above a floor
+# (``_lookalike_doubt``: the recogniser's probability for a look-alike character that would
+# make another valid value). The recogniser is over-sure there: on the calibration fit half
+# (synth + clean labels), valid values with raw >= 0.7 were wrong 7 times in 25 with a doubt
+# >= 0.04, 4 times in 443 below it (bench/NOTES-calibration.md, 2026-12-02); weights 4..12 and
+# floors 0..0.02 fit that half about equally well.
 LOOKALIKE_WEIGHT = 8.0
+LOOKALIKE_FLOOR = 0.01
 
 
 def product_schema(schema: Mapping[str, Any] | ProductSchema | None) -> ProductSchema:
@@ -252,7 +256,7 @@ class FieldVerifier:
                 if f.raw_value == span.line.text[span.start : span.end]
                 else (span.line.text[span.start : span.end])
             )
-            char_conf = list(span.confidences)
+            char_conf = _value_confidences(span, spec)
         else:
             raw = f.raw_value
             line_conf = (
@@ -306,7 +310,7 @@ class FieldVerifier:
             validation = CORRECTED_FACTOR if correction is not None else 1.0
         else:
             validation = INVALID_FACTOR
-        doubt = max(0.0, 1.0 - LOOKALIKE_WEIGHT * lookalike)
+        doubt = max(0.0, 1.0 - LOOKALIKE_WEIGHT * max(0.0, lookalike - LOOKALIKE_FLOOR))
         raw_conf = float(recognition) * float(extraction) * validation * doubt
         conf = self.calibration(f.name, raw_conf)
         return dataclasses.replace(
@@ -386,6 +390,31 @@ def _truncated(
         if got is not None:
             out[f.name] = got
     return out
+
+
+def _value_confidences(span: _Span, spec: FieldSpec) -> list[float]:
+    """Per character of the span: its confidence (glare-lowered) times the share of the
+    recogniser's alternatives that normalise to the same stored character for this field
+    (``fieldspec.grammar.normalise``: "c" for "C" in an upper-cased serial, "-" for " " where
+    separators are dropped), i.e. the confidence in the *value*, not in the glyph's case or
+    the separator's kind. An alternative that changes the value counts against it as before."""
+    confs = list(span.confidences)
+    alts = span.alternatives
+    if not alts or not spec.normalise:
+        return confs
+    text = span.line.text[span.start : span.end]
+    for i, (ch, a) in enumerate(zip(text, alts, strict=False)):
+        key = normalise(ch, spec)
+        same = {ch}
+        p_read = next((float(p) for c, p in a if c == ch), 0.0)
+        mass = p_read
+        for c, p in a:
+            if c not in same and normalise(c, spec) == key:
+                same.add(c)
+                mass += float(p)
+        if p_read > 0.0 and mass > p_read:
+            confs[i] = min(1.0, confs[i] * mass / p_read)
+    return confs
 
 
 def _lookalike_doubt(span: _Span, value: str, spec: FieldSpec, today: date) -> float:

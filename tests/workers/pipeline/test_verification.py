@@ -287,7 +287,8 @@ def test_a_lookalike_that_makes_another_valid_value_lowers_the_confidence(verify
     f = out.fields[0]
     assert f.valid and f.value == "BI-0976W"
     assert f.confidence_parts["lookalike"] == pytest.approx(0.044)
-    assert f.confidence_parts["raw"] < 0.7 * f.confidence_parts["recognition"] * 0.98
+    # x (1 - 8 x (0.044 - 0.01)) = x 0.728
+    assert f.confidence_parts["raw"] == pytest.approx(0.928 * 0.98 * 0.728, abs=1e-3)
     plain = _with_alt("BI-0976W", 3, 0.928, "6", 0.044)  # no look-alike of "0" as runner-up
     g = verify([extracted("model", "BI-0976W", 0)], [plain], schema).fields[0]
     assert g.confidence_parts["lookalike"] == 0.0
@@ -304,3 +305,14 @@ def test_a_lookalike_that_breaks_the_rules_is_no_doubt(verify):
     assert f.valid
     assert f.confidence_parts["lookalike"] == 0.0
     assert f.confidence_parts["raw"] == pytest.approx(0.93 * 0.98, abs=1e-4)
+
+
+def test_an_alternative_the_normalisation_makes_the_same_counts_for_the_value(verify):
+    """Serials are upper-cased: "X" at 0.70 with "x" at 0.25 is 0.95 sure as a value; with "K"
+    at 0.25 (another value) it stays 0.70."""
+    case = _with_alt("QX77812345", 1, 0.70, "x", 0.25)
+    f = verify([extracted("serial_number", "QX77812345", 0)], [case], None).fields[0]
+    assert f.confidence_parts["recognition"] == pytest.approx(0.95, abs=1e-3)
+    other = _with_alt("QX77812345", 1, 0.70, "K", 0.25)
+    g = verify([extracted("serial_number", "QX77812345", 0)], [other], None).fields[0]
+    assert g.confidence_parts["recognition"] == pytest.approx(0.70, abs=1e-3)
