@@ -80,8 +80,9 @@ LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
 # (``_lookalike_doubt``: the recogniser's probability for a look-alike character that would
 # make another valid value). The recogniser is over-sure there: on the calibration fit half
 # (synth + clean labels), valid values with raw >= 0.7 were wrong 7 times in 25 with a doubt
-# >= 0.04, 4 times in 443 below it (bench/NOTES-calibration.md, 2026-12-02); weights 4..12 and
-# floors 0..0.02 fit that half about equally well.
+# >= 0.04, 4 times in 443 below it; codes with an O/0 at a letter/digit edge and a doubt
+# > 0.01 were wrong 12 times in 44, the others 2 in 218 (bench/NOTES-calibration.md,
+# 2026-12-02). Weights 4..16 and floors 0..0.02 fit that half about equally well.
 LOOKALIKE_WEIGHT = 8.0
 LOOKALIKE_FLOOR = 0.01
 
@@ -423,14 +424,15 @@ def _lookalike_doubt(span: _Span, value: str, spec: FieldSpec, today: date) -> f
     character swapped is *also valid* for the field and differs from it: the chance that a
     sure-looking read chose the wrong one of two readings the rules cannot tell apart
     ("BI-0976W" / "BI-O976W" for a model; a GTIN or a date has no such second reading).
-    Only for values as read (a corrected value is priced by the correction)."""
+    Characters inside a run of their own kind are left out (``_in_run``). Only for values as
+    read (a corrected value is priced by the correction)."""
     alts = span.alternatives
     if not alts:
         return 0.0
     text = span.line.text[span.start : span.end]
     best = 0.0
     for i, (ch, a) in enumerate(zip(text, alts, strict=False)):
-        if ch.isspace():
+        if ch.isspace() or _in_run(text, i):
             continue
         look = set(LOOKALIKES.get(ch, ()) + LOOKALIKES.get(ch.upper(), ()))
         look |= {c.lower() for c in look} | {c.upper() for c in look}
@@ -442,6 +444,21 @@ def _lookalike_doubt(span: _Span, value: str, spec: FieldSpec, today: date) -> f
             if other.valid and identifier_key(other.value) != identifier_key(value):
                 best = float(p)
     return best
+
+
+def _in_run(text: str, i: int) -> bool:
+    """Whether ``text[i]`` sits inside a run of its own kind (a digit between two digits, a
+    letter between two letters): there a look-alike of the other kind ("O" inside "2091") is
+    not a reading the value's context allows; at a group's edge or next to the other kind
+    ("BI-0976W", "L191126O") it is."""
+    if i == 0 or i + 1 >= len(text):
+        return False
+    ch, lt, rt = text[i], text[i - 1], text[i + 1]
+    if ch.isdigit():
+        return lt.isdigit() and rt.isdigit()
+    if ch.isalpha():
+        return lt.isalpha() and rt.isalpha()
+    return False
 
 
 def _value_is_span(f: FieldResult, raw: str) -> bool:

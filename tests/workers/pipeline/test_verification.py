@@ -316,3 +316,16 @@ def test_an_alternative_the_normalisation_makes_the_same_counts_for_the_value(ve
     other = _with_alt("QX77812345", 1, 0.70, "K", 0.25)
     g = verify([extracted("serial_number", "QX77812345", 0)], [other], None).fields[0]
     assert g.confidence_parts["recognition"] == pytest.approx(0.70, abs=1e-3)
+
+
+def test_a_lookalike_inside_a_run_of_its_own_kind_is_no_doubt(verify):
+    """The "0" of "BI-4076W" sits between two digits: "O" there is not a reading the context
+    allows, so its runner-up "O" at 4.4 % does not lower the confidence; at the edge of the
+    digit group ("BI-0976W", after the dash) it does."""
+    schema = {"fields": [{"name": "model"}]}
+    inner = _with_alt("BI-4076W", 4, 0.928, "O", 0.044)
+    f = verify([extracted("model", "BI-4076W", 0)], [inner], schema).fields[0]
+    assert f.confidence_parts["lookalike"] == 0.0
+    edge = _with_alt("BI-4070W", 6, 0.928, "O", 0.044)  # the last digit, before "W"
+    g = verify([extracted("model", "BI-4070W", 0)], [edge], schema).fields[0]
+    assert g.confidence_parts["lookalike"] == pytest.approx(0.044)
