@@ -1,7 +1,7 @@
 """Calibrated per-field confidence: a monotone map from the raw per-field confidence
-(recognition x extraction x validation, ``verification``) to the probability that the value is
-right, fitted on held-out data by ``bench/calibration.py`` and stored as a small JSON file
-(``workers/models/calibration/calibration.json``, with its ``MODEL_CARD.md``).
+(recognition x extraction x validation x look-alike doubt, ``verification``) to the probability
+that the value is right, fitted on held-out data by ``bench/calibration.py`` and stored as a
+small JSON file (``workers/models/calibration/calibration.json``, with its ``MODEL_CARD.md``).
 
 The map is isotonic regression (pool-adjacent-violators, numpy only) per field group (a field's
 own name when it had enough held-out samples, else ``date`` for date fields, else ``_all``),
