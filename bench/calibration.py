@@ -24,7 +24,9 @@ What it does (every number from the same run):
    the report half (a field is auto-accepted when valid, calibrated confidence >= threshold and
    not ``truncated``; an image when ``decide_review`` passes: every field, required ones
    present); the threshold recommended for ``--target`` risk is the lowest whose wrong share
-   among auto-accepted fields on the *fit* half is <= the target.
+   among auto-accepted fields on the *fit* half is <= the target; the same pick per set
+   (``per_set``: the threshold for a product whose photos look like that set's) is printed
+   with its report-half numbers.
 5. ``--fit`` writes ``workers/models/calibration/calibration.json`` (maps, the models' key,
    the report-half risk-coverage table, the recommended threshold). Re-run it after the
    extractor or a reading model changes: the pipeline falls back to raw confidences (with a
@@ -413,6 +415,23 @@ def main() -> None:
         f"{rec['all']['wrong']:.4f}, fields accepted {rec['all']['coverage']:.3f}, images "
         f"accepted {rec['all']['images_accepted']:.3f}"
     )
+    # per-product thresholds: a product whose photos look like one set gets that set's pick
+    per_set = {}
+    for s in present:
+        t_s = pick_threshold(rows, a.target, (s,))
+        rc = risk_coverage(rows, t_s, "report", (s,))
+        per_set[s] = {
+            "threshold": t_s,
+            "wrong": round(rc["wrong"], 5),
+            "wrong_n": rc["wrong_n"],
+            "coverage": round(rc["coverage"], 5),
+            "images_accepted": round(rc["images_accepted"], 5),
+        }
+        print(
+            f"per-set threshold (picked on {s}'s fit half): {s} {t_s:.3f}; on its report half: "
+            f"wrong {rc['wrong']:.4f} ({rc['wrong_n']}), fields accepted {rc['coverage']:.3f}, "
+            f"images accepted {rc['images_accepted']:.3f}"
+        )
     trunc = sum(f["truncated"] for r in rows for f in r["fields"])
     trunc_wrong = sum(f["truncated"] and not f["correct"] for r in rows for f in r["fields"])
     nf = sum(len(r["fields"]) for r in rows)
@@ -452,6 +471,7 @@ def main() -> None:
                     "images_accepted": rec["all"]["images_accepted"],
                 },
                 "risk_coverage": table,
+                "per_set": per_set,
             },
         )
         out.write_text(json.dumps(full.to_dict(), indent=1) + "\n")
