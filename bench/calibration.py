@@ -24,7 +24,9 @@ What it does (every number from the same run):
    the report half (a field is auto-accepted when valid, calibrated confidence >= threshold and
    not ``truncated``; an image when ``decide_review`` passes: every field, required ones
    present); the threshold recommended for ``--target`` risk is the lowest whose wrong share
-   among auto-accepted fields on the *fit* half is <= the target.
+   among auto-accepted fields on the *fit* half is <= the target; the same pick per set
+   (``per_set``: the threshold for a product whose photos look like that set's) is printed
+   with its report-half numbers.
 5. ``--fit`` writes ``workers/models/calibration/calibration.json`` (maps, the models' key,
    the report-half risk-coverage table, the recommended threshold). Re-run it after the
    extractor or a reading model changes: the pipeline falls back to raw confidences (with a
@@ -141,9 +143,18 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
             for f in ver.fields:
                 if not f.value:
                     continue
+                line = (
+                    lines[f.line_index].text
+                    if f.line_index is not None and 0 <= f.line_index < len(lines)
+                    else ""
+                )
                 fields.append(
                     {
                         "name": f.name,
+                        "value": f.value,
+                        "truth": truth.get(f.name),
+                        "line": line,
+                        "parts": dict(f.confidence_parts),
                         "raw": float(f.confidence_parts.get("raw", f.confidence)),
                         "code": f.source != "text",
                         "valid": bool(f.valid),
@@ -248,6 +259,53 @@ def risk_coverage(rows: list[dict], t: float, half: str, sets: tuple[str, ...]) 
     }
 
 
+def diagnose(rows: list[dict], t: float, half: str) -> None:
+    """The confident wrong fields (valid, not truncated, calibrated >= 0.3) and what keeps the
+    images of ``half`` from being auto-accepted at threshold ``t`` (``--diagnose``)."""
+    print(f"\n### confident wrong fields, {half} half (valid, not truncated, calibrated >= 0.3)\n")
+    print("| set | image | field | value | truth | raw | calibrated | rec x ext x val | line |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    bad = [
+        (r, f)
+        for r in rows
+        if r["half"] == half
+        for f in r["fields"]
+        if f["valid"] and not f["truncated"] and not f["correct"] and f["cal"] >= 0.3
+    ]
+    for r, f in sorted(bad, key=lambda rf: -rf[1]["cal"]):
+        p = f["parts"]
+        parts = "x".join(
+            f"{p[k]:.3f}" for k in ("recognition", "extraction", "validation") if k in p
+        )
+        print(
+            f"| {r['set']} | {r['key']} | {f['name']} | `{f['value']}` | `{f['truth']}` | "
+            f"{f['raw']:.3f} | {f['cal']:.3f} | {parts} | `{f['line']}` |"
+        )
+    print(f"\n### what blocks the {half} half's images at threshold {t:.3f}\n")
+    block: dict[tuple[str, str, str], int] = defaultdict(int)
+    for r in rows:
+        if r["half"] != half:
+            continue
+        if r["blocked"]:
+            block[(r["set"], "-", "missing/mislabel")] += 1
+        for f in r["fields"]:
+            why = (
+                "invalid"
+                if not f["valid"]
+                else "truncated"
+                if f["truncated"]
+                else "low"
+                if f["cal"] < t
+                else ""
+            )
+            if why:
+                ok = "right" if f["correct"] else "wrong"
+                block[(r["set"], f["name"], f"{why} ({ok})")] += 1
+    print("| set | field | why | fields |\n|---|---|---|---|")
+    for (s, n, w), c in sorted(block.items()):
+        print(f"| {s} | {n} | {w} | {c} |")
+
+
 def pick_threshold(rows: list[dict], target: float, sets: tuple[str, ...]) -> float:
     grid = [round(x, 3) for x in np.arange(0.30, 0.996, 0.005)]
     for t in grid:
@@ -265,6 +323,14 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.005)
     ap.add_argument("--fit", action="store_true", help="write the calibration JSON")
     ap.add_argument("--refresh-pixels", action="store_true")
+    ap.add_argument(
+        "--diagnose",
+        type=float,
+        default=None,
+        metavar="T",
+        help="list the confident wrong fields and the blockers at threshold T (fit half)",
+    )
+    ap.add_argument("--half", default="fit", choices=("fit", "report"), help="for --diagnose")
     ap.add_argument("--out", default=None, help="calibration JSON path (default: the shipped)")
     a = ap.parse_args()
 
@@ -349,6 +415,23 @@ def main() -> None:
         f"{rec['all']['wrong']:.4f}, fields accepted {rec['all']['coverage']:.3f}, images "
         f"accepted {rec['all']['images_accepted']:.3f}"
     )
+    # per-product thresholds: a product whose photos look like one set gets that set's pick
+    per_set = {}
+    for s in present:
+        t_s = pick_threshold(rows, a.target, (s,))
+        rc = risk_coverage(rows, t_s, "report", (s,))
+        per_set[s] = {
+            "threshold": t_s,
+            "wrong": round(rc["wrong"], 5),
+            "wrong_n": rc["wrong_n"],
+            "coverage": round(rc["coverage"], 5),
+            "images_accepted": round(rc["images_accepted"], 5),
+        }
+        print(
+            f"per-set threshold (picked on {s}'s fit half): {s} {t_s:.3f}; on its report half: "
+            f"wrong {rc['wrong']:.4f} ({rc['wrong_n']}), fields accepted {rc['coverage']:.3f}, "
+            f"images accepted {rc['images_accepted']:.3f}"
+        )
     trunc = sum(f["truncated"] for r in rows for f in r["fields"])
     trunc_wrong = sum(f["truncated"] and not f["correct"] for r in rows for f in r["fields"])
     nf = sum(len(r["fields"]) for r in rows)
@@ -360,6 +443,9 @@ def main() -> None:
             for s in present
         )
     )
+
+    if a.diagnose is not None:
+        diagnose(rows, a.diagnose, a.half)
 
     if a.fit:
         from workers.pipeline.calibration import CalibrationMap
@@ -385,6 +471,7 @@ def main() -> None:
                     "images_accepted": rec["all"]["images_accepted"],
                 },
                 "risk_coverage": table,
+                "per_set": per_set,
             },
         )
         out.write_text(json.dumps(full.to_dict(), indent=1) + "\n")

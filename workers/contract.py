@@ -390,7 +390,7 @@ class FieldResult:
     message) pairs, ``reason`` joins the messages): the schema check of ``value``.
     ``corrected``: ``value`` comes from format-constrained correction (``correction`` holds
     ``from``, ``to``, ``probability`` and the ``changes``). ``confidence``: recognition x
-    extraction x validation (``confidence_parts``); ``extraction_confidence``: the extractor's
+    extraction x validation x look-alike doubt (``confidence_parts``), calibrated; ``extraction_confidence``: the extractor's
     own score, set by the extractor. ``source``: ``text``, ``code`` or ``text+code``;
     ``code_value`` / ``code_match``: what a code on the label says and whether it agrees
     (None: no code carries this field). ``iso_date``: parsed date of a date field.

@@ -48,6 +48,7 @@ def test_upload_is_read_by_real_worker(celery_worker_proc, station_client, produ
         "recognition",
         "extraction",
         "validation",
+        "lookalike",  # the look-alike doubt (a factor of raw)
         "raw",  # their product; ``confidence`` is its calibrated probability
     }
     # the serial is searchable right away

@@ -1,16 +1,17 @@
 """Calibrated per-field confidence: a monotone map from the raw per-field confidence
-(recognition x extraction x validation, ``verification``) to the probability that the value is
-right, fitted on held-out data by ``bench/calibration.py`` and stored as a small JSON file
-(``workers/models/calibration/calibration.json``, with its ``MODEL_CARD.md``).
+(recognition x extraction x validation x look-alike doubt, ``verification``) to the probability
+that the value is right, fitted on held-out data by ``bench/calibration.py`` and stored as a
+small JSON file (``workers/models/calibration/calibration.json``, with its ``MODEL_CARD.md``).
 
 The map is isotonic regression (pool-adjacent-violators, numpy only) per field group (a field's
 own name when it had enough held-out samples, else ``date`` for date fields, else ``_all``),
 evaluated by linear interpolation between the fitted knots: non-decreasing by construction.
 
 A map is only right for the models it was fitted on: the file records the sha256 of the
-detection, recognition and field models (``key``). :func:`load_calibration` returns the
-identity map (raw confidence, with a log warning) when the running models differ, so that a
-retrained extractor never gets a calibration fitted on another one.
+detection, recognition and field models and the raw-confidence formula (``key``).
+:func:`load_calibration` returns the identity map (raw confidence, with a log warning) when the
+running models differ, so that a retrained extractor never gets a calibration fitted on another
+one.
 """
 
 from __future__ import annotations
@@ -30,19 +31,26 @@ CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "models" / "calibration"
 CALIBRATION_PATH = CALIBRATION_DIR / "calibration.json"
 FORMAT = 1
 KEY_STAGES = ("detection", "recognition", "fields")
+# How ``verification`` composes the raw per-field confidence (the map's input). Bump it when
+# that formula changes: a map fitted on the old raw scores does not fit the new ones.
+# 2: x (1 - LOOKALIKE_WEIGHT x the look-alike doubt above its floor); a character's
+# confidence includes its alternatives that normalise to the same character.
+RAW_VERSION = "2"
 DATE_FIELDS = frozenset({"mfg_date", "expiry_date", "date", "best_before"})
 
 
 def model_key(models: Iterable[Any]) -> dict[str, str]:
     """What a calibration is valid for: stage -> ``name:version:sha256`` of the models that
     produced the raw confidences (``ModelInfo`` objects or their dicts); ``fields`` is
-    ``rules`` when the extractor has no model."""
+    ``rules`` when the extractor has no model; ``raw`` is the raw-confidence formula
+    (:data:`RAW_VERSION`)."""
     key: dict[str, str] = {}
     for m in models:
         d = m if isinstance(m, Mapping) else m.to_dict()
         if d.get("stage") in KEY_STAGES:
             key[str(d["stage"])] = f"{d.get('name')}:{d.get('version')}:{d.get('sha256')}"
     key.setdefault("fields", "rules")
+    key["raw"] = f"verification:{RAW_VERSION}"
     return key
 
 

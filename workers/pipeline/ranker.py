@@ -33,7 +33,9 @@ labels alike); every geometric feature below is in that upright frame.
    exact key that passes its rules, 0.99 in the next cell or under the key, lower for fuzzy or
    generic keys, rules failed, or a second keyed candidate with another value; a value without
    any key gets at most 0.55 (0.35 when another candidate scores close), precise formats with
-   a check digit (IMEI, GTIN) or a MAC 0.9. ``confidence`` = that x the line's confidence.
+   a check digit (IMEI, GTIN) or a MAC 0.9 (a MAC only when it looks like one by itself:
+   separated octets or a hex letter; 12 bare digits get 0.55). ``confidence`` = that x the
+   line's confidence.
 
 With ``use_transformer`` (``OCR_RANKER_TRANSFORMER=1``, the default), part number, lot and
 model that no key names are ranked by the transformer's per-word field probability (see the
@@ -66,7 +68,7 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "1"
+RANKER_VERSION = "2"
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "far": 2.0}
@@ -1041,7 +1043,7 @@ def _confidence(p: _Pair, pairs: list[_Pair], chosen: dict[str, _Pair]) -> float
     if p.keyless:
         if p.field == "manufacturer":
             return 0.9 if p.score >= 1.8 else 0.45
-        spec_precise = p.field in ("imei", "gtin", "mac")
+        spec_precise = p.field in ("imei", "gtin") or (p.field == "mac" and _mac_shaped(p.cand.raw))
         conf = CONF_KEYLESS_PRECISE if spec_precise else CONF_KEYLESS
         if any(q.score > p.score - 1.5 for q in rivals):
             conf = min(conf, CONF_KEYLESS_AMBIGUOUS)
@@ -1056,6 +1058,16 @@ def _confidence(p: _Pair, pairs: list[_Pair], chosen: dict[str, _Pair]) -> float
     if any((not q.keyless) and q.score > p.score - 1.5 and q.valid for q in rivals):
         conf *= CONF_CONFLICT
     return conf
+
+
+def _mac_shaped(raw: str) -> bool:
+    """Whether an unkeyed value looks like a MAC address by itself: octets split by ":" or
+    "-", or a hex letter among its 12 characters. Twelve bare decimal digits pass the MAC rule
+    as well, but are far more often another number (a serial, an order or phone number)."""
+    v = raw.strip()
+    if re.fullmatch(r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}", v):
+        return True
+    return any(ch in "abcdefABCDEF" for ch in v)
 
 
 def _span_box(line: TextLine, cum: list[float], start: int, end: int) -> Polygon:

@@ -16,14 +16,20 @@ Per field:
    with the changes. A correction whose changed characters the recogniser gave less than
    ``MIN_CHANGE_PROB`` for is not taken: it would be a guess, not a reading (this is what keeps
    wrong values from passing a check digit).
-3. Confidence = recognition x extraction x validation:
+3. Confidence = recognition x extraction x validation x look-alike doubt:
 
    - recognition: the lowest character confidence of the value (after glare lowering; a
-     corrected character counts with the probability of its chosen alternative);
+     corrected character counts with the probability of its chosen alternative; a character
+     counts with its alternatives that the field's normalisation makes the same character,
+     ``_value_confidences``: "c" for "C" in an upper-cased serial);
    - extraction: the extractor's own score (``FieldResult.extraction_confidence``);
    - validation: 1 when valid as read, ``CORRECTED_FACTOR`` when valid after correction,
      ``INVALID_FACTOR`` when invalid. A check-digit field with two or more characters below
-     ``CHECK_SURE_PROB`` is invalid (``uncertain``) even when its check digit passes.
+     ``CHECK_SURE_PROB`` is invalid (``uncertain``) even when its check digit passes;
+   - look-alike doubt: x (1 - ``LOOKALIKE_WEIGHT`` x (the recogniser's probability of a
+     look-alike character that would make *another valid* value, ``confidence_parts
+     ["lookalike"]``, less ``LOOKALIKE_FLOOR``)): "BI-0976W" read with "O" at 4 % is also a valid model "BI-O976W", so a
+     sure-looking read is not sure; a GTIN or date has no such second reading.
 
    That product is the *raw* confidence (``confidence_parts["raw"]``); ``confidence`` is its
    calibrated probability of being right (``calibration.CalibrationMap``, fitted on held-out
@@ -46,7 +52,7 @@ from datetime import date
 from typing import Any
 
 from workers.fieldspec.catalogue import resolve_schema, spec_for
-from workers.fieldspec.grammar import FieldSpec, ProductSchema, validate_field
+from workers.fieldspec.grammar import FieldSpec, ProductSchema, normalise, validate_field
 from workers.fieldspec.identifiers import identifier_key
 from workers.fieldspec.review import ReviewDecision, decide_review
 
@@ -70,6 +76,15 @@ CHECKED_KEEP_PROB = 0.6
 # not trusted (reason ``uncertain``): the check digit detects one error, not several.
 CHECK_SURE_PROB = 0.8
 LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
+# The raw confidence is lowered by this many times the look-alike doubt above a floor
+# (``_lookalike_doubt``: the recogniser's probability for a look-alike character that would
+# make another valid value). The recogniser is over-sure there: on the calibration fit half
+# (synth + clean labels), valid values with raw >= 0.7 were wrong 7 times in 25 with a doubt
+# >= 0.04, 4 times in 443 below it; codes with an O/0 at a letter/digit edge and a doubt
+# > 0.01 were wrong 12 times in 44, the others 2 in 218 (bench/NOTES-calibration.md,
+# 2026-12-02). Weights 4..16 and floors 0..0.02 fit that half about equally well.
+LOOKALIKE_WEIGHT = 8.0
+LOOKALIKE_FLOOR = 0.01
 
 
 def product_schema(schema: Mapping[str, Any] | ProductSchema | None) -> ProductSchema:
@@ -242,7 +257,7 @@ class FieldVerifier:
                 if f.raw_value == span.line.text[span.start : span.end]
                 else (span.line.text[span.start : span.end])
             )
-            char_conf = list(span.confidences)
+            char_conf = _value_confidences(span, spec)
         else:
             raw = f.raw_value
             line_conf = (
@@ -272,6 +287,11 @@ class FieldVerifier:
         recognition = min(char_conf) if char_conf else 0.0
         reasons = tuple((r.code, r.message) for r in check.reasons)
         valid = check.valid
+        lookalike = (
+            _lookalike_doubt(span, check.value, spec, today)
+            if span is not None and valid and correction is None and _value_is_span(f, raw)
+            else 0.0
+        )
         if valid and spec.check_digit and span is not None:
             # A check digit catches one misread character, not several: with two or more
             # unsure characters a wrong value passes it one time in ten.
@@ -291,7 +311,8 @@ class FieldVerifier:
             validation = CORRECTED_FACTOR if correction is not None else 1.0
         else:
             validation = INVALID_FACTOR
-        raw_conf = float(recognition) * float(extraction) * validation
+        doubt = max(0.0, 1.0 - LOOKALIKE_WEIGHT * max(0.0, lookalike - LOOKALIKE_FLOOR))
+        raw_conf = float(recognition) * float(extraction) * validation * doubt
         conf = self.calibration(f.name, raw_conf)
         return dataclasses.replace(
             f,
@@ -317,6 +338,7 @@ class FieldVerifier:
                 "recognition": round(float(recognition), 5),
                 "extraction": round(float(extraction), 5),
                 "validation": validation,
+                "lookalike": round(float(lookalike), 5),
                 "raw": round(raw_conf, 5),
             },
         )
@@ -369,6 +391,74 @@ def _truncated(
         if got is not None:
             out[f.name] = got
     return out
+
+
+def _value_confidences(span: _Span, spec: FieldSpec) -> list[float]:
+    """Per character of the span: its confidence (glare-lowered) times the share of the
+    recogniser's alternatives that normalise to the same stored character for this field
+    (``fieldspec.grammar.normalise``: "c" for "C" in an upper-cased serial, "-" for " " where
+    separators are dropped), i.e. the confidence in the *value*, not in the glyph's case or
+    the separator's kind. An alternative that changes the value counts against it as before."""
+    confs = list(span.confidences)
+    alts = span.alternatives
+    if not alts or not spec.normalise:
+        return confs
+    text = span.line.text[span.start : span.end]
+    for i, (ch, a) in enumerate(zip(text, alts, strict=False)):
+        key = normalise(ch, spec)
+        same = {ch}
+        p_read = next((float(p) for c, p in a if c == ch), 0.0)
+        mass = p_read
+        for c, p in a:
+            if c not in same and normalise(c, spec) == key:
+                same.add(c)
+                mass += float(p)
+        if p_read > 0.0 and mass > p_read:
+            confs[i] = min(1.0, confs[i] * mass / p_read)
+    return confs
+
+
+def _lookalike_doubt(span: _Span, value: str, spec: FieldSpec, today: date) -> float:
+    """The largest probability the recogniser gave a look-alike of a character it read
+    (``correction.LOOKALIKES``: 0/O, 1/I, 5/S, 8/B, ...) when the value with that one
+    character swapped is *also valid* for the field and differs from it: the chance that a
+    sure-looking read chose the wrong one of two readings the rules cannot tell apart
+    ("BI-0976W" / "BI-O976W" for a model; a GTIN or a date has no such second reading).
+    Characters inside a run of their own kind are left out (``_in_run``). Only for values as
+    read (a corrected value is priced by the correction)."""
+    alts = span.alternatives
+    if not alts:
+        return 0.0
+    text = span.line.text[span.start : span.end]
+    best = 0.0
+    for i, (ch, a) in enumerate(zip(text, alts, strict=False)):
+        if ch.isspace() or _in_run(text, i):
+            continue
+        look = set(LOOKALIKES.get(ch, ()) + LOOKALIKES.get(ch.upper(), ()))
+        look |= {c.lower() for c in look} | {c.upper() for c in look}
+        look.discard(ch)
+        for c, p in a:
+            if c == ch or c not in look or float(p) <= best:
+                continue
+            other = validate_field(text[:i] + c + text[i + 1 :], spec, today=today)
+            if other.valid and identifier_key(other.value) != identifier_key(value):
+                best = float(p)
+    return best
+
+
+def _in_run(text: str, i: int) -> bool:
+    """Whether ``text[i]`` sits inside a run of its own kind (a digit between two digits, a
+    letter between two letters): there a look-alike of the other kind ("O" inside "2091") is
+    not a reading the value's context allows; at a group's edge or next to the other kind
+    ("BI-0976W", "L191126O") it is."""
+    if i == 0 or i + 1 >= len(text):
+        return False
+    ch, lt, rt = text[i], text[i - 1], text[i + 1]
+    if ch.isdigit():
+        return lt.isdigit() and rt.isdigit()
+    if ch.isalpha():
+        return lt.isalpha() and rt.isalpha()
+    return False
 
 
 def _value_is_span(f: FieldResult, raw: str) -> bool:

@@ -126,4 +126,4 @@ def test_shipped_calibration_is_readable_and_monotone():
         assert all(b >= a for a, b in zip(ys, ys[1:], strict=False))
     t = cal.recommended_threshold
     assert t is not None and 0.0 < t < 1.0
-    assert set(cal.key) == {"detection", "recognition", "fields"}
+    assert set(cal.key) == {"detection", "recognition", "fields", "raw"}

@@ -319,3 +319,16 @@ def test_value_cut_in_two_ocr_lines(ranker):
     got = fields(ranker, ls)
     assert got["mfg_date"].value == "OCT 2025"
     assert got["serial_number"].value == "Q7781234"
+
+
+def test_an_unkeyed_mac_of_bare_digits_is_not_sure():
+    """Without a key, "6B:4F:F6:9B:FC:70" or "6b4ff69bfc70" is a MAC by its look (0.9), but
+    twelve bare digits pass the MAC rule as any 12-digit number would: keyless confidence."""
+    ex = RankerFieldExtractor(transformer=lambda: None)
+    schema = {"fields": [{"name": "mac"}]}
+    hexed = fields(ex, stacked("ACME", "6b4ff69bfc70"), schema)["mac"]
+    sep = fields(ex, stacked("ACME", "51:71:92:11:60:11"), schema)["mac"]
+    bare = fields(ex, stacked("ACME", "517192116011"), schema)["mac"]
+    assert hexed.extraction_confidence == pytest.approx(0.9)
+    assert sep.extraction_confidence == pytest.approx(0.9)
+    assert bare.value and bare.extraction_confidence <= 0.55

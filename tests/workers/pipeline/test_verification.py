@@ -79,6 +79,7 @@ def test_clean_read_is_valid_and_auto_accepted(verify):
         "recognition": 0.99,
         "extraction": 0.98,
         "validation": 1.0,
+        "lookalike": 0.0,
         "raw": 0.9702,  # recognition x extraction x validation, before calibration
     }
     assert not out.review.needs_review and out.review.reasons == ()
@@ -264,3 +265,67 @@ def test_check_digit_pass_with_several_unsure_characters_is_not_trusted(verify):
     confs[7] = confs[10] = 0.99
     out = verify([extracted("gtin", raw, 0)], [line(raw, 0, confs=confs)], schema)
     assert out.fields[0].valid
+
+
+def _with_alt(text: str, pos: int, top: float, alt: str, p: float) -> TextLine:
+    """A line read at 0.98 everywhere except ``text[pos]`` (``top``), whose runner-up is ``alt``
+    at ``p``."""
+    confs = [0.98] * len(text)
+    confs[pos] = top
+    alts = [[(c, q)] for c, q in zip(text, confs, strict=True)]
+    alts[pos] = [(text[pos], top), (alt, p)]
+    return line(text, confs=confs, alts=alts)
+
+
+def test_a_lookalike_that_makes_another_valid_value_lowers_the_confidence(verify):
+    """ "BI-0976W" with "O" at 4.4 % for its zero: "BI-O976W" is as valid a model, so the sure-
+    looking read (min char 0.93) loses confidence by the look-alike doubt; without that
+    runner-up it keeps its recognition x extraction."""
+    schema = {"fields": [{"name": "model"}]}
+    doubtful = _with_alt("BI-0976W", 3, 0.928, "O", 0.044)
+    out = verify([extracted("model", "BI-0976W", 0)], [doubtful], schema)
+    f = out.fields[0]
+    assert f.valid and f.value == "BI-0976W"
+    assert f.confidence_parts["lookalike"] == pytest.approx(0.044)
+    # x (1 - 8 x (0.044 - 0.01)) = x 0.728
+    assert f.confidence_parts["raw"] == pytest.approx(0.928 * 0.98 * 0.728, abs=1e-3)
+    plain = _with_alt("BI-0976W", 3, 0.928, "6", 0.044)  # no look-alike of "0" as runner-up
+    g = verify([extracted("model", "BI-0976W", 0)], [plain], schema).fields[0]
+    assert g.confidence_parts["lookalike"] == 0.0
+    assert g.confidence_parts["raw"] == pytest.approx(0.928 * 0.98, abs=1e-4)
+    assert f.confidence < g.confidence
+
+
+def test_a_lookalike_that_breaks_the_rules_is_no_doubt(verify):
+    """A GTIN's "0" with "O" as runner-up: "O" cannot stand in a GTIN (digits, GS1 check
+    digit), so there is no second valid reading and the confidence stays."""
+    schema = {"fields": [{"name": "gtin"}]}
+    ln = _with_alt("4006381333931", 1, 0.93, "O", 0.06)
+    f = verify([extracted("gtin", "4006381333931", 0)], [ln], schema).fields[0]
+    assert f.valid
+    assert f.confidence_parts["lookalike"] == 0.0
+    assert f.confidence_parts["raw"] == pytest.approx(0.93 * 0.98, abs=1e-4)
+
+
+def test_an_alternative_the_normalisation_makes_the_same_counts_for_the_value(verify):
+    """Serials are upper-cased: "X" at 0.70 with "x" at 0.25 is 0.95 sure as a value; with "K"
+    at 0.25 (another value) it stays 0.70."""
+    case = _with_alt("QX77812345", 1, 0.70, "x", 0.25)
+    f = verify([extracted("serial_number", "QX77812345", 0)], [case], None).fields[0]
+    assert f.confidence_parts["recognition"] == pytest.approx(0.95, abs=1e-3)
+    other = _with_alt("QX77812345", 1, 0.70, "K", 0.25)
+    g = verify([extracted("serial_number", "QX77812345", 0)], [other], None).fields[0]
+    assert g.confidence_parts["recognition"] == pytest.approx(0.70, abs=1e-3)
+
+
+def test_a_lookalike_inside_a_run_of_its_own_kind_is_no_doubt(verify):
+    """The "0" of "BI-4076W" sits between two digits: "O" there is not a reading the context
+    allows, so its runner-up "O" at 4.4 % does not lower the confidence; at the edge of the
+    digit group ("BI-0976W", after the dash) it does."""
+    schema = {"fields": [{"name": "model"}]}
+    inner = _with_alt("BI-4076W", 4, 0.928, "O", 0.044)
+    f = verify([extracted("model", "BI-4076W", 0)], [inner], schema).fields[0]
+    assert f.confidence_parts["lookalike"] == 0.0
+    edge = _with_alt("BI-4070W", 6, 0.928, "O", 0.044)  # the last digit, before "W"
+    g = verify([extracted("model", "BI-4070W", 0)], [edge], schema).fields[0]
+    assert g.confidence_parts["lookalike"] == pytest.approx(0.044)
