@@ -54,7 +54,7 @@ from ocrapp.models import (
     Station,
     TextLine,
 )
-from workers.fieldspec import identifier_key, lookalike_key
+from workers.fieldspec import KNOWN_FIELDS, identifier_key, lookalike_key
 
 SYNTH_USER = "synthetic-bench"
 SYNTH_LINE_PREFIX = "SYN-"
@@ -62,7 +62,7 @@ SYNTH_REASON = "manage.py fill_reads: synthetic bench data"
 PRODUCT_TYPES = ("synthetic-nameplate", "synthetic-sticker", "synthetic-board")
 FIELD_NAMES = ("serial_number", "part_number", "lot")
 # the label's printed lines: a header, one keyed line per field (the field points at it), a footer
-KEYS = {"serial_number": "S/N", "part_number": "P/N", "lot": "LOT"}
+KEYS = {name: KNOWN_FIELDS[name].keywords["en"][0] for name in FIELD_NAMES}  # S/N, P/N, LOT
 HEADER, FOOTER = "SYNTHETIC INDUSTRIES CO.", "MADE IN KOREA"
 LINES_PER_READ = len(FIELD_NAMES) + 2
 
