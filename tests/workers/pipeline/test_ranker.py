@@ -319,3 +319,64 @@ def test_value_cut_in_two_ocr_lines(ranker):
     got = fields(ranker, ls)
     assert got["mfg_date"].value == "OCT 2025"
     assert got["serial_number"].value == "Q7781234"
+
+
+# ---------------------------------------------------------------- dates without a year
+FOOD = {"fields": [{"name": "mfg_date"}, {"name": "expiry_date", "required": True}]}
+
+
+def _food_pack(key: str, value: str) -> list[TextLine]:
+    """An expdate_turner-like pack: the key above the date, the lot/time line under it."""
+    return lines(
+        (key, 300, 300), (value, 290, 345), ("11:18", 330, 390), ("Keep refrigerated", 250, 435)
+    )
+
+
+def test_yearless_expiry_date_under_its_key_is_expiry_not_mfg(ranker):
+    got = fields(ranker, _food_pack("Use by", "16 NOV"), FOOD)
+    exp = got["expiry_date"]
+    assert exp.value == "16 NOV" and exp.valid and exp.extraction_confidence >= 0.9
+    assert "mfg_date" not in got  # the date is not also (or instead) the manufacturing date
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("EXP", "16 NOV", "16 NOV"),
+        ("BB", "16 nov", "16 NOV"),
+        ("Best before end", "16. Nov.", "16. NOV"),  # a final dot after a name is dropped
+        ("MHD", "16.11.", "16.11."),  # ... but kept where it makes the date (16.11 is not one)
+        ("DLC", "16 NOV", "16 NOV"),
+        ("Scadenza", "16 DIC", "16 DIC"),
+        ("賞味期限", "11月16日", "11月16日"),
+        ("유통기한", "11월 16일", "11월 16일"),
+    ],
+)
+def test_expiry_keys_and_yearless_forms(ranker, key, value, expected):
+    ls = stacked("Deli salad 200 g", f"{key} {value}", "L 2318")
+    exp = fields(ranker, ls, FOOD)["expiry_date"]
+    assert exp.value == expected and exp.valid and exp.extraction_confidence >= 0.9
+
+
+def test_a_bare_yearless_date_is_not_a_manufacturing_date(ranker):
+    """mfg_date may be taken without a key, but only a date with its year is valid for it."""
+    got = fields(ranker, stacked("Deli salad", "16 NOV"), FOOD)
+    assert "mfg_date" not in got
+    dated = fields(ranker, stacked("Deli salad", "16 NOV 2026"), {"fields": [{"name": "mfg_date"}]})
+    assert dated["mfg_date"].value == "16 NOV 2026"
+
+
+def test_yearless_date_fails_where_the_schema_needs_the_year(ranker):
+    schema = {"fields": [{"name": "expiry_date", "date": {"require_year": True}}]}
+    exp = fields(ranker, _food_pack("Use by", "16 NOV"), schema)["expiry_date"]
+    assert exp.value == "16 NOV" and not exp.valid and "no year" in exp.reason
+
+
+def test_schema_keyword_finds_a_yearless_expiry_date(ranker):
+    """``Gut bis`` is in no built-in vocabulary: only the schema's keyword makes it a key."""
+    ls = _food_pack("Gut bis", "16 NOV")
+    assert not find_keys("Gut bis", _vocab())
+    assert "expiry_date" not in fields(ranker, ls, {"fields": [{"name": "expiry_date"}]})
+    schema = {"fields": [{"name": "expiry_date", "keywords": ["Gut bis"]}]}
+    exp = fields(ranker, ls, schema)["expiry_date"]
+    assert exp.value == "16 NOV" and exp.valid and exp.extraction_confidence >= 0.9
