@@ -230,11 +230,11 @@ _CATALOGUE: tuple[KnownField, ...] = (
                 "Use by",
                 "Best before",
                 "Best before end",
-                "BB",
                 "BBE",
             ),
             "ko": ("유통기한", "소비기한"),
         },
+        keyless=True,  # a pack's lone date, its key unread: found, at a keyless confidence
         document="other",
     ),
     # Receipt fields (the SROIE benchmark's entities): found by the layout model, not by keys.

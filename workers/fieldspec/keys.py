@@ -456,8 +456,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         "Best before",
         "Best before end",
         "Best by",
-        "BB",
-        "BBE",
+        "BBE",  # not "BB": a group of a MAC address ("A2:22:78:BB:53:81")
         "Verfallsdatum",
         "Verwendbar bis",
         "Zu verbrauchen bis",

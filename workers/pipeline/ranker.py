@@ -619,7 +619,10 @@ def _above_anchor(
             continue
         ov = min(x1, kh.x1) - max(x0, kh.x0)
         near = abs(x0 - kh.x0) / line.h
-        if ov <= 0 and near > 1.5:
+        # a caption in the corner of a box ("Use by" top left, the date under it and to the
+        # right): the value starts where the key ends, within its own height
+        caption = -0.2 <= (x0 - kh.x1) / line.h <= 0.75
+        if ov <= 0 and near > 1.5 and not caption:
             continue
         score = ov / max(x1 - x0, 1.0) - 0.1 * near
         if best is None or score > best[0]:
