@@ -63,7 +63,7 @@ from .extractor.layout import text_direction
 from .fields import check_value, missing_required
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "1"
+RANKER_VERSION = "2"  # 2: caption keys in a box corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "far": 2.0}
