@@ -117,6 +117,7 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
     """One row per image: its fields' raw confidence, validity, correctness, truncation."""
     from field_accuracy import _code_from_json, same_value
 
+    from workers.fieldspec.grammar import parse_month_day
     from workers.pipeline.truncation import LineCut
     from workers.pipeline.verification import FieldVerifier
 
@@ -128,6 +129,8 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
             rec, px = cache[key], pixels[name][key]
             truth = dict(rec["fields"])
             if name == "expdate":
+                if not parse_month_day(truth["expiry_date"]):
+                    continue  # no real day (40 NOV, 45 NOV: the packs print 30 / 25 NOV)
                 truth = {"expiry_date": truth["expiry_date"]}
             lines = [calib_cache.line_from_json(j, d) for j, d in enumerate(px["lines"])]
             cuts = {
