@@ -15,8 +15,9 @@ What it does (every number from the same run):
 3. The field extractor *of the pipeline config* (``OCR_FIELD_EXTRACTOR``, default the
    transformer; ``pipeline.build_field_extractor``) and ``FieldVerifier`` (no calibration)
    give every field its raw confidence; correct = same value as the ground truth
-   (``bench/field_accuracy.same_value``). expdate_turner's date is read as ``mfg_date`` (the
-   only date on the pack; our extractor knows no ``expiry_date``).
+   (``bench/field_accuracy.same_value``). expdate_turner's date is the ``expiry_date`` (schema
+   ``[{"name": "expiry_date", "required": true}]``: the catalogue's rule takes a date without a
+   year, ``16 NOV``); until 2026-12-02 it was read as ``mfg_date``, which needs a year.
 4. Split by image (even / odd position in each set): isotonic regression
    (``calibration.isotonic_fit``) per field with >= ``MIN_GROUP`` fit samples, else per group
    (dates) or pooled (``_all``), on the fit half; reliability table and expected calibration
@@ -110,7 +111,7 @@ def schema_for(name: str, truth: dict) -> dict:
     from field_accuracy import e2e_schema
 
     if name == "expdate":
-        return {"fields": [{"name": "mfg_date", "required": True}]}
+        return {"fields": [{"name": "expiry_date", "required": True}]}
     return e2e_schema(truth)
 
 
@@ -118,6 +119,7 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
     """One row per image: its fields' raw confidence, validity, correctness, truncation."""
     from field_accuracy import _code_from_json, same_value
 
+    from workers.fieldspec.grammar import parse_month_day
     from workers.pipeline.truncation import LineCut
     from workers.pipeline.verification import FieldVerifier
 
@@ -129,7 +131,9 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
             rec, px = cache[key], pixels[name][key]
             truth = dict(rec["fields"])
             if name == "expdate":
-                truth = {"mfg_date": truth["expiry_date"]}
+                if not parse_month_day(truth["expiry_date"]):
+                    continue  # no real day (40 NOV, 45 NOV: the packs print 30 / 25 NOV)
+                truth = {"expiry_date": truth["expiry_date"]}
             lines = [calib_cache.line_from_json(j, d) for j, d in enumerate(px["lines"])]
             cuts = {
                 int(o): LineCut(int(o), tuple(c["start"]), tuple(c["end"]), tuple(c["g"]))

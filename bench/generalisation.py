@@ -34,7 +34,12 @@ Sets (each its own table):
   character (no plate has one).
 - ``expdate_turner``: the date line text (``16 NOV``) contained in one output line (separators
   removed), and for the pipelines the ``expiry_date`` field (schema ``[{"name":
-  "expiry_date"}]``) equal to it after the catalogue's normalisation, or the same day/month.
+  "expiry_date", "required": true}]``): its value equal to the ground truth after removing
+  separators (valid or not: the row of the first runs), the same and ``valid``
+  (``field_accuracy.same_value``: yearless dates by month and day), its ``iso_date`` equal to
+  the ground truth's day and month (``--MM-DD``), wrong but valid, images auto-accepted and the
+  wrong share among them; then the field step again on the same lines with a food schema
+  (``mfg_date`` + ``expiry_date``): whether the pack's date comes back as ``mfg_date``.
 - ``sroie_train``: the receipts that have images; per field (company, date, address, total)
   the value contained in the joined text (whitespace removed, upper-case); for the pipelines
   the receipt schema (those four fields by name) end to end: exact after upper-case,
@@ -73,10 +78,11 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from bench.field_accuracy import same_value  # noqa: E402
 from bench.indep_nameplates import CONDITIONS, LAYOUTS, SEED_BASE, Sample, sample_set  # noqa: E402
 from bench.read_accuracy import norm, serial_in_lines  # noqa: E402
 from workers.fieldspec.catalogue import DEFAULT_SCHEMA, resolve_schema, spec_for  # noqa: E402
-from workers.fieldspec.grammar import normalise, parse_date  # noqa: E402
+from workers.fieldspec.grammar import normalise, parse_date, parse_month_day  # noqa: E402
 
 DATASETS = Path(os.environ.get("OCR_DATASETS", "/work/shared/datasets"))
 CACHE = ROOT / "var" / "bench" / "generalisation"
@@ -85,6 +91,7 @@ PIPELINES = ("ours", "ours_shipped")
 RECEIPT_FIELDS = ("company", "date", "address", "total")
 RECEIPT_SCHEMA = {"fields": [{"name": n} for n in RECEIPT_FIELDS]}
 EXPIRY_SCHEMA = {"fields": [{"name": "expiry_date", "required": True}]}
+FOOD_SCHEMA = {"fields": [{"name": "mfg_date"}, {"name": "expiry_date", "required": True}]}
 SCHEMA_FIELDS = tuple(f["name"] for f in DEFAULT_SCHEMA["fields"])
 HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
@@ -284,6 +291,23 @@ def reextract(read: Read, schema: dict | None, extractor: Any) -> Read:
         seconds=read.seconds,  # the whole read of the cached run (OCR + its field step)
         raw_lines=read.raw_lines,
     )
+
+
+_FOOD_EXTRACTOR: list[Any] = []
+
+
+def _food_extractor() -> Any:
+    """The pipeline config's field extractor (built once), for the food-schema rows."""
+    if not _FOOD_EXTRACTOR:
+        from workers.pipeline.config import PipelineConfig
+        from workers.pipeline.pipeline import build_field_extractor
+
+        ext = build_field_extractor(PipelineConfig.from_env().replace(device="cpu"))
+        load = getattr(ext, "load", None)
+        if callable(load):
+            load()
+        _FOOD_EXTRACTOR.append(ext)
+    return _FOOD_EXTRACTOR[0]
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -541,13 +565,14 @@ def gt_read(s: Sample, extractor: Any, schema: dict | None = None) -> Read:
 
 
 # ------------------------------------------------------------------------------ real sets
-def load_real(name: str, n: int) -> list[dict[str, Any]]:
+def load_real(name: str, n: int, offset: int = 0) -> list[dict[str, Any]]:
+    """The first ``n`` records with an image of set ``name``, after skipping ``offset``."""
     p = DATASETS / name / "labels.json"
     if n <= 0 or not p.is_file():
         return []
     recs = [r for r in json.loads(p.read_text()) if r.get("image")]
     out = []
-    for r in recs[:n]:
+    for r in recs[offset : offset + n]:
         img = DATASETS / name / r["image"]
         if img.is_file():
             out.append({**r, "path": str(img)})
@@ -602,7 +627,75 @@ def real_tables(set_name: str, recs: list[dict[str, Any]], reads: dict[str, list
             ok = bool(f and f.get("value")) and norm(f["value"]) == norm(truth)
             return (ok, 1)
 
-        row("expiry_date field exact", exp_ok)
+        def exp_right(r: dict[str, Any], d: Read) -> bool:
+            f = (d.fields or {}).get("expiry_date")
+            return bool(f) and same_value("expiry_date", f.get("value"), r["fields"]["expiry_date"])
+
+        def exp_valid(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            if d.fields is None:
+                return None
+            f = d.fields.get("expiry_date") or {}
+            return (exp_right(r, d) and bool(f.get("valid")), 1)
+
+        def exp_iso(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            if d.fields is None:
+                return None
+            f = d.fields.get("expiry_date") or {}
+            t = r["fields"]
+            return (f.get("iso_date") == f"--{t['expiry_month']:02d}-{t['expiry_day']:02d}", 1)
+
+        def exp_wrong_valid(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            if d.fields is None:
+                return None
+            f = d.fields.get("expiry_date") or {}
+            return (bool(f.get("value")) and bool(f.get("valid")) and not exp_right(r, d), 1)
+
+        def accepted(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            return None if d.needs_review is None else (not d.needs_review, 1)
+
+        def wrong_accepted(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            if d.needs_review is None or d.needs_review:
+                return None
+            return (not exp_right(r, d), 1)
+
+        def real_gt(fn: Callable[[dict[str, Any], Read], Any]) -> Callable[..., Any]:
+            """Only records whose ground truth is a real day (the labels hold ``40 NOV`` and
+            ``45 NOV`` for packs printed ``30 NOV`` / ``25 NOV``: listed under the table)."""
+            return lambda r, d: fn(r, d) if parse_month_day(r["fields"]["expiry_date"]) else None
+
+        row("expiry_date field exact (value, valid or not)", real_gt(exp_ok))
+        row("expiry_date exact and valid", real_gt(exp_valid))
+        row("expiry_date iso_date = GT day + month", real_gt(exp_iso))
+        row("expiry_date wrong but valid", real_gt(exp_wrong_valid))
+        row("images auto-accepted", real_gt(accepted))
+        row("wrong among auto-accepted", real_gt(wrong_accepted))
+        bad_gt = [
+            f"{r['image']} ({r['fields']['expiry_date']})"
+            for r in recs[:n]
+            if not parse_month_day(r["fields"]["expiry_date"])
+        ]
+
+        def food(r: dict[str, Any], d: Read) -> Read | None:
+            if d.fields is None or not d.raw_lines:
+                return None
+            return reextract(d, FOOD_SCHEMA, _food_extractor())
+
+        def food_mfg(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            got = food(r, d)
+            return None if got is None else (bool((got.fields or {}).get("mfg_date")), 1)
+
+        def food_exp(r: dict[str, Any], d: Read) -> tuple[int, int] | None:
+            got = food(r, d)
+            return None if got is None else exp_valid(r, got)
+
+        row("food schema: mfg_date returned", real_gt(food_mfg))
+        row("food schema: expiry_date exact and valid", real_gt(food_exp))
+        if bad_gt:
+            out += [
+                "",
+                f"Ground truth that is no real day, left out of the expiry_date rows "
+                f"({len(bad_gt)}): {', '.join(bad_gt)}",
+            ]
     elif set_name == "sroie_train":
         for fld in RECEIPT_FIELDS:
             row(
@@ -703,6 +796,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--indep", type=int, default=300, help="independent nameplates (0: none)")
     ap.add_argument("--real", type=int, default=40, help="images per real set (0: none)")
     ap.add_argument("--sroie", type=int, default=None, help="cap for sroie_train (default --real)")
+    ap.add_argument(
+        "--real-offset",
+        type=int,
+        default=0,
+        help="skip this many records of each real set first (a held-out slice)",
+    )
     ap.add_argument("--readers", default=",".join(READERS))
     ap.add_argument(
         "--extractors",
@@ -784,7 +883,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if set_name not in sets:
                 continue
             cap = args.sroie if set_name == "sroie_train" and args.sroie is not None else args.real
-            recs = load_real(set_name, cap)
+            recs = load_real(set_name, cap, args.real_offset)
             if not recs:
                 print(f"NOTE: {set_name}: no images under {DATASETS} (skipped)")
                 continue

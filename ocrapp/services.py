@@ -1590,14 +1590,22 @@ def _read_refuse(*, capture_id: uuid.UUID | str, problem: str) -> None:
     return None
 
 
+_YEARLESS_ISO = re.compile(r"--(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+
+
 def _storable_iso_dates(read_result: ReadResult) -> list[date | None]:
     """Each field's ``iso_date`` as a date; :class:`ContractError` for a field the database
-    cannot hold (a name longer than the column, a date that is not ISO 8601)."""
+    cannot hold (a name longer than the column, a date that is not ISO 8601). A date printed
+    without a year (``--11-16``, ``fieldspec.grammar``) has no calendar date: None (the field
+    row keeps the printed value; re-validating it gives the month and day again)."""
     max_name = Field._meta.get_field("name").max_length
     out: list[date | None] = []
     for i, f in enumerate(read_result.fields):
         if len(f.name) > max_name:
             raise ContractError(f"result.fields[{i}].name: longer than {max_name} characters")
+        if f.iso_date and _YEARLESS_ISO.fullmatch(f.iso_date):
+            out.append(None)
+            continue
         try:
             out.append(date.fromisoformat(f.iso_date) if f.iso_date else None)
         except ValueError:

@@ -83,6 +83,7 @@ FIELD_REASON_MESSAGES = {
     "check_digit": _("wrong check digit"),
     "uncertain": _("check digit passes, but several characters are unsure"),
     "date_unparsed": _("not a recognised date"),
+    "date_no_year": _("the date has no year"),
     "date_future": _("date is in the future"),
     "date_too_old": _("date is too old"),
 }

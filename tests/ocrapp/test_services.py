@@ -189,6 +189,27 @@ def test_read_save_stores_the_typed_result(user, product_type, station):
     assert read.fields.get(name="lot").line is None
 
 
+def test_read_save_keeps_a_yearless_date_without_a_calendar_date(user, product_type, station):
+    """``--11-16`` (a date printed without a year) is stored with its printed value and no
+    calendar date: the database never gets a guessed year."""
+    capture = _capture(user, product_type, station)
+    assert services.capture_claim(capture_id=capture.pk) is not None
+    payload = review_result_dict()
+    payload["fields"][3].update(
+        name="expiry_date",
+        raw_value="16 NOV",
+        value="16 NOV",
+        valid=True,
+        reason="",
+        reasons=[],
+        iso_date="--11-16",
+    )
+    read = services.read_save(capture_id=capture.pk, result=payload)
+    assert read is not None
+    exp = read.fields.get(name="expiry_date")
+    assert exp.value == "16 NOV" and exp.valid and exp.iso_date is None
+
+
 def _without(payload: dict, *path):
     *parents, last = path
     node = payload
@@ -218,6 +239,7 @@ def _with(payload: dict, value, *path):
         (lambda p: _with(p, "high", "quality", "blur"), "result:"),
         (lambda p: _with(p, ["x"], "review", "reasons"), "result:"),
         (lambda p: _with(p, "2099-13-45", "fields", 3, "iso_date"), "fields[3].iso_date"),
+        (lambda p: _with(p, "--13-45", "fields", 3, "iso_date"), "fields[3].iso_date"),
         (lambda p: _with(p, "x" * 65, "fields", 0, "name"), "fields[0].name: longer than 64"),
         (lambda p: ["not", "a", "result"], "result: must be an object"),
     ],

@@ -215,12 +215,27 @@ _CATALOGUE: tuple[KnownField, ...] = (
             "ko": ("제조사", "제조원"),
         },
     ),
+    # Food packs print day + month only ("Use by 16 NOV"): a yearless date is valid here and
+    # keeps ``iso_date = "--11-16"`` (grammar module docstring); a product that needs the year
+    # names ``"date": {"require_year": true}`` in its schema.
     _known(
         "expiry_date",
         gettext_noop("Expiry date"),
-        date=DateRule(),
+        date=DateRule(require_year=False),
         normalise=("upper", "collapse_spaces"),
-        keywords={"en": ("EXP", "Expiry", "Expiry Date", "Use by"), "ko": ("유통기한",)},
+        keywords={
+            "en": (
+                "EXP",
+                "Expiry",
+                "Expiry Date",
+                "Use by",
+                "Best before",
+                "Best before end",
+                "BBE",
+            ),
+            "ko": ("유통기한", "소비기한"),
+        },
+        keyless=True,  # a pack's lone date, its key unread: found, at a keyless confidence
         document="other",
     ),
     # Receipt fields (the SROIE benchmark's entities): found by the receipt extractor

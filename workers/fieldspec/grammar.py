@@ -66,11 +66,30 @@ dashes, ``.``, ``/``, ``:``) removed, so ``49-015420-323751-8`` can be checked
 as an IMEI even when the format keeps the dashes.
 
 Date formats (``date.formats``) use the tokens ``YYYY``, ``YY``, ``MM``, ``DD``,
-``MON`` (English month name or abbreviation), ``ww`` (ISO week); any other
-character is literal (case-insensitive) and whitespace matches any amount of
+``MON`` (month name or abbreviation in English, German, French, Spanish or Italian,
+accents optional: ``NOV``, ``Dez.``, ``févr.``, ``ENE``, ``GIU``), ``ww`` (ISO week); any
+other character is literal (case-insensitive) and whitespace matches any amount of
 whitespace. A format without a day gives the first day of the month, an ISO
 week gives its Monday. In ``YYMMDD`` (GS1), ``DD = 00`` means the last day of
 the month. Two-digit years are 20YY.
+
+Dates without a year (food packs print ``16 NOV``): a format with a day and a month but no
+year (``DD MON``) is a *yearless* format. :data:`DEFAULT_DATE_FORMATS` ends with the yearless
+forms that cannot be read any other way (:data:`YEARLESS_DATE_FORMATS`: ``16 NOV``,
+``16-NOV``, ``16. Nov.``, ``16.11.``, ``11월 16일``, ``11月16日``); ``NOV 16`` (``MON DD``) and
+``16/11`` are left out because the number may as well be a year (``NOV 26`` = November 2026)
+or the order month-first: a product whose labels print them lists the format explicitly.
+:func:`parse_date` never returns a yearless date (it never invents a year);
+:func:`parse_month_day` returns its ``(month, day)`` (29 February is a real day: it exists
+in leap years). :func:`validate_field` writes a yearless date as ``iso_date = "--MM-DD"``
+(ISO 8601 with the year omitted, XML Schema ``gMonthDay``: ``--11-16``) and the value as
+printed (normalised). Whether that is valid is the field's ``date.require_year`` (default
+true): required, the check fails with reason ``date_no_year``; not required (the catalogue's
+``expiry_date``), it passes unless the field also has ``not_future`` or ``max_age_days``, which
+cannot be checked without a year (reason ``date_no_year`` again). A valid yearless date goes
+through the same auto-accept rule as any value (``review.decide_review``): the year is not
+guessed, so there is nothing extra to get wrong; consumers that need a calendar date take the
+year from the production context, never from us.
 
 This module is pure Python (no Django); the admin form and the API call
 :func:`schema_errors`, the pipeline and the web tier call :func:`validate_field`. The built-in
@@ -111,7 +130,10 @@ __all__ = [
     "format_to_regex",
     "normalise",
     "normalise_char",
+    "YEARLESS_DATE_FORMATS",
+    "month_day_iso",
     "parse_date",
+    "parse_month_day",
     "schema_errors",
     "validate_field",
 ]
@@ -144,7 +166,7 @@ _FIELD_KEYS = frozenset(
         "scripts",
     }
 )
-_DATE_KEYS = frozenset({"not_future", "max_age_days", "formats"})
+_DATE_KEYS = frozenset({"not_future", "max_age_days", "formats", "require_year"})
 _SCHEMA_KEYS = frozenset({"auto_accept", "fields", "scripts"})
 
 SCRIPTS: tuple[str, ...] = ("latin", "hangul", "cjk")
@@ -402,6 +424,18 @@ def char_allowed(ch: str, spec: FieldSpec) -> bool:
 # Dates
 # --------------------------------------------------------------------------------------
 
+YEARLESS_DATE_FORMATS: tuple[str, ...] = (
+    "DD MON",
+    "DD-MON",
+    "DD/MON",
+    "DD. MON",
+    "DD.MM.",
+    "MM월 DD일",
+    "MM月DD日",
+)
+"""Day + month without a year that :func:`parse_month_day` reads by default (module
+docstring: ``MON DD`` and ``DD/MM`` are not here, being ambiguous)."""
+
 DEFAULT_DATE_FORMATS: tuple[str, ...] = (
     "YYYY-MM-DD",
     "YYYY.MM.DD",
@@ -424,28 +458,86 @@ DEFAULT_DATE_FORMATS: tuple[str, ...] = (
     "MON-YYYY",
     "YYYY-Www",
     "YYWww",
+    *YEARLESS_DATE_FORMATS,
 )
-"""Formats tried by :func:`parse_date` when none are given (day-first before month-first;
-``MM/DD/YYYY`` and ``YYMMDD`` only when listed explicitly, being ambiguous)."""
+"""Formats tried by :func:`parse_date` (those with a year) and :func:`parse_month_day` (the
+yearless ones) when none are given (day-first before month-first; ``MM/DD/YYYY`` and
+``YYMMDD`` only when listed explicitly, being ambiguous)."""
 
-_MONTHS = {
-    name.lower(): i
-    for i in range(1, 13)
-    for name in (calendar.month_name[i], calendar.month_abbr[i])
-    if name
+# Month names and abbreviations, compared lower-case without accents and without a final
+# dot. English, German, French, Spanish, Italian (the languages of ``keys.FIELD_KEYS``; CJK and
+# Korean dates are numeric: ``11月``, ``11월``). No spelling names two months.
+_MONTH_NAMES: dict[int, tuple[str, ...]] = {
+    1: (
+        "jan",
+        "january",
+        "januar",
+        "jän",
+        "jänner",
+        "janv",
+        "janvier",
+        "ene",
+        "enero",
+        "gen",
+        "gennaio",
+    ),
+    2: (
+        "feb",
+        "february",
+        "febr",
+        "februar",
+        "fév",
+        "févr",
+        "février",
+        "fevrier",
+        "febrero",
+        "febbraio",
+    ),
+    3: ("mar", "march", "mär", "märz", "mrz", "mars", "marzo"),
+    4: ("apr", "april", "avr", "avril", "abr", "abril", "aprile"),
+    5: ("may", "mai", "mayo", "mag", "maggio"),
+    6: ("jun", "june", "juni", "juin", "junio", "giu", "giugno"),
+    7: ("jul", "july", "juli", "juil", "juillet", "julio", "lug", "luglio"),
+    8: ("aug", "august", "août", "aout", "ago", "agosto"),
+    9: ("sep", "sept", "september", "septembre", "septiembre", "set", "sett", "settembre"),
+    10: ("oct", "october", "okt", "oktober", "octobre", "octubre", "ott", "ottobre"),
+    11: ("nov", "november", "novembre", "noviembre"),
+    12: ("dec", "december", "dez", "dezember", "déc", "décembre", "dic", "diciembre", "dicembre"),
 }
-_MONTHS["sept"] = 9
+
+
+def _fold_month(name: str) -> str:
+    s = unicodedata.normalize("NFKD", name.lower().rstrip("."))
+    return "".join(c for c in s if unicodedata.category(c) != "Mn")
+
+
+_MONTHS: dict[str, int] = {}
+for _m, _names in _MONTH_NAMES.items():
+    for _n in _names:
+        _k = _fold_month(_n)
+        assert _MONTHS.get(_k, _m) == _m, f"month name {_n!r} names two months"
+        _MONTHS[_k] = _m
+del _m, _names, _n, _k
 _DATE_TOKEN_RE = re.compile(r"(YYYY|YY|MM|DD|MON|ww)")
 _NUMERIC_TOKENS = {"YYYY", "YY", "MM", "DD", "ww"}
+
+
+def _is_yearless(fmt: str) -> bool:
+    parts = _DATE_TOKEN_RE.split(fmt)
+    return "YYYY" not in parts and "YY" not in parts
 
 
 @lru_cache(maxsize=256)
 def _compile_date_format(fmt: str) -> re.Pattern[str]:
     parts = [p for p in _DATE_TOKEN_RE.split(fmt) if p]
-    if not any(p in ("YYYY", "YY") for p in parts):
-        raise ValueError(f"date format {fmt!r} has no year (YYYY or YY)")
     if not any(p in ("MM", "MON", "ww") for p in parts):
         raise ValueError(f"date format {fmt!r} has no month (MM, MON) or week (ww)")
+    if not any(p in ("YYYY", "YY") for p in parts):
+        if "ww" in parts or "DD" not in parts:
+            raise ValueError(
+                f"date format {fmt!r} has no year (YYYY or YY): without one it needs a day "
+                "(DD) and a month (MM or MON)"
+            )
     seen: set[str] = set()
     out: list[str] = []
     for idx, p in enumerate(parts):
@@ -464,7 +556,7 @@ def _compile_date_format(fmt: str) -> re.Pattern[str]:
             group = {"MM": "m", "DD": "d", "ww": "w"}[p]
             out.append(rf"(?P<{group}>\d{{2}})" if tight else rf"(?P<{group}>\d{{1,2}})")
         elif p == "MON":
-            out.append(r"(?P<b>[A-Za-z]{3,9})\.?")
+            out.append(r"(?P<b>[^\W\d_]{3,10})\.?")
         else:
             for ch in p:
                 out.append(r"\s*" if ch.isspace() else r"\s*" + re.escape(ch) + r"\s*")
@@ -504,6 +596,8 @@ def parse_date(
     if not text:
         return None
     for fmt in tuple(formats) if formats else DEFAULT_DATE_FORMATS:
+        if _is_yearless(fmt):
+            continue  # never a calendar date: see parse_month_day
         try:
             rx = _compile_date_format(fmt)
         except ValueError:
@@ -515,6 +609,51 @@ def parse_date(
         if d is not None:
             return d
     return None
+
+
+def parse_month_day(value: str, formats: Iterable[str] | None = None) -> tuple[int, int] | None:
+    """``(month, day)`` of a date printed without a year (``16 NOV``, ``16.11.``,
+    ``11월 16일``), by the yearless formats among ``formats`` (default
+    :data:`DEFAULT_DATE_FORMATS`, i.e. :data:`YEARLESS_DATE_FORMATS`); None when none matches a
+    day that exists in some year (``29 FEB`` does, ``31 NOV`` does not). A text with a year
+    (``16 NOV 2026``) is not yearless: None (use :func:`parse_date`)."""
+    if not isinstance(value, str):
+        return None
+    text = unicodedata.normalize("NFKC", value).strip()
+    if not text:
+        return None
+    for fmt in tuple(formats) if formats else DEFAULT_DATE_FORMATS:
+        if not _is_yearless(fmt):
+            continue
+        try:
+            rx = _compile_date_format(fmt)
+        except ValueError:
+            continue
+        m = rx.fullmatch(text)
+        if not m:
+            continue
+        month = _month_of(m.groupdict())
+        if month is None:
+            continue
+        day = int(m.group("d"))
+        if 1 <= day <= calendar.monthrange(2000, month)[1]:  # 2000: a leap year
+            return month, day
+    return None
+
+
+def month_day_iso(month: int, day: int) -> str:
+    """The ISO 8601 form of a date without a year: ``--MM-DD`` (``--11-16``)."""
+    return f"--{month:02d}-{day:02d}"
+
+
+def _month_of(g: Mapping[str, str | None]) -> int | None:
+    if g.get("b"):
+        month = _MONTHS.get(_fold_month(g["b"]))  # type: ignore[arg-type]
+        if month is None:
+            return None
+    else:
+        month = int(g["m"])  # type: ignore[arg-type]
+    return month if 1 <= month <= 12 else None
 
 
 def _date_from_groups(g: Mapping[str, str | None], *, gs1_zero_day: bool, today: date | None):
@@ -529,13 +668,8 @@ def _date_from_groups(g: Mapping[str, str | None], *, gs1_zero_day: bool, today:
             return date.fromisocalendar(year, int(g["w"]), 1)  # type: ignore[arg-type]
         except ValueError:
             return None
-    if g.get("b"):
-        month = _MONTHS.get(g["b"].lower().rstrip("."))  # type: ignore[union-attr]
-        if month is None:
-            return None
-    else:
-        month = int(g["m"])  # type: ignore[arg-type]
-    if not 1 <= month <= 12:
+    month = _month_of(g)
+    if month is None:
         return None
     day = int(g["d"]) if g.get("d") else 1
     if day == 0 and gs1_zero_day:
@@ -558,6 +692,8 @@ class DateRule:
     not_future: bool = False
     max_age_days: int | None = None
     formats: tuple[str, ...] = ()
+    require_year: bool = True
+    """False: a date printed without a year (``16 NOV``) is valid (module docstring)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DateRule:
@@ -565,6 +701,7 @@ class DateRule:
             not_future=bool(d.get("not_future", False)),
             max_age_days=d.get("max_age_days"),
             formats=tuple(d.get("formats") or ()),
+            require_year=bool(d.get("require_year", True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -573,6 +710,8 @@ class DateRule:
             out["max_age_days"] = self.max_age_days
         if self.formats:
             out["formats"] = list(self.formats)
+        if not self.require_year:
+            out["require_year"] = False
         return out
 
 
@@ -745,8 +884,9 @@ def _date_errors(d: Any, where: str) -> list[str]:
     unknown = sorted(set(d) - _DATE_KEYS)
     if unknown:
         errors.append(f"{where}: unknown keys {unknown}; allowed {sorted(_DATE_KEYS)}")
-    if "not_future" in d and not isinstance(d["not_future"], bool):
-        errors.append(f"{where}.not_future: must be true or false")
+    for key in ("not_future", "require_year"):
+        if key in d and not isinstance(d[key], bool):
+            errors.append(f"{where}.{key}: must be true or false")
     mad = d.get("max_age_days")
     if mad is not None and (not _is_int(mad) or mad < 0):
         errors.append(f"{where}.max_age_days: must be a non-negative integer")
@@ -856,7 +996,8 @@ def check_digit_text(value: str) -> str:
 @dataclass(frozen=True)
 class Reason:
     """Why a value failed validation. ``code`` is stable (``required``, ``pattern``,
-    ``format``, ``check_digit``, ``script``, ``date_unparsed``, ``date_future``, ``date_too_old``);
+    ``format``, ``check_digit``, ``script``, ``date_unparsed``, ``date_no_year``, ``date_future``,
+    ``date_too_old``);
     ``message`` is for people."""
 
     code: str
@@ -871,7 +1012,8 @@ class FieldCheck:
     """Result of :func:`validate_field`.
 
     ``value`` is the normalised value; ``iso_date`` the parsed date (ISO 8601)
-    for date fields that parsed.
+    for date fields that parsed: ``YYYY-MM-DD``, or ``--MM-DD`` for a date printed without a
+    year (never a guessed year).
     """
 
     name: str
@@ -924,8 +1066,25 @@ def validate_field(value: str | None, spec: FieldSpec, *, today: date) -> FieldC
             reasons.append(Reason("check_digit", f"{v!r} fails the {spec.check_digit} check digit"))
     iso: str | None = None
     if spec.date is not None:
-        d = parse_date(v, spec.date.formats or None)
-        if d is None:
+        rule = spec.date
+        d = parse_date(v, rule.formats or None)
+        md = parse_month_day(v, rule.formats or None) if d is None else None
+        if md is not None:
+            iso = month_day_iso(*md)
+            needs = [
+                why
+                for why, on in (
+                    ("the field requires a full date", rule.require_year),
+                    ("'not in the future' cannot be checked", rule.not_future),
+                    ("the maximum age cannot be checked", rule.max_age_days is not None),
+                )
+                if on
+            ]
+            if needs:
+                reasons.append(
+                    Reason("date_no_year", f"{v!r} has no year ({iso}): {'; '.join(needs)}")
+                )
+        elif d is None:
             reasons.append(Reason("date_unparsed", f"{v!r} is not a recognised date"))
         else:
             iso = d.isoformat()

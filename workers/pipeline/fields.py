@@ -88,11 +88,18 @@ def missing_required(name: str) -> FieldResult:
 
 def check_value(raw: str, spec: FieldSpec, *, today: date | None = None) -> tuple[str, bool, str]:
     """``(value, valid, reason)`` of an extracted raw span: trailing punctuation trimmed, the
-    spec's normalisation, then its rules (``reason`` joins the failed rules' messages)."""
-    value = normalise(raw.strip().strip(_TRAILING), spec)
+    spec's normalisation, then its rules (``reason`` joins the failed rules' messages). A date
+    keeps a final dot that makes it one (``16.11.``: day and month; ``16.11`` is ambiguous)."""
+    text = raw.strip().strip(_TRAILING)
+    value = normalise(text, spec)
     if not value:
         return value, False, "empty value"
-    check = validate_field(value, spec, today=today or date.today())
+    day = today or date.today()
+    check = validate_field(value, spec, today=day)
+    if spec.date is not None and "date_unparsed" in check.codes and raw.rstrip().endswith("."):
+        dotted = validate_field(normalise(text + ".", spec), spec, today=day)
+        if "date_unparsed" not in dotted.codes:
+            check = dotted
     return check.value, check.valid, "; ".join(r.message for r in check.reasons)
 
 

@@ -68,7 +68,8 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "2"
+RANKER_VERSION = "3"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+# corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "far": 2.0}
@@ -627,7 +628,10 @@ def _above_anchor(
             continue
         ov = min(x1, kh.x1) - max(x0, kh.x0)
         near = abs(x0 - kh.x0) / line.h
-        if ov <= 0 and near > 1.5:
+        # a caption in the corner of a box ("Use by" top left, the date under it and to the
+        # right): the value starts where the key ends, within its own height
+        caption = -0.2 <= (x0 - kh.x1) / line.h <= 0.75
+        if ov <= 0 and near > 1.5 and not caption:
             continue
         score = ov / max(x1 - x0, 1.0) - 0.1 * near
         if best is None or score > best[0]:

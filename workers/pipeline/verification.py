@@ -506,8 +506,11 @@ def _plausible(c: Any, span: _Span, spec: FieldSpec) -> bool:
 
 
 def _agrees(f: FieldResult, coded: str) -> bool:
-    """Printed value == coded value (dates as dates, identifiers without separators)."""
+    """Printed value == coded value (dates as dates, identifiers without separators; a date
+    printed without a year, ``--11-16``, by its day and month)."""
     if f.iso_date and re.fullmatch(r"\d{4}-\d{2}-\d{2}", coded):
+        if f.iso_date.startswith("--"):
+            return f.iso_date[1:] == coded[4:]
         return f.iso_date == coded
     if f.name == "gtin":
         return identifier_key(f.value).lstrip("0") == identifier_key(coded).lstrip("0")

@@ -332,3 +332,99 @@ def test_an_unkeyed_mac_of_bare_digits_is_not_sure():
     assert hexed.extraction_confidence == pytest.approx(0.9)
     assert sep.extraction_confidence == pytest.approx(0.9)
     assert bare.value and bare.extraction_confidence <= 0.55
+
+
+# ---------------------------------------------------------------- dates without a year
+FOOD = {"fields": [{"name": "mfg_date"}, {"name": "expiry_date", "required": True}]}
+
+
+def _food_pack(key: str, value: str) -> list[TextLine]:
+    """An expdate_turner-like pack: the key above the date, the lot/time line under it."""
+    return lines(
+        (key, 300, 300), (value, 290, 345), ("11:18", 330, 390), ("Keep refrigerated", 250, 435)
+    )
+
+
+def test_yearless_expiry_date_under_its_key_is_expiry_not_mfg(ranker):
+    got = fields(ranker, _food_pack("Use by", "16 NOV"), FOOD)
+    exp = got["expiry_date"]
+    assert exp.value == "16 NOV" and exp.valid and exp.extraction_confidence >= 0.9
+    assert "mfg_date" not in got  # the date is not also (or instead) the manufacturing date
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("EXP", "16 NOV", "16 NOV"),
+        ("BBE", "16 nov", "16 NOV"),
+        ("Best before end", "16. Nov.", "16. NOV"),  # a final dot after a name is dropped
+        ("MHD", "16.11.", "16.11."),  # ... but kept where it makes the date (16.11 is not one)
+        ("DLC", "16 NOV", "16 NOV"),
+        ("Scadenza", "16 DIC", "16 DIC"),
+        ("賞味期限", "11月16日", "11月16日"),
+        ("유통기한", "11월 16일", "11월 16일"),
+    ],
+)
+def test_expiry_keys_and_yearless_forms(ranker, key, value, expected):
+    ls = stacked("Deli salad 200 g", f"{key} {value}", "L 2318")
+    exp = fields(ranker, ls, FOOD)["expiry_date"]
+    assert exp.value == expected and exp.valid and exp.extraction_confidence >= 0.9
+
+
+def test_mac_groups_are_not_expiry_keys(ranker):
+    got = fields(ranker, stacked("MAC Address", "1B:94:4F:BB:8B:BE", "EXP 2027.09.20"), None)
+    assert got["mac"].value == "1B:94:4F:BB:8B:BE" and got["mac"].valid
+
+
+def test_a_bare_yearless_date_is_not_a_manufacturing_date(ranker):
+    """Both dates may be taken without a key, but only a date with its year is valid for
+    mfg_date; the pack's lone date is the expiry date, at a keyless confidence (review)."""
+    got = fields(ranker, stacked("Deli salad", "16 NOV"), FOOD)
+    assert "mfg_date" not in got
+    exp = got["expiry_date"]
+    assert exp.value == "16 NOV" and exp.valid and exp.extraction_confidence <= 0.55
+    dated = fields(ranker, stacked("Deli salad", "16 NOV 2026"), {"fields": [{"name": "mfg_date"}]})
+    assert dated["mfg_date"].value == "16 NOV 2026"
+
+
+def _box_line(text: str, x0: float, y0: float, x1: float, y1: float, order: int) -> TextLine:
+    return TextLine(
+        order=order,
+        text=text,
+        confidence=0.98,
+        char_confidences=(),
+        alternatives=(),
+        polygon=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
+    )
+
+
+@pytest.mark.parametrize(("value_x0", "keyed"), [(349.0, True), (420.0, False)])
+def test_caption_key_in_the_corner_of_a_box(ranker, value_x0, keyed):
+    """expdate_turner's boxed layout: ``Use by`` at the top left, the bigger date under it
+    starting where the key ends (no horizontal overlap). A value further right is not the
+    caption's: then it is only a keyless date."""
+    ls = [
+        _box_line("Use by", 252, 295, 346, 341, 0),
+        _box_line("17 NOV", value_x0, 333, value_x0 + 180, 383, 1),
+        _box_line("Keep refrigerated", 249, 426, 484, 467, 2),
+    ]
+    exp = fields(ranker, ls, FOOD)["expiry_date"]
+    assert exp.value == "17 NOV" and exp.valid
+    assert (exp.extraction_confidence >= 0.9) == keyed
+
+
+def test_yearless_date_fails_where_the_schema_needs_the_year(ranker):
+    schema = {"fields": [{"name": "expiry_date", "date": {"require_year": True}}]}
+    exp = fields(ranker, _food_pack("Use by", "16 NOV"), schema)["expiry_date"]
+    assert exp.value == "16 NOV" and not exp.valid and "no year" in exp.reason
+
+
+def test_schema_keyword_finds_a_yearless_expiry_date(ranker):
+    """``Gut bis`` is in no built-in vocabulary: only the schema's keyword makes it a key."""
+    ls = _food_pack("Gut bis", "16 NOV")
+    assert not find_keys("Gut bis", _vocab())
+    plain = fields(ranker, ls, {"fields": [{"name": "expiry_date"}]})["expiry_date"]
+    assert plain.extraction_confidence <= 0.55  # a lone date: keyless, to review
+    schema = {"fields": [{"name": "expiry_date", "keywords": ["Gut bis"]}]}
+    exp = fields(ranker, ls, schema)["expiry_date"]
+    assert exp.value == "16 NOV" and exp.valid and exp.extraction_confidence >= 0.9

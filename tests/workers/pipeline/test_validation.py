@@ -165,7 +165,9 @@ def test_schema_defaults():
         ({"fields": [{"name": "a", "keywords": [1]}]}, "keywords: must be a list"),
         ({"fields": [{"name": "a", "date": {"max_age_days": -1}}]}, "max_age_days"),
         ({"fields": [{"name": "a", "date": {"when": 1}}]}, "date: unknown keys"),
-        ({"fields": [{"name": "a", "date": {"formats": ["MM-DD"]}}]}, "has no year"),
+        ({"fields": [{"name": "a", "date": {"formats": ["MON"]}}]}, "has no year"),
+        ({"fields": [{"name": "a", "date": {"formats": ["YYYY"]}}]}, "has no month"),
+        ({"fields": [{"name": "a", "date": {"require_year": "no"}}]}, "require_year: must be"),
         ({"fields": [{"name": "a", "date": "yes"}]}, "date: must be an object"),
     ],
 )

@@ -197,6 +197,38 @@ def test_date_rules_and_iso_date(verify):
     assert not future.fields[0].valid and future.fields[0].reasons[0][0] == "date_future"
 
 
+def test_yearless_expiry_date_is_checked_as_month_and_day(verify):
+    """``16 NOV``: valid for the catalogue's expiry date (ISO ``--11-16``, no year guessed), a
+    ``date_no_year`` review reason where the product's schema asks for the full date."""
+    lines = [line("Use by", 0), line("16 NOV", 1)]
+    schema = {"fields": [{"name": "expiry_date", "required": True}]}
+    ok = verify([extracted("expiry_date", "16 NOV", 1)], lines, schema)
+    assert ok.fields[0].valid and ok.fields[0].iso_date == "--11-16"
+    assert not any(r.code == "invalid" for r in ok.review.reasons)
+    strict = {"fields": [{"name": "expiry_date", "date": {"require_year": True}}]}
+    out = verify([extracted("expiry_date", "16 NOV", 1)], lines, strict)
+    assert not out.fields[0].valid and out.fields[0].reason_codes == ("date_no_year",)
+    assert out.review.needs_review and out.review.reasons[0].code == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("coded", "agrees"), [("261116", True), ("271116", True), ("261117", False)]
+)
+def test_yearless_print_confirmed_by_a_coded_expiry_by_day_and_month(verify, coded, agrees):
+    """``16 NOV`` printed, GS1 (17) in the code: the code confirms the print when its day and
+    month agree (the print has no year to compare); it never replaces the printed value."""
+    lines = [line("Use by", 0), line("16 NOV", 1, confs=[0.8] * 6)]
+    schema = {"fields": [{"name": "expiry_date", "required": True}]}
+    code = gs1(f"(01)09506000134352(17){coded}")
+    out = verify([extracted("expiry_date", "16 NOV", 1, 0.8)], lines, schema, [code])
+    exp = out.fields[0]
+    assert exp.iso_date == "--11-16" and exp.raw_value == "16 NOV"
+    if agrees:
+        assert exp.code_match is True and exp.source == "text+code" and exp.confidence >= 0.99
+    else:  # (17) is not cross-checked for a mislabel alarm: just no confirmation
+        assert exp.code_match is None and exp.source == "text" and exp.confidence < 0.9
+
+
 def test_threshold_comes_from_the_product_then_the_schema(verify):
     lines = [line("S/N: QX77812345", 0, confs=[0.9] * 15)]
     f = [extracted("serial_number", "QX77812345", 0, score=0.9)]  # 0.9 x 0.9 = 0.81
