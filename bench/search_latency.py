@@ -1,6 +1,8 @@
 """Search latency at scale: p50/p95 of exact, look-alike, prefix and similar serial search (with an
 adversarial set of short, common fragments), one serial's history and filtered capture list
 pages, through the same selectors the pages and the API use, with the indexes EXPLAIN shows.
+Each timed call ends as a request of the app does (``ocrapp.apps.collect_after_request``: the
+young garbage collection when the response is finished), and is timed with it.
 
 Peer measured in the same run: "similar" as a nearest-neighbour scan of a trigram GiST index
 (``skeleton <-> q``, the search before the two-range "similar" of ``selectors._similar_values``),
@@ -128,11 +130,14 @@ def _measure(label: str, queries: list, call, rows: list) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from ocrapp.apps import collect_after_request
+
     prewarm()
     times = []
     for q in queries:
         t0 = time.perf_counter()
         call(q)
+        collect_after_request()  # each query ends as the app's request does (ocrapp.apps)
         times.append((time.perf_counter() - t0) * 1000)
     with CaptureQueriesContext(connection) as ctx:
         call(queries[0])

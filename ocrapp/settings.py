@@ -318,7 +318,7 @@ DRIFT_BASELINE_DAYS = env_int("DRIFT_BASELINE_DAYS", 14, minimum=1)
 DRIFT_MIN_READS = env_int("DRIFT_MIN_READS", 30, minimum=2)
 DRIFT_SHIFT = env_float("DRIFT_SHIFT", 4.0, minimum=0.1)
 # garbage collector of the process (ocrapp.apps.tune_gc; 0: Python's defaults)
-PY_GC_GEN0 = env_int("PY_GC_GEN0", 20_000, minimum=0)
+PY_GC_GEN0 = env_int("PY_GC_GEN0", 50_000, minimum=0)
 # memory of the dashboard's sorts and medians (PostgreSQL work_mem, per transaction)
 DASHBOARD_WORK_MEM_MB = env_int("DASHBOARD_WORK_MEM_MB", 32, minimum=1)
 # parallel_tuple_cost for the rollup's scan (ocrapp.dashboard._parallel_friendly); PostgreSQL: 0.1
