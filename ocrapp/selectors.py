@@ -56,6 +56,7 @@ from ocrapp.models import (
     Read,
     SerialRecord,
     Station,
+    TextLine,
 )
 from workers.fieldspec import (
     TRACED_FIELDS,
@@ -84,10 +85,12 @@ SIMILAR_MIN_LENGTH = 4
 SIMILAR_RANGE_ROWS = 2_000
 
 
+def _capture_rows() -> QuerySet[Capture]:
+    return Capture.objects.select_related("station", "product_type", "uploaded_by")
+
+
 def _capture_queryset() -> QuerySet[Capture]:
-    return Capture.objects.select_related(
-        "station", "product_type", "uploaded_by"
-    ).prefetch_related(
+    return _capture_rows().prefetch_related(
         Prefetch(
             "reads",
             queryset=Read.objects.order_by("-run").prefetch_related(
@@ -101,6 +104,90 @@ def _capture_queryset() -> QuerySet[Capture]:
             ),
         )
     )
+
+
+class _Fetched(QuerySet):
+    """The rows of one relation of one object, fetched for a whole page by
+    :func:`_fetch_reads`: iterating, ``len()``, ``bool()``, indexing, ``count()`` and
+    ``exists()`` use them; whatever builds a new query (``filter``, ``order_by``, ``values``,
+    ``aggregate``, ...) starts from the relation's own queryset, as Django's prefetch cache
+    does. Cheaper than ``prefetch_related``, which clones a queryset per object (and leaves
+    each clone to the garbage collector): a third of a list page's time at 1M reads."""
+
+    def __init__(self, rows: list, *, owner: Any, fk: str, query: Any) -> None:
+        super().__init__(model=query.model, query=query)  # the shared template, never run
+        self._result_cache = rows
+        self._prefetch_done = True
+        self._owner, self._fk = owner, fk
+
+    def _relation(self) -> QuerySet:
+        qs = self.model._default_manager.filter(**{self._fk: self._owner})
+        return qs.order_by(*self.query.order_by) if self.query.order_by else qs
+
+    def _chain(self) -> QuerySet:
+        return self._relation()._chain()
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict:
+        return self._relation().aggregate(*args, **kwargs)
+
+    def iterator(self, chunk_size: int | None = None):
+        yield from self._result_cache
+
+
+_FETCH_ORDER = {
+    "reads": Read.objects.order_by("-run").query,  # newest run first
+    "lines": TextLine.objects.all().query,  # Meta: by order
+    "fields": Field.objects.all().query,  # Meta: by id
+    "revisions": FieldRevision.objects.order_by("seq").query,
+}
+
+
+def _fetch_reads(captures: list[Capture]) -> None:
+    """What the capture list and the API show of each capture, in four queries: its reads
+    (newest first), their lines, fields (each with its line) and revisions, attached as
+    :func:`_capture_queryset`'s prefetch does (``capture.reads.all()``, ``read.fields.all()``,
+    ``field.line``, ``field.revisions.all()``, and the way back: ``read.capture``, ...)."""
+
+    def attach(owner: Any, name: str, fk: str, rows: list) -> None:
+        cache = owner.__dict__.setdefault("_prefetched_objects_cache", {})
+        cache[name] = _Fetched(rows, owner=owner, fk=fk, query=_FETCH_ORDER[name])
+
+    def group(rows: list, key: str) -> dict[Any, list]:
+        out: dict[Any, list] = {}
+        for row in rows:
+            out.setdefault(getattr(row, key), []).append(row)
+        return out
+
+    reads = list(Read.objects.filter(capture_id__in=[c.pk for c in captures]).order_by("-run"))
+    read_ids = [r.pk for r in reads]
+    lines = group(list(TextLine.objects.filter(read_id__in=read_ids)), "read_id")
+    fields = list(Field.objects.filter(read_id__in=read_ids))
+    revisions = group(
+        list(FieldRevision.objects.filter(field_id__in=[f.pk for f in fields]).order_by("seq")),
+        "field_id",
+    )
+    fields_of = group(fields, "read_id")
+    reads_of = group(reads, "capture_id")
+    for capture in captures:
+        own = reads_of.get(capture.pk, [])
+        attach(capture, "reads", "capture", own)
+        for read in own:
+            Read.capture.field.set_cached_value(read, capture)
+            read_lines = lines.get(read.pk, [])
+            attach(read, "lines", "read", read_lines)
+            by_id = {ln.pk: ln for ln in read_lines}
+            for ln in read_lines:
+                TextLine.read.field.set_cached_value(ln, read)
+            read_fields = fields_of.get(read.pk, [])
+            attach(read, "fields", "read", read_fields)
+            for f in read_fields:
+                Field.read.field.set_cached_value(f, read)
+                if f.line_id is None or f.line_id in by_id:
+                    Field.line.field.set_cached_value(f, by_id.get(f.line_id))
+                revs = revisions.get(f.pk, [])
+                for rev in revs:
+                    FieldRevision.field.field.set_cached_value(rev, f)
+                attach(f, "revisions", "field", revs)
 
 
 def _no_capture(capture_id: object) -> NotFoundError:
@@ -485,8 +572,9 @@ def capture_page(
     ids = list(page_qs.order_by(*order).values_list("id", flat=True)[: limit + 1])
     more = len(ids) > limit
     ids = ids[:limit]
-    by_id = {c.pk: c for c in _capture_queryset().filter(pk__in=ids)}
+    by_id = {c.pk: c for c in _capture_rows().filter(pk__in=ids)}
     items = [by_id[i] for i in ids if i in by_id]
+    _fetch_reads(items)
     # the total is counted on the first page and carried by the cursor (later pages show the
     # total as of the first one: the count is a third of a filtered page's time at 1M reads)
     carried = key[2:4] if key is not None and len(key) >= 4 else None
