@@ -261,6 +261,10 @@ class Capture(models.Model):
             models.Index(
                 fields=["id"], include=["withdrawn_at", "station"], name="capture_id_cover_idx"
             ),
+            # the withdrawn captures, which search leaves out (an anti-join: selectors)
+            models.Index(
+                fields=["id"], condition=Q(withdrawn_at__isnull=False), name="capture_withdrawn_idx"
+            ),
             # the capture list filtered by line and/or review state, in keyset order; the
             # other list filters as INCLUDE columns, so a page's ids and its capped total are
             # index-only scans that stop after the page (or the cap)
