@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from workers.fieldspec.checkdigits import CHECK_DIGITS
-from workers.fieldspec.grammar import DEFAULT_DATE_FORMATS, parse_date
+from workers.fieldspec.grammar import DEFAULT_DATE_FORMATS, parse_date, parse_month_day
 from workers.fieldspec.gs1 import (
     GS1_SYMBOLOGY_IDENTIFIERS,
     GS1Element,
@@ -253,19 +253,22 @@ KEYED_SERIAL = re.compile(
     re.IGNORECASE,
 )
 _GS1_COMPARED = {"21": "serial_number", "10": "lot", "01": "gtin", "240": "part_number",
-                 "11": "mfg_date"}  # fmt: skip
+                 "11": "mfg_date", "17": "expiry_date"}  # fmt: skip
 
 
 _DAY_FORMATS = [f for f in DEFAULT_DATE_FORMATS if "DD" in f] + ["YYMMDD"]
 
 
 def _same(field: str, printed: str, coded: str) -> bool:
-    if field == "mfg_date":
+    if field in ("mfg_date", "expiry_date"):
         b = parse_date(coded)
         if b is not None:
             a = parse_date(printed, _DAY_FORMATS)
             if a is not None:
                 return a == b
+            day = parse_month_day(printed)  # printed without a year (16 NOV): day and month
+            if day is not None:
+                return day == (b.month, b.day)
             a = parse_date(printed)  # month or ISO-week precision: compare at that precision
             if a is not None:
                 if "W" in printed.upper():
@@ -293,10 +296,11 @@ def cross_check(fields: Mapping[str, str | None], codes: Iterable[CodeResult]) -
     """Printed fields that disagree with the codes on the same label.
 
     Compared: GS1 elements (21 serial, 10 lot, 01 GTIN, 240 part number, 11
-    production date) against the printed field of the same meaning; for non-GS1
-    codes, a keyed serial in the text (``SN: ...``, ``S/N=...``) or the whole text
+    production date, 17 expiry date) against the printed field of the same meaning; for
+    non-GS1 codes, a keyed serial in the text (``SN: ...``, ``S/N=...``) or the whole text
     when it looks like a serial, an IMEI or a GTIN. Identifiers are compared
-    upper-cased without spaces or dashes; dates as dates.
+    upper-cased without spaces or dashes; dates as dates (a date printed without a year,
+    ``16 NOV``, by its day and month).
 
     GS1 elements are authoritative: every disagreeing one is reported. Values
     guessed from a code's whole text are weaker evidence: a whole text equal to

@@ -218,6 +218,28 @@ def test_dates_compared_at_printed_precision(printed, flagged):
     assert bool(got) == flagged
 
 
+@pytest.mark.parametrize(
+    ("printed", "flagged"),
+    [
+        ("16 NOV", False),  # printed without a year: day and month agree
+        ("16.11.", False),
+        ("17 NOV", True),
+        ("16 DEC", True),
+        ("2026-11-16", False),
+        ("2027-11-16", True),
+        ("11/2026", False),  # month precision
+    ],
+)
+def test_expiry_date_against_ai_17(printed, flagged):
+    """A food pack's (17) expiry date against its print, also when the print has no year: a
+    disagreeing one is a mislabel."""
+    code = _gs1_code("(01)09506000134352(17)261116(10)L2318")
+    got = cross_check({"expiry_date": printed}, [code])
+    assert bool(got) == flagged
+    if flagged:
+        assert (got[0].field, got[0].coded, got[0].source) == ("expiry_date", "261116", "gs1:17")
+
+
 def test_whole_text_serial_of_plain_code():
     assert cross_check({"serial_number": "ABC-123-9"}, [_text_code("ABC1239")]) == []
     got = cross_check({"serial_number": "ABC1238"}, [_text_code("ABC1239")])

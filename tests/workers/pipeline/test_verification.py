@@ -216,7 +216,8 @@ def test_yearless_expiry_date_is_checked_as_month_and_day(verify):
 )
 def test_yearless_print_confirmed_by_a_coded_expiry_by_day_and_month(verify, coded, agrees):
     """``16 NOV`` printed, GS1 (17) in the code: the code confirms the print when its day and
-    month agree (the print has no year to compare); it never replaces the printed value."""
+    month agree (the print has no year to compare), and a code that disagrees is a mislabel;
+    it never replaces the printed value."""
     lines = [line("Use by", 0), line("16 NOV", 1, confs=[0.8] * 6)]
     schema = {"fields": [{"name": "expiry_date", "required": True}]}
     code = gs1(f"(01)09506000134352(17){coded}")
@@ -225,8 +226,10 @@ def test_yearless_print_confirmed_by_a_coded_expiry_by_day_and_month(verify, cod
     assert exp.iso_date == "--11-16" and exp.raw_value == "16 NOV"
     if agrees:
         assert exp.code_match is True and exp.source == "text+code" and exp.confidence >= 0.99
-    else:  # (17) is not cross-checked for a mislabel alarm: just no confirmation
-        assert exp.code_match is None and exp.source == "text" and exp.confidence < 0.9
+    else:  # the code says another day: a mislabel, the read goes to review
+        assert exp.code_match is False and exp.code_value == coded and exp.source == "text"
+        assert out.mismatches and out.mismatches[0]["field"] == "expiry_date"
+        assert out.review.needs_review
 
 
 def test_threshold_comes_from_the_product_then_the_schema(verify):
