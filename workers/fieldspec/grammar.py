@@ -101,7 +101,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -590,25 +590,35 @@ def parse_date(
             :data:`DEFAULT_DATE_FORMATS`. Tried in order; the first real date wins.
         today: enables the GS1 century window for two-digit years.
     """
+    # a yearless format is never a calendar date: see parse_month_day
+    for fmt, g in _date_matches(value, formats, yearless=False):
+        d = _date_from_groups(g, gs1_zero_day=(fmt == "YYMMDD"), today=today)
+        if d is not None:
+            return d
+    return None
+
+
+def _date_matches(
+    value: str, formats: Iterable[str] | None, *, yearless: bool
+) -> Iterator[tuple[str, dict[str, str | None]]]:
+    """``(format, groups)`` of each format among ``formats`` (default
+    :data:`DEFAULT_DATE_FORMATS`) that is (``yearless``) or is not a format without a year and
+    matches all of ``value`` (NFKC, stripped), in order; an invalid format is skipped."""
     if not isinstance(value, str):
-        return None
+        return
     text = unicodedata.normalize("NFKC", value).strip()
     if not text:
-        return None
+        return
     for fmt in tuple(formats) if formats else DEFAULT_DATE_FORMATS:
-        if _is_yearless(fmt):
-            continue  # never a calendar date: see parse_month_day
+        if _is_yearless(fmt) != yearless:
+            continue
         try:
             rx = _compile_date_format(fmt)
         except ValueError:
             continue
         m = rx.fullmatch(text)
-        if not m:
-            continue
-        d = _date_from_groups(m.groupdict(), gs1_zero_day=(fmt == "YYMMDD"), today=today)
-        if d is not None:
-            return d
-    return None
+        if m:
+            yield fmt, m.groupdict()
 
 
 def parse_month_day(value: str, formats: Iterable[str] | None = None) -> tuple[int, int] | None:
@@ -617,25 +627,11 @@ def parse_month_day(value: str, formats: Iterable[str] | None = None) -> tuple[i
     :data:`DEFAULT_DATE_FORMATS`, i.e. :data:`YEARLESS_DATE_FORMATS`); None when none matches a
     day that exists in some year (``29 FEB`` does, ``31 NOV`` does not). A text with a year
     (``16 NOV 2026``) is not yearless: None (use :func:`parse_date`)."""
-    if not isinstance(value, str):
-        return None
-    text = unicodedata.normalize("NFKC", value).strip()
-    if not text:
-        return None
-    for fmt in tuple(formats) if formats else DEFAULT_DATE_FORMATS:
-        if not _is_yearless(fmt):
-            continue
-        try:
-            rx = _compile_date_format(fmt)
-        except ValueError:
-            continue
-        m = rx.fullmatch(text)
-        if not m:
-            continue
-        month = _month_of(m.groupdict())
+    for _fmt, g in _date_matches(value, formats, yearless=True):
+        month = _month_of(g)
         if month is None:
             continue
-        day = int(m.group("d"))
+        day = int(g["d"])
         if 1 <= day <= calendar.monthrange(2000, month)[1]:  # 2000: a leap year
             return month, day
     return None
