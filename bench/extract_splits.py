@@ -36,11 +36,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.field_accuracy import to_textlines  # noqa: E402
 from workers.fieldspec.catalogue import DEFAULT_SCHEMA  # noqa: E402
 from workers.fieldspec.keys import key_norm  # noqa: E402
 from workers.pipeline.fields import RuleFieldExtractor  # noqa: E402
 from workers.pipeline.ranker import RankerFieldExtractor  # noqa: E402
-from workers.pipeline.types import TextLine  # noqa: E402
 from workers.training.extractor.data import Doc, load_docs, save_docs, synth_doc  # noqa: E402
 from workers.training.extractor.evaluate import normalise  # noqa: E402
 
@@ -98,24 +98,10 @@ def split_of(d: Doc) -> dict[str, str]:
     }
 
 
-def textlines(d: Doc) -> list[TextLine]:
-    return [
-        TextLine(
-            order=i,
-            text=t,
-            confidence=1.0,
-            char_confidences=(),
-            alternatives=(),
-            polygon=tuple((float(x), float(y)) for x, y in p),
-        )
-        for i, (t, p) in enumerate(d.lines)
-    ]
-
-
 def run(extractor, ds: list[Doc]) -> list[dict]:
     out = []
     for d in ds:
-        res = {r.name: r for r in extractor(textlines(d), None) if r.value}
+        res = {r.name: r for r in extractor(to_textlines(d.lines), None) if r.value}
         out.append(
             {f: (r.value, r.valid, r.extraction_confidence or r.confidence) for f, r in res.items()}
         )

@@ -40,12 +40,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.field_accuracy import OCR_CACHE, RECEIPT_SCHEMA, to_textlines  # noqa: E402
 from workers.pipeline.ranker import RankerFieldExtractor  # noqa: E402
-from workers.pipeline.types import TextLine  # noqa: E402
 from workers.training.extractor.data import Doc, is_validation, load_sroie  # noqa: E402
 from workers.training.extractor.evaluate import RECEIPT_FIELDS, Scores, normalise  # noqa: E402
 
-RECEIPT_SCHEMA = {"fields": [{"name": n} for n in RECEIPT_FIELDS]}
 DEV_BYTE = 152  # second hash byte below this: development half
 
 
@@ -56,20 +55,6 @@ def halves() -> dict[str, list[Doc]]:
     rest = [d for d in train if int(d.id[2:4], 16) >= DEV_BYTE]
     assert all(is_validation(d.id) for d in val)
     return {"dev": dev, "held-out": rest + val, "validation (in held-out)": val}
-
-
-def to_textlines(lines: list[tuple[str, tuple]]) -> list[TextLine]:
-    return [
-        TextLine(
-            order=i,
-            text=t,
-            confidence=1.0,
-            char_confidences=(),
-            alternatives=(),
-            polygon=tuple((float(x), float(y)) for x, y in p),
-        )
-        for i, (t, p) in enumerate(lines)
-    ]
 
 
 def predict_all(extractor, docs: list[Doc]) -> dict[str, dict[str, str]]:
@@ -150,9 +135,6 @@ def errors(
             if n <= limit:
                 print(f"{d.id}  gold={gold!r}\n              got={got!r}")
         print(f"({n} mismatches of {len(docs)})")
-
-
-OCR_CACHE = Path("var/extractor/ocr_lines.json")
 
 
 def ocr_docs(docs: list[Doc]) -> list[Doc]:
