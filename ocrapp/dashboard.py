@@ -97,7 +97,8 @@ def _parallel_friendly():
     prices the parallel plan's Gather out; a parallel scan of the 288k rollup rows at 1M reads
     took 167 ms instead of 267 under load (bench/NOTES-dash.md)."""
     value = str(float(settings.DASHBOARD_PARALLEL_TUPLE_COST))
-    with transaction.atomic(), connection.cursor() as cur:
+    # a transaction for set_config(..., true): the caller's (_analytic) or its own, no savepoint
+    with transaction.atomic(savepoint=False), connection.cursor() as cur:
         cur.execute("SELECT current_setting('parallel_tuple_cost')")
         (before,) = cur.fetchone()
         cur.execute("SELECT set_config('parallel_tuple_cost', %s, true)", [value])
@@ -418,8 +419,9 @@ def _offsets(f: DashboardFilters) -> tuple[list[tuple[datetime, dt.timedelta]], 
 
 
 def _read_counts() -> dict[str, Any]:
-    """The series' counts over :class:`ReadMetric` rows (both paths: every read, or the part
-    and split hours of the rollup path)."""
+    """The series' counts over :class:`ReadMetric` rows (the every-read path; the rollup
+    path's part and split hours count the same in :func:`_range_counts`' SQL, and the tests
+    compare both paths in five zones)."""
     return {
         "reads": Count("pk"),
         "accepted": Count("pk", filter=Q(auto_accepted=True)),
