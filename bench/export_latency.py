@@ -49,9 +49,11 @@ def one(kind: str) -> None:
     import tempfile
 
     from django.contrib.auth import get_user_model
+    from django.db.models import Prefetch
     from django.utils import timezone
 
     from ocrapp import exports, selectors
+    from ocrapp.models import Field, FieldRevision, Read
 
     qm = get_user_model().objects.get(username="bench-qm")
     params = {"tz": "UTC"}
@@ -77,10 +79,25 @@ def one(kind: str) -> None:
                 size += out.write(part)
         else:  # the peer: everything in memory, then written
             chosen = selectors.capture_export_qs(user=qm, filters=filters)
-            captures = list(
-                selectors._capture_queryset().filter(
-                    station_line__startswith="SYN-", pk__in=chosen.values("pk")
+            captures = list(  # Django's prefetch of every read, line, field and revision
+                selectors._capture_rows()
+                .prefetch_related(
+                    Prefetch(
+                        "reads",
+                        queryset=Read.objects.order_by("-run").prefetch_related(
+                            "lines",
+                            Prefetch(
+                                "fields",
+                                queryset=Field.objects.select_related("line").prefetch_related(
+                                    Prefetch(
+                                        "revisions", queryset=FieldRevision.objects.order_by("seq")
+                                    )
+                                ),
+                            ),
+                        ),
+                    )
                 )
+                .filter(station_line__startswith="SYN-", pk__in=chosen.values("pk"))
             )
             buf = io.StringIO()
             w = csv.writer(buf)

@@ -89,23 +89,6 @@ def _capture_rows() -> QuerySet[Capture]:
     return Capture.objects.select_related("station", "product_type", "uploaded_by")
 
 
-def _capture_queryset() -> QuerySet[Capture]:
-    return _capture_rows().prefetch_related(
-        Prefetch(
-            "reads",
-            queryset=Read.objects.order_by("-run").prefetch_related(
-                "lines",
-                Prefetch(
-                    "fields",
-                    queryset=Field.objects.select_related("line").prefetch_related(
-                        Prefetch("revisions", queryset=FieldRevision.objects.order_by("seq"))
-                    ),
-                ),
-            ),
-        )
-    )
-
-
 class _Fetched(QuerySet):
     """The rows of one relation of one object, fetched for a whole page by
     :func:`_fetch_reads`: iterating, ``len()``, ``bool()``, indexing, ``count()`` and
@@ -134,23 +117,25 @@ class _Fetched(QuerySet):
         yield from self._result_cache
 
 
-_FETCH_ORDER = {
-    "reads": Read.objects.order_by("-run").query,  # newest run first
-    "lines": TextLine.objects.all().query,  # Meta: by order
-    "fields": Field.objects.all().query,  # Meta: by id
-    "revisions": FieldRevision.objects.order_by("seq").query,
+# each fetched relation: the foreign key back to its owner, and its order (a query never run)
+_FETCHED = {
+    "reads": ("capture", Read.objects.order_by("-run").query),  # newest run first
+    "lines": ("read", TextLine.objects.all().query),  # Meta: by order
+    "fields": ("read", Field.objects.all().query),  # Meta: by id
+    "revisions": ("field", FieldRevision.objects.order_by("seq").query),
 }
 
 
-def _fetch_reads(captures: list[Capture]) -> None:
-    """What the capture list and the API show of each capture, in four queries: its reads
-    (newest first), their lines, fields (each with its line) and revisions, attached as
-    :func:`_capture_queryset`'s prefetch does (``capture.reads.all()``, ``read.fields.all()``,
-    ``field.line``, ``field.revisions.all()``, and the way back: ``read.capture``, ...)."""
+def _fetch_reads(captures: list[Capture]) -> list[Capture]:
+    """``captures`` with what the pages and the API show of each, in four queries: its reads
+    (newest first), their lines, fields (each with its line) and revisions, attached as a
+    prefetch would attach them (``capture.reads.all()``, ``read.fields.all()``, ``field.line``,
+    ``field.revisions.all()``, and the way back: ``read.capture``, ...)."""
 
-    def attach(owner: Any, name: str, fk: str, rows: list) -> None:
+    def attach(owner: Any, name: str, rows: list) -> None:
+        fk, query = _FETCHED[name]
         cache = owner.__dict__.setdefault("_prefetched_objects_cache", {})
-        cache[name] = _Fetched(rows, owner=owner, fk=fk, query=_FETCH_ORDER[name])
+        cache[name] = _Fetched(rows, owner=owner, fk=fk, query=query)
 
     def group(rows: list, key: str) -> dict[Any, list]:
         out: dict[Any, list] = {}
@@ -170,16 +155,16 @@ def _fetch_reads(captures: list[Capture]) -> None:
     reads_of = group(reads, "capture_id")
     for capture in captures:
         own = reads_of.get(capture.pk, [])
-        attach(capture, "reads", "capture", own)
+        attach(capture, "reads", own)
         for read in own:
             Read.capture.field.set_cached_value(read, capture)
             read_lines = lines.get(read.pk, [])
-            attach(read, "lines", "read", read_lines)
+            attach(read, "lines", read_lines)
             by_id = {ln.pk: ln for ln in read_lines}
             for ln in read_lines:
                 TextLine.read.field.set_cached_value(ln, read)
             read_fields = fields_of.get(read.pk, [])
-            attach(read, "fields", "read", read_fields)
+            attach(read, "fields", read_fields)
             for f in read_fields:
                 Field.read.field.set_cached_value(f, read)
                 if f.line_id is None or f.line_id in by_id:
@@ -187,7 +172,8 @@ def _fetch_reads(captures: list[Capture]) -> None:
                 revs = revisions.get(f.pk, [])
                 for rev in revs:
                     FieldRevision.field.field.set_cached_value(rev, f)
-                attach(f, "revisions", "field", revs)
+                attach(f, "revisions", revs)
+    return captures
 
 
 def _no_capture(capture_id: object) -> NotFoundError:
@@ -200,10 +186,10 @@ def capture_get(*, capture_id: uuid.UUID | str, user) -> Capture:
         uuid.UUID(str(capture_id))
     except ValueError:
         raise _no_capture(capture_id) from None
-    capture = roles.scoped(_capture_queryset(), user).filter(pk=capture_id).first()
+    capture = roles.scoped(_capture_rows(), user).filter(pk=capture_id).first()
     if capture is None:
         raise _no_capture(capture_id)
-    return capture
+    return _fetch_reads([capture])[0]
 
 
 def capture_just_created(*, capture: Capture) -> Capture:
@@ -216,7 +202,8 @@ def capture_just_created(*, capture: Capture) -> Capture:
 def capture_get_unscoped(*, capture_id: uuid.UUID | str) -> Capture | None:
     """The capture with its reads prefetched, for system code that has no user (webhook
     payloads: an endpoint is set up by a quality manager or an admin, who see every capture)."""
-    return _capture_queryset().filter(pk=capture_id).first()
+    capture = _capture_rows().filter(pk=capture_id).first()
+    return _fetch_reads([capture])[0] if capture is not None else None
 
 
 def capture_latest_read(*, capture: Capture) -> Read | None:
@@ -573,8 +560,7 @@ def capture_page(
     more = len(ids) > limit
     ids = ids[:limit]
     by_id = {c.pk: c for c in _capture_rows().filter(pk__in=ids)}
-    items = [by_id[i] for i in ids if i in by_id]
-    _fetch_reads(items)
+    items = _fetch_reads([by_id[i] for i in ids if i in by_id])
     # the total is counted on the first page and carried by the cursor (later pages show the
     # total as of the first one: the count is a third of a filtered page's time at 1M reads)
     carried = key[2:4] if key is not None and len(key) >= 4 else None
@@ -622,10 +608,10 @@ def serial_export_qs(*, user: Any, filters: SearchFilters) -> QuerySet[SerialRec
 
 def capture_list(*, user, limit: int = 50, station: Station | None = None) -> list[Capture]:
     """The newest captures ``user`` may see."""
-    qs = roles.scoped(_capture_queryset(), user)
+    qs = roles.scoped(_capture_rows(), user)
     if station is not None:
         qs = qs.filter(station=station)
-    return list(qs[:limit])
+    return _fetch_reads(list(qs[:limit]))
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,17 @@
-"""The capture list's own fetch of reads, lines, fields and revisions (``selectors._fetch_reads``):
-the same objects as the detail page's prefetch, in a fixed number of queries, and a relation's
+"""The capture pages' fetch of reads, lines, fields and revisions (``selectors._fetch_reads``):
+the same objects as Django's prefetch, in a fixed number of queries, and a relation's
 further queries stay the relation's."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Prefetch
 from django.test.utils import CaptureQueriesContext
 
 from ocrapp import roles, selectors, services
 from ocrapp.api import CaptureOutput
+from ocrapp.models import Capture, Read
 from tests.review_data import PASSWORD, accepted_result, person, queued_result, stored_capture
 
 pytestmark = pytest.mark.django_db
@@ -48,8 +49,16 @@ def test_list_page_fetch_matches_the_prefetch_and_keeps_relations_scoped(station
     page = selectors.capture_page(user=qm)
     assert [c.pk for c in page.items][-2:] == [b.pk, a.pk]
     for c in page.items:
-        detail = selectors.capture_get(capture_id=c.pk, user=qm)
-        assert _shape(c) == _shape(detail) and _shape(c)[0][2]  # the same reads, lines, fields
+        # Django's prefetch of the same relations as the reference
+        ref = Capture.objects.prefetch_related(
+            Prefetch("reads", queryset=Read.objects.order_by("-run")),
+            "reads__lines",
+            "reads__fields__line",
+            "reads__fields__revisions",
+        ).get(pk=c.pk)
+        assert _shape(c) == _shape(ref) and _shape(c)[0][2]  # the same reads, lines, fields
+        detail = selectors.capture_get(capture_id=c.pk, user=qm)  # the detail page's fetch
+        assert _shape(detail) == _shape(ref)
     listed_b = next(c for c in page.items if c.pk == b.pk)
     # everything the API shows of the page comes from the fetch: no query per capture
     with CaptureQueriesContext(connection) as ctx:
