@@ -173,8 +173,9 @@ class Command(BaseCommand):
         while done < n:
             size = min(batch, n - done)
             self._batch(
-                rng, size, offset + done, user, stations, pts, (done, n, opts["days"], until)
-            )
+                rng, size, offset + done, user, stations, pts,
+                before=done, total=n, days=opts["days"], now=until,
+            )  # fmt: skip
             done += size
             rate = done / max(time.monotonic() - start, 1e-9)
             self.stdout.write(f"{done}/{n} reads ({rate:,.0f}/s)")
@@ -229,9 +230,9 @@ class Command(BaseCommand):
             )
         return user, stations, pts
 
-    def _batch(self, rng, size, offset, user, stations, pts, span) -> None:
-        # span: (reads of this run before the batch, reads of this run, days, end time)
-        before, total, days, now = span
+    def _batch(self, rng, size, offset, user, stations, pts, *, before, total, days, now) -> None:
+        """``size`` reads, the ``before``-th to the next of the run's ``total``, each in its
+        slot of the ``days`` before ``now``."""
         slot = days * 86400 / total
         cap_cols, read_cols = _columns(Capture), _columns(Read)
         field_cols, sr_cols = _columns(Field), _columns(SerialRecord)
