@@ -72,7 +72,7 @@ RANKER_VERSION = "3"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption 
 # corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
-W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "far": 2.0}
+W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
 W_BETWEEN = 0.8  # per token between the key and the candidate
 W_VALID = 1.5
 W_INVALID = -1.5
@@ -80,7 +80,7 @@ ACCEPT = 0.8  # minimum score of an assigned pair
 STRENGTH_FUZZY = 0.85
 STRENGTH_WEAK = 0.7
 
-CONF = {"left": 0.995, "cell": 0.99, "above": 0.99, "far": 0.7}
+CONF = {"left": 0.995, "cell": 0.99, "above": 0.99, "below": 0.98, "far": 0.7}
 CONF_INVALID = 0.6
 CONF_KEYLESS = 0.55
 CONF_KEYLESS_AMBIGUOUS = 0.35
@@ -528,7 +528,7 @@ def analyse(lines: list[TextLine], vocab: Vocabulary) -> list[_Line]:
 
 @dataclass
 class Anchor:
-    kind: str  # left | cell | above | far
+    kind: str  # left | cell | above | below (a caption key under the value) | far
     key: KeyHit
     between: int = 0
     gap: float = 0.0  # horizontal (left/cell) or vertical (above) gap in line heights
@@ -642,6 +642,63 @@ def _above_anchor(
     return Anchor("above", kh, 0, max(0.0, (line.y0 - info[kh.line].y1) / line.h))
 
 
+def _aligned(a: _Line, x0: float, x1: float, h: float) -> bool:
+    """Whether line ``a`` stands over or under the x span ``x0..x1`` (overlap, or left edges
+    within 1.5 heights ``h``)."""
+    return min(a.x1, x1) - max(a.x0, x0) > 0 or abs(a.x0 - x0) / h <= 1.5
+
+
+def caption_keys(
+    info: list[_Line], by_row: dict[int, list[_Line]], header_keys: dict[int, list[KeyHit]]
+) -> set[int]:
+    """``id`` of the column keys that caption the value printed right ABOVE them (a big value
+    with a small key under it, in a box or on a barcode sticker), not a header of the line below.
+
+    A key without a value to its right is a caption when the nearest aligned line above it is
+    a value line (no key of its own), the gap up is at most 1.5 key heights and under 0.7 of
+    the gap down to the next aligned line (none below: any gap). Evenly spaced lists (key, value,
+    key, value) stay headers: their gaps up and down are alike."""
+    out: set[int] = set()
+    for r, khs in header_keys.items():
+        for kh in khs:
+            kl = info[kh.line]
+            h = kl.h
+
+            def nearest(row: int, kl: _Line = kl, h: float = h) -> _Line | None:
+                # the key's whole line: "ロット / Lot / N. lotto" stands over its value as a whole
+                near = [
+                    ln for ln in by_row.get(row, []) if ln.tokens and _aligned(ln, kl.x0, kl.x1, h)
+                ]
+                return min(near, key=lambda ln: abs(ln.x0 - kl.x0), default=None)
+
+            up, down = nearest(r - 1), nearest(r + 1)
+            if up is None or up.keys or any(t.keyish for t in up.tokens):
+                continue
+            gap_up = (kl.y0 - up.y1) / h
+            gap_down = math.inf if down is None else (down.y0 - kl.y1) / h
+            if -0.3 <= gap_up <= 1.5 and gap_up < 0.7 * gap_down:
+                out.add(id(kh))
+    return out
+
+
+def _below_anchor(
+    info: list[_Line], below_keys: list[KeyHit], line: _Line, x0: float, x1: float
+) -> Anchor | None:
+    """The caption key right under tokens ``x0..x1`` of ``line`` (``caption_keys``)."""
+    best: tuple[float, KeyHit] | None = None
+    for kh in below_keys:
+        ov = min(x1, kh.x1) - max(x0, kh.x0)
+        if ov <= 0 and abs(x0 - kh.x0) / line.h > 1.5:
+            continue
+        score = ov / max(x1 - x0, 1.0) - 0.1 * abs(x0 - kh.x0) / line.h
+        if best is None or score > best[0]:
+            best = (score, kh)
+    if best is None:
+        return None
+    kh = best[1]
+    return Anchor("below", kh, 0, max(0.0, (info[kh.line].y0 - line.y1) / line.h))
+
+
 def candidates(info: list[_Line]) -> list[Candidate]:
     """Every token run of 1..``MAX_TOKENS`` tokens of one line that crosses no key, plus the
     whole rest of each key-free segment, with its anchor (module docstring, step 2)."""
@@ -652,6 +709,11 @@ def candidates(info: list[_Line]) -> list[Candidate]:
     header_keys: dict[int, list[KeyHit]] = {}
     for r, lns in by_row.items():
         header_keys[r] = [kh for ln in lns for kh in ln.keys if not _key_has_value(info, rows, kh)]
+    captions = caption_keys(info, by_row, header_keys)
+    below_keys = {r: [kh for kh in khs if id(kh) in captions] for r, khs in header_keys.items()}
+    header_keys = {
+        r: [kh for kh in khs if id(kh) not in captions] for r, khs in header_keys.items()
+    }
     out: list[Candidate] = []
     for ln in info:
         if not ln.tokens:
@@ -684,6 +746,7 @@ def candidates(info: list[_Line]) -> list[Candidate]:
                     segs.append([])
             segs[-1].append(n)
         above = header_keys.get(ln.row - 1, [])
+        below = below_keys.get(ln.row + 1, [])
         for seg in segs:
             if not seg:
                 continue
@@ -697,6 +760,22 @@ def candidates(info: list[_Line]) -> list[Candidate]:
                 ids = tuple(seg[i:j])
                 t0, t1 = ln.tokens[ids[0]], ln.tokens[ids[-1]]
                 anchor = _left_anchor(info, rows[ln.row], (ln.index, ids[0]))
+                if (anchor is None or anchor.kind == "far") and below:
+                    got = _below_anchor(info, below, ln, t0.x0, t1.x1)
+                    if got is not None:
+                        heads = {
+                            id(a.key)
+                            for tk in ids
+                            if (
+                                a := _below_anchor(
+                                    info, below, ln, ln.tokens[tk].x0, ln.tokens[tk].x1
+                                )
+                            )
+                            is not None
+                        }
+                        if len(heads) > 1:
+                            continue
+                        anchor = got
                 if (anchor is None or anchor.kind == "far") and above:
                     got = _above_anchor(info, above, ln, t0.x0, t1.x1)
                     if got is not None:

@@ -7,6 +7,8 @@ rendered label.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from workers.fieldspec.catalogue import resolve_schema
@@ -172,6 +174,39 @@ def test_key_above_value_columns(ranker):
     assert got["model"].value == "AB-1200"
     assert got["mfg_date"].value == "2024-03"
     assert got["serial_number"].extraction_confidence >= 0.9
+
+
+def _sized(text: str, x: float, y: float, h: float) -> TextLine:
+    w = 0.6 * h * max(len(text), 1)
+    return TextLine(0, text, 0.98, (), (), ((x, y), (x + w, y), (x + w, y + h), (x, y + h)))
+
+
+def _boxes(rows: list[tuple[str, str]], caption_gap: float, box_h: float) -> list[TextLine]:
+    """Two columns of boxes: a 36 px value, its 20 px key ``caption_gap`` px under it."""
+    out = []
+    for i, (value, key) in enumerate(rows):
+        x, y = 40 + 420 * (i % 2), 100 + box_h * (i // 2)
+        out += [_sized(value, x, y, 36), _sized(key, x, y + 36 + caption_gap, 20)]
+    return [replace(ln, order=n) for n, ln in enumerate(out)]
+
+
+def test_caption_key_under_its_value(ranker):
+    """A big value with its small key printed right under it (boxed labels, barcode stickers):
+    the key names the value above it, not the value of the next box below it."""
+    rows = [
+        ("E24 64R-84 0559", "Homologation"),
+        (SERIAL, "Número de serie"),
+        ("ES32E", "Tipo"),
+        ("X0407-1470", "P/N"),
+    ]
+    got = fields(ranker, _boxes(rows, caption_gap=9, box_h=140))
+    assert got["serial_number"].value == SERIAL
+    assert got["serial_number"].extraction_confidence >= 0.9
+    assert got["model"].value == "ES32E" and got["part_number"].value == "X0407-1470"
+    # evenly spaced key / value / key / value: the key is the header of the value under it
+    even = stacked("Serial No.", SERIAL, "Model", "ES32E")
+    got = fields(ranker, even)
+    assert got["serial_number"].value == SERIAL and got["model"].value == "ES32E"
 
 
 def test_value_in_the_next_table_cell(ranker):
