@@ -613,6 +613,12 @@ def _key_has_value(
     return gap < 4.0
 
 
+def _aligned(ax0: float, ax1: float, x0: float, x1: float, h: float) -> bool:
+    """Whether the x span ``ax0..ax1`` stands over or under ``x0..x1`` (they overlap, or their
+    left edges are within 1.5 heights ``h``)."""
+    return min(ax1, x1) - max(ax0, x0) > 0 or abs(ax0 - x0) / h <= 1.5
+
+
 def _above_anchor(
     info: list[_Line],
     above_keys: list[KeyHit],
@@ -631,7 +637,7 @@ def _above_anchor(
         # a caption in the corner of a box ("Use by" top left, the date under it and to the
         # right): the value starts where the key ends, within its own height
         caption = -0.2 <= (x0 - kh.x1) / line.h <= 0.75
-        if ov <= 0 and near > 1.5 and not caption:
+        if not (caption or _aligned(kh.x0, kh.x1, x0, x1, line.h)):
             continue
         score = ov / max(x1 - x0, 1.0) - 0.1 * near
         if best is None or score > best[0]:
@@ -642,10 +648,11 @@ def _above_anchor(
     return Anchor("above", kh, 0, max(0.0, (line.y0 - info[kh.line].y1) / line.h))
 
 
-def _aligned(a: _Line, x0: float, x1: float, h: float) -> bool:
-    """Whether line ``a`` stands over or under the x span ``x0..x1`` (overlap, or left edges
-    within 1.5 heights ``h``)."""
-    return min(a.x1, x1) - max(a.x0, x0) > 0 or abs(a.x0 - x0) / h <= 1.5
+def _nearest_aligned(lines: list[_Line], kl: _Line) -> _Line | None:
+    """The line of ``lines`` (one row) with tokens aligned with line ``kl``, nearest by left
+    edge: the key's whole line, since "ロット / Lot / N. lotto" stands over its value as a whole."""
+    near = [ln for ln in lines if ln.tokens and _aligned(ln.x0, ln.x1, kl.x0, kl.x1, kl.h)]
+    return min(near, key=lambda ln: abs(ln.x0 - kl.x0), default=None)
 
 
 def caption_keys(
@@ -662,20 +669,12 @@ def caption_keys(
     for r, khs in header_keys.items():
         for kh in khs:
             kl = info[kh.line]
-            h = kl.h
-
-            def nearest(row: int, kl: _Line = kl, h: float = h) -> _Line | None:
-                # the key's whole line: "ロット / Lot / N. lotto" stands over its value as a whole
-                near = [
-                    ln for ln in by_row.get(row, []) if ln.tokens and _aligned(ln, kl.x0, kl.x1, h)
-                ]
-                return min(near, key=lambda ln: abs(ln.x0 - kl.x0), default=None)
-
-            up, down = nearest(r - 1), nearest(r + 1)
+            up = _nearest_aligned(by_row.get(r - 1, []), kl)
+            down = _nearest_aligned(by_row.get(r + 1, []), kl)
             if up is None or up.keys or any(t.keyish for t in up.tokens):
                 continue
-            gap_up = (kl.y0 - up.y1) / h
-            gap_down = math.inf if down is None else (down.y0 - kl.y1) / h
+            gap_up = (kl.y0 - up.y1) / kl.h
+            gap_down = math.inf if down is None else (down.y0 - kl.y1) / kl.h
             if -0.3 <= gap_up <= 1.5 and gap_up < 0.7 * gap_down:
                 out.add(id(kh))
     return out
@@ -687,9 +686,9 @@ def _below_anchor(
     """The caption key right under tokens ``x0..x1`` of ``line`` (``caption_keys``)."""
     best: tuple[float, KeyHit] | None = None
     for kh in below_keys:
-        ov = min(x1, kh.x1) - max(x0, kh.x0)
-        if ov <= 0 and abs(x0 - kh.x0) / line.h > 1.5:
+        if not _aligned(kh.x0, kh.x1, x0, x1, line.h):
             continue
+        ov = min(x1, kh.x1) - max(x0, kh.x0)
         score = ov / max(x1 - x0, 1.0) - 0.1 * abs(x0 - kh.x0) / line.h
         if best is None or score > best[0]:
             best = (score, kh)
@@ -697,6 +696,26 @@ def _below_anchor(
         return None
     kh = best[1]
     return Anchor("below", kh, 0, max(0.0, (info[kh.line].y0 - line.y1) / line.h))
+
+
+def _column_anchor(
+    find: Callable[..., Anchor | None],
+    keys: list[KeyHit],
+    info: list[_Line],
+    ln: _Line,
+    ids: tuple[int, ...],
+) -> tuple[Anchor | None, bool]:
+    """The column key ``find`` (``_above_anchor`` / ``_below_anchor``) gives the token span
+    ``ids`` of ``ln``, and whether its tokens stand under (or over) different keys: then the
+    span is no candidate."""
+    toks = ln.tokens
+    got = find(info, keys, ln, toks[ids[0]].x0, toks[ids[-1]].x1)
+    if got is None:
+        return None, False
+    heads = {
+        id(a.key) for tk in ids if (a := find(info, keys, ln, toks[tk].x0, toks[tk].x1)) is not None
+    }
+    return got, len(heads) > 1
 
 
 def candidates(info: list[_Line]) -> list[Candidate]:
@@ -760,39 +779,17 @@ def candidates(info: list[_Line]) -> list[Candidate]:
                 ids = tuple(seg[i:j])
                 t0, t1 = ln.tokens[ids[0]], ln.tokens[ids[-1]]
                 anchor = _left_anchor(info, rows[ln.row], (ln.index, ids[0]))
-                if (anchor is None or anchor.kind == "far") and below:
-                    got = _below_anchor(info, below, ln, t0.x0, t1.x1)
-                    if got is not None:
-                        heads = {
-                            id(a.key)
-                            for tk in ids
-                            if (
-                                a := _below_anchor(
-                                    info, below, ln, ln.tokens[tk].x0, ln.tokens[tk].x1
-                                )
-                            )
-                            is not None
-                        }
-                        if len(heads) > 1:
-                            continue
-                        anchor = got
-                if (anchor is None or anchor.kind == "far") and above:
-                    got = _above_anchor(info, above, ln, t0.x0, t1.x1)
-                    if got is not None:
-                        # every token of the span under the same header key
-                        heads = {
-                            id(a.key)
-                            for tk in ids
-                            if (
-                                a := _above_anchor(
-                                    info, above, ln, ln.tokens[tk].x0, ln.tokens[tk].x1
-                                )
-                            )
-                            is not None
-                        }
-                        if len(heads) > 1:
-                            continue
-                        anchor = got
+                split = False
+                # a caption key under the span first, then a header key over it
+                for keys, find in ((below, _below_anchor), (above, _above_anchor)):
+                    if keys and (anchor is None or anchor.kind == "far"):
+                        got, split = _column_anchor(find, keys, info, ln, ids)
+                        if split:
+                            break
+                        if got is not None:
+                            anchor = got
+                if split:
+                    continue
                 unknown = ids[0] > 0 and ln.tokens[ids[0] - 1].keyish
                 out.append(
                     Candidate(
