@@ -5,6 +5,7 @@ and the read it saves records those same providers; the reaper's heartbeat file 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -69,14 +70,19 @@ def test_reaper_keeps_its_heartbeat_fresh(tmp_path):
     try:
         wait_for(beat.exists, 60)
         first = beat.stat().st_mtime
+        # the loop stops (paused, so it cannot touch the file between our steps) and its
+        # last beat is ten minutes old...
+        proc.send_signal(signal.SIGSTOP)
         old = time.time() - 600
-        os.utime(beat, (old, old))  # as if the loop had stopped ten minutes ago...
+        os.utime(beat, (old, old))
         stale = _health("reaper", "--heartbeat", str(beat), "--max-age", "60")
-        assert stale.returncode == 1
-        # ...the running loop touches it again within a pass
+        assert stale.returncode == 1, stale.stdout
+        # ...once it runs again it touches the file within a pass
+        proc.send_signal(signal.SIGCONT)
         wait_for(lambda: beat.stat().st_mtime >= first, 30)
         fresh = _health("reaper", "--heartbeat", str(beat), "--max-age", "60")
         assert fresh.returncode == 0, fresh.stderr
     finally:
+        proc.send_signal(signal.SIGCONT)
         proc.terminate()
         proc.wait(20)
