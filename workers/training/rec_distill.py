@@ -53,12 +53,44 @@ from workers.training.rec_train import (
 )
 
 
-def real_pool(n_expdate: int, n_sroie: int) -> list[np.ndarray]:
-    """Unlabelled real line crops: the ``train`` half of every real set (images only)."""
+def real_pool(n_expdate: int, n_sroie: int) -> dict[str, list[np.ndarray]]:
+    """Unlabelled real line crops per set: the ``train`` half of every real set (images only)."""
     from workers.training.real_crops import line_crops
 
     sets = line_crops("train", n_expdate, n_sroie)
-    return [img for items in sets.values() for img, _text in items]
+    return {name: [img for img, _text in items] for name, items in sets.items() if items}
+
+
+def parse_real_mix(spec: str, sets: list[str]) -> dict[str, float]:
+    """``"plates_br=0.3,expdate=0.2"`` -> the share of each step's real crops drawn from each
+    set; sets left out share the rest in proportion to their size (``""``: all by size)."""
+    shares: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        if name not in sets:
+            raise ValueError(f"--real-mix: unknown set {name!r} (have {', '.join(sets)})")
+        shares[name] = float(value)
+        if not 0.0 <= shares[name] <= 1.0:
+            raise ValueError(f"--real-mix: {name} share must be in [0, 1]")
+    if sum(shares.values()) > 1.0 + 1e-9:
+        raise ValueError("--real-mix: shares add up to more than 1")
+    return shares
+
+
+def real_sampler(
+    pool: dict[str, list[np.ndarray]], shares: dict[str, float]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """(all crops, per-crop draw probability) for the shares of ``parse_real_mix``."""
+    crops = [img for items in pool.values() for img in items]
+    rest = [name for name in pool if name not in shares]
+    rest_n = sum(len(pool[name]) for name in rest)
+    left = max(0.0, 1.0 - sum(shares.values()))
+    prob = []
+    for name, items in pool.items():
+        total = shares[name] if name in shares else left * len(items) / max(rest_n, 1)
+        prob += [total / len(items)] * len(items)
+    p = np.asarray(prob, dtype=np.float64)
+    return crops, p / p.sum()
 
 
 def teacher_index(student_charset: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +143,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     index = {c: i + 1 for i, c in enumerate(charset)}
 
     rng = np.random.default_rng(args.seed)
-    real = real_pool(args.real_expdate, args.real_sroie)
+    real_sets = real_pool(args.real_expdate, args.real_sroie)
+    real, real_p = real_sampler(real_sets, parse_real_mix(args.real_mix, list(real_sets)))
     pool = CropPool(args.pool_size, args.seed_start, index, args.p_engraved)
     while len(pool.items) < args.pool_min:
         pool.add_sample(rng)
@@ -146,7 +179,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.samples_per_step):
             pool.add_sample(rng)
         x, targets, lengths = make_batch(pool.batch(args.batch_size, rng), index, rng, args.aug)
-        pick = rng.integers(0, len(real), size=args.real_batch_size)
+        pick = rng.choice(len(real), size=args.real_batch_size, p=real_p)
         xr = torch.from_numpy(
             preprocess([augment(real[int(i)], rng, args.real_aug) for i in pick], max_width=800)
         )
@@ -224,6 +257,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed-start", type=int, default=80_000, help="first training seed offset")
     p.add_argument("--real-expdate", type=int, default=250)
     p.add_argument("--real-sroie", type=int, default=100_000, help="all lines of the half")
+    p.add_argument(
+        "--real-mix",
+        default="",
+        help="share of real crops per set, e.g. plates_br=0.3,expdate=0.2 (rest by size)",
+    )
     p.add_argument("--val-samples", type=int, default=40)
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=10)

@@ -105,3 +105,23 @@ def test_kd_loss_is_zero_for_the_teacher_itself_and_positive_otherwise():
     assert float(kd_loss(same, t, idx, has, 1.0)) == pytest.approx(0.0, abs=1e-5)
     other = torch.randn(2, 5, 4, generator=g)
     assert float(kd_loss(other, t, idx, has, 1.0)) > 0.01
+
+
+def test_real_mix_shares_set_how_often_each_real_set_is_drawn():
+    from workers.training.rec_distill import parse_real_mix, real_sampler
+
+    pool = {
+        "plates_br": [np.zeros((4, 4, 3), np.uint8)] * 2,
+        "expdate": [np.ones((4, 4, 3), np.uint8)] * 8,
+        "sroie": [np.full((4, 4, 3), 2, np.uint8)] * 90,
+    }
+    crops, p = real_sampler(pool, parse_real_mix("plates_br=0.5", list(pool)))
+    assert len(crops) == 100 and p.sum() == pytest.approx(1.0)
+    assert p[:2].sum() == pytest.approx(0.5)  # 2 crops get half the draws...
+    assert p[2:10].sum() == pytest.approx(0.5 * 8 / 98)  # ...the rest go by size
+    _, by_size = real_sampler(pool, parse_real_mix("", list(pool)))
+    assert by_size == pytest.approx(np.full(100, 0.01))
+    with pytest.raises(ValueError, match="unknown set"):
+        parse_real_mix("plates=0.3", list(pool))
+    with pytest.raises(ValueError, match="more than 1"):
+        parse_real_mix("plates_br=0.7,expdate=0.5", list(pool))
