@@ -14,7 +14,8 @@ labels alike); every geometric feature below is in that upright frame.
    multilingual ``fieldspec.keys.FIELD_KEYS``, the generic ``WEAK_KEYS`` and the distractor
    ``OTHER_KEYS``. A key starts at a word start (CJK/Hangul keys anywhere) and ends before a
    non-letter/digit; the longest key wins at a position; Latin keys of 6+ characters also match
-   with one edit (two from 10), at a lower strength.
+   with one edit (two from 10), at a lower strength. A line that is one key in several
+   languages ("S/N / Ser.-Nr. / N° de série") becomes one key over the whole line.
 2. **Candidates.** The line's words with the key spans cut out and separators (``: # = . -``)
    trimmed are tokens; a candidate is a run of 1..4 consecutive tokens of one line that crosses
    no key (the whole rest of the segment for free-text fields). Its anchor is the nearest key on
@@ -68,7 +69,8 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "3"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "4"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
+# 4: a " / " stack of one key in several languages is one key over the line
 # corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
@@ -401,7 +403,52 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
             if any(o.start < m.end(1) and o.start >= h.end for o in hits if o is not h):
                 break
             h.end = m.end(1)
-    return hits
+    return _key_stack(text, hits)
+
+
+_STACK_SEP = re.compile(r"\s+/\s+")
+
+
+def _key_stack(text: str, hits: list[KeyHit]) -> list[KeyHit]:
+    """A line that is one key in several languages ("S/N / Ser.-Nr. / N° de série",
+    "형식 / Type", "Codice ricambio / P/N.") -> one key over the whole line, so the value under
+    it is aligned with the line, not with its last key, and unknown words of the stack
+    ("ricambio", an OCR-damaged "Tvpe") are key text, not values.
+
+    The line splits at " / " into 2+ segments, none with a digit outside its keys or more
+    than three other words; at least half hold a key, the others are letters (no company
+    name); every key names one field (a manufacturer stack: every segment a key, since
+    "Hersteller / ACME" is a key and its value). Otherwise the hits stay as they are."""
+    if not hits:
+        return hits
+    segs, pos = [], 0
+    for m in _STACK_SEP.finditer(text):
+        segs.append((pos, m.start()))
+        pos = m.end()
+    segs.append((pos, len(text)))
+    if len(segs) < 2 or len({h.field for h in hits}) != 1:
+        return hits
+    keyed = 0
+    for s, e in segs:
+        inside = [h for h in hits if s <= h.start and h.end <= e]
+        rest = list(text[s:e])
+        for h in inside:
+            rest[h.start - s : h.end - s] = " " * (h.end - h.start)
+        words = "".join(rest)
+        if any(ch.isdigit() for ch in words) or len(words.split()) > 3:
+            return hits
+        if inside:
+            keyed += 1
+        elif not any(ch.isalpha() for ch in words) or _COMPANY_RE.search(words):
+            return hits
+    if sum(s <= h.start and h.end <= e for h in hits for s, e in segs) != len(hits):
+        return hits  # a key across a separator
+    if 2 * keyed < len(segs) or (hits[0].field == "manufacturer" and keyed < len(segs)):
+        return hits
+    start = len(text) - len(text.lstrip())
+    end = len(text.rstrip())
+    strength = max(h.strength for h in hits)
+    return [KeyHit(-1, start, end, hits[0].field, strength, hits[0].key)]
 
 
 def _fuzzy_at(

@@ -209,6 +209,33 @@ def test_caption_key_under_its_value(ranker):
     assert got["serial_number"].value == SERIAL and got["model"].value == "ES32E"
 
 
+def test_a_key_in_several_languages_on_one_line_is_one_key(ranker):
+    """ "Serial / Seriennummer / Numero di serie" over its value: the value stands under the
+    line's start, not under its last key; an unknown word of the stack ("ricambio") or an
+    OCR-damaged one ("Tvpe") is key text, not a value; "N° cat." is a catalogue number."""
+    rows = [
+        ("Serial / Seriennummer / Numero di serie", SERIAL),
+        ("N° cat.", "4CU9451-2T37"),
+        ("Codice ricambio / N. parte / P/N.", "X4T023466"),
+        ("형식 / Tvpe", "YPJ-53S13"),
+    ]
+    ls = []
+    for i, (key, value) in enumerate(rows):
+        y = 80 + 90 * i
+        ls += [_sized(key, 40, y, 18), _sized(value, 52, y + 26, 30)]
+    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    assert got["serial_number"].value == SERIAL
+    assert got["serial_number"].extraction_confidence >= 0.9
+    assert got["part_number"].value == "X4T023466"
+    assert got["model"].value == "YPJ-53S13"
+    vocab = _vocab()
+    (one,) = find_keys("S/N / Ser.-Nr. / N° de série", vocab)
+    assert one.field == "serial_number" and one.end == len("S/N / Ser.-Nr. / N° de série")
+    # a key and a value in one " / " line stay what they are
+    assert [h.end for h in find_keys("Hersteller / ACME", vocab)] == [len("Hersteller")]
+    assert len(find_keys("Model / Type: ABC-1", vocab)) == 2
+
+
 def test_value_in_the_next_table_cell(ranker):
     ls = lines(("Serial No.", 40, 40), (SERIAL, 400, 42), ("Model", 40, 90), ("ZX-9", 400, 92))
     got = fields(ranker, ls)
