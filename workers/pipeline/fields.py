@@ -34,6 +34,7 @@ Q_NO_DIGIT = 0.8  # regex-only token without any digit
 
 _SEPARATORS = " \t:：#=.-_|"
 _TRAILING = " \t.,;|"
+_ABBREVIATION_END = re.compile(r"(?<![^\W\d_])[^\W\d_]{1,4}\.$")
 
 
 class FieldExtractor(Protocol):
@@ -89,8 +90,12 @@ def missing_required(name: str) -> FieldResult:
 def check_value(raw: str, spec: FieldSpec, *, today: date | None = None) -> tuple[str, bool, str]:
     """``(value, valid, reason)`` of an extracted raw span: trailing punctuation trimmed, the
     spec's normalisation, then its rules (``reason`` joins the failed rules' messages). A date
-    keeps a final dot that makes it one (``16.11.``: day and month; ``16.11`` is ambiguous)."""
+    keeps a final dot that makes it one (``16.11.``: day and month; ``16.11`` is ambiguous), free
+    text (no pattern, format, date or check digit) the dot of an abbreviation (``ACME Inc.``)."""
     text = raw.strip().strip(_TRAILING)
+    free = not (spec.pattern or spec.format or spec.date or spec.check_digit)
+    if free and text and _ABBREVIATION_END.search(raw.rstrip(" \t,;|")):
+        text += "."  # free text keeps the dot of "Inc." / "Co., Ltd." / "S.p.A."
     value = normalise(text, spec)
     if not value:
         return value, False, "empty value"

@@ -79,7 +79,7 @@ def fields(ex, ls, schema=None) -> dict:
     ],
 )
 def test_serial_keys_in_many_languages_and_damaged_forms(ranker, key):
-    ls = stacked("Model: KX-200", f"{key} {SERIAL}", "Art.-Nr. 55512345")
+    ls = stacked("Model: KX-200", f"{key} {SERIAL}", "Teile-Nr. 55512345")
     got = fields(ranker, ls)
     sn = got["serial_number"]
     assert sn.value == SERIAL, [(k.field, k.key) for k in find_keys(ls[1].text, _vocab())]
@@ -95,7 +95,8 @@ def _vocab():
 @pytest.mark.parametrize(
     "text,field",
     [
-        ("Art.-Nr.", "part_number"),
+        ("Art.-Nr.", OTHER),
+        ("Materialnr.", "part_number"),
         ("Réf.", "part_number"),
         ("品番", "part_number"),
         ("P/N", "part_number"),
@@ -490,3 +491,18 @@ def test_schema_keyword_finds_a_yearless_expiry_date(ranker):
     schema = {"fields": [{"name": "expiry_date", "keywords": ["Gut bis"]}]}
     exp = fields(ranker, ls, schema)["expiry_date"]
     assert exp.value == "16 NOV" and exp.valid and exp.extraction_confidence >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Manufacturer: Felsol Systems S.A.", "Felsol Systems S.A."),  # an abbreviation's dot
+        ("Made by Venfel Industrial Co., Ltd.", "Venfel Industrial Co., Ltd."),
+        ("Mfr: Foo Inc.", "Foo Inc."),
+        ("Manufacturer: ACME Motors.", "ACME Motors"),  # a sentence's final dot goes
+    ],
+)
+def test_free_text_keeps_the_dot_of_a_final_abbreviation(ranker, line, expected):
+    got = fields(ranker, stacked(line, "S/N 12345678."))
+    assert got["manufacturer"].value == expected
+    assert got["serial_number"].value == "12345678"  # a code's final dot still goes
