@@ -695,10 +695,15 @@ def _above_anchor(
     return Anchor("above", kh, 0, max(0.0, (line.y0 - info[kh.line].y1) / line.h))
 
 
-def _nearest_aligned(lines: list[_Line], kl: _Line) -> _Line | None:
-    """The line of ``lines`` (one row) with tokens aligned with line ``kl``, nearest by left
-    edge: the key's whole line, since "ロット / Lot / N. lotto" stands over its value as a whole."""
-    near = [ln for ln in lines if ln.tokens and _aligned(ln.x0, ln.x1, kl.x0, kl.x1, kl.h)]
+def _nearest_aligned(lines: list[_Line], kl: _Line, any_line: bool = False) -> _Line | None:
+    """The line of ``lines`` (one row) with tokens (``any_line``: or keys only) aligned with
+    line ``kl``, nearest by left edge: the key's whole line, since "ロット / Lot / N. lotto"
+    stands over its value as a whole."""
+    near = [
+        ln
+        for ln in lines
+        if (ln.tokens or (any_line and ln.keys)) and _aligned(ln.x0, ln.x1, kl.x0, kl.x1, kl.h)
+    ]
     return min(near, key=lambda ln: abs(ln.x0 - kl.x0), default=None)
 
 
@@ -717,7 +722,7 @@ def caption_keys(
         for kh in khs:
             kl = info[kh.line]
             up = _nearest_aligned(by_row.get(r - 1, []), kl)
-            down = _nearest_aligned(by_row.get(r + 1, []), kl)
+            down = _nearest_aligned(by_row.get(r + 1, []), kl, any_line=True)
             if up is None or up.keys or any(t.keyish for t in up.tokens):
                 continue
             gap_up = (kl.y0 - up.y1) / kl.h

@@ -506,3 +506,19 @@ def test_free_text_keeps_the_dot_of_a_final_abbreviation(ranker, line, expected)
     got = fields(ranker, stacked(line, "S/N 12345678."))
     assert got["manufacturer"].value == expected
     assert got["serial_number"].value == "12345678"  # a code's final dot still goes
+
+
+def test_a_key_line_below_keeps_a_header_key_from_being_a_caption(ranker):
+    """A brand over a column of keys whose values stand far right: the first key is the
+    header of its row, not the caption of the brand, also when the next line is a key line
+    without tokens of its own ("모델명 / MODEL NO.", one key over the line)."""
+    ls = [
+        _sized("NOVATEK CONTROLS", 485, 236, 76),
+        _sized("일련번호 SER. NO.:", 335, 384, 59),
+        _sized("Z13X00PNENV", 1061, 390, 44),
+        _sized("모델명 / MODEL NO.", 335, 496, 58),
+        _sized("BO 810 PLUS", 1061, 499, 44),
+    ]
+    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    assert got["manufacturer"].value == "NOVATEK CONTROLS"
+    assert got["serial_number"].value == "Z13X00PNENV" and got["model"].value == "BO 810 PLUS"
