@@ -137,6 +137,9 @@ _UNIT_RE = re.compile(
     re.IGNORECASE,
 )
 _IP_RE = re.compile(r"^IP\d{2}[A-Z]?$", re.IGNORECASE)
+_STANDARD_BODIES = frozenset(
+    "IEC EN ISO UL CSA DIN VDE GB GB/T JIS KS ANSI IEEE ASTM NEMA BS NF EN/IEC IEC/EN".split()
+)
 _PHONE_RE = re.compile(r"^\+?\(?\d{1,4}\)?([-. ]\d{2,5}){2,4}$")
 _COMPANY_RE = re.compile(
     r"(\bCO\b|\bLTD\b|\bINC\b|\bCORP|\bGMBH\b|\bAG\b|\bKG\b|\bS\.?A\.?\b|\bS\.?P\.?A\.?\b|\bSRL\b"
@@ -1035,6 +1038,17 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
     return s
 
 
+def _standard_ref(info: list[_Line], c: Candidate) -> bool:
+    """Whether an unkeyed candidate is (part of) a standard's number: "IEC 60947-2",
+    "EN 60204-1" and the like, or the number right after such a body's name."""
+    toks = info[c.line].tokens
+    first = c.tokens[0]
+    word = toks[first].text.upper()
+    if word in _STANDARD_BODIES and len(c.tokens) > 1:
+        return toks[c.tokens[1]].text[:1].isdigit()
+    return first > 0 and toks[first - 1].text.upper() in _STANDARD_BODIES and word[:1].isdigit()
+
+
 def _line_h_rel(info: list[_Line], line: int) -> float:
     """Line height over the median line height of the label."""
     return info[line].h_rel
@@ -1094,7 +1108,7 @@ def score_pairs(
                     if s is None:
                         continue
                 else:
-                    if not valid:
+                    if not valid or _standard_ref(info, c):
                         continue
                     s = W_VALID + shape
                     if c.unknown_key:

@@ -97,6 +97,10 @@ def _vocab():
     [
         ("Art.-Nr.", OTHER),
         ("Materialnr.", "part_number"),
+        ("N. parte", "part_number"),
+        ("Référence pièce", "part_number"),
+        ("1OT", "lot"),  # OCR-damaged LOT
+        ("N° cat.", OTHER),
         ("Réf.", "part_number"),
         ("品番", "part_number"),
         ("P/N", "part_number"),
@@ -522,3 +526,11 @@ def test_a_key_line_below_keeps_a_header_key_from_being_a_caption(ranker):
     got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
     assert got["manufacturer"].value == "NOVATEK CONTROLS"
     assert got["serial_number"].value == "Z13X00PNENV" and got["model"].value == "BO 810 PLUS"
+
+
+def test_a_standard_number_is_no_unkeyed_serial(ranker):
+    """A barcode sticker: the serial printed bare under its bars, a standard beside it."""
+    ls = stacked("DRABROTAL", "Part No - G7P856705", "591439433", "IEC 60947-2", "Tipo - RD39Y")
+    assert fields(ranker, ls)["serial_number"].value == "591439433"
+    ls = stacked("FELVIKQUA", "EN 60204-1", "LH247876")
+    assert fields(ranker, ls)["serial_number"].value == "LH247876"
