@@ -12,7 +12,7 @@ merges them, the schema winning on a conflict), so a customer's key needs no cha
 
 :func:`key_norm` is the one comparison form of a key and of label text: NFKC, accents removed,
 upper case, everything but letters, digits and CJK/Hangul/kana removed. ``loose=True`` also
-folds the look-alikes OCR confuses in words (0/O, 1/I/L/|, 5/S, 8/B), which is applied to keys
+folds the look-alikes OCR confuses in words (0/O, 1/I/L/|, 5/S, 8/B, Y/V), which is applied to keys
 of four characters or more only (``5N`` must not become a key by accident).
 """
 
@@ -369,6 +369,8 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         "Modell",
         "Typ-Nr.",
         "Typenbezeichnung",
+        "Typbezeichnung",
+        "Bauart",
         "Modèle",
         "Modele",
         "Modelo",
@@ -387,6 +389,8 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         "型番",
         "形名",
         "機種",
+        "モデル",
+        "モデル名",
         "모델",
         "모델명",
         "형식",
@@ -744,7 +748,7 @@ WEAK_KEYS: dict[str, tuple[str, ...]] = {
 }
 """Generic keys: they anchor a value for the field, with less weight than a specific key."""
 
-_LOOSE = str.maketrans({"0": "O", "1": "I", "L": "I", "5": "S", "8": "B"})
+_LOOSE = str.maketrans({"0": "O", "1": "I", "L": "I", "5": "S", "8": "B", "Y": "V"})
 
 
 def is_word_char(ch: str) -> bool:

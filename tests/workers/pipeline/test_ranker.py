@@ -100,6 +100,9 @@ def _vocab():
         ("N. parte", "part_number"),
         ("Référence pièce", "part_number"),
         ("1OT", "lot"),  # OCR-damaged LOT
+        ("Tvpe", "model"),  # OCR-damaged Type (y read as v)
+        ("モデル", "model"),
+        ("Bauart", "model"),
         ("N° cat.", OTHER),
         ("Réf.", "part_number"),
         ("品番", "part_number"),
