@@ -27,9 +27,9 @@ OCR_FIELD_EXTRACTOR        field extractor: ``ranker`` (candidates ranked by key
                            geometry, schema rules and shape; receipt fields by
                            the receipt rules), ``transformer`` (the
                            layout-aware token classifier alone) or ``rules`` (v0)
-OCR_RANKER_TRANSFORMER     ranker: fields no key names (part number, lot, model on a   1
-                           label without keys) ranked by the transformer's word
-                           probabilities, always to review (1/0)
+OCR_RANKER_TRANSFORMER     ranker: required fields no key names (part number, lot,     1
+                           model on a label without keys) ranked by the transformer's
+                           word probabilities, always to review (1/0)
 OCR_EXTRACTOR_BACKEND      runtime of the transformer extractor: ``onnx`` (ONNX        onnx
                            Runtime, graph exported once into
                            ``$APP_VAR_DIR/cache/extractor-onnx``, torch fallback) or

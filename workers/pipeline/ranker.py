@@ -36,11 +36,12 @@ labels alike); every geometric feature below is in that upright frame.
    any key gets at most 0.55 (0.35 when another candidate scores close), precise formats with
    a check digit (IMEI, GTIN) or a MAC 0.9 (a MAC only when it looks like one by itself:
    separated octets or a hex letter; 12 bare digits get 0.55). ``confidence`` = that x the
-   line's confidence.
+   line's confidence. An optional field (not required, not a date, not the serial) whose
+   value no key names and whose confidence is under ``UNKEYED_MIN`` is not returned at all.
 
 With ``use_transformer`` (``OCR_RANKER_TRANSFORMER=1``, the default), part number, lot and
-model that no key names are ranked by the transformer's per-word field probability (see the
-class); the transformer then runs on every such read (about 55 ms on the CPU).
+model that no key names and the schema requires are ranked by the transformer's per-word field probability (see the
+class); the transformer then runs on such reads only (about 55 ms on the CPU).
 
 Free-text receipt fields (catalogue ``document="receipt"``: company, address, date, total) are
 found by the receipt rules (``receipt.extract_receipt``: header, address block, keyed date and
@@ -70,7 +71,8 @@ from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
 RANKER_VERSION = "4"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
-# 4: a " / " stack of one key in several languages is one key over the line
+# 4: a " / " stack of one key in several languages is one key over the line; 5: no guess for
+# an optional field that no key names (UNKEYED_MIN)
 # corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
@@ -92,6 +94,14 @@ CONF_CONFLICT = 0.6  # factor: another keyed candidate of the field with another
 LEARNED_FIELDS = frozenset({"part_number", "lot", "model"})
 LEARNED_MIN_PROB = 0.5
 CONF_LEARNED = 0.5  # x the transformer's probability
+# An optional field (not required by the schema, not a date) that no key names is returned
+# only from this extraction confidence on: below it the value is a guess (a brand that may
+# not be the maker, a code under a key we do not know), wrong far more often than right on
+# layouts the ranker has never seen (bench/NOTES-generalisation.md), and it would send an
+# otherwise sure read to review. Required fields and the serial (the traced identifier a
+# reviewer confirms) keep their guesses (to review).
+UNKEYED_MIN = 0.6
+GUESSES_KEPT = frozenset({"serial_number"})
 
 MAX_TOKENS = 4
 # how the receipt fields (catalogue document="receipt") are found: "rules" (receipt.py, the
@@ -1245,7 +1255,7 @@ class RankerFieldExtractor:
     ``transformer``: a zero-argument callable that builds the extractor for free-text receipt
     fields (default: ``TransformerFieldExtractor()``); called once, on the first read whose
     schema has such a field. ``exclude_keys``: keys left out of the vocabulary (evaluation of
-    keys the extractor has never seen; never in production). ``use_transformer``: fields of
+    keys the extractor has never seen; never in production). ``use_transformer``: required fields of
     ``LEARNED_FIELDS`` that no key names are ranked by the transformer's per-word probability
     among the candidates no key claims and no field took (probability >= ``LEARNED_MIN_PROB``,
     the field's rules passed; confidence ``CONF_LEARNED`` x the probability, so such a value
@@ -1344,8 +1354,18 @@ class RankerFieldExtractor:
         if self.use_transformer:
             learned = self._unkeyed_by_transformer(lines, info, cands, specs, chosen)
         out: dict[str, FieldResult] = {}
+        by_name = {s.name: s for s in specs}
         for name, p in chosen.items():
             conf = learned[name] if name in learned else _confidence(p, pairs, chosen)
+            spec = by_name[name]
+            if (
+                p.keyless
+                and conf < UNKEYED_MIN
+                and not spec.required
+                and spec.date is None
+                and name not in GUESSES_KEPT
+            ):
+                continue  # a guess for an optional field (UNKEYED_MIN)
             c = p.cand
             line = lines[c.line]
             out[name] = FieldResult(
@@ -1375,10 +1395,10 @@ class RankerFieldExtractor:
         probability: such a value always goes to review)."""
         tfx = self.transformer()
         names = set(getattr(tfx, "fields", ()))
-        todo = [
+        todo = [  # its confidence is under UNKEYED_MIN: only a required field keeps it
             s
             for s in specs
-            if s.name not in chosen and s.name in names and s.name in LEARNED_FIELDS
+            if s.required and s.name not in chosen and s.name in names and s.name in LEARNED_FIELDS
         ]
         free = [c for c in cands if c.anchor is None and not c.whole and not c.unknown_key]
         if not todo or not free:

@@ -373,14 +373,18 @@ def test_unkeyed_model_from_the_transformer_goes_to_review():
     tfx = TransformerFieldExtractor()
     ex = RankerFieldExtractor(transformer=lambda: tfx, use_transformer=True)
     ls = stacked("HANSOL ELECTRIC", "S/N: QX77812345", "AC SERVO DRIVE", "XR-5000A")
+    # optional in the default schema: no guess (UNKEYED_MIN)
     got = fields(ex, ls)
     assert got["serial_number"].value == SERIAL
     assert got["serial_number"].extraction_confidence >= 0.9
-    for name in ("model", "part_number", "lot"):
-        if name in got:
-            assert got[name].extraction_confidence <= 0.5
-    plain = fields(RankerFieldExtractor(transformer=lambda: tfx), ls)
-    assert "model" not in plain and plain["serial_number"].value == SERIAL
+    assert not {"model", "part_number", "lot"} & set(got)
+    # required: the transformer's pick, to review
+    schema = {"fields": [{"name": "serial_number"}, {"name": "model", "required": True}]}
+    got = fields(ex, ls, schema)
+    assert got["serial_number"].value == SERIAL
+    assert got["model"].value == "XR-5000A" and got["model"].extraction_confidence <= 0.5
+    plain = fields(RankerFieldExtractor(transformer=lambda: tfx), ls, schema)
+    assert not plain["model"].value and plain["serial_number"].value == SERIAL
 
 
 def test_value_cut_in_two_ocr_lines(ranker):
@@ -398,9 +402,12 @@ def test_an_unkeyed_mac_of_bare_digits_is_not_sure():
     schema = {"fields": [{"name": "mac"}]}
     hexed = fields(ex, stacked("ACME", "6b4ff69bfc70"), schema)["mac"]
     sep = fields(ex, stacked("ACME", "51:71:92:11:60:11"), schema)["mac"]
-    bare = fields(ex, stacked("ACME", "517192116011"), schema)["mac"]
     assert hexed.extraction_confidence == pytest.approx(0.9)
     assert sep.extraction_confidence == pytest.approx(0.9)
+    # a guess for an optional field is not returned; a required one keeps it, to review
+    assert "mac" not in fields(ex, stacked("ACME", "517192116011"), schema)
+    required = {"fields": [{"name": "mac", "required": True}]}
+    bare = fields(ex, stacked("ACME", "517192116011"), required)["mac"]
     assert bare.value and bare.extraction_confidence <= 0.55
 
 
@@ -526,7 +533,14 @@ def test_a_key_line_below_keeps_a_header_key_from_being_a_caption(ranker):
         _sized("모델명 / MODEL NO.", 335, 496, 58),
         _sized("BO 810 PLUS", 1061, 499, 44),
     ]
-    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    schema = {
+        "fields": [
+            {"name": "serial_number"},
+            {"name": "model"},
+            {"name": "manufacturer", "required": True},  # a keyless brand: kept (to review)
+        ]
+    }
+    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)], schema)
     assert got["manufacturer"].value == "NOVATEK CONTROLS"
     assert got["serial_number"].value == "Z13X00PNENV" and got["model"].value == "BO 810 PLUS"
 
@@ -537,3 +551,24 @@ def test_a_standard_number_is_no_unkeyed_serial(ranker):
     assert fields(ranker, ls)["serial_number"].value == "591439433"
     ls = stacked("FELVIKQUA", "EN 60204-1", "LH247876")
     assert fields(ranker, ls)["serial_number"].value == "LH247876"
+
+
+def test_an_optional_field_no_key_names_is_not_guessed(ranker):
+    """A brand in the header and a code under a key the vocabulary lacks: the default schema's
+    optional fields get no guess (it would be wrong more often than right and send a sure
+    read to review); the serial keeps its keyless guess, for review."""
+    rows = ["S/N: CBK68536982", "Doc. 870-19905-X", "Zeichnung 669-07817-M"]
+    ls = [_sized("SOLDRALUM", 40, 20, 48)] + [
+        _sized(t, 40, 90 + 45 * i, 30) for i, t in enumerate(rows)
+    ]
+    ls = [replace(ln, order=n) for n, ln in enumerate(ls)]
+    got = fields(ranker, ls)
+    assert got["serial_number"].value == "CBK68536982"
+    assert got["serial_number"].extraction_confidence >= 0.9
+    assert not {"manufacturer", "part_number", "model", "lot"} & set(got)
+    # the same brand is kept where the schema requires a manufacturer (to review)
+    required = {"fields": [{"name": "serial_number"}, {"name": "manufacturer", "required": True}]}
+    brand = fields(ranker, ls, required)["manufacturer"]
+    assert brand.value == "SOLDRALUM" and brand.extraction_confidence < 0.6
+    bare = fields(ranker, ls[:1] + [_sized("CBK68536982", 40, 90, 30)])["serial_number"]
+    assert bare.value == "CBK68536982" and bare.extraction_confidence <= 0.55
