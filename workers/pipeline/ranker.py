@@ -40,8 +40,9 @@ labels alike); every geometric feature below is in that upright frame.
    value no key names and whose confidence is under ``UNKEYED_MIN`` is not returned at all.
 
 With ``use_transformer`` (``OCR_RANKER_TRANSFORMER=1``, the default), part number, lot and
-model that no key names and the schema requires are ranked by the transformer's per-word field probability (see the
-class); the transformer then runs on such reads only (about 55 ms on the CPU).
+model that no key names and the schema requires are ranked by the transformer's per-word field
+probability (see the class); the transformer then runs on such reads only (about 55 ms on the
+CPU).
 
 Free-text receipt fields (catalogue ``document="receipt"``: company, address, date, total) are
 found by the receipt rules (``receipt.extract_receipt``: header, address block, keyed date and
