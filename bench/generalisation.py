@@ -794,6 +794,12 @@ def _read(
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--indep", type=int, default=300, help="independent nameplates (0: none)")
+    ap.add_argument(
+        "--indep-base",
+        type=int,
+        default=SEED_BASE,
+        help="first seed of the independent nameplates (another base: a fresh held-out set)",
+    )
     ap.add_argument("--real", type=int, default=40, help="images per real set (0: none)")
     ap.add_argument("--sroie", type=int, default=None, help="cap for sroie_train (default --real)")
     ap.add_argument(
@@ -819,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cache = Cache(Path(args.cache))
     t0 = time.perf_counter()
     samples = (
-        sample_set(args.indep, SEED_BASE)
+        sample_set(args.indep, args.indep_base)
         if args.indep and ("indep" in sets or "indep_gt" in sets)
         else []
     )
