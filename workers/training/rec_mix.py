@@ -125,11 +125,13 @@ def mix(alpha: float, ours_path: Path = OURS, charset: list[str] | None = None) 
     return net.eval()
 
 
-def export(alpha: float, onnx_path: str | Path, *, version: str | None = None) -> Path:
+def export(
+    alpha: float, onnx_path: str | Path, *, version: str | None = None, ours: Path = OURS
+) -> Path:
     """Mix at ``alpha`` and write the fp16-stored ONNX (+ a JSON report beside it)."""
     from workers.training import convert
 
-    net = mix(alpha)
+    net = mix(alpha, ours)
     path = convert.export_onnx(net, onnx_path, storage="fp16")
     report = {
         "alpha": alpha,
@@ -146,10 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--alpha", type=float, action="append", required=True)
     p.add_argument("--onnx", default=None, help="output path (one alpha); default var/mix/")
+    p.add_argument(
+        "--ours",
+        type=Path,
+        default=OURS,
+        help="the fine-tuned model (default: the shipped rec_ours; the shipped one's recipe "
+        "started from ppocrv6_small-ft-step1725, see its MODEL_CARD.md)",
+    )
     a = p.parse_args(argv)
     for alpha in a.alpha:
         out = a.onnx if a.onnx and len(a.alpha) == 1 else f"var/mix/rec_a{alpha:g}.onnx"
-        print(export(alpha, out))
+        print(export(alpha, out, ours=a.ours))
     return 0
 
 
