@@ -71,7 +71,7 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "4"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
+RANKER_VERSION = "5"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
 # 4: a " / " stack of one key in several languages is one key over the line; 5: no guess for
 # an optional field that no key names (UNKEYED_MIN)
 # corner, expiry_date keyless, yearless dates
@@ -729,16 +729,25 @@ def caption_keys(
 
     A key without a value to its right is a caption when the nearest aligned line above it is
     a value line (no key of its own), the gap up is at most 1.5 key heights and under 0.7 of
-    the gap down to the next aligned line (none below: any gap). Evenly spaced lists (key, value,
-    key, value) stay headers: their gaps up and down are alike."""
+    the gap down to the next aligned line (none below: any gap), and that line above has no
+    header key of its own right over it (a key / value grid with tight rows: the key under a
+    value that its own header names is the header of the next value). Evenly spaced lists
+    (key, value, key, value) stay headers: their gaps up and down are alike."""
     out: set[int] = set()
-    for r, khs in header_keys.items():
-        for kh in khs:
+    for r in sorted(header_keys):  # top down: a caption above is no header (below)
+        for kh in header_keys[r]:
             kl = info[kh.line]
             up = _nearest_aligned(by_row.get(r - 1, []), kl)
             down = _nearest_aligned(by_row.get(r + 1, []), kl, any_line=True)
             if up is None or up.keys or any(t.keyish for t in up.tokens):
                 continue
+            if any(
+                id(h) not in out
+                and _aligned(h.x0, h.x1, up.x0, up.x1, up.h)
+                and (up.y0 - info[h.line].y1) / up.h <= 2.5
+                for h in header_keys.get(r - 2, [])
+            ):
+                continue  # the value above already has its header key: this one is the next's
             gap_up = (kl.y0 - up.y1) / kl.h
             gap_down = math.inf if down is None else (down.y0 - kl.y1) / kl.h
             if -0.3 <= gap_up <= 1.5 and gap_up < 0.7 * gap_down:

@@ -572,3 +572,23 @@ def test_an_optional_field_no_key_names_is_not_guessed(ranker):
     assert brand.value == "SOLDRALUM" and brand.extraction_confidence < 0.6
     bare = fields(ranker, ls[:1] + [_sized("CBK68536982", 40, 90, 30)])["serial_number"]
     assert bare.value == "CBK68536982" and bare.extraction_confidence <= 0.55
+
+
+def test_a_header_key_under_a_named_value_is_not_its_caption(ranker):
+    """Keys over values in two columns with tight rows (the gap from a value down to the next
+    key is smaller than from a key down to its value): "Part Number" sits right under the
+    serial, but the serial has its own header; Part Number heads the value under it."""
+    ls = [
+        _sized("SER. NO.", 85, 265, 28),
+        _sized("Model No.:", 401, 265, 28),
+        _sized("19W15-8532", 85, 319, 41),
+        _sized("UB 188 S", 403, 318, 42),
+        _sized("Part Number", 84, 378, 31),
+        _sized("MFG", 400, 376, 36),
+        _sized("07P-6688-46", 88, 438, 37),
+        _sized("2019-08-18", 401, 435, 44),
+    ]
+    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    assert got["serial_number"].value == "19W15-8532"
+    assert got["part_number"].value == "07P-6688-46"
+    assert got["model"].value == "UB 188 S" and got["mfg_date"].value == "2019-08-18"
