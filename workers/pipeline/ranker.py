@@ -647,6 +647,8 @@ def _left_anchor(
     for _x, kind, obj in reversed(seq[:pos]):
         if kind == "key":
             h = info[line].h
+            if obj.line != line and not _overlap_y(info[obj.line], info[line]):
+                continue  # in the row only through a tall line between them: not this cell
             gap = max(0.0, (tok.x0 - obj.x1) / h)
             if between == 0:
                 return Anchor("left" if obj.line == line else "cell", obj, 0, gap)
@@ -657,6 +659,11 @@ def _left_anchor(
         if between > 8:
             return None
     return None
+
+
+def _overlap_y(a: _Line, b: _Line) -> bool:
+    """Whether two lines share at least a third of the smaller height vertically."""
+    return min(a.y1, b.y1) - max(a.y0, b.y0) >= 0.3 * min(a.h, b.h)
 
 
 def _key_has_value(
@@ -732,14 +739,19 @@ def caption_keys(
     the gap down to the next aligned line (none below: any gap), and that line above has no
     header key of its own right over it (a key / value grid with tight rows: the key under a
     value that its own header names is the header of the next value). Evenly spaced lists
-    (key, value, key, value) stay headers: their gaps up and down are alike."""
+    (key, value, key, value) stay headers: their gaps up and down are alike. The keys of one
+    row are all captions or all headers (one that is not a caption makes the row a header
+    row)."""
     out: set[int] = set()
     for r in sorted(header_keys):  # top down: a caption above is no header (below)
+        row_captions: set[int] = set()
+        row_headers = 0
         for kh in header_keys[r]:
             kl = info[kh.line]
             up = _nearest_aligned(by_row.get(r - 1, []), kl)
             down = _nearest_aligned(by_row.get(r + 1, []), kl, any_line=True)
             if up is None or up.keys or any(t.keyish for t in up.tokens):
+                row_headers += 1
                 continue
             if any(
                 id(h) not in out
@@ -747,11 +759,16 @@ def caption_keys(
                 and (up.y0 - info[h.line].y1) / up.h <= 2.5
                 for h in header_keys.get(r - 2, [])
             ):
+                row_headers += 1
                 continue  # the value above already has its header key: this one is the next's
             gap_up = (kl.y0 - up.y1) / kl.h
             gap_down = math.inf if down is None else (down.y0 - kl.y1) / kl.h
             if -0.3 <= gap_up <= 1.5 and gap_up < 0.7 * gap_down:
-                out.add(id(kh))
+                row_captions.add(id(kh))
+            else:
+                row_headers += 1
+        if row_headers == 0:  # a row of keys is captions or headers, not both
+            out |= row_captions
     return out
 
 

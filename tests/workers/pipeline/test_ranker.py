@@ -592,3 +592,30 @@ def test_a_header_key_under_a_named_value_is_not_its_caption(ranker):
     assert got["serial_number"].value == "19W15-8532"
     assert got["part_number"].value == "07P-6688-46"
     assert got["model"].value == "UB 188 S" and got["mfg_date"].value == "2019-08-18"
+
+
+def test_row_of_keys_is_all_headers_and_a_cell_key_shares_the_line_height(ranker):
+    """A product name above a row of header keys is no value of the one key right under it
+    (the other key of the row is a header: so is this one); a small key in the corner of a
+    tall serial box is not the key of a date that shares the row only through that box."""
+    ls = [
+        _sized("ORION SYSTEMS Ltd.", 156, 368, 52),
+        _sized("GEAR REDUCER", 293, 431, 31),
+        _sized("시리얼번호:", 153, 470, 38),
+        _sized("LOT", 407, 470, 30),
+        _sized("VDT-2415-2750", 156, 515, 35),
+        _sized("1805-20", 409, 513, 32),
+    ]
+    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    assert got["lot"].value == "1805-20" and got["serial_number"].value == "VDT-2415-2750"
+    boxes = [
+        ("Mfg. Date:", 445, 161, 611, 200),
+        ("SN", 68, 184, 98, 213),
+        ("612898-05E2", 63, 197, 413, 275),
+        ("06/2020", 443, 222, 604, 263),
+    ]
+    ls = [
+        TextLine(n, t, 0.98, (), (), ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+        for n, (t, x0, y0, x1, y1) in enumerate(boxes)
+    ]
+    assert fields(ranker, ls)["serial_number"].value != "06/2020"
