@@ -729,7 +729,10 @@ def _nearest_aligned(lines: list[_Line], kl: _Line, any_line: bool = False) -> _
 
 
 def caption_keys(
-    info: list[_Line], by_row: dict[int, list[_Line]], header_keys: dict[int, list[KeyHit]]
+    info: list[_Line],
+    by_row: dict[int, list[_Line]],
+    header_keys: dict[int, list[KeyHit]],
+    fits: Callable[[str, str], bool] | None = None,
 ) -> set[int]:
     """``id`` of the column keys that caption the value printed right ABOVE them (a big value
     with a small key under it, in a box or on a barcode sticker), not a header of the line below.
@@ -741,7 +744,8 @@ def caption_keys(
     value that its own header names is the header of the next value). Evenly spaced lists
     (key, value, key, value) stay headers: their gaps up and down are alike. The keys of one
     row are all captions or all headers (one that is not a caption makes the row a header
-    row)."""
+    row). ``fits(field, text)``: whether a text is a valid value of the key's field (the
+    schema's rules); a key whose line above holds none is a header."""
     out: set[int] = set()
     for r in sorted(header_keys):  # top down: a caption above is no header (below)
         row_captions: set[int] = set()
@@ -753,6 +757,11 @@ def caption_keys(
             if up is None or up.keys or any(t.keyish for t in up.tokens):
                 row_headers += 1
                 continue
+            if fits is not None and not (
+                fits(kh.field, up.text) or any(fits(kh.field, t.text) for t in up.tokens)
+            ):
+                row_headers += 1
+                continue  # "Use by" under a nutrition line: no date there, a header
             if any(
                 id(h) not in out
                 and _aligned(h.x0, h.x1, up.x0, up.x1, up.h)
@@ -810,7 +819,9 @@ def _column_anchor(
     return got, len(heads) > 1
 
 
-def candidates(info: list[_Line]) -> list[Candidate]:
+def candidates(
+    info: list[_Line], fits: Callable[[str, str], bool] | None = None
+) -> list[Candidate]:
     """Every token run of 1..``MAX_TOKENS`` tokens of one line that crosses no key, plus the
     whole rest of each key-free segment, with its anchor (module docstring, step 2)."""
     rows = _row_sequences(info)
@@ -820,7 +831,7 @@ def candidates(info: list[_Line]) -> list[Candidate]:
     header_keys: dict[int, list[KeyHit]] = {}
     for r, lns in by_row.items():
         header_keys[r] = [kh for ln in lns for kh in ln.keys if not _key_has_value(info, rows, kh)]
-    captions = caption_keys(info, by_row, header_keys)
+    captions = caption_keys(info, by_row, header_keys, fits)
     below_keys = {r: [kh for kh in khs if id(kh) in captions] for r, khs in header_keys.items()}
     header_keys = {
         r: [kh for kh in khs if id(kh) not in captions] for r, khs in header_keys.items()
@@ -1073,6 +1084,19 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
         if not c.rest:
             s -= 0.6
     return s
+
+
+def _fits(specs: list[FieldSpec]) -> Callable[[str, str], bool]:
+    """``fits(field, text)`` for ``candidates``: the text passes the field's rules (a field
+    the schema does not hold, a distractor key's: any text fits)."""
+    by_name = {s.name: s for s in specs}
+    check = _Checker()
+
+    def fits(field: str, text: str) -> bool:
+        spec = by_name.get(field)
+        return spec is None or check(spec, text)[1]
+
+    return fits
 
 
 def _standard_ref(info: list[_Line], c: Candidate) -> bool:
@@ -1339,8 +1363,8 @@ class RankerFieldExtractor:
         ps = resolve_schema(schema)
         vocab = schema_vocabulary(ps, self.exclude_keys)
         info = analyse(lines, vocab)
-        cands = candidates(info)
         specs = [s for s in ps.fields if s.name not in self.RECEIPT]
+        cands = candidates(info, _fits(specs))
         pairs = score_pairs(info, cands, specs, ps.keyless)
         return {"lines": info, "candidates": cands, "pairs": pairs, "chosen": assign(pairs)}
 
@@ -1374,7 +1398,7 @@ class RankerFieldExtractor:
     ) -> dict[str, FieldResult]:
         vocab = schema_vocabulary(ps, self.exclude_keys)
         info = analyse(lines, vocab)
-        cands = candidates(info)
+        cands = candidates(info, _fits(specs))
         pairs = score_pairs(info, cands, specs, ps.keyless)
         chosen = assign(pairs)
         learned: dict[str, float] = {}

@@ -619,3 +619,16 @@ def test_row_of_keys_is_all_headers_and_a_cell_key_shares_the_line_height(ranker
         for n, (t, x0, y0, x1, y1) in enumerate(boxes)
     ]
     assert fields(ranker, ls)["serial_number"].value != "06/2020"
+
+
+def test_a_key_is_no_caption_of_a_line_that_cannot_be_its_value(ranker):
+    """A food pack: "Use by" right under a nutrition line and further above its date: the
+    nutrition line is no date, so the key is the header of the date under it."""
+    ls = [
+        _sized("Typical values per 100g: Energy 754kJ", 250, 262, 24),
+        _sized("Use by", 300, 290, 26),
+        _sized("04 NOV", 290, 345, 40),
+        _sized("Keep refrigerated", 250, 400, 24),
+    ]
+    exp = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)], FOOD)["expiry_date"]
+    assert exp.value == "04 NOV" and exp.valid and exp.extraction_confidence >= 0.9
