@@ -677,8 +677,16 @@ def _key_has_value(
     x, kind, obj = seq[pos + 1]
     if kind == "key":
         return False
+    if kh.field in CODE_FIELDS and _foreign(info[obj[0]].tokens[obj[1]].text):
+        return False  # "MAC 주조" (a misread key tail): no code value follows the key
     gap = (x - kh.x1) / info[kh.line].h
     return gap < 4.0
+
+
+def _foreign(text: str) -> bool:
+    """Whether a text holds a CJK or Hangul character (no code field can: serials, part and
+    lot numbers, MAC, IMEI and GTIN are Latin letters, digits and separators)."""
+    return any(_is_cjk(ch) for ch in text)
 
 
 def _aligned(ax0: float, ax1: float, x0: float, x1: float, h: float) -> bool:
@@ -1031,6 +1039,8 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
     if kind in ("code", "model"):
         if c.rest and len(words) > MAX_TOKENS:
             return None
+        if kind == "code" and _foreign(c.raw):
+            return None  # a code field holds no CJK / Hangul (a misread key, a product word)
         if rating:
             return None
         if keyless and _PHONE_RE.match(c.raw.strip()) and c.raw.lstrip()[:1] in "+(0":

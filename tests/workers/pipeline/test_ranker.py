@@ -632,3 +632,12 @@ def test_a_key_is_no_caption_of_a_line_that_cannot_be_its_value(ranker):
     ]
     exp = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)], FOOD)["expiry_date"]
     assert exp.value == "04 NOV" and exp.valid and exp.extraction_confidence >= 0.9
+
+
+def test_a_code_field_takes_no_cjk_or_hangul_value(ranker):
+    """The reader turned the tail of "MACアドレス" into Hangul: that is no MAC, and the key is
+    still the header of the MAC under it."""
+    ls = lines(("MAC 주조", 40, 40), ("CC-8C-29-3D-EE-4A", 40, 80), ("S/N QX77812345", 40, 140))
+    got = fields(ranker, ls)
+    assert got["mac"].value == "CC:8C:29:3D:EE:4A" and got["mac"].valid
+    assert got["serial_number"].value == SERIAL
