@@ -71,9 +71,10 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "5"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
+RANKER_VERSION = "6"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
 # 4: a " / " stack of one key in several languages is one key over the line; 5: no guess for
-# an optional field that no key names (UNKEYED_MIN)
+# an optional field that no key names (UNKEYED_MIN); 6: caption fixes, no CJK / Hangul in a
+# code field
 # corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
