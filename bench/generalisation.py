@@ -234,6 +234,15 @@ def v6s_reader() -> Callable[[bytes, dict | None], Read]:
     return run
 
 
+def pipeline_calibration(name: str) -> Any:
+    """The calibration a pipeline reader runs with: the shipped map for ``ours`` (it is fitted
+    for the default models: ``load_calibration`` checks that on a real read), none for
+    ``ours_shipped`` (other models: the pipeline falls back to raw confidences)."""
+    from workers.pipeline.calibration import read_calibration
+
+    return read_calibration() if name == "ours" else None
+
+
 def build_readers(names: Sequence[str], extractor_only: bool) -> dict[str, Callable]:
     out: dict[str, Callable] = {}
     if extractor_only:
@@ -277,13 +286,16 @@ class Cache:
         p.write_text(json.dumps(read.to_json()))
 
 
-def reextract(read: Read, schema: dict | None, extractor: Any) -> Read:
-    """The field step of the current code on a cached pipeline read's lines."""
+def reextract(read: Read, schema: dict | None, extractor: Any, calibration: Any = None) -> Read:
+    """The field step of the current code on a cached pipeline read's lines (no truncation
+    guard: the cache holds no pixels). ``calibration``: the map the pipeline would load
+    (``pipeline_calibration``); None = raw confidences."""
+    from workers.pipeline.calibration import IDENTITY
     from workers.pipeline.verification import FieldVerifier
 
     lines = [_line_from_json(d) for d in read.raw_lines or []]
     ps = resolve_schema(schema)
-    ver = FieldVerifier()(extractor(lines, ps), lines, ps, ())
+    ver = FieldVerifier(calibration=calibration or IDENTITY)(extractor(lines, ps), lines, ps, ())
     return Read(
         lines=read.lines,
         fields=_fields_of(ver.fields),
@@ -778,7 +790,7 @@ def _read(
 ) -> Read:
     got = cache.get(name, set_name, data, schema)
     if got is not None and extractor_only and name in PIPELINES and got.raw_lines is not None:
-        return reextract(got, schema, extractors[name])
+        return reextract(got, schema, extractors[name], pipeline_calibration(name))
     if got is not None:
         return got
     try:
