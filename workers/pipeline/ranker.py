@@ -71,10 +71,10 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "6"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
+RANKER_VERSION = "7"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
 # 4: a " / " stack of one key in several languages is one key over the line; 5: no guess for
 # an optional field that no key names (UNKEYED_MIN); 6: caption fixes, no CJK / Hangul in a
-# code field
+# code field; 7: Hangul words after a key are its own, order keys
 # corner, expiry_date keyless, yearless dates
 
 # anchor kinds -> base score (times the key strength)
@@ -656,6 +656,8 @@ def _left_anchor(
             return Anchor("far", obj, between, gap)
         if info[obj[0]].tokens[obj[1]].keyish:
             continue  # "Lot Number:" with "Number" unknown: still the key's own words
+        if _foreign(info[obj[0]].tokens[obj[1]].text) and not _foreign(tok.text):
+            continue  # "시리얼 넘버" misread: the Hangul words after a key are its own
         between += 1
         if between > 8:
             return None

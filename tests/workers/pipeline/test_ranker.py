@@ -104,6 +104,8 @@ def _vocab():
         ("モデル", "model"),
         ("Bauart", "model"),
         ("N° cat.", OTHER),
+        ("Auftrag", OTHER),  # an order number
+        ("Commande", OTHER),
         ("Réf.", "part_number"),
         ("品番", "part_number"),
         ("P/N", "part_number"),
