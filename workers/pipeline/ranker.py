@@ -71,11 +71,11 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "7"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box;
-# 4: a " / " stack of one key in several languages is one key over the line; 5: no guess for
-# an optional field that no key names (UNKEYED_MIN); 6: caption fixes, no CJK / Hangul in a
-# code field; 7: Hangul words after a key are its own, order keys
-# corner, expiry_date keyless, yearless dates
+RANKER_VERSION = "7"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+# corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
+# is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
+# 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
+# order keys
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -1319,8 +1319,8 @@ class RankerFieldExtractor:
     ``transformer``: a zero-argument callable that builds the extractor for free-text receipt
     fields (default: ``TransformerFieldExtractor()``); called once, on the first read whose
     schema has such a field. ``exclude_keys``: keys left out of the vocabulary (evaluation of
-    keys the extractor has never seen; never in production). ``use_transformer``: required fields of
-    ``LEARNED_FIELDS`` that no key names are ranked by the transformer's per-word probability
+    keys the extractor has never seen; never in production). ``use_transformer``: required
+    fields of ``LEARNED_FIELDS`` that no key names are ranked by the transformer's per-word probability
     among the candidates no key claims and no field took (probability >= ``LEARNED_MIN_PROB``,
     the field's rules passed; confidence ``CONF_LEARNED`` x the probability, so such a value
     always goes to review; keys always win: this only fills what the keys left empty).
