@@ -1374,11 +1374,8 @@ class RankerFieldExtractor:
     def explain(self, lines: list[TextLine], schema: Any) -> dict[str, Any]:
         """The intermediate results (keys, candidates, pairs, assignment) for debugging."""
         ps = resolve_schema(schema)
-        vocab = schema_vocabulary(ps, self.exclude_keys)
-        info = analyse(lines, vocab)
         specs = [s for s in ps.fields if s.name not in self.RECEIPT]
-        cands = candidates(info, _fits(specs))
-        pairs = score_pairs(info, cands, specs, ps.keyless)
+        info, cands, pairs = self._rank(lines, ps, specs)
         return {"lines": info, "candidates": cands, "pairs": pairs, "chosen": assign(pairs)}
 
     def __call__(
@@ -1406,13 +1403,19 @@ class RankerFieldExtractor:
                 out.append(got if got is not None else missing_required(spec.name))
         return out
 
+    def _rank(
+        self, lines: list[TextLine], ps: ProductSchema, specs: list[FieldSpec]
+    ) -> tuple[list[_Line], list[Candidate], list[_Pair]]:
+        """Lines analysed with the schema's vocabulary, their candidate values, and every
+        (field, candidate) pair scored: what ``assign`` chooses from."""
+        info = analyse(lines, schema_vocabulary(ps, self.exclude_keys))
+        cands = candidates(info, _fits(specs))
+        return info, cands, score_pairs(info, cands, specs, ps.keyless)
+
     def _label_fields(
         self, lines: list[TextLine], ps: ProductSchema, specs: list[FieldSpec]
     ) -> dict[str, FieldResult]:
-        vocab = schema_vocabulary(ps, self.exclude_keys)
-        info = analyse(lines, vocab)
-        cands = candidates(info, _fits(specs))
-        pairs = score_pairs(info, cands, specs, ps.keyless)
+        info, cands, pairs = self._rank(lines, ps, specs)
         chosen = assign(pairs)
         learned: dict[str, float] = {}
         if self.use_transformer:

@@ -191,13 +191,26 @@ def _sized(text: str, x: float, y: float, h: float) -> TextLine:
     return TextLine(0, text, 0.98, (), (), ((x, y), (x + w, y), (x + w, y + h), (x, y + h)))
 
 
+def _numbered(lines: list[TextLine]) -> list[TextLine]:
+    """The lines in reading order 0, 1, ... (as the pipeline hands them over)."""
+    return [replace(ln, order=n) for n, ln in enumerate(lines)]
+
+
+def _box_lines(boxes: list[tuple[str, float, float, float, float]]) -> list[TextLine]:
+    """Lines from explicit (text, x0, y0, x1, y1) boxes, numbered in the given order."""
+    return [
+        TextLine(n, t, 0.98, (), (), ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+        for n, (t, x0, y0, x1, y1) in enumerate(boxes)
+    ]
+
+
 def _boxes(rows: list[tuple[str, str]], caption_gap: float, box_h: float) -> list[TextLine]:
     """Two columns of boxes: a 36 px value, its 20 px key ``caption_gap`` px under it."""
     out = []
     for i, (value, key) in enumerate(rows):
         x, y = 40 + 420 * (i % 2), 100 + box_h * (i // 2)
         out += [_sized(value, x, y, 36), _sized(key, x, y + 36 + caption_gap, 20)]
-    return [replace(ln, order=n) for n, ln in enumerate(out)]
+    return _numbered(out)
 
 
 def test_caption_key_under_its_value(ranker):
@@ -233,7 +246,7 @@ def test_a_key_in_several_languages_on_one_line_is_one_key(ranker):
     for i, (key, value) in enumerate(rows):
         y = 80 + 90 * i
         ls += [_sized(key, 40, y, 18), _sized(value, 52, y + 26, 30)]
-    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    got = fields(ranker, _numbered(ls))
     assert got["serial_number"].value == SERIAL
     assert got["serial_number"].extraction_confidence >= 0.9
     assert got["part_number"].value == "X4T023466"
@@ -542,7 +555,7 @@ def test_a_key_line_below_keeps_a_header_key_from_being_a_caption(ranker):
             {"name": "manufacturer", "required": True},  # a keyless brand: kept (to review)
         ]
     }
-    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)], schema)
+    got = fields(ranker, _numbered(ls), schema)
     assert got["manufacturer"].value == "NOVATEK CONTROLS"
     assert got["serial_number"].value == "Z13X00PNENV" and got["model"].value == "BO 810 PLUS"
 
@@ -563,7 +576,7 @@ def test_an_optional_field_no_key_names_is_not_guessed(ranker):
     ls = [_sized("SOLDRALUM", 40, 20, 48)] + [
         _sized(t, 40, 90 + 45 * i, 30) for i, t in enumerate(rows)
     ]
-    ls = [replace(ln, order=n) for n, ln in enumerate(ls)]
+    ls = _numbered(ls)
     got = fields(ranker, ls)
     assert got["serial_number"].value == "CBK68536982"
     assert got["serial_number"].extraction_confidence >= 0.9
@@ -590,7 +603,7 @@ def test_a_header_key_under_a_named_value_is_not_its_caption(ranker):
         _sized("07P-6688-46", 88, 438, 37),
         _sized("2019-08-18", 401, 435, 44),
     ]
-    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    got = fields(ranker, _numbered(ls))
     assert got["serial_number"].value == "19W15-8532"
     assert got["part_number"].value == "07P-6688-46"
     assert got["model"].value == "UB 188 S" and got["mfg_date"].value == "2019-08-18"
@@ -608,7 +621,7 @@ def test_row_of_keys_is_all_headers_and_a_cell_key_shares_the_line_height(ranker
         _sized("VDT-2415-2750", 156, 515, 35),
         _sized("1805-20", 409, 513, 32),
     ]
-    got = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)])
+    got = fields(ranker, _numbered(ls))
     assert got["lot"].value == "1805-20" and got["serial_number"].value == "VDT-2415-2750"
     boxes = [
         ("Mfg. Date:", 445, 161, 611, 200),
@@ -616,10 +629,7 @@ def test_row_of_keys_is_all_headers_and_a_cell_key_shares_the_line_height(ranker
         ("612898-05E2", 63, 197, 413, 275),
         ("06/2020", 443, 222, 604, 263),
     ]
-    ls = [
-        TextLine(n, t, 0.98, (), (), ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
-        for n, (t, x0, y0, x1, y1) in enumerate(boxes)
-    ]
+    ls = _box_lines(boxes)
     assert fields(ranker, ls)["serial_number"].value != "06/2020"
 
 
@@ -632,7 +642,7 @@ def test_a_key_is_no_caption_of_a_line_that_cannot_be_its_value(ranker):
         _sized("04 NOV", 290, 345, 40),
         _sized("Keep refrigerated", 250, 400, 24),
     ]
-    exp = fields(ranker, [replace(ln, order=n) for n, ln in enumerate(ls)], FOOD)["expiry_date"]
+    exp = fields(ranker, _numbered(ls), FOOD)["expiry_date"]
     assert exp.value == "04 NOV" and exp.valid and exp.extraction_confidence >= 0.9
 
 
