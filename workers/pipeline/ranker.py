@@ -71,11 +71,12 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "7"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "8"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
-# order keys
+# order keys; 8: a generic key glued into a compound ("Kat.-Nr.") is no serial key, no key spans
+# " / ", "Lot-Nr." and "S/N-" are keys, a word left of a header key is in the column before it
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -358,6 +359,9 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
         nxt = text[end_orig]
         return not nxt.isalnum() or _is_cjk(key_last) or _is_cjk(nxt)
 
+    def one_key(k: int, ln: int) -> bool:  # "1OT / N.º de lote" holds no key "LOT NO"
+        return _STACK_SEP.search(text, owner[k], owner[k + ln - 1] + 1) is None
+
     while k < n:
         o = owner[k]
         starts_word = o == 0 or not text[o - 1].isalnum() or _is_cjk(text[o])
@@ -369,7 +373,7 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
         found: tuple[int, _Key] | None = None
         for ln in vocab.loose_lens:
             if k + ln <= n and nl[k : k + ln] in vocab.loose:
-                if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1]):
+                if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1]) and one_key(k, ln):
                     found = (ln, vocab.loose[nl[k : k + ln]])
                     break
         if found is None or found[0] < 4:
@@ -377,7 +381,7 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
                 if found is not None and ln <= found[0]:
                     break
                 if k + ln <= n and ns[k : k + ln] in vocab.strict:
-                    if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1]):
+                    if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1]) and one_key(k, ln):
                         found = (ln, vocab.strict[ns[k : k + ln]])
                         break
         strength = 1.0
@@ -390,7 +394,14 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
         ln, key = found
         s0, e0 = owner[k], owner[k + ln - 1] + 1
         prev = hits[-1] if hits else None
-        if ln < 4 and e0 + 1 < len(text) and text[e0] in "-/" and text[e0 + 1].isalnum():
+        if (
+            ln < 4
+            and e0 + 1 < len(text)
+            and text[e0] in "-/"
+            and text[e0 + 1].isalnum()
+            and not _suffixed(text, e0)
+            and "/" not in text[s0:e0]  # "S/N-UPU845209": a slashed key is no code
+        ):
             k += 1  # "FW-2121-4576", "PO/1234": the start of a code, not a key
             continue
         if (
@@ -400,6 +411,9 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
             and not text[prev.end : s0].strip(" .:/-#")
         ):
             k += 1  # a distractor key right after a field key is that field's value
+            continue
+        if key.strength <= STRENGTH_WEAK and _glued_compound(text, s0, prev):
+            k += ln  # "Kat.-Nr.", "E-Nr.": the number of a thing no key of ours names
             continue
         if (
             prev is not None
@@ -419,6 +433,28 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
                 break
             h.end = m.end(1)
     return _key_stack(text, hits)
+
+
+def _glued_compound(text: str, start: int, prev: KeyHit | None) -> bool:
+    """Whether the generic key at ``start`` ("Nr.", "No.") ends a compound word glued to it by
+    "-" or "." ("Kat.-Nr.", "E-Nr.", "Zul.-Nr.") whose head is no key of ours (a head that is
+    one, "Lot-Nr.", was matched before it and keeps the generic key as its own suffix): such a
+    word names another thing's number, not a serial."""
+    head = start
+    while head > 0 and text[head - 1] in "-.":
+        head -= 1
+    if head == start or head == 0 or not text[head - 1].isalnum():
+        return False
+    while head > 0 and not text[head - 1].isspace():
+        head -= 1
+    return prev is None or prev.end <= head
+
+
+def _suffixed(text: str, end: int) -> bool:
+    """Whether a short key ending at ``end`` goes on with "-" and a key suffix ("Lot-Nr.",
+    "Typ-No."): a compound key, not the start of a code ("FW-2121")."""
+    m = _SUFFIX_RE.match(text, end)
+    return m is not None and key_norm(m.group(1)) in KEY_SUFFIXES
 
 
 _STACK_SEP = re.compile(r"\s+/\s+")
@@ -824,9 +860,12 @@ def _column_anchor(
     got = find(info, keys, ln, toks[ids[0]].x0, toks[ids[-1]].x1)
     if got is None:
         return None, False
-    heads = {
-        id(a.key) for tk in ids if (a := find(info, keys, ln, toks[tk].x0, toks[tk].x1)) is not None
-    }
+    heads: set[int] = set()
+    for tk in ids:
+        a = find(info, keys, ln, toks[tk].x0, toks[tk].x1)
+        if a is None or (a.key is not got.key and toks[tk].x1 <= a.key.x0):
+            continue  # a word that ends before a key starts is in the column left of it
+        heads.add(id(a.key))
     return got, len(heads) > 1
 
 

@@ -653,3 +653,57 @@ def test_a_code_field_takes_no_cjk_or_hangul_value(ranker):
     got = fields(ranker, ls)
     assert got["mac"].value == "CC:8C:29:3D:EE:4A" and got["mac"].valid
     assert got["serial_number"].value == SERIAL
+
+
+def _keys(text: str) -> list[tuple[str, str]]:
+    vocab = schema_vocabulary(resolve_schema(None), frozenset())
+    return [(h.field, text[h.start : h.end]) for h in find_keys(text, vocab)]
+
+
+def test_a_generic_key_glued_into_a_compound_names_another_number():
+    """ "Kat.-Nr.", "E-Nr.", "Zul.-Nr.": the number of a thing no key of ours names, not a
+    serial's "Nr."; a compound whose head is a key keeps the suffix ("Lot-Nr."), and a slashed
+    key before a hyphen is still a key ("S/N-UPU845209")."""
+    assert _keys("Kat.-Nr. - 8BT1707-0W17") == []
+    assert _keys("E-Nr.:E4 65R-25 4997") == []
+    assert _keys("Zul.-Nr. E17 32R-72 6277") == []
+    assert _keys("Lot-Nr. 1234") == [("lot", "Lot-Nr")]
+    assert _keys("S/N-UPU845209") == [("serial_number", "S/N")]
+    assert _keys("FW-2121-4576") == []  # the start of a code stays a code
+    assert _keys("Nr. 1234") == [("serial_number", "Nr")]  # a bare generic key stays one
+
+
+def test_a_compound_number_is_no_rival_of_the_serial(ranker):
+    """The serial under its own key is sure; a catalogue number under "Kat.-Nr." once
+    counted as a second keyed serial and halved its confidence (a sure read sent to review)."""
+    ls = stacked("S/N: 6892 8569 2358", "Kat.-Nr. - 8BT1707-0W17", "E-Nr.:E4 65R-25 4997")
+    sn = fields(ranker, ls)["serial_number"]
+    assert sn.value == "689285692358" and sn.extraction_confidence >= 0.9
+    sn = fields(ranker, stacked("S/N-UPU845209"))["serial_number"]
+    assert sn.value == "UPU845209" and sn.extraction_confidence >= 0.9
+
+
+def test_no_key_spans_a_stack_separator(ranker):
+    """ "1OT / N.º de lote" is not the key "LOT NO" followed by "de lote": the line is a stack
+    of lot keys, and the lot is the value under it."""
+    assert _keys("로트 / 1OT / N.º de lote") == [("lot", "로트 / 1OT / N.º de lote")]
+    ls = stacked("S/N / Ser.-Nr.", "NPW9065675", "로트 / 1OT / N.º de lote", "638386")
+    assert fields(ranker, ls)["lot"].value == "638386"
+
+
+def test_a_word_left_of_a_header_key_is_in_the_column_before_it(ranker):
+    """Header keys over three columns: the company name under "Mfr." ends just left of
+    "Batch"; its last word is near that key's left edge but not under it."""
+    ls = _box_lines(
+        [
+            ("Serial No.", 109, 381, 229, 411),
+            ("Mfr.", 402, 381, 450, 411),
+            ("Batch", 696, 381, 760, 411),
+            ("988120710", 109, 431, 270, 469),
+            ("Lumfel Systems KG", 402, 429, 681, 469),
+            ("24W082", 696, 431, 800, 469),
+        ]
+    )
+    got = fields(ranker, ls)
+    assert got["manufacturer"].value == "Lumfel Systems KG"
+    assert got["lot"].value == "24W082" and got["serial_number"].value == "988120710"
