@@ -327,6 +327,8 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         # Italian
         "Data di fabbricazione",
         "Data di produzione",
+        "Data fabbricazione",
+        "Data produzione",
         "Data prod.",
         "Data fabbr.",
         "Anno di costruzione",

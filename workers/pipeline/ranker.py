@@ -71,12 +71,13 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "8"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "9"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
 # order keys; 8: a generic key glued into a compound ("Kat.-Nr.") is no serial key, no key spans
-# " / ", "Lot-Nr." and "S/N-" are keys, a word left of a header key is in the column before it
+# " / ", "Lot-Nr." and "S/N-" are keys, a word left of a header key is in the column before it;
+# 9: a generic key qualified by a word of its own ("N° enreg.:") names another thing
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -141,6 +142,8 @@ KEY_SUFFIXES = frozenset(
     )
 )
 _SUFFIX_RE = re.compile(r"[\s./:#-]*([^\W\d_]+\.?)(?=[\s:：#.]|$)")
+# one or two words of letters that end with a colon after a generic key qualify it
+_QUALIFIER_RE = re.compile(r"\.?\s+((?:[^\W\d_]{2,}\.?\s+)?[^\W\d_]{3,}\.?)\s*[:：]")
 _TRIM_LEAD = ":：#=|.-~,;*)]"
 _TRIM_TAIL = ":：#=|,;*(["
 CODE_FIELDS = frozenset({"serial_number", "part_number", "lot", "imei", "gtin", "mac"})
@@ -432,6 +435,12 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
             if any(o.start < m.end(1) and o.start >= h.end for o in hits if o is not h):
                 break
             h.end = m.end(1)
+    for n, h in enumerate(hits):  # "N° enreg.:", "Data scadenza:": a generic key that a word
+        if h.strength > STRENGTH_WEAK:  # of its own qualifies names that word's thing
+            continue
+        m = _QUALIFIER_RE.match(text, h.end)
+        if m is not None and not any(h.end <= o.start < m.end(1) for o in hits if o is not h):
+            hits[n] = replace(h, end=m.end(1), field=OTHER)
     return _key_stack(text, hits)
 
 

@@ -707,3 +707,14 @@ def test_a_word_left_of_a_header_key_is_in_the_column_before_it(ranker):
     got = fields(ranker, ls)
     assert got["manufacturer"].value == "Lumfel Systems KG"
     assert got["lot"].value == "24W082" and got["serial_number"].value == "988120710"
+
+
+def test_a_generic_key_with_a_qualifier_of_its_own_names_another_thing(ranker):
+    """ "N° enreg.:" is a registration number, not the serial that a bare "N°" would key; the
+    date under "Data fabbricazione:" is the manufacturing date, without the key's word."""
+    assert _keys("N° enreg.: 134475") == [(OTHER, "N° enreg.")]
+    assert _keys("Serial No.: 1234") == [("serial_number", "Serial No")]
+    ls = stacked("MEXQUA", "N° enreg.: 134475", "Data fabbricazione:12/2016", "S/N 7788701813")
+    got = fields(ranker, ls)
+    assert got["serial_number"].value == "7788701813"
+    assert got["mfg_date"].value == "12/2016" and got["mfg_date"].valid
