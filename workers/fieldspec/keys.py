@@ -443,6 +443,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         "製造商",
         "厂家",
         "제조사",
+        "제조시",  # OCR-damaged 제조사 (사 / 시 differ by one stroke)
         "제조원",
         "제조자",
         "제조업체",

@@ -71,13 +71,14 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "9"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "10"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
 # order keys; 8: a generic key glued into a compound ("Kat.-Nr.") is no serial key, no key spans
 # " / ", "Lot-Nr." and "S/N-" are keys, a word left of a header key is in the column before it;
-# 9: a generic key qualified by a word of its own ("N° enreg.:") names another thing
+# 9: a generic key qualified by a word of its own ("N° enreg.:") names another thing; 10: the
+# key 제조시 (the reader's 제조사)
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}

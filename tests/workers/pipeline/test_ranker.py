@@ -718,3 +718,12 @@ def test_a_generic_key_with_a_qualifier_of_its_own_names_another_thing(ranker):
     got = fields(ranker, ls)
     assert got["serial_number"].value == "7788701813"
     assert got["mfg_date"].value == "12/2016" and got["mfg_date"].valid
+
+
+def test_a_misread_korean_maker_key_still_names_the_maker(ranker):
+    """The reader writes 제조사 (maker) as 제조시 (one stroke less): still the maker's key, so
+    the optional manufacturer is returned as a keyed value, not dropped as a guess."""
+    ls = lines(("VENVIKFEL", 40, 40), ("제조시", 40, 120), ("Norlum AG", 400, 120))
+    got = fields(ranker, ls)
+    assert got["manufacturer"].value == "Norlum AG"
+    assert got["manufacturer"].extraction_confidence >= 0.9
