@@ -71,14 +71,15 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "10"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "11"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
 # order keys; 8: a generic key glued into a compound ("Kat.-Nr.") is no serial key, no key spans
 # " / ", "Lot-Nr." and "S/N-" are keys, a word left of a header key is in the column before it;
 # 9: a generic key qualified by a word of its own ("N° enreg.:") names another thing; 10: the
-# key 제조시 (the reader's 제조사)
+# key 제조시 (the reader's 제조사); 11: a distractor key claims its value line right of it ("Tel"
+# over "+33 8 58 19 80 51"), no header key over a value that follows an unknown key of its line
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -943,9 +944,11 @@ def candidates(
                 t0, t1 = ln.tokens[ids[0]], ln.tokens[ids[-1]]
                 anchor = _left_anchor(info, rows[ln.row], (ln.index, ids[0]))
                 split = False
-                # a caption key under the span first, then a header key over it
+                unknown = ids[0] > 0 and ln.tokens[ids[0] - 1].keyish
+                # a caption key under the span first, then a header key over it (not over a
+                # value that follows a key of its own line that we do not know: "년번: X")
                 for keys, find in ((below, _below_anchor), (above, _above_anchor)):
-                    if keys and (anchor is None or anchor.kind == "far"):
+                    if keys and not unknown and (anchor is None or anchor.kind == "far"):
                         got, split = _column_anchor(find, keys, info, ln, ids)
                         if split:
                             break
@@ -953,7 +956,6 @@ def candidates(
                             anchor = got
                 if split:
                     continue
-                unknown = ids[0] > 0 and ln.tokens[ids[0] - 1].keyish
                 out.append(
                     Candidate(
                         ln.index,
@@ -1204,9 +1206,11 @@ def score_pairs(
                 if (
                     a.kind != "far"
                     or a.between <= 1
-                    or (a.key.field == OTHER and a.key.line == c.line)
+                    or (a.key.field == OTHER and (a.key.line == c.line or a.between <= c.tokens[0]))
                 ):
-                    continue  # claimed by another key ("Tel +49 711 123456": all of it)
+                    # claimed by another key ("Tel +49 711 123456": all of it, also when the
+                    # number is a line of its own right of the key)
+                    continue
                 a = None
             if a is None:
                 if spec.name not in keyless and spec.name != "manufacturer":

@@ -727,3 +727,32 @@ def test_a_misread_korean_maker_key_still_names_the_maker(ranker):
     got = fields(ranker, ls)
     assert got["manufacturer"].value == "Norlum AG"
     assert got["manufacturer"].extraction_confidence >= 0.9
+
+
+def test_a_distractor_key_claims_its_whole_value_line(ranker):
+    """ "Tel" with its number as a line of its own right of it: no tail of the number is an
+    unkeyed serial (it outscored the real one, a code under a key the reader mangled)."""
+    ls = lines(
+        ("TALKORMEX", 40, 20),
+        ("ON/S", 40, 100),
+        ("3V2ZX34VPE26", 400, 90),
+        ("Tel", 40, 260),
+        ("+33 8 58 19 80 51", 400, 260),
+    )
+    assert fields(ranker, ls)["serial_number"].value == "3V2ZX34VPE26"
+
+
+def test_a_header_key_does_not_claim_a_value_after_an_unknown_key(ranker):
+    """A title word that is a distractor key ("GEPRÜFT") over a line "<unknown key>: <code>":
+    the code follows a key of its own line (misread, unknown), not the title above it."""
+    ls = _box_lines(
+        [
+            ("GEPRÜFT", 161, 258, 419, 320),
+            ("리일 년번: ZKU4-W3TV-4024-9U69-G8VU", 121, 326, 755, 366),
+            (" 제조일자: 2014.10", 120, 383, 405, 426),
+        ]
+    )
+    code = [c for c in ranker.explain(ls, None)["candidates"] if c.raw.startswith("ZKU4")]
+    assert code and all(c.anchor is None and c.unknown_key for c in code)
+    sn = fields(ranker, ls).get("serial_number")
+    assert sn is not None and sn.value == "ZKU4-W3TV-4024-9U69-G8VU"
