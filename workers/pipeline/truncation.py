@@ -16,6 +16,12 @@ Per line end (``start`` = before the first character, ``end`` = after the last),
   frame border: the text may run on outside the photo;
 - ``glare``: the glare mask covers at least ``GLARE_END_COVER`` of the strip from the last
   character cell to one character width beyond the box (what the highlight hides is not read);
+  or that strip is a faint highlight the mask does not see (a hot spot on white paper, a few
+  grey levels over it): its brightest tenth (90th percentile) is at least ``WASH_BRIGHTER``
+  levels (``WASH_TEXTURE`` x the paper's interquartile range where more: brushed metal,
+  printed texture; at most ``WASH_HEADROOM`` of what is left to white) over the line's paper (the median of its pixels over the Otsu threshold), and its ink
+  contrast (90th - 5th percentile) under ``WASH_CONTRAST`` of the line's (paper - 5th
+  percentile): the highlight fades the characters there until they are not read;
 - ``neighbour``: another detected line on the same baseline (centre offset across the line
   <= half a line height, heights within a factor ``1.6``) starts within ``NEIGHBOUR_GAP``
   character widths of this end: the detector split one run of characters;
@@ -26,7 +32,8 @@ Per line end (``start`` = before the first character, ``end`` = after the last),
   the text is not in that band.
 
 Per character, ``char_glare`` is the share of its cell (the line split proportionally by the
-characters read) in the glare mask; a value with a character cell at least ``CHAR_GLARE_COVER``
+characters read) in the glare mask, or 1 where the cell of a letter or digit is such a faint
+highlight; a value with a character cell at least ``CHAR_GLARE_COVER``
 washed out may have lost characters there too (``glare`` inside the value).
 """
 
@@ -48,6 +55,11 @@ NEIGHBOUR_GAP = 0.5
 INK_RATIO = 0.5
 INK_SOLID = 0.65
 INK_BAND = 0.2
+WASH_BRIGHTER = 6.0
+WASH_CONTRAST = 0.4
+WASH_TEXTURE = 3.0  # x the paper's interquartile range: the margin on textured paper
+WASH_HEADROOM = 0.75  # x (255 - paper): the most the texture margin may ask for
+WASH_MIN_LINE_CONTRAST = 40.0  # grey levels of the line itself (a faint line says nothing)
 CAUSES = ("edge", "glare", "neighbour", "ink")
 
 
@@ -153,24 +165,37 @@ def line_cuts(
         line_patch = _warp(gray, np.stack([g.tl, g.tr, g.br, g.bl]), ph)
         thresh, _ = cv2.threshold(line_patch, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         line_ink = _dark_share(line_patch, float(thresh))
+        bright = line_patch[line_patch > thresh]
+        if bright.size:
+            p25, paper, p75 = (float(v) for v in np.percentile(bright, (25, 50, 75)))
+        else:
+            p25 = paper = p75 = float(thresh)
+        dark = float(np.percentile(line_patch, 5))
+        # textured paper needs more; near-white paper has little room left to brighten
+        margin = max(WASH_BRIGHTER, min(WASH_TEXTURE * (p75 - p25), WASH_HEADROOM * (255 - paper)))
+        n = max(1, len(ln.text))
+        edges = np.linspace(0, line_patch.shape[1], n + 1)
+        spans = [(int(edges[i]), max(int(edges[i + 1]), int(edges[i]) + 1)) for i in range(n)]
         char_glare: tuple[float, ...] = ()
         if has_glare:
             cells = _warp(glare, np.stack([g.tl, g.tr, g.br, g.bl]), ph) > 127
-            n = max(1, len(ln.text))
-            edges = np.linspace(0, cells.shape[1], n + 1)
-            char_glare = tuple(
-                float(cells[:, int(edges[i]) : max(int(edges[i + 1]), int(edges[i]) + 1)].mean())
-                for i in range(n)
-            )
+            char_glare = tuple(float(cells[:, a:b].mean()) for a, b in spans)
+        washed = [
+            ch.isalnum() and _washed(line_patch[:, a:b], paper, dark, margin)
+            for ch, (a, b) in zip(ln.text.ljust(n), spans, strict=True)
+        ]
+        if any(washed):  # a faint highlight inside the line fades its characters there
+            base = char_glare or (0.0,) * n
+            char_glare = tuple(1.0 if w else c for w, c in zip(washed, base, strict=True))
         causes: dict[str, list[str]] = {"start": [], "end": []}
         for side in ("start", "end"):
             if _near_edge(g, side, gray.shape):
                 causes[side].append("edge")
-            if has_glare:
-                q = _strip(g, side, g.char_w, g.char_w)
-                cover = float((_warp(glare, q, ph) > 127).mean())
-                if cover >= GLARE_END_COVER:
-                    causes[side].append("glare")
+            q = _strip(g, side, g.char_w, g.char_w)
+            if has_glare and float((_warp(glare, q, ph) > 127).mean()) >= GLARE_END_COVER:
+                causes[side].append("glare")
+            elif _washed(_warp(gray, q, ph), paper, dark, margin):
+                causes[side].append("glare")
             if _neighbour(g, side, ln.order, geoms):
                 causes[side].append("neighbour")
             # ink at the box's own border: the box cuts through a character
@@ -186,6 +211,15 @@ def line_cuts(
                 causes[side].append("ink")
         out[ln.order] = LineCut(ln.order, tuple(causes["start"]), tuple(causes["end"]), char_glare)
     return out
+
+
+def _washed(strip: np.ndarray, paper: float, dark: float, margin: float) -> bool:
+    """Whether a patch of a line (its end strip, a character cell) is a faint highlight over
+    it (module docstring): ``margin`` grey levels over the line's paper, faded ink."""
+    if paper - dark < WASH_MIN_LINE_CONTRAST or strip.size == 0:
+        return False
+    hi, lo = np.percentile(strip, (90, 5))
+    return hi - paper >= margin and (hi - lo) <= WASH_CONTRAST * (paper - dark)
 
 
 def _neighbour(g: _Geom, side: str, order: int, geoms: Mapping[int, _Geom | None]) -> bool:

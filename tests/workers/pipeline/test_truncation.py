@@ -73,6 +73,33 @@ def test_frame_edge_glare_neighbour_and_ink_cuts():
     assert "ink" in alone[0].end, alone
 
 
+def test_a_faint_highlight_over_a_line_end_is_glare_without_a_mask():
+    """White paper (248) with a soft hot spot a few grey levels over it at the end of the
+    serial: too faint for the glare mask (it looks for cores well above their ring), but the
+    last characters fade to nothing there. The end is a glare cut; the clean line is not."""
+    img = Image.new("L", (900, 400), 248)
+    d = ImageDraw.Draw(img)
+    font = load_font(40)
+    d.text((60, 60), "S/N: QX77812345", fill=40, font=font)
+    d.text((60, 200), "LOT L2231", fill=40, font=font)
+    b0 = d.textbbox((60, 60), "S/N: QX77812345", font=font)
+    b1 = d.textbbox((60, 200), "LOT L2231", font=font)
+    gray = np.asarray(img).astype(np.float64)
+    yy, xx = np.mgrid[0 : gray.shape[0], 0 : gray.shape[1]]
+    a = np.clip(1.5 * np.exp(-((xx - b0[2]) ** 2 + (yy - (b0[1] + b0[3]) / 2) ** 2) / 2500.0), 0, 1)
+    gray = np.clip(gray * (1 - a) + 255.0 * a, 0, 255).astype(np.uint8)
+    assert gray.max() - 248 <= 7  # the paper is near white: no saturated core stands out
+    # the reader lost the faded "5": its box ends at the "4"
+    x_end = b0[0] + font.getlength("S/N: QX7781234")
+    lines = [tl("S/N: QX7781234", 0, (b0[0] - 4, b0[1] - 4, x_end + 4, b0[3] + 4))]
+    lines.append(tl("LOT L2231", 1, (b1[0] - 4, b1[1] - 4, b1[2] + 4, b1[3] + 4)))
+    cuts = line_cuts(gray, lines, np.zeros_like(gray))
+    assert "glare" in cuts[0].end and not cuts[0].start
+    assert not cuts[1].any
+    untouched = line_cuts(np.asarray(img), lines[1:], None)
+    assert not untouched[1].any
+
+
 def test_value_cut_only_at_the_cut_end():
     cut = LineCut(0, (), ("glare",), ())
     text = "S/N: QX778"
