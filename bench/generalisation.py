@@ -25,8 +25,12 @@ Sets (each its own table):
   right value is a TP; a wrong value is a FP and a FN; a missing one a FN; a value for a field
   the label does not carry a FP (``manufacturer`` is not scored when the label prints a
   brand without a key). **wrong-valid**: returned values marked ``valid`` that are wrong (or
-  for a field the label does not carry). Auto-accepted: ``needs_review`` False; "wrong among
-  accepted": wrong / returned fields on the auto-accepted images.
+  for a field the label does not carry). Auto-accepted: ``needs_review`` False at the
+  schema's default threshold (0.9: a pipeline or API read without a product type); "wrong
+  among accepted": wrong / returned fields on the auto-accepted images. The same at the
+  threshold a new product type gets (``review.default_auto_accept_threshold``: the
+  calibration's recommended one, 0.96 today): auto-accepted at 0.9 and every returned field's
+  confidence at or above it (the review rule is monotone in the threshold).
 - ``indep_gt``: the same nameplates from ground-truth lines (no OCR; ``TextLine`` per GT line,
   confidence 1, reading order of ``geometry.reading_order``), each extractor of
   ``--extractors`` (``OCR_FIELD_EXTRACTOR`` values) followed by the ``FieldVerifier``.
@@ -82,6 +86,9 @@ from bench.field_accuracy import same_value  # noqa: E402
 from bench.indep_nameplates import CONDITIONS, LAYOUTS, SEED_BASE, Sample, sample_set  # noqa: E402
 from bench.read_accuracy import norm, serial_in_lines  # noqa: E402
 from workers.fieldspec.catalogue import DEFAULT_SCHEMA, resolve_schema, spec_for  # noqa: E402
+from workers.fieldspec.review import default_auto_accept_threshold  # noqa: E402
+
+PRODUCT_THRESHOLD = default_auto_accept_threshold()
 from workers.fieldspec.grammar import normalise, parse_date, parse_month_day  # noqa: E402
 
 DATASETS = Path(os.environ.get("OCR_DATASETS", "/work/shared/datasets"))
@@ -352,6 +359,10 @@ class IndepRow:
     accepted_fields: int = 0
     accepted_wrong: int = 0
     serial_value: str | None = None
+    # at the product-type default threshold (PRODUCT_THRESHOLD)
+    accepted_product: bool | None = None
+    accepted_product_fields: int = 0
+    accepted_product_wrong: int = 0
 
 
 def score_indep(s: Sample, read: Read, schema_fields: Sequence[str] = SCHEMA_FIELDS) -> IndepRow:
@@ -395,6 +406,11 @@ def score_indep(s: Sample, read: Read, schema_fields: Sequence[str] = SCHEMA_FIE
     if row.accepted:
         row.accepted_fields = returned
         row.accepted_wrong = wrong
+    confs = [float(f.get("confidence") or 0.0) for f in read.fields.values() if f.get("value")]
+    row.accepted_product = bool(row.accepted) and all(c >= PRODUCT_THRESHOLD for c in confs)
+    if row.accepted_product:
+        row.accepted_product_fields = returned
+        row.accepted_product_wrong = wrong
     return row
 
 
@@ -487,6 +503,21 @@ def indep_tables(rows: dict[str, list[IndepRow]], title: str = "independent name
             + f" ({sum(r.accepted_wrong for r in rs)}/{sum(r.accepted_fields for r in rs)})"
         ),
     )
+    line(
+        f"images auto-accepted at {PRODUCT_THRESHOLD:.2f} (product type default)",
+        lambda rs: _pct(sum(bool(r.accepted_product) for r in rs), len(rs)),
+    )
+    line(
+        f"wrong among auto-accepted fields at {PRODUCT_THRESHOLD:.2f}",
+        lambda rs: (
+            _pct(
+                sum(r.accepted_product_wrong for r in rs),
+                sum(r.accepted_product_fields for r in rs),
+            )
+            + f" ({sum(r.accepted_product_wrong for r in rs)}"
+            f"/{sum(r.accepted_product_fields for r in rs)})"
+        ),
+    )
     if n and all(r.seconds for rs in rows.values() for r in rs):
         line(
             "median s / image",
@@ -497,7 +528,7 @@ def indep_tables(rows: dict[str, list[IndepRow]], title: str = "independent name
     for key, order in (("condition", CONDITIONS), ("layout", LAYOUTS)):
         out.append(
             f"#### {title} by {key}: serial exact / serial in text "
-            "(raw engines: in text); micro F1; auto-accepted"
+            "(raw engines: in text); micro F1; auto-accepted at 0.9 / at the product default"
         )
         out.append("")
         out.append(f"| {key} | n | " + " | ".join(names) + " |")
@@ -516,7 +547,8 @@ def indep_tables(rows: dict[str, list[IndepRow]], title: str = "independent name
                     ex = _pct(sum(r.per_field.get("serial_number", False) for r in rs), len(rs))
                     f1 = _f1(sum(r.tp for r in rs), sum(r.fp for r in rs), sum(r.fn for r in rs))
                     acc = _pct(sum(bool(r.accepted) for r in rs), len(rs))
-                    cells.append(f"{ex} / {intext}; F1 {f1}; acc {acc}")
+                    accp = _pct(sum(bool(r.accepted_product) for r in rs), len(rs))
+                    cells.append(f"{ex} / {intext}; F1 {f1}; acc {acc} / {accp}")
                 else:
                     cells.append(intext)
             if cnt:
