@@ -2,14 +2,21 @@
 (before the glare step, ``glare_aware=False``) of held-out images, so that the glare measure,
 the truncation guard, the extractor and the calibration can be re-run on them without OCR.
 
-    nice -n 10 .venv/bin/python bench/calib_cache.py [--synth 300] [--clean 100] [--expdate 150]
+    nice -n 10 .venv/bin/python bench/calib_cache.py [--synth 300] [--clean 100] [--expdate 150] \
+        [--indep 300]
 
 Sets (each cached in ``var/bench/calib_lines_<set>.json``, keyed by image id):
 
 - ``synth``: training-engine nameplates, seeds 9_500_000 + k (the evaluation range that
   ``bench/field_accuracy.py`` (e) uses, never trained on), conditions drawn by the engine;
 - ``clean``: the same engine with ``conditions={"clean"}``, seeds 9_600_000 + k;
-- ``expdate``: ``../shared/datasets/expdate_turner`` (real phone photos, ``expiry_date``).
+- ``expdate``: ``../shared/datasets/expdate_turner`` (real phone photos, ``expiry_date``);
+- ``indep``: the independently written nameplate generator (``bench/indep_nameplates.py``),
+  seeds 9_700_000 + k with its round-robin layouts and conditions: a seed range of its own,
+  never used by an evaluation (``bench/generalisation.py`` reads 7_000_000+, 8_100_000+,
+  8_500_000+, 8_600_000+). Off by default (``--indep 0``): the shipped map is fitted on our
+  engine and the food packs; ``--indep 300`` fits it on two independent sources of layouts and
+  keys instead (an experiment of 2026-12-03: bench/NOTES-calibration.md).
 
 Synthetic images are not stored: they are re-rendered from their seed (deterministic).
 The read is the default pipeline's (JPEG q95 bytes for synthetic images), rule extractor
@@ -33,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 CACHE_DIR = ROOT / "var" / "bench"
 SYNTH_BASE = 9_500_000
 CLEAN_BASE = 9_600_000
+INDEP_BASE = 9_700_000
 DATASETS = Path(os.environ.get("OCR_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 
@@ -77,6 +85,19 @@ def synth_image(seed: int, clean: bool):
     return s.image, fields, sorted(s.conditions)
 
 
+def indep_sample(seed: int):
+    """The independent generator's nameplate of ``seed`` (layout and condition by its
+    position in ``INDEP_BASE``'s round robin, as ``indep_nameplates.sample_set``)."""
+    from bench.indep_nameplates import CONDITIONS, LAYOUTS, generate
+
+    k = seed - INDEP_BASE
+    return generate(
+        seed,
+        layout=LAYOUTS[k % len(LAYOUTS)],
+        condition=CONDITIONS[(k // len(LAYOUTS) + k) % len(CONDITIONS)],
+    )
+
+
 def expdate_records() -> list[dict]:
     p = DATASETS / "expdate_turner" / "labels.json"
     if not p.is_file():
@@ -92,6 +113,8 @@ def build(name: str, n: int) -> dict:
     if name in ("synth", "clean"):
         base = SYNTH_BASE if name == "synth" else CLEAN_BASE
         ids = [str(base + k) for k in range(n)]
+    elif name == "indep":
+        ids = [str(INDEP_BASE + k) for k in range(n)]
     else:
         ids = [r["image"] for r in expdate_records()[:n]]
         recs = {r["image"]: r for r in expdate_records()}
@@ -114,6 +137,12 @@ def build(name: str, n: int) -> dict:
             ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
             data = jpeg.tobytes()
             codes = [c.to_dict() for c in decode_codes(rgb)]
+        elif name == "indep":
+            smp = indep_sample(int(key))
+            data = smp.jpeg
+            fields = dict(smp.fields)
+            conds = [smp.condition, f"layout:{smp.layout}"]
+            codes = [c.to_dict() for c in decode_codes(smp.image)]
         else:
             rec = recs[key]
             data = (DATASETS / "expdate_turner" / key).read_bytes()
@@ -123,6 +152,7 @@ def build(name: str, n: int) -> dict:
         res = pipe.run(data, schema=None)
         cache[key] = {
             "fields": fields,
+            "ignore": sorted(smp.ignore) if name == "indep" else [],
             "conditions": conds,
             "size": [res.image.width, res.image.height],
             "lines": [line_to_json(ln) for ln in res.lines],
@@ -140,8 +170,14 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=300)
     ap.add_argument("--clean", type=int, default=100)
     ap.add_argument("--expdate", type=int, default=150)
+    ap.add_argument("--indep", type=int, default=0)
     a = ap.parse_args()
-    for name, n in (("clean", a.clean), ("synth", a.synth), ("expdate", a.expdate)):
+    for name, n in (
+        ("clean", a.clean),
+        ("synth", a.synth),
+        ("expdate", a.expdate),
+        ("indep", a.indep),
+    ):
         if n:
             build(name, n)
 

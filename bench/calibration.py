@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 MIN_GROUP = 80
 THRESHOLDS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 SYNTH_TODAY = dt.date(2027, 1, 1)  # after every date the engine prints (field_accuracy (e))
-SETS = ("synth", "clean", "expdate")
+SETS = ("synth", "clean", "expdate", "indep")
 
 
 def pixels_path(name: str) -> Path:
@@ -67,6 +67,8 @@ def pixels_path(name: str) -> Path:
 def image_of(name: str, key: str) -> np.ndarray:
     import cv2
 
+    if name == "indep":
+        return calib_cache.indep_sample(int(key)).image
     if name in ("synth", "clean"):
         rgb, _f, _c = calib_cache.synth_image(int(key), name == "clean")
         # the pipeline read JPEG q95 bytes: the glare and cut measures see the same pixels
@@ -134,6 +136,7 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
                 if not parse_month_day(truth["expiry_date"]):
                     continue  # no real day (40 NOV, 45 NOV: the packs print 30 / 25 NOV)
                 truth = {"expiry_date": truth["expiry_date"]}
+            ignore = set(rec.get("ignore") or ())  # indep: a brand without a key is not scored
             lines = [calib_cache.line_from_json(j, d) for j, d in enumerate(px["lines"])]
             cuts = {
                 int(o): LineCut(int(o), tuple(c["start"]), tuple(c["end"]), tuple(c["g"]))
@@ -145,7 +148,7 @@ def field_rows(sets: dict[str, dict], pixels: dict[str, dict], extractor) -> lis
             trunc = {r.field for r in ver.review.reasons if r.code == "truncated"}
             fields = []
             for f in ver.fields:
-                if not f.value:
+                if not f.value or f.name in ignore:
                     continue
                 line = (
                     lines[f.line_index].text
@@ -324,6 +327,7 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=300)
     ap.add_argument("--clean", type=int, default=100)
     ap.add_argument("--expdate", type=int, default=150)
+    ap.add_argument("--indep", type=int, default=0)
     ap.add_argument("--target", type=float, default=0.005)
     ap.add_argument("--fit", action="store_true", help="write the calibration JSON")
     ap.add_argument("--refresh-pixels", action="store_true")
@@ -345,7 +349,12 @@ def main() -> None:
 
     cfg = PipelineConfig.from_env()
     sets: dict[str, dict] = {}
-    for name, n in (("synth", a.synth), ("clean", a.clean), ("expdate", a.expdate)):
+    for name, n in (
+        ("synth", a.synth),
+        ("clean", a.clean),
+        ("expdate", a.expdate),
+        ("indep", a.indep),
+    ):
         if n and (name != "expdate" or calib_cache.expdate_records()):
             c = calib_cache.build(name, n)
             keep = {k: v for k, v in c.items() if k != "_meta"}

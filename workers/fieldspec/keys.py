@@ -146,6 +146,8 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
         "序列號",
         "机身号",
         "机身编号",
+        "机号",  # machine number (motors, pumps)
+        "機號",
         "出厂编号",
         "出廠編號",
         "出厂号",
