@@ -71,7 +71,7 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "12"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "13"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
@@ -80,7 +80,7 @@ RANKER_VERSION = "12"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption
 # 9: a generic key qualified by a word of its own ("N° enreg.:") names another thing; 10: the
 # key 제조시 (the reader's 제조사); 11: a distractor key claims its value line right of it ("Tel"
 # over "+33 8 58 19 80 51"), no header key over a value that follows an unknown key of its line;
-# 12: the serial key 机号
+# 12: the serial key 机号; 13: a line joins a row only when it overlaps every line of it
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -615,12 +615,14 @@ def analyse(lines: list[TextLine], vocab: Vocabulary) -> list[_Line]:
     for ln in out:
         ln.h_rel = ln.h / max(med, 1.0)
     # rows: lines whose vertical extents overlap by half the smaller height (a key and its
-    # value in another font size share a baseline, not a centre)
+    # value in another font size share a baseline, not a centre), each with every line of the
+    # row: a padded key box right above its value overlaps the value of the next column, and a
+    # chain through it put the key and its own value in one row
     order = sorted(range(len(out)), key=lambda j: out[j].cy)
     row, row_members = -1, []  # type: ignore[var-annotated]
     for j in order:
         ln = out[j]
-        if row_members and any(
+        if row_members and all(
             min(ln.y1, out[m].y1) - max(ln.y0, out[m].y0) >= 0.5 * min(ln.h, out[m].h)
             for m in row_members
         ):
@@ -757,7 +759,7 @@ def _above_anchor(
     for kh in above_keys:
         kl = info[kh.line]
         vgap = (line.y0 - kl.y1) / max(line.h, 1.0)
-        if vgap > 2.5 or vgap < -0.3:
+        if vgap > 2.5 or vgap < -0.5:  # padded boxes of a tight key-over-value overlap
             continue
         ov = min(x1, kh.x1) - max(x0, kh.x0)
         near = abs(x0 - kh.x0) / line.h

@@ -757,3 +757,21 @@ def test_a_header_key_does_not_claim_a_value_after_an_unknown_key(ranker):
     assert code and all(c.anchor is None and c.unknown_key for c in code)
     sn = fields(ranker, ls).get("serial_number")
     assert sn is not None and sn.value == "ZKU4-W3TV-4024-9U69-G8VU"
+
+
+def test_a_key_right_above_its_value_is_not_in_the_value_row(ranker):
+    """Two columns of key-over-value with padded boxes: the key's box overlaps the value of the
+    next column enough to chain the key and its own value into one row, and the serial lost
+    its first digit group (`444988223` for `059 444 988 223`)."""
+    ls = _box_lines(
+        [
+            ("VENBROBRO", 301, 192, 543, 229),
+            ("製造番号", 312, 250, 427, 282),
+            ("ロット番号", 765, 247, 913, 291),
+            ("059 444 988 223", 311, 277, 648, 322),
+            ("LT-9134", 762, 273, 944, 326),
+        ]
+    )
+    got = fields(ranker, ls)
+    assert got["serial_number"].value == "059444988223"
+    assert got["lot"].value == "LT-9134"
