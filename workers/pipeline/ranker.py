@@ -15,11 +15,14 @@ labels alike); every geometric feature below is in that upright frame.
    ``OTHER_KEYS``. A key starts at a word start (CJK/Hangul keys anywhere) and ends before a
    non-letter/digit; the longest key wins at a position; Latin keys of 6+ characters also match
    with one edit (two from 10), at a lower strength. A line that is one key in several
-   languages ("S/N / Ser.-Nr. / N° de série") becomes one key over the whole line.
+   languages ("S/N / Ser.-Nr. / N° de série") becomes one key over the whole line; a generic
+   key glued into a compound ("Kat.-Nr.") or qualified by a word of its own ("N° enreg.:")
+   names another thing (no key, or a distractor key).
 2. **Candidates.** The line's words with the key spans cut out and separators (``: # = . -``)
    trimmed are tokens; a candidate is a run of 1..4 consecutive tokens of one line that crosses
    no key (the whole rest of the segment for free-text fields). Its anchor is the nearest key on
-   its left in the same *row* (lines whose centres are within half a line height, ordered by x:
+   its left in the same *row* (lines that each overlap every other line of the row by half
+   the smaller height, ordered by x:
    same line after the key, or the next table cell), counting the tokens in between; else the
    key right above it (previous row, overlapping x, the key not followed by a value of its
    own: key-above-value layouts and header rows). A candidate anchored to another field's key
