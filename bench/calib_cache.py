@@ -87,15 +87,10 @@ def synth_image(seed: int, clean: bool):
 
 def indep_sample(seed: int):
     """The independent generator's nameplate of ``seed`` (layout and condition by its
-    position in ``INDEP_BASE``'s round robin, as ``indep_nameplates.sample_set``)."""
-    from bench.indep_nameplates import CONDITIONS, LAYOUTS, generate
+    position in ``INDEP_BASE``'s round robin: ``indep_nameplates.sample_at``)."""
+    from bench.indep_nameplates import sample_at
 
-    k = seed - INDEP_BASE
-    return generate(
-        seed,
-        layout=LAYOUTS[k % len(LAYOUTS)],
-        condition=CONDITIONS[(k // len(LAYOUTS) + k) % len(CONDITIONS)],
-    )
+    return sample_at(INDEP_BASE, seed - INDEP_BASE)
 
 
 def expdate_records() -> list[dict]:

@@ -86,10 +86,11 @@ from bench.field_accuracy import same_value  # noqa: E402
 from bench.indep_nameplates import CONDITIONS, LAYOUTS, SEED_BASE, Sample, sample_set  # noqa: E402
 from bench.read_accuracy import norm, serial_in_lines  # noqa: E402
 from workers.fieldspec.catalogue import DEFAULT_SCHEMA, resolve_schema, spec_for  # noqa: E402
+from workers.fieldspec.grammar import normalise, parse_date, parse_month_day  # noqa: E402
 from workers.fieldspec.review import default_auto_accept_threshold  # noqa: E402
 
+# what a new product type gets (the calibration's recommended threshold)
 PRODUCT_THRESHOLD = default_auto_accept_threshold()
-from workers.fieldspec.grammar import normalise, parse_date, parse_month_day  # noqa: E402
 
 DATASETS = Path(os.environ.get("OCR_DATASETS", "/work/shared/datasets"))
 CACHE = ROOT / "var" / "bench" / "generalisation"

@@ -1087,19 +1087,20 @@ def generate(seed: int, *, layout: str | None = None, condition: str | None = No
     )
 
 
+def sample_at(base: int, k: int) -> Sample:
+    """Sample ``k`` of the set that starts at seed ``base``: seed ``base + k``, its layout and
+    condition by the round robin (layout k mod 14, condition (k // 14 + k) mod 7)."""
+    return generate(
+        base + k,
+        layout=LAYOUTS[k % len(LAYOUTS)],
+        condition=CONDITIONS[(k // len(LAYOUTS) + k) % len(CONDITIONS)],
+    )
+
+
 def sample_set(n: int, base: int = SEED_BASE) -> list[Sample]:
     """``n`` samples, seeds ``base .. base + n - 1``, layouts and conditions balanced
-    round-robin (seed k: layout k mod 14, condition (k // 14) mod 7)."""
-    out = []
-    for k in range(n):
-        out.append(
-            generate(
-                base + k,
-                layout=LAYOUTS[k % len(LAYOUTS)],
-                condition=CONDITIONS[(k // len(LAYOUTS) + k) % len(CONDITIONS)],
-            )
-        )
-    return out
+    round-robin (``sample_at``)."""
+    return [sample_at(base, k) for k in range(n)]
 
 
 if __name__ == "__main__":  # write a few to var/ for a look

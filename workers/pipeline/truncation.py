@@ -19,9 +19,10 @@ Per line end (``start`` = before the first character, ``end`` = after the last),
   or that strip is a faint highlight the mask does not see (a hot spot on white paper, a few
   grey levels over it): its brightest tenth (90th percentile) is at least ``WASH_BRIGHTER``
   levels (``WASH_TEXTURE`` x the paper's interquartile range where more: brushed metal,
-  printed texture; at most ``WASH_HEADROOM`` of what is left to white) over the line's paper (the median of its pixels over the Otsu threshold), and its ink
-  contrast (90th - 5th percentile) under ``WASH_CONTRAST`` of the line's (paper - 5th
-  percentile): the highlight fades the characters there until they are not read;
+  printed texture; at most ``WASH_HEADROOM`` of what is left to white) over the line's paper
+  (the median of its pixels over the Otsu threshold), and its ink contrast (90th - 5th
+  percentile) under ``WASH_CONTRAST`` of the line's (paper - 5th percentile): the highlight
+  fades the characters there until they are not read;
 - ``neighbour``: another detected line on the same baseline (centre offset across the line
   <= half a line height, heights within a factor ``1.6``) starts within ``NEIGHBOUR_GAP``
   character widths of this end: the detector split one run of characters;
@@ -33,8 +34,8 @@ Per line end (``start`` = before the first character, ``end`` = after the last),
 
 Per character, ``char_glare`` is the share of its cell (the line split proportionally by the
 characters read) in the glare mask, or 1 where the cell of a letter or digit is such a faint
-highlight; a value with a character cell at least ``CHAR_GLARE_COVER``
-washed out may have lost characters there too (``glare`` inside the value).
+highlight; a value with a character cell at least ``CHAR_GLARE_COVER`` washed out may have
+lost characters there too (``glare`` inside the value).
 """
 
 from __future__ import annotations
