@@ -25,12 +25,15 @@ Per line end (``start`` = before the first character, ``end`` = after the last),
   fades the characters there until they are not read;
 - ``neighbour``: another detected line on the same baseline (centre offset across the line
   <= half a line height, heights within a factor ``1.6``) starts within ``NEIGHBOUR_GAP``
-  character widths of this end: the detector split one run of characters;
+  character widths of this end, with no rule column (below) between them: the detector split
+  one run of characters;
 - ``ink``: the box's own border cuts through characters: the band ``INK_BAND`` character
   widths either side of the box's end, at character height, holds ink like the line's own
-  (dark share >= ``INK_RATIO`` x the line's, not a solid dark area). The detector pads the
-  boxes it draws, so a whole line ends in background; a frame line or a rule a little beyond
-  the text is not in that band.
+  (dark share >= ``INK_RATIO`` x the line's, not a solid dark area), and so does the strip
+  from there to one character width beyond. The detector pads the boxes it draws, so a whole
+  line ends in background. A table's vertical rule or a frame line next to the text is not
+  ink that continues the line: columns that stay dark ``RULE_REACH`` line heights above and
+  below the box (a character stops at its line's height) are left out of both shares.
 
 Per character, ``char_glare`` is the share of its cell (the line split proportionally by the
 characters read) in the glare mask, or 1 where the cell of a letter or digit is such a faint
@@ -56,6 +59,8 @@ NEIGHBOUR_GAP = 0.5
 INK_RATIO = 0.5
 INK_SOLID = 0.65
 INK_BAND = 0.2
+RULE_REACH = 0.6  # x line height above and below the box: where a rule runs on and text stops
+RULE_COVER = 0.85
 WASH_BRIGHTER = 6.0
 WASH_CONTRAST = 0.4
 WASH_TEXTURE = 3.0  # x the paper's interquartile range: the margin on textured paper
@@ -197,13 +202,11 @@ def line_cuts(
                 causes[side].append("glare")
             elif _washed(_warp(gray, q, ph), paper, dark, margin):
                 causes[side].append("glare")
-            if _neighbour(g, side, ln.order, geoms):
-                causes[side].append("neighbour")
+            ink, ink2, rule_at = _border_ink(gray, g, side, float(thresh))
+            gap = _neighbour(g, side, ln.order, geoms)
+            if gap is not None and not (rule_at is not None and rule_at <= gap + g.char_w * 0.2):
+                causes[side].append("neighbour")  # no rule between them: one run of text
             # ink at the box's own border: the box cuts through a character
-            band = _warp(gray, _strip(g, side, INK_BAND * g.char_w, INK_BAND * g.char_w), ph)
-            ink = _dark_share(band, float(thresh))
-            beyond = _warp(gray, _strip(g, side, -INK_BAND * g.char_w, g.char_w), ph)
-            ink2 = _dark_share(beyond, float(thresh))
             if (
                 line_ink > 0.02
                 and INK_RATIO * line_ink <= ink <= INK_SOLID
@@ -212,6 +215,43 @@ def line_cuts(
                 causes[side].append("ink")
         out[ln.order] = LineCut(ln.order, tuple(causes["start"]), tuple(causes["end"]), char_glare)
     return out
+
+
+def _border_ink(
+    gray: np.ndarray, g: _Geom, side: str, thresh: float
+) -> tuple[float, float, float | None]:
+    """Dark shares at character height of the band ``INK_BAND`` character widths either side
+    of the box's ``side`` border and of the strip from there to one character width beyond,
+    without rule columns: columns dark over ``RULE_COVER`` of a strip ``RULE_REACH`` line
+    heights taller than the box on both sides (a table's vertical rule, a frame line), which
+    run on past the text where a character stops at its line's height. Third: how far beyond
+    the border (px, negative inside) the first rule column lies, None without one."""
+    q = _strip(g, side, INK_BAND * g.char_w, g.char_w)
+    reach = RULE_REACH * g.height
+    tall = np.stack(
+        [q[0] - g.n * reach, q[1] - g.n * reach, q[2] + g.n * reach, q[3] + g.n * reach]
+    )
+    ph = max(16, int(round(g.height)))  # native resolution: a rule may be 1 px thin
+    rows = int(round(ph * (1.0 + 2.0 * RULE_REACH)))
+    patch = _warp(gray, tall, rows) < thresh
+    if side == "start":  # column 0 inside the box, as for the end
+        patch = patch[:, ::-1]
+    rule = patch.mean(axis=0) >= RULE_COVER
+    rule = rule | np.roll(rule, 1) | np.roll(rule, -1)  # the rule's anti-aliased sides
+    top = int(round(ph * RULE_REACH))
+    text = patch[top + ph // 4 : top + ph - ph // 4]
+    width = patch.shape[1]
+    split = int(round(width * 2.0 * INK_BAND / (INK_BAND + 1.0)))  # the band's far side
+
+    def share(a: int, b: int) -> float:
+        keep = ~rule[a:b]
+        cols = text[:, a:b][:, keep]
+        return float(cols.mean()) if cols.size else 0.0
+
+    cols = np.flatnonzero(patch.mean(axis=0) >= RULE_COVER)
+    px = (INK_BAND + 1.0) * g.char_w / width  # image px per column
+    rule_at = float(cols[0] * px - INK_BAND * g.char_w) if cols.size else None
+    return share(0, split), share(split, width), rule_at
 
 
 def _washed(strip: np.ndarray, paper: float, dark: float, margin: float) -> bool:
@@ -223,9 +263,9 @@ def _washed(strip: np.ndarray, paper: float, dark: float, margin: float) -> bool
     return hi - paper >= margin and (hi - lo) <= WASH_CONTRAST * (paper - dark)
 
 
-def _neighbour(g: _Geom, side: str, order: int, geoms: Mapping[int, _Geom | None]) -> bool:
-    """Another line on the same baseline starts (ends, for ``start``) within
-    ``NEIGHBOUR_GAP`` character widths of this end."""
+def _neighbour(g: _Geom, side: str, order: int, geoms: Mapping[int, _Geom | None]) -> float | None:
+    """The gap (px) to another line on the same baseline that starts (ends, for ``start``)
+    within ``NEIGHBOUR_GAP`` character widths of this end, None without one."""
     centre = (g.tl + g.tr + g.br + g.bl) / 4.0
     for k, o in geoms.items():
         if k == order or o is None:
@@ -242,8 +282,8 @@ def _neighbour(g: _Geom, side: str, order: int, geoms: Mapping[int, _Geom | None
         else:
             gap = float(((g.tl + g.bl) / 2.0 - (o.tr + o.br) / 2.0) @ g.u)
         if -0.5 * g.char_w <= gap <= NEIGHBOUR_GAP * g.char_w:
-            return True
-    return False
+            return gap
+    return None
 
 
 def value_cut(

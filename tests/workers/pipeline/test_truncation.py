@@ -73,6 +73,40 @@ def test_frame_edge_glare_neighbour_and_ink_cuts():
     assert "ink" in alone[0].end, alone
 
 
+def test_a_table_rule_beside_a_value_is_not_a_cut():
+    """A value printed in a table cell a few pixels right of the cell's vertical rule, and the
+    next cell's text a few pixels right of the next rule: the rules run on above and below the
+    text, so neither the ink band nor the neighbouring box across the rule is a cut; without
+    the rules, the same boxes are (the next box continues the run)."""
+    font = load_font(40)
+
+    def draw(rules: bool) -> tuple[np.ndarray, list[TextLine]]:
+        img = Image.new("L", (900, 240), 235)
+        d = ImageDraw.Draw(img)
+        d.text((310, 80), "FX146446", fill=20, font=font)
+        b0 = d.textbbox((310, 80), "FX146446", font=font)
+        x_next = b0[2] + 14
+        d.text((x_next, 80), "+82 2-0233", fill=20, font=font)
+        b1 = d.textbbox((x_next, 80), "+82 2-0233", font=font)
+        if rules:
+            d.line([(b0[0] - 8, 30), (b0[0] - 8, 200)], fill=20, width=2)
+            d.line([(b0[2] + 7, 30), (b0[2] + 7, 200)], fill=20, width=2)
+        boxes = [(b[0] - 4, b[1] - 4, b[2] + 4, b[3] + 4) for b in (b0, b1)]
+        return np.asarray(img), [tl("FX146446", 0, boxes[0]), tl("+82 2-0233", 1, boxes[1])]
+
+    gray, lines = draw(rules=True)
+    cuts = line_cuts(gray, lines, np.zeros_like(gray))
+    assert not cuts[0].any and not cuts[1].any, cuts
+    gray, lines = draw(rules=False)
+    cuts = line_cuts(gray, lines, np.zeros_like(gray))
+    assert "neighbour" in cuts[0].end and "neighbour" in cuts[1].start, cuts
+    # the box of the value alone with the rule in its band: the rule is no character
+    gray, lines = draw(rules=True)
+    x0, y0, x1, y1 = lines[0].polygon[0] + lines[0].polygon[2]
+    hugging = tl("FX146446", 0, (x0 - 3, y0, x1, y1))
+    assert "ink" not in line_cuts(gray, [hugging], None)[0].start
+
+
 def test_a_faint_highlight_over_a_line_end_is_glare_without_a_mask():
     """White paper (248) with a soft hot spot a few grey levels over it at the end of the
     serial: too faint for the glare mask (it looks for cores well above their ring), but the
