@@ -398,14 +398,25 @@ def _value_confidences(span: _Span, spec: FieldSpec) -> list[float]:
     recogniser's alternatives that normalise to the same stored character for this field
     (``fieldspec.grammar.normalise``: "c" for "C" in an upper-cased serial, "-" for " " where
     separators are dropped), i.e. the confidence in the *value*, not in the glyph's case or
-    the separator's kind. An alternative that changes the value counts against it as before."""
+    the separator's kind. A separator the field drops counts only the alternatives that would
+    put a character into the value (space or nothing is the same value). An alternative that
+    changes the value counts against it as before."""
     confs = list(span.confidences)
     alts = span.alternatives
     if not alts or not spec.normalise:
         return confs
     text = span.line.text[span.start : span.end]
+    whole = normalise(text, spec)
     for i, (ch, a) in enumerate(zip(text, alts, strict=False)):
         key = normalise(ch, spec)
+        if not ch.isalnum() and normalise(text[:i] + text[i + 1 :], spec) == whole:
+            # a separator the field drops ("7470 0170 7178" -> "747001707178"): whether the
+            # recogniser wrote it or nothing (CTC blank) is the same value; only an
+            # alternative that would leave a character in the value counts against it
+            confs[i] = max(
+                0.0, 1.0 - sum(float(p) for c, p in a if c != ch and normalise(c, spec).strip())
+            )
+            continue
         same = {ch}
         p_read = next((float(p) for c, p in a if c == ch), 0.0)
         mass = p_read
@@ -448,17 +459,26 @@ def _lookalike_doubt(span: _Span, value: str, spec: FieldSpec, today: date) -> f
 
 def _in_run(text: str, i: int) -> bool:
     """Whether ``text[i]`` sits inside a run of its own kind (a digit between two digits, a
-    letter between two letters): there a look-alike of the other kind ("O" inside "2091") is
-    not a reading the value's context allows; at a group's edge or next to the other kind
-    ("BI-0976W", "L191126O") it is."""
-    if i == 0 or i + 1 >= len(text):
+    letter between two letters, separators skipped: "7470 0170" holds its "0"s on both sides),
+    or the value's other characters are all of its kind (at least ``_RUN_MIN`` of them:
+    "7470 0170 7178"): there a look-alike of the other kind ("O" inside "2091") is not a
+    reading the value's context allows; at a group's edge next to the other kind or at the
+    value's end in a mixed value ("BI-0976W", "L191126O") it is."""
+    ch = text[i]
+    if not ch.isalnum():
         return False
-    ch, lt, rt = text[i], text[i - 1], text[i + 1]
-    if ch.isdigit():
-        return lt.isdigit() and rt.isdigit()
-    if ch.isalpha():
-        return lt.isalpha() and rt.isalpha()
-    return False
+    digit = ch.isdigit()
+    others = [c for j, c in enumerate(text) if j != i and c.isalnum()]
+    if len(others) >= _RUN_MIN and all(c.isdigit() == digit for c in others):
+        return True
+    left = next((c for c in reversed(text[:i]) if c.isalnum()), None)
+    right = next((c for c in text[i + 1 :] if c.isalnum()), None)
+    if left is None or right is None:
+        return False
+    return left.isdigit() == digit and right.isdigit() == digit
+
+
+_RUN_MIN = 4
 
 
 def _value_is_span(f: FieldResult, raw: str) -> bool:

@@ -364,3 +364,39 @@ def test_a_lookalike_inside_a_run_of_its_own_kind_is_no_doubt(verify):
     edge = _with_alt("BI-4070W", 6, 0.928, "O", 0.044)  # the last digit, before "W"
     g = verify([extracted("model", "BI-4070W", 0)], [edge], schema).fields[0]
     assert g.confidence_parts["lookalike"] == pytest.approx(0.044)
+
+
+def test_a_separator_the_field_drops_costs_no_confidence(verify):
+    """ "7470 0170 7178": the recogniser is 0.72 sure of the space between digit groups (the
+    rest is CTC's blank: no character). The serial drops spaces, so space or nothing is the
+    same value and the value stays as sure as its digits; a digit as the space's runner-up
+    would put a character into the value and does count. A model keeps its spaces
+    ("XCP 155 S"), so there the space's doubt stays."""
+    text = "7470 0170 7178"
+    spaced = _with_alt(text, 4, 0.72, "-", 0.01)
+    f = verify([extracted("serial_number", text, 0)], [spaced], None).fields[0]
+    assert f.value == "747001707178"
+    assert f.confidence_parts["recognition"] == pytest.approx(0.98, abs=1e-3)
+    digit = _with_alt(text, 4, 0.72, "1", 0.2)
+    g = verify([extracted("serial_number", text, 0)], [digit], None).fields[0]
+    assert g.confidence_parts["recognition"] == pytest.approx(0.8, abs=1e-3)
+    model = _with_alt("XCP 155 S", 3, 0.72, "-", 0.01)
+    schema = {"fields": [{"name": "model"}]}
+    h = verify([extracted("model", "XCP 155 S", 0)], [model], schema).fields[0]
+    assert h.confidence_parts["recognition"] == pytest.approx(0.72, abs=1e-3)
+
+
+def test_a_letter_lookalike_in_an_all_digit_value_is_no_doubt(verify):
+    """ "7470 0170 7178" with "O" at 2.3 % for the "0" that ends its first group: every other
+    character of the value is a digit, so "7470 O170" is no reading the context allows (no
+    doubt); in a mixed value the same runner-up next to a letter still counts."""
+    text = "7470 0170 7178"
+    f = verify(
+        [extracted("serial_number", text, 0)], [_with_alt(text, 3, 0.93, "O", 0.05)], None
+    ).fields[0]
+    assert f.confidence_parts["lookalike"] == 0.0
+    mixed = "UPU 0452 7170"
+    g = verify(
+        [extracted("serial_number", mixed, 0)], [_with_alt(mixed, 4, 0.93, "O", 0.05)], None
+    ).fields[0]
+    assert g.confidence_parts["lookalike"] == pytest.approx(0.05)
