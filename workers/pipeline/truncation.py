@@ -32,8 +32,10 @@ Per line end (``start`` = before the first character, ``end`` = after the last),
   (dark share >= ``INK_RATIO`` x the line's, not a solid dark area), and so does the strip
   from there to one character width beyond. The detector pads the boxes it draws, so a whole
   line ends in background. A table's vertical rule or a frame line next to the text is not
-  ink that continues the line: columns that stay dark ``RULE_REACH`` line heights above and
-  below the box (a character stops at its line's height) are left out of both shares.
+  ink that continues the line, nor is the dark product around a label: columns dark without a
+  break from the line's middle to most of ``RULE_REACH`` line heights above or below the box
+  (a character stops at its line's height) are left out of both shares. On light print on a
+  dark label the ink is the light.
 
 Per character, ``char_glare`` is the share of its cell (the line split proportionally by the
 characters read) in the glare mask, or 1 where the cell of a letter or digit is such a faint
@@ -46,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -60,7 +63,8 @@ INK_RATIO = 0.5
 INK_SOLID = 0.65
 INK_BAND = 0.2
 RULE_REACH = 0.6  # x line height above and below the box: where a rule runs on and text stops
-RULE_COVER = 0.85
+RULE_COVER = 0.6
+RULE_TILT = 0.1  # x line height: how far a rule may drift sideways over the reach
 WASH_BRIGHTER = 6.0
 WASH_CONTRAST = 0.4
 WASH_TEXTURE = 3.0  # x the paper's interquartile range: the margin on textured paper
@@ -162,6 +166,7 @@ def line_cuts(
     geoms = {ln.order: _geom(ln) for ln in lines}
     has_glare = glare is not None and bool(np.any(glare))
     out: dict[int, LineCut] = {}
+    inverted: np.ndarray | None = None
     for ln in lines:
         g = geoms[ln.order]
         if g is None:
@@ -170,7 +175,13 @@ def line_cuts(
         ph = 16
         line_patch = _warp(gray, np.stack([g.tl, g.tr, g.br, g.bl]), ph)
         thresh, _ = cv2.threshold(line_patch, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        line_ink = _dark_share(line_patch, float(thresh))
+        # light print on a dark label: the ink is what is brighter than the threshold
+        light_ink = float(np.median(line_patch)) < float(thresh)
+        if light_ink and inverted is None:
+            inverted = 255 - gray
+        ink_img = inverted if light_ink and inverted is not None else gray
+        ink_thresh = 255.0 - float(thresh) if light_ink else float(thresh)
+        line_ink = _dark_share(255 - line_patch if light_ink else line_patch, ink_thresh)
         bright = line_patch[line_patch > thresh]
         if bright.size:
             p25, paper, p75 = (float(v) for v in np.percentile(bright, (25, 50, 75)))
@@ -202,7 +213,7 @@ def line_cuts(
                 causes[side].append("glare")
             elif _washed(_warp(gray, q, ph), paper, dark, margin):
                 causes[side].append("glare")
-            ink, ink2, rule_at = _border_ink(gray, g, side, float(thresh))
+            ink, ink2, rule_at = _border_ink(ink_img, g, side, ink_thresh)
             gap = _neighbour(g, side, ln.order, geoms)
             if gap is not None and not (rule_at is not None and rule_at <= gap + g.char_w * 0.2):
                 causes[side].append("neighbour")  # no rule between them: one run of text
@@ -222,36 +233,62 @@ def _border_ink(
 ) -> tuple[float, float, float | None]:
     """Dark shares at character height of the band ``INK_BAND`` character widths either side
     of the box's ``side`` border and of the strip from there to one character width beyond,
-    without rule columns: columns dark over ``RULE_COVER`` of a strip ``RULE_REACH`` line
-    heights taller than the box on both sides (a table's vertical rule, a frame line), which
-    run on past the text where a character stops at its line's height. Third: how far beyond
-    the border (px, negative inside) the first rule column lies, None without one."""
+    without the columns that stay dark past the line: dark without a break from the line's
+    middle row to ``RULE_COVER`` of the ``RULE_REACH`` line heights above or below the box (a
+    table's vertical rule, a frame line, the dark product around a label), where a character
+    stops at its line's height. Third: how far beyond the border (px, negative inside) the
+    first such column lies, None without one."""
     q = _strip(g, side, INK_BAND * g.char_w, g.char_w)
     reach = RULE_REACH * g.height
     tall = np.stack(
         [q[0] - g.n * reach, q[1] - g.n * reach, q[2] + g.n * reach, q[3] + g.n * reach]
     )
-    ph = max(16, int(round(g.height)))  # native resolution: a rule may be 1 px thin
-    rows = int(round(ph * (1.0 + 2.0 * RULE_REACH)))
-    patch = _warp(gray, tall, rows) < thresh
-    if side == "start":  # column 0 inside the box, as for the end
-        patch = patch[:, ::-1]
-    rule = patch.mean(axis=0) >= RULE_COVER
-    rule = rule | np.roll(rule, 1) | np.roll(rule, -1)  # the rule's anti-aliased sides
+
+    # the rule columns at native resolution (a rule may be 1 px thin), a row's dark within
+    # +-w columns (a rule tilted by the view still counts as one column)
+    ph = max(16, int(round(g.height)))
     top = int(round(ph * RULE_REACH))
-    text = patch[top + ph // 4 : top + ph - ph // 4]
-    width = patch.shape[1]
-    split = int(round(width * 2.0 * INK_BAND / (INK_BAND + 1.0)))  # the band's far side
+    fine = _warp(gray, tall, ph + 2 * top) < thresh
+    if side == "start":  # column 0 inside the box, as for the end
+        fine = fine[:, ::-1]
+    w = max(1, int(round(RULE_TILT * ph)))
+    near = cv2.dilate(fine.astype(np.uint8), np.ones((1, 2 * w + 1), np.uint8)) > 0
+    # dark without a break from the line's middle row to RULE_COVER of the reach beyond the
+    # box, up or down: a rule runs on (a table's last row may end at its border below); a
+    # character stops at its line's height, and the next line starts after a gap of paper
+    mid = top + ph // 2
+    run_up = _run(near[mid::-1])
+    run_down = _run(near[mid:])
+    past = np.maximum(run_up, run_down) >= ph - ph // 2 + RULE_COVER * top
+    past = past | np.roll(past, 1) | np.roll(past, -1)  # a rule's anti-aliased sides
+    # the shares as the line's own: 16 px high, the middle half of the rows (``_dark_share``)
+    split = int(round(past.size * 2.0 * INK_BAND / (INK_BAND + 1.0)))  # the band's far side
 
-    def share(a: int, b: int) -> float:
-        keep = ~rule[a:b]
-        cols = text[:, a:b][:, keep]
-        return float(cols.mean()) if cols.size else 0.0
+    def share(quad: np.ndarray, cols: np.ndarray) -> float:
+        patch = _warp(gray, quad, 16)
+        if side == "start":
+            patch = patch[:, ::-1]
+        band = patch[4:12] < thresh
+        edges = np.linspace(0, cols.size, band.shape[1] + 1).astype(int)
+        skip = np.array([cols[a : max(b, a + 1)].any() for a, b in pairwise(edges)])
+        if skip.size > 2:  # the coarse sampling blurs a rule into the next column
+            skip = skip | np.r_[skip[1:], False] | np.r_[False, skip[:-1]]
+        kept = band[:, ~skip]
+        return float(kept.mean()) if kept.size else 0.0
 
-    cols = np.flatnonzero(patch.mean(axis=0) >= RULE_COVER)
-    px = (INK_BAND + 1.0) * g.char_w / width  # image px per column
+    ink = share(_strip(g, side, INK_BAND * g.char_w, INK_BAND * g.char_w), past[:split])
+    ink2 = share(_strip(g, side, -INK_BAND * g.char_w, g.char_w), past[split:])
+    cols = np.flatnonzero(past)
+    px = (INK_BAND + 1.0) * g.char_w / past.size  # image px per native column
     rule_at = float(cols[0] * px - INK_BAND * g.char_w) if cols.size else None
-    return share(0, split), share(split, width), rule_at
+    return ink, ink2, rule_at
+
+
+def _run(rows: np.ndarray) -> np.ndarray:
+    """Per column, how many rows from the first are dark without a break."""
+    broken = ~rows
+    first = broken.argmax(axis=0)
+    return np.where(broken.any(axis=0), first, rows.shape[0])
 
 
 def _washed(strip: np.ndarray, paper: float, dark: float, margin: float) -> bool:
