@@ -176,3 +176,30 @@ def test_truncated_value_is_never_auto_accepted():
     assert reasons == [("truncated", "serial_number", {"side": "end", "causes": ["glare"]})]
     d = out.review.to_dict()
     assert d["reasons"][0]["code"] == "truncated"
+
+
+def test_a_rule_that_ends_at_the_row_border_and_light_print_on_a_dark_label():
+    """A table's last row: the vertical rule left of the value runs up past the text and stops
+    at the table's bottom border right under it; it is still a rule, no ink cut. Light print on
+    a dark label: a whole line's box is no cut, a box that stops inside the serial is one
+    (the ink is the light print there)."""
+    font = load_font(40)
+    img = Image.new("L", (900, 240), 235)
+    d = ImageDraw.Draw(img)
+    d.text((310, 120), "W7J471183", fill=20, font=font)
+    b = d.textbbox((310, 120), "W7J471183", font=font)
+    d.line([(b[0] - 8, 20), (b[0] - 8, b[3] + 6)], fill=20, width=2)
+    d.line([(100, b[3] + 6), (800, b[3] + 6)], fill=20, width=2)
+    box = (b[0] - 4, b[1] - 4, b[2] + 4, b[3] + 4)
+    cuts = line_cuts(np.asarray(img), [tl("W7J471183", 0, box)], None)
+    assert not cuts[0].any, cuts
+
+    dark = Image.new("L", (900, 240), 35)
+    d = ImageDraw.Draw(dark)
+    d.text((60, 80), "S/N: QX77812345", fill=225, font=font)
+    b = d.textbbox((60, 80), "S/N: QX77812345", font=font)
+    whole = tl("S/N: QX77812345", 0, (b[0] - 4, b[1] - 4, b[2] + 4, b[3] + 4))
+    assert not line_cuts(np.asarray(dark), [whole], None)[0].any
+    cut_x = b[0] + font.getlength("S/N: QX778") + 2
+    part = tl("S/N: QX778", 0, (b[0] - 4, b[1] - 4, cut_x, b[3] + 4))
+    assert "ink" in line_cuts(np.asarray(dark), [part], None)[0].end
