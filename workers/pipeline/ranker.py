@@ -74,7 +74,7 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "13"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "14"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
@@ -83,7 +83,8 @@ RANKER_VERSION = "13"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption
 # 9: a generic key qualified by a word of its own ("N° enreg.:") names another thing; 10: the
 # key 제조시 (the reader's 제조사); 11: a distractor key claims its value line right of it ("Tel"
 # over "+33 8 58 19 80 51"), no header key over a value that follows an unknown key of its line;
-# 12: the serial key 机号; 13: a line joins a row only when it overlaps every line of it
+# 12: the serial key 机号; 13: a line joins a row only when it overlaps every line of it;
+# 14: a model of letters only in mixed case is a word ("Manual"), no rival to a type code
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -1138,6 +1139,8 @@ def _shape(kind: str, name: str, c: Candidate, toks: list[Token], keyless: bool)
                 return None
             if digits == 0:
                 s -= 1.0
+                if not val.isupper():
+                    s -= 1.5  # a word ("Manual", the next row's caption), not a type code
             for w in words[1:]:
                 if any(ch.isdigit() for ch in w) or (w.isupper() and len(w) <= 6):
                     s += 0.1

@@ -775,3 +775,22 @@ def test_a_key_right_above_its_value_is_not_in_the_value_row(ranker):
     got = fields(ranker, ls)
     assert got["serial_number"].value == "059444988223"
     assert got["lot"].value == "LT-9134"
+
+
+def test_a_mixed_case_word_is_no_rival_to_a_type_code(ranker):
+    """A key-value grid: "Bauart" with "XCP 155 S" in its cell, and the next row's caption
+    "Manual" right under the key. "Manual" is no type code (letters only, in mixed case), so it
+    does not lower the confidence of the model as a close rival would."""
+    ls = _box_lines(
+        [
+            ("Seriennummer", 149, 190, 330, 222),
+            ("2215-85989", 457, 190, 640, 224),
+            ("Bauart", 149, 250, 238, 282),
+            ("XCP 155 S", 457, 248, 642, 284),
+            ("Manual", 148, 310, 244, 342),
+            ("952-85648-P", 457, 308, 660, 344),
+        ]
+    )
+    got = fields(ranker, ls)
+    assert got["model"].value == "XCP 155 S"
+    assert got["model"].extraction_confidence >= 0.95
