@@ -14,7 +14,9 @@ labels alike); every geometric feature below is in that upright frame.
    multilingual ``fieldspec.keys.FIELD_KEYS``, the generic ``WEAK_KEYS`` and the distractor
    ``OTHER_KEYS``. A key starts at a word start (CJK/Hangul keys anywhere) and ends before a
    non-letter/digit; the longest key wins at a position; Latin keys of 6+ characters also match
-   with one edit (two from 10), at a lower strength. A line that is one key in several
+   with one edit (two from 10), at a lower strength, and CJK / Hangul keys of 3+ characters
+   with one character inside them that the reader was unsure of (under ``UNSURE_CHAR``:
+   "机力号" for 机身号, whose "身" it could not write). A line that is one key in several
    languages ("S/N / Ser.-Nr. / N° de série") becomes one key over the whole line; a generic
    key glued into a compound ("Kat.-Nr.") or qualified by a word of its own ("N° enreg.:")
    names another thing (no key, or a distractor key).
@@ -59,7 +61,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -84,7 +86,8 @@ RANKER_VERSION = "14"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption
 # key 제조시 (the reader's 제조사); 11: a distractor key claims its value line right of it ("Tel"
 # over "+33 8 58 19 80 51"), no header key over a value that follows an unknown key of its line;
 # 12: the serial key 机号; 13: a line joins a row only when it overlaps every line of it;
-# 14: a model of letters only in mixed case is a word ("Manual"), no rival to a type code
+# 14: a model of letters only in mixed case is a word ("Manual"), no rival to a type code;
+# a CJK / Hangul key with one unsure character inside ("机力号" for 机身号)
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -93,6 +96,7 @@ W_VALID = 1.5
 W_INVALID = -1.5
 ACCEPT = 0.8  # minimum score of an assigned pair
 STRENGTH_FUZZY = 0.85
+UNSURE_CHAR = 0.5  # a CJK key's character read under this confidence may be any other
 STRENGTH_WEAK = 0.7
 
 CONF = {"left": 0.995, "cell": 0.99, "above": 0.99, "below": 0.98, "far": 0.7}
@@ -227,6 +231,12 @@ class Vocabulary:
             if len(norm) >= 6 and norm.isascii():
                 self.fuzzy.setdefault((0, norm[:2]), []).append((norm, k))
                 self.fuzzy.setdefault((1, norm[-2:]), []).append((norm, k))
+        # keys of three or more CJK / Hangul characters, by (first, last) character, for a
+        # key with one unsure character inside it (``_unsure_cjk_at``)
+        self.cjk: dict[tuple[str, str], list[tuple[str, _Key]]] = {}
+        for norm, k in list(self.strict.items()) + list(self.loose.items()):
+            if len(norm) >= 3 and all(ch.isalpha() and _is_cjk(ch) for ch in norm):
+                self.cjk.setdefault((norm[0], norm[-1]), []).append((norm, k))
 
 
 def _builtin_entries() -> list[_Key]:
@@ -344,8 +354,10 @@ class _Line:
         return self.x0 + (self.cum[pos] / total) * (self.x1 - self.x0)
 
 
-def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
-    """Key matches in one line of text (module docstring, step 1), left to right."""
+def find_keys(text: str, vocab: Vocabulary, confs: Sequence[float] | None = None) -> list[KeyHit]:
+    """Key matches in one line of text (module docstring, step 1), left to right. ``confs``:
+    the recogniser's per-character confidences of ``text`` (a CJK key with one character it
+    was unsure of inside it still counts, ``_unsure_cjk_at``)."""
     strict: list[str] = []
     loose: list[str] = []
     owner: list[int] = []
@@ -397,6 +409,13 @@ def find_keys(text: str, vocab: Vocabulary) -> list[KeyHit]:
         strength = 1.0
         if found is None and vocab.fuzzy:
             found = _fuzzy_at(nl, k, owner, text, vocab)
+            strength = STRENGTH_FUZZY
+        if found is None and confs is not None and vocab.cjk:
+            found = _unsure_cjk_at(nl, k, owner, confs, vocab)
+            if found is not None and not (
+                ends_ok(owner[k + found[0] - 1] + 1, ns[k + found[0] - 1]) and one_key(k, found[0])
+            ):
+                found = None
             strength = STRENGTH_FUZZY
         if found is None:
             k += 1
@@ -518,6 +537,27 @@ def _key_stack(text: str, hits: list[KeyHit]) -> list[KeyHit]:
     return [KeyHit(-1, start, end, hits[0].field, strength, hits[0].key)]
 
 
+def _unsure_cjk_at(
+    nl: str, k: int, owner: list[int], confs: Sequence[float], vocab: Vocabulary
+) -> tuple[int, _Key] | None:
+    """A CJK / Hangul key of three or more characters at key-form offset ``k`` with one
+    character inside it (not the first or last) read otherwise at a confidence under
+    ``UNSURE_CHAR``: "机力号" with "力" at 0.4 is "机身号" whose "身" the reader could not
+    write. One sure wrong character is another word, not this key."""
+    best: tuple[int, _Key] | None = None
+    for ln in range(3, min(len(nl) - k, 8) + 1):
+        for norm, key in vocab.cjk.get((nl[k], nl[k + ln - 1]), ()):
+            if len(norm) != ln:
+                continue
+            diff = [j for j in range(1, ln - 1) if nl[k + j] != norm[j]]
+            if len(diff) != 1:
+                continue
+            o = owner[k + diff[0]]
+            if o < len(confs) and confs[o] < UNSURE_CHAR and (best is None or ln > best[0]):
+                best = (ln, key)
+    return best
+
+
 def _fuzzy_at(
     nl: str, k: int, owner: list[int], text: str, vocab: Vocabulary
 ) -> tuple[int, _Key] | None:
@@ -605,7 +645,7 @@ def analyse(lines: list[TextLine], vocab: Vocabulary) -> list[_Line]:
         cum = [0.0]
         for ch in ln.text:
             cum.append(cum[-1] + _char_width(ch))
-        keys = find_keys(ln.text, vocab)
+        keys = find_keys(ln.text, vocab, ln.char_confidences)
         info = _Line(i, ln.text, min(xs), min(ys), max(xs), max(ys), ln.confidence, cum, keys, [])
         for kh in keys:
             kh.line = i

@@ -794,3 +794,42 @@ def test_a_mixed_case_word_is_no_rival_to_a_type_code(ranker):
     got = fields(ranker, ls)
     assert got["model"].value == "XCP 155 S"
     assert got["model"].extraction_confidence >= 0.95
+
+
+def test_a_cjk_key_with_one_unsure_character_inside_still_names_the_serial(ranker):
+    """The reader wrote the serial key 机身号 as "机力号" with "力" at 0.4: one character of a
+    three-character CJK key that it was unsure of is damage, not another word, so the serial
+    after it is keyed. The same character read at 0.99 is another word (no key)."""
+
+    def read(conf: float) -> dict:
+        text = "机力号:4338 9153 2355"
+        confs = [0.99] * len(text)
+        confs[1] = conf
+        ls = [
+            TextLine(
+                0,
+                "型号:TG-65J26",
+                0.98,
+                (0.98,) * 11,
+                (),
+                ((40, 40), (300, 40), (300, 70), (40, 70)),
+            ),
+            TextLine(
+                1,
+                "Art. No.-174.512.92",
+                0.98,
+                (0.98,) * 19,
+                (),
+                ((40, 90), (340, 90), (340, 120), (40, 120)),
+            ),
+            TextLine(
+                2, text, 0.98, tuple(confs), (), ((40, 140), (400, 140), (400, 170), (40, 170))
+            ),
+        ]
+        return fields(ranker, ls)
+
+    unsure = read(0.4)["serial_number"]
+    assert unsure.value == "433891532355"
+    assert unsure.extraction_confidence >= 0.9
+    sure = read(0.99).get("serial_number")
+    assert sure is None or sure.extraction_confidence <= 0.55
