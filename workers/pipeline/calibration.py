@@ -35,7 +35,8 @@ KEY_STAGES = ("detection", "recognition", "fields")
 # that formula changes: a map fitted on the old raw scores does not fit the new ones.
 # 2: x (1 - LOOKALIKE_WEIGHT x the look-alike doubt above its floor); a character's
 # confidence includes its alternatives that normalise to the same character.
-RAW_VERSION = "2"
+# 3: a separator the field drops costs nothing; no look-alike doubt in a value of one kind.
+RAW_VERSION = "3"
 DATE_FIELDS = frozenset({"mfg_date", "expiry_date", "date", "best_before"})
 
 
