@@ -162,8 +162,8 @@ def build(name: str, n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--synth", type=int, default=300)
-    ap.add_argument("--clean", type=int, default=100)
+    ap.add_argument("--synth", type=int, default=600)
+    ap.add_argument("--clean", type=int, default=200)
     ap.add_argument("--expdate", type=int, default=150)
     ap.add_argument("--indep", type=int, default=0)
     a = ap.parse_args()

@@ -505,11 +505,11 @@ def indep_tables(rows: dict[str, list[IndepRow]], title: str = "independent name
         ),
     )
     line(
-        f"images auto-accepted at {PRODUCT_THRESHOLD:.2f} (product type default)",
+        f"images auto-accepted at {PRODUCT_THRESHOLD:g} (product type default)",
         lambda rs: _pct(sum(bool(r.accepted_product) for r in rs), len(rs)),
     )
     line(
-        f"wrong among auto-accepted fields at {PRODUCT_THRESHOLD:.2f}",
+        f"wrong among auto-accepted fields at {PRODUCT_THRESHOLD:g}",
         lambda rs: (
             _pct(
                 sum(r.accepted_product_wrong for r in rs),
