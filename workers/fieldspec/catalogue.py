@@ -136,7 +136,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     _known(
         "lot",
         gettext_noop("Lot"),
-        pattern=r"[A-Z0-9][A-Z0-9./-]{0,19}",
+        pattern=r"[A-Z0-9][A-Z0-9./-]{1,19}",
         normalise=("upper", "strip_spaces"),
         keywords={
             "en": ("LOT", "LOT NO", "Lot No", "Lot No.", "Batch", "Batch No", "Batch No."),
@@ -169,7 +169,7 @@ _CATALOGUE: tuple[KnownField, ...] = (
     _known(
         "model",
         gettext_noop("Model"),
-        pattern=r"[A-Z0-9][A-Z0-9 ./_+-]{0,39}",
+        pattern=r"[A-Z0-9][A-Z0-9 ./_+-]{1,39}",
         normalise=("upper", "collapse_spaces"),
         keywords={
             "en": ("Model", "Model No", "Model No.", "Model Name", "Type"),

@@ -153,3 +153,12 @@ def test_admin_and_pipeline_accept_the_same_schemas(schema, ok):
     except Exception:  # noqa: BLE001 - TerminalError("bad_schema")
         pipe_ok = False
     assert web_ok is ok and pipe_ok is ok
+
+
+@pytest.mark.parametrize("name", ["lot", "model"])
+def test_a_one_character_lot_or_model_is_not_valid(name):
+    """A lot or a model of one character is a fragment of a read (the reader kept only the
+    "0" of "20L314"), never a value to pass as valid; two characters are."""
+    spec = spec_for(name, resolve_schema(None))
+    assert not validate_field("0", spec, today=TODAY).valid
+    assert validate_field("A1", spec, today=TODAY).valid
