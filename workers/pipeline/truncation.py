@@ -176,12 +176,12 @@ def line_cuts(
         line_patch = _warp(gray, np.stack([g.tl, g.tr, g.br, g.bl]), ph)
         thresh, _ = cv2.threshold(line_patch, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         # light print on a dark label: the ink is what is brighter than the threshold
-        light_ink = float(np.median(line_patch)) < float(thresh)
-        if light_ink and inverted is None:
-            inverted = 255 - gray
-        ink_img = inverted if light_ink and inverted is not None else gray
-        ink_thresh = 255.0 - float(thresh) if light_ink else float(thresh)
-        line_ink = _dark_share(255 - line_patch if light_ink else line_patch, ink_thresh)
+        ink_img, ink_thresh, ink_patch = gray, float(thresh), line_patch
+        if float(np.median(line_patch)) < float(thresh):
+            if inverted is None:
+                inverted = 255 - gray
+            ink_img, ink_thresh, ink_patch = inverted, 255.0 - float(thresh), 255 - line_patch
+        line_ink = _dark_share(ink_patch, ink_thresh)
         bright = line_patch[line_patch > thresh]
         if bright.size:
             p25, paper, p75 = (float(v) for v in np.percentile(bright, (25, 50, 75)))

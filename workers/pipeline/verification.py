@@ -85,6 +85,9 @@ LOOKALIKE_PRIOR = 0.05  # ``correction.correct``'s default ``lookalike_prior``
 # 2026-12-02). Weights 4..16 and floors 0..0.02 fit that half about equally well.
 LOOKALIKE_WEIGHT = 8.0
 LOOKALIKE_FLOOR = 0.01
+# ``_in_run``: a value whose other characters (at least this many) are all digits (letters)
+# allows no letter (digit) look-alike
+_RUN_MIN = 4
 
 
 def product_schema(schema: Mapping[str, Any] | ProductSchema | None) -> ProductSchema:
@@ -408,7 +411,6 @@ def _value_confidences(span: _Span, spec: FieldSpec) -> list[float]:
     text = span.line.text[span.start : span.end]
     whole = normalise(text, spec)
     for i, (ch, a) in enumerate(zip(text, alts, strict=False)):
-        key = normalise(ch, spec)
         if not ch.isalnum() and normalise(text[:i] + text[i + 1 :], spec) == whole:
             # a separator the field drops ("7470 0170 7178" -> "747001707178"): whether the
             # recogniser wrote it or nothing (CTC blank) is the same value; only an
@@ -417,6 +419,7 @@ def _value_confidences(span: _Span, spec: FieldSpec) -> list[float]:
                 0.0, 1.0 - sum(float(p) for c, p in a if c != ch and normalise(c, spec).strip())
             )
             continue
+        key = normalise(ch, spec)
         same = {ch}
         p_read = next((float(p) for c, p in a if c == ch), 0.0)
         mass = p_read
@@ -476,9 +479,6 @@ def _in_run(text: str, i: int) -> bool:
     if left is None or right is None:
         return False
     return left.isdigit() == digit and right.isdigit() == digit
-
-
-_RUN_MIN = 4
 
 
 def _value_is_span(f: FieldResult, raw: str) -> bool:

@@ -805,27 +805,14 @@ def test_a_cjk_key_with_one_unsure_character_inside_still_names_the_serial(ranke
         text = "机力号:4338 9153 2355"
         confs = [0.99] * len(text)
         confs[1] = conf
-        ls = [
-            TextLine(
-                0,
-                "型号:TG-65J26",
-                0.98,
-                (0.98,) * 11,
-                (),
-                ((40, 40), (300, 40), (300, 70), (40, 70)),
-            ),
-            TextLine(
-                1,
-                "Art. No.-174.512.92",
-                0.98,
-                (0.98,) * 19,
-                (),
-                ((40, 90), (340, 90), (340, 120), (40, 120)),
-            ),
-            TextLine(
-                2, text, 0.98, tuple(confs), (), ((40, 140), (400, 140), (400, 170), (40, 170))
-            ),
-        ]
+        ls = _box_lines(
+            [
+                ("型号:TG-65J26", 40, 40, 300, 70),
+                ("Art. No.-174.512.92", 40, 90, 340, 120),
+                (text, 40, 140, 400, 170),
+            ]
+        )
+        ls[2] = replace(ls[2], char_confidences=tuple(confs))
         return fields(ranker, ls)
 
     unsure = read(0.4)["serial_number"]
