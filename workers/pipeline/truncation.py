@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -164,6 +163,7 @@ def line_cuts(
     ``gray``: (H, W) uint8 image in the lines' pixel frame; ``glare``: optional (H, W) uint8
     glare mask (nonzero = glare) in the same frame."""
     geoms = {ln.order: _geom(ln) for ln in lines}
+    all_lines = _Lines(geoms)
     has_glare = glare is not None and bool(np.any(glare))
     out: dict[int, LineCut] = {}
     inverted: np.ndarray | None = None
@@ -184,10 +184,10 @@ def line_cuts(
         line_ink = _dark_share(ink_patch, ink_thresh)
         bright = line_patch[line_patch > thresh]
         if bright.size:
-            p25, paper, p75 = (float(v) for v in np.percentile(bright, (25, 50, 75)))
+            p25, paper, p75 = _percentiles(bright, (25, 50, 75))
         else:
             p25 = paper = p75 = float(thresh)
-        dark = float(np.percentile(line_patch, 5))
+        dark = _percentiles(line_patch, (5,))[0]
         # textured paper needs more; near-white paper has little room left to brighten
         margin = max(WASH_BRIGHTER, min(WASH_TEXTURE * (p75 - p25), WASH_HEADROOM * (255 - paper)))
         n = max(1, len(ln.text))
@@ -214,7 +214,7 @@ def line_cuts(
             elif _washed(_warp(gray, q, ph), paper, dark, margin):
                 causes[side].append("glare")
             ink, ink2, rule_at = _border_ink(ink_img, g, side, ink_thresh)
-            gap = _neighbour(g, side, ln.order, geoms)
+            gap = _neighbour(g, side, ln.order, all_lines)
             if gap is not None and not (rule_at is not None and rule_at <= gap + g.char_w * 0.2):
                 causes[side].append("neighbour")  # no rule between them: one run of text
             # ink at the box's own border: the box cuts through a character
@@ -270,9 +270,15 @@ def _border_ink(
             patch = patch[:, ::-1]
         band = patch[4:12] < thresh
         edges = np.linspace(0, cols.size, band.shape[1] + 1).astype(int)
-        skip = np.array([cols[a : max(b, a + 1)].any() for a, b in pairwise(edges)])
+        # per sampled column: any rule column in [edge, max(next edge, edge + 1))
+        upto = np.concatenate(([0], np.cumsum(cols)))
+        stop = np.minimum(np.maximum(edges[1:], edges[:-1] + 1), cols.size)
+        skip = upto[stop] > upto[np.minimum(edges[:-1], cols.size)]
         if skip.size > 2:  # the coarse sampling blurs a rule into the next column
-            skip = skip | np.r_[skip[1:], False] | np.r_[False, skip[:-1]]
+            grown = skip.copy()
+            grown[:-1] |= skip[1:]
+            grown[1:] |= skip[:-1]
+            skip = grown
         kept = band[:, ~skip]
         return float(kept.mean()) if kept.size else 0.0
 
@@ -282,6 +288,21 @@ def _border_ink(
     px = (INK_BAND + 1.0) * g.char_w / past.size  # image px per native column
     rule_at = float(cols[0] * px - INK_BAND * g.char_w) if cols.size else None
     return ink, ink2, rule_at
+
+
+def _percentiles(a: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """``np.percentile(a, qs)`` (linear interpolation) from one ``np.partition``: the same
+    values, several times faster on the small patches read here per character."""
+    flat = a.ravel()
+    n = flat.size
+    pos = [q / 100.0 * (n - 1) for q in qs]
+    lo = [int(math.floor(p)) for p in pos]
+    hi = [min(k + 1, n - 1) for k in lo]
+    part = np.partition(flat, sorted(set(lo + hi)))
+    return [
+        float(part[a_]) + (p - a_) * (float(part[b]) - float(part[a_]))
+        for p, a_, b in zip(pos, lo, hi, strict=True)
+    ]
 
 
 def _run(rows: np.ndarray) -> np.ndarray:
@@ -296,31 +317,44 @@ def _washed(strip: np.ndarray, paper: float, dark: float, margin: float) -> bool
     it (module docstring): ``margin`` grey levels over the line's paper, faded ink."""
     if paper - dark < WASH_MIN_LINE_CONTRAST or strip.size == 0:
         return False
-    hi, lo = np.percentile(strip, (90, 5))
+    hi, lo = _percentiles(strip, (90, 5))
     return hi - paper >= margin and (hi - lo) <= WASH_CONTRAST * (paper - dark)
 
 
-def _neighbour(g: _Geom, side: str, order: int, geoms: Mapping[int, _Geom | None]) -> float | None:
+class _Lines:
+    """The geometry of every line of a read as arrays, for the neighbour search."""
+
+    def __init__(self, geoms: Mapping[int, _Geom | None]) -> None:
+        items = [(k, o) for k, o in geoms.items() if o is not None]
+        self.orders = np.array([k for k, _ in items], dtype=np.int64)
+        if not items:
+            self.heights = self.centres = self.u = self.starts = self.ends = np.zeros((0, 2))
+            return
+        self.heights = np.array([o.height for _, o in items])
+        self.centres = np.array([(o.tl + o.tr + o.br + o.bl) / 4.0 for _, o in items])
+        self.u = np.array([o.u for _, o in items])
+        self.starts = np.array([(o.tl + o.bl) / 2.0 for _, o in items])
+        self.ends = np.array([(o.tr + o.br) / 2.0 for _, o in items])
+
+
+def _neighbour(g: _Geom, side: str, order: int, lines: _Lines) -> float | None:
     """The gap (px) to another line on the same baseline that starts (ends, for ``start``)
-    within ``NEIGHBOUR_GAP`` character widths of this end, None without one."""
+    within ``NEIGHBOUR_GAP`` character widths of this end, None without one (the first such
+    line in reading order)."""
+    if lines.orders.size == 0:
+        return None
     centre = (g.tl + g.tr + g.br + g.bl) / 4.0
-    for k, o in geoms.items():
-        if k == order or o is None:
-            continue
-        if not (1 / 1.6 <= o.height / g.height <= 1.6):
-            continue
-        oc = (o.tl + o.tr + o.br + o.bl) / 4.0
-        if abs(float((oc - centre) @ g.n)) > 0.5 * g.height:
-            continue
-        if abs(float(o.u @ g.u)) < math.cos(math.radians(20)):
-            continue
-        if side == "end":
-            gap = float(((o.tl + o.bl) / 2.0 - (g.tr + g.br) / 2.0) @ g.u)
-        else:
-            gap = float(((g.tl + g.bl) / 2.0 - (o.tr + o.br) / 2.0) @ g.u)
-        if -0.5 * g.char_w <= gap <= NEIGHBOUR_GAP * g.char_w:
-            return gap
-    return None
+    ratio = lines.heights / g.height
+    ok = (lines.orders != order) & (ratio >= 1 / 1.6) & (ratio <= 1.6)
+    ok &= np.abs((lines.centres - centre) @ g.n) <= 0.5 * g.height
+    ok &= np.abs(lines.u @ g.u) >= math.cos(math.radians(20))
+    if side == "end":
+        gaps = (lines.starts - (g.tr + g.br) / 2.0) @ g.u
+    else:
+        gaps = ((g.tl + g.bl) / 2.0 - lines.ends) @ g.u
+    ok &= (gaps >= -0.5 * g.char_w) & (gaps <= NEIGHBOUR_GAP * g.char_w)
+    hit = np.flatnonzero(ok)
+    return float(gaps[hit[0]]) if hit.size else None
 
 
 def value_cut(
