@@ -20,7 +20,11 @@ OCR_DET_BOX_THRESH         minimum mean probability inside a box                
 OCR_DET_UNCLIP_RATIO       DB unclip ratio (box expansion)                             1.6
 OCR_USE_CLS                run the 0/180 line classifier (1/0)                         1
 OCR_CLS_THRESH             rotate a line only when the 180 score is above this         0.9
-OCR_REC_BATCH_SIZE         recognition batch size                                      8
+OCR_REC_BATCH_SIZE         recognition batch size (most crops in one batch)            8
+OCR_REC_MIN_WIDTH          recognition input: crops padded to at least this width       320
+OCR_REC_BUCKET             a recognition batch holds crops whose input widths lie      1.3
+                           within this factor of its narrowest (a short word is not
+                           padded to a long line's width; 1e9: batches of any widths)
 OCR_MIN_LINE_SCORE         drop recognised lines with a lower confidence               0.3
 OCR_TOP_K                  alternatives kept per character                             3
 OCR_FIELD_EXTRACTOR        field extractor: ``ranker`` (candidates ranked by key,     ranker
@@ -80,6 +84,8 @@ class PipelineConfig:
     use_cls: bool = True
     cls_thresh: float = 0.9
     rec_batch_size: int = 8
+    rec_min_width: int = 320
+    rec_bucket: float = 1.3
     min_line_score: float = 0.3
     top_k: int = 3
     field_extractor: str = "ranker"
@@ -125,6 +131,10 @@ class PipelineConfig:
             problems.append("det_max_candidates must be positive")
         if not 1 <= self.rec_batch_size <= 256:
             problems.append("OCR_REC_BATCH_SIZE must be in [1, 256]")
+        if not 8 <= self.rec_min_width <= 2048:
+            problems.append("OCR_REC_MIN_WIDTH must be in [8, 2048]")
+        if not self.rec_bucket >= 1.0:
+            problems.append("OCR_REC_BUCKET must be >= 1")
         if not 1 <= self.top_k <= 10:
             problems.append("OCR_TOP_K must be in [1, 10]")
         if self.field_extractor not in ("ranker", "rules", "transformer"):

@@ -22,7 +22,6 @@ from .rectification import orientation_from_classifier
 from .types import RecognizedText
 
 _REC_H = 48
-_REC_MIN_W = 320
 _CLS_SHAPE = (48, 192)
 
 
@@ -72,8 +71,9 @@ class TextRecognizer:
     """CRNN/SVTR CTC recogniser.
 
     pre:  each crop resized to height 48 keeping aspect; a batch is padded (zeros, right) to the
-          width of its widest member (at least 320); crops are sorted by aspect ratio so a batch
-          holds similar widths, and results are returned in the input order.
+          width of its widest member (at least ``rec_min_width``, 320); crops are sorted by
+          width and grouped (:meth:`batches`) so a batch holds similar widths, and results are
+          returned in the input order.
     fwd:  (n, 3, 48, W) float32 -> (n, T, C) softmax probabilities, T = W / 8.
     post: greedy CTC: argmax per step, collapse repeats, drop blank (class 0). Class i in
           1..len(chars) maps to chars[i-1], class len(chars)+1 is a space.
@@ -101,6 +101,8 @@ class TextRecognizer:
         self.labels = np.array(["", *chars, " "], dtype=object)
         self.top_k = config.top_k
         self.batch_size = config.rec_batch_size
+        self.min_width = config.rec_min_width
+        self.bucket = config.rec_bucket
         # per class: its script ("" for blank and space, never masked)
         self.class_scripts = np.array(
             ["", *(char_script(c[0]) if c else "latin" for c in chars), ""], dtype=object
@@ -165,11 +167,16 @@ class TextRecognizer:
             out[t0:t1, self._foreign] = 0.0
         return out
 
+    def input_width(self, crop: np.ndarray) -> int:
+        """The recogniser input width of one crop alone: 48 * aspect, at least
+        ``rec_min_width``, rounded up to a multiple of 8."""
+        width = max(self.min_width, int(math.ceil(_REC_H * crop.shape[1] / max(crop.shape[0], 1))))
+        return int(math.ceil(width / 8) * 8)
+
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
-        """list of (h, w, 3) uint8 -> (n, 3, 48, W) float32, W = max(320, 48 * max aspect)."""
+        """list of (h, w, 3) uint8 -> (n, 3, 48, W) float32, W = the widest ``input_width``."""
         ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
-        width = max(_REC_MIN_W, int(math.ceil(_REC_H * max(ratios))))
-        width = int(math.ceil(width / 8) * 8)
+        width = max(self.input_width(c) for c in crops)
         batch = np.zeros((len(crops), 3, _REC_H, width), dtype=np.float32)
         for i, (c, r) in enumerate(zip(crops, ratios, strict=True)):
             rw = min(width, max(1, int(math.ceil(_REC_H * r))))
@@ -177,6 +184,24 @@ class TextRecognizer:
                 cv2.resize(c, (rw, _REC_H), interpolation=cv2.INTER_LINEAR)
             )
         return batch
+
+    def batches(self, crops: list[np.ndarray]) -> list[list[int]]:
+        """Crop indices in recognition batches: sorted by input width, a batch closes at
+        ``rec_batch_size`` crops or when the next crop is wider than ``rec_bucket`` times the
+        batch's first (a short word is not padded to the width of a long line)."""
+        widths = [self.input_width(c) for c in crops]
+        order = sorted(range(len(crops)), key=lambda i: (widths[i], i))
+        out: list[list[int]] = []
+        for i in order:
+            if (
+                out
+                and len(out[-1]) < self.batch_size
+                and widths[i] <= widths[out[-1][0]] * self.bucket
+            ):
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
 
     def decode(self, probs: np.ndarray) -> RecognizedText:
         """(T, C) float32 softmax -> RecognizedText (script constraint, greedy CTC + per-char
@@ -219,12 +244,8 @@ class TextRecognizer:
     def __call__(self, crops: list[np.ndarray]) -> list[RecognizedText]:
         if not crops:
             return []
-        order = sorted(
-            range(len(crops)), key=lambda i: crops[i].shape[1] / max(crops[i].shape[0], 1)
-        )
         results: list[RecognizedText | None] = [None] * len(crops)
-        for start in range(0, len(order), self.batch_size):
-            ids = order[start : start + self.batch_size]
+        for ids in self.batches(crops):
             x = self.preprocess([crops[i] for i in ids])
             try:
                 probs = self.session.run(None, {self.input_name: x})[0]

@@ -65,9 +65,14 @@ def _det_input(model_set, rgb):
 
 
 def _rec_input(crops):
+    from workers.pipeline.config import PipelineConfig
     from workers.pipeline.recognition import TextRecognizer
 
-    return TextRecognizer.preprocess(None, crops)  # uses no instance state
+    class _S:  # TextRecognizer only needs the input name for preprocess
+        def get_inputs(self):
+            return [type("I", (), {"name": "x"})()]
+
+    return TextRecognizer(PipelineConfig(), _S(), ["a"]).preprocess(crops)
 
 
 def _torch(net, x):
