@@ -76,7 +76,7 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "14"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "15"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
@@ -87,7 +87,8 @@ RANKER_VERSION = "14"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption
 # over "+33 8 58 19 80 51"), no header key over a value that follows an unknown key of its line;
 # 12: the serial key 机号; 13: a line joins a row only when it overlaps every line of it;
 # 14: a model of letters only in mixed case is a word ("Manual"), no rival to a type code;
-# a CJK / Hangul key with one unsure character inside ("机力号" for 机身号)
+# a CJK / Hangul key with one unsure character inside ("机力号" for 机身号); 15: a slashed key
+# glued to its value ("S/N0075 3688 8896")
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -375,11 +376,16 @@ def find_keys(text: str, vocab: Vocabulary, confs: Sequence[float] | None = None
     hits: list[KeyHit] = []
     k = 0
 
-    def ends_ok(end_orig: int, key_last: str) -> bool:
+    def ends_ok(end_orig: int, key_last: str, start_orig: int) -> bool:
         if end_orig >= len(text):
             return True
         nxt = text[end_orig]
-        return not nxt.isalnum() or _is_cjk(key_last) or _is_cjk(nxt)
+        if not nxt.isalnum() or _is_cjk(key_last) or _is_cjk(nxt):
+            return True
+        # a slashed abbreviation glued to its value ("S/N0075 3688 8896", "P/N12345"): the
+        # slash marks it as a key, no code starts with "S/N"
+        key = text[start_orig:end_orig]
+        return "/" in key and key[-1].isalpha() and len(key) <= 4
 
     def one_key(k: int, ln: int) -> bool:  # "1OT / N.º de lote" holds no key "LOT NO"
         return _STACK_SEP.search(text, owner[k], owner[k + ln - 1] + 1) is None
@@ -395,7 +401,7 @@ def find_keys(text: str, vocab: Vocabulary, confs: Sequence[float] | None = None
         found: tuple[int, _Key] | None = None
         for ln in vocab.loose_lens:
             if k + ln <= n and nl[k : k + ln] in vocab.loose:
-                if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1]) and one_key(k, ln):
+                if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1], owner[k]) and one_key(k, ln):
                     found = (ln, vocab.loose[nl[k : k + ln]])
                     break
         if found is None or found[0] < 4:
@@ -403,7 +409,7 @@ def find_keys(text: str, vocab: Vocabulary, confs: Sequence[float] | None = None
                 if found is not None and ln <= found[0]:
                     break
                 if k + ln <= n and ns[k : k + ln] in vocab.strict:
-                    if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1]) and one_key(k, ln):
+                    if ends_ok(owner[k + ln - 1] + 1, ns[k + ln - 1], owner[k]) and one_key(k, ln):
                         found = (ln, vocab.strict[ns[k : k + ln]])
                         break
         strength = 1.0
@@ -413,7 +419,8 @@ def find_keys(text: str, vocab: Vocabulary, confs: Sequence[float] | None = None
         if found is None and confs is not None and vocab.cjk:
             found = _unsure_cjk_at(nl, k, owner, confs, vocab)
             if found is not None and not (
-                ends_ok(owner[k + found[0] - 1] + 1, ns[k + found[0] - 1]) and one_key(k, found[0])
+                ends_ok(owner[k + found[0] - 1] + 1, ns[k + found[0] - 1], owner[k])
+                and one_key(k, found[0])
             ):
                 found = None
             strength = STRENGTH_FUZZY

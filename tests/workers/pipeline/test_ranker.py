@@ -143,6 +143,19 @@ def test_keys_need_word_boundaries():
     assert key_norm("N° de série") == key_norm("No de serie")
 
 
+def test_a_slashed_key_glued_to_its_value(ranker):
+    """``S/N0075 3688 8896``: a slashed abbreviation with no space before its value is still
+    the key (the value does not start with ``S/N``); an unslashed prefix is part of a code."""
+    got = fields(ranker, stacked("S/N0075 3688 8896", "P/N12345-678"))
+    assert got["serial_number"].value.replace(" ", "") == "007536888896"
+    assert got["serial_number"].confidence > 0.9
+    assert got["part_number"].value == "12345-678"
+    assert fields(ranker, stacked("S/NQX77812345"))["serial_number"].value == SERIAL
+    v = _vocab()
+    assert [h.field for h in find_keys("S/N0075", v)] == ["serial_number"]
+    assert find_keys("SN4471-22", v) == []  # a code that starts with SN, no key
+
+
 def test_spaced_digit_groups_and_long_hyphenated_serials(ranker):
     got = fields(ranker, stacked("S/N: 1234 5678 9012", "MFG 2024-01-17"))
     assert got["serial_number"].value == "123456789012"
