@@ -76,7 +76,7 @@ from .fields import check_value, missing_required
 from .receipt import extract_receipt
 from .types import FieldResult, ModelInfo, Polygon, TextLine
 
-RANKER_VERSION = "15"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
+RANKER_VERSION = "16"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption keys in a box
 # corner, expiry_date keyless, yearless dates; 4: a " / " stack of one key in several languages
 # is one key over the line; 5: no guess for an optional field that no key names (UNKEYED_MIN);
 # 6: caption fixes, no CJK / Hangul in a code field; 7: Hangul words after a key are its own,
@@ -88,7 +88,8 @@ RANKER_VERSION = "15"  # 2: an unkeyed MAC of bare digits is keyless; 3: caption
 # 12: the serial key 机号; 13: a line joins a row only when it overlaps every line of it;
 # 14: a model of letters only in mixed case is a word ("Manual"), no rival to a type code;
 # a CJK / Hangul key with one unsure character inside ("机力号" for 机身号); 15: a slashed key
-# glued to its value ("S/N0075 3688 8896")
+# glued to its value ("S/N0075 3688 8896"); 16: a keyless Latin maker name after one Hangul /
+# CJK word ("제조 Broven Elektro S.p.A.") leaves that word out
 
 # anchor kinds -> base score (times the key strength)
 W_ANCHOR = {"left": 4.0, "cell": 3.8, "above": 3.5, "below": 3.5, "far": 2.0}
@@ -987,6 +988,7 @@ def candidates(
         for seg in segs:
             if not seg:
                 continue
+            foreign_lead = _foreign_lead(ln, seg)
             spans = {
                 (i, j)
                 for i in range(len(seg))
@@ -1020,7 +1022,7 @@ def candidates(
                         t0.x0,
                         t1.x1,
                         anchor,
-                        rest=(j - i == len(seg) and i == 0),
+                        rest=j == len(seg) and (i == 0 or (i == 1 and foreign_lead)),
                         unknown_key=unknown and anchor is None,
                     )
                 )
@@ -1313,11 +1315,29 @@ def score_pairs(
     return pairs
 
 
+def _foreign_lead(ln: _Line, seg: Sequence[int]) -> bool:
+    """The segment starts with one word of Hangul / CJK and goes on in Latin letters
+    (``제조 Broven Elektro S.p.A.``: a maker key the reader damaged, ``제조`` for 제조사, before
+    a Latin name): that word is no part of the name."""
+    if len(seg) < 2:
+        return False
+    first = ln.tokens[seg[0]]
+    word = ln.text[first.start : first.end]
+    rest = ln.text[first.end : ln.tokens[seg[-1]].end]
+    return all(_is_cjk(ch) for ch in word) and any(ch.isascii() and ch.isalpha() for ch in rest)
+
+
 def _header_score(info: list[_Line], c: Candidate) -> float | None:
-    """A keyless manufacturer: a whole top line of letters, tall, company-like."""
+    """A keyless manufacturer: a whole top line of letters, tall, company-like (after one
+    leading Hangul / CJK word when the name is Latin, ``_foreign_lead``)."""
     ln = info[c.line]
-    if not c.rest or c.start > 0 or c.end < len(ln.text.rstrip()) - 1:
+    if not c.rest or c.end < len(ln.text.rstrip()) - 1:
         return None
+    lead = ln.tokens and _foreign_lead(ln, range(len(ln.tokens)))
+    if c.start > 0 and not (lead and c.tokens and c.tokens[0] == 1):
+        return None
+    if c.start == 0 and lead:
+        return None  # the name starts after the foreign word
     if ln.keys and not c.whole:
         return None
     val = c.raw

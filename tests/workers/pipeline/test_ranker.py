@@ -156,6 +156,15 @@ def test_a_slashed_key_glued_to_its_value(ranker):
     assert find_keys("SN4471-22", v) == []  # a code that starts with SN, no key
 
 
+def test_a_latin_maker_name_after_a_damaged_korean_key(ranker):
+    """``제조 Broven Elektro S.p.A.`` (the reader lost the 사 of 제조사): the Hangul word is no
+    part of the keyless maker name; a name all in Hangul keeps its words."""
+    got = fields(ranker, stacked("제조 Broven Elektro S.p.A.", "S/N QX77812345"))
+    assert got["manufacturer"].value == "Broven Elektro S.p.A."
+    got = fields(ranker, stacked("삼성전자 주식회사", "S/N QX77812345"))
+    assert got["manufacturer"].value == "삼성전자 주식회사"
+
+
 def test_spaced_digit_groups_and_long_hyphenated_serials(ranker):
     got = fields(ranker, stacked("S/N: 1234 5678 9012", "MFG 2024-01-17"))
     assert got["serial_number"].value == "123456789012"
