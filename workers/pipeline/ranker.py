@@ -1333,8 +1333,8 @@ def _header_score(info: list[_Line], c: Candidate) -> float | None:
     ln = info[c.line]
     if not c.rest or c.end < len(ln.text.rstrip()) - 1:
         return None
-    lead = ln.tokens and _foreign_lead(ln, range(len(ln.tokens)))
-    if c.start > 0 and not (lead and c.tokens and c.tokens[0] == 1):
+    lead = _foreign_lead(ln, range(len(ln.tokens)))
+    if c.start > 0 and not (lead and c.tokens[0] == 1):
         return None
     if c.start == 0 and lead:
         return None  # the name starts after the foreign word

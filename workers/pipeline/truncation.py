@@ -46,7 +46,7 @@ lost characters there too (``glare`` inside the value).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -327,22 +327,21 @@ class _Lines:
     def __init__(self, geoms: Mapping[int, _Geom | None]) -> None:
         items = [(k, o) for k, o in geoms.items() if o is not None]
         self.orders = np.array([k for k, _ in items], dtype=np.int64)
-        if not items:
-            self.heights = self.centres = self.u = self.starts = self.ends = np.zeros((0, 2))
-            return
-        self.heights = np.array([o.height for _, o in items])
-        self.centres = np.array([(o.tl + o.tr + o.br + o.bl) / 4.0 for _, o in items])
-        self.u = np.array([o.u for _, o in items])
-        self.starts = np.array([(o.tl + o.bl) / 2.0 for _, o in items])
-        self.ends = np.array([(o.tr + o.br) / 2.0 for _, o in items])
+        self.heights = np.array([o.height for _, o in items], dtype=np.float64)
+
+        def points(f: Callable[[_Geom], np.ndarray]) -> np.ndarray:
+            return np.array([f(o) for _, o in items], dtype=np.float64).reshape(-1, 2)
+
+        self.centres = points(lambda o: (o.tl + o.tr + o.br + o.bl) / 4.0)
+        self.u = points(lambda o: o.u)
+        self.starts = points(lambda o: (o.tl + o.bl) / 2.0)
+        self.ends = points(lambda o: (o.tr + o.br) / 2.0)
 
 
 def _neighbour(g: _Geom, side: str, order: int, lines: _Lines) -> float | None:
     """The gap (px) to another line on the same baseline that starts (ends, for ``start``)
     within ``NEIGHBOUR_GAP`` character widths of this end, None without one (the first such
     line in reading order)."""
-    if lines.orders.size == 0:
-        return None
     centre = (g.tl + g.tr + g.br + g.bl) / 4.0
     ratio = lines.heights / g.height
     ok = (lines.orders != order) & (ratio >= 1 / 1.6) & (ratio <= 1.6)

@@ -49,6 +49,11 @@ def _session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+class _NoSession:  # preprocess needs only the model's input name
+    def get_inputs(self):
+        return [type("I", (), {"name": "x"})()]
+
+
 def _det_input(model_set, rgb):
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.detection import TextDetector
@@ -56,11 +61,7 @@ def _det_input(model_set, rgb):
 
     ms = MODEL_SETS[model_set]
 
-    class _S:  # TextDetector only needs the input name for preprocess
-        def get_inputs(self):
-            return [type("I", (), {"name": "x"})()]
-
-    det = TextDetector(PipelineConfig(), _S(), mean=ms.det_mean, std=ms.det_std)
+    det = TextDetector(PipelineConfig(), _NoSession(), mean=ms.det_mean, std=ms.det_std)
     return det.preprocess(rgb)[0]
 
 
@@ -68,11 +69,7 @@ def _rec_input(crops):
     from workers.pipeline.config import PipelineConfig
     from workers.pipeline.recognition import TextRecognizer
 
-    class _S:  # TextRecognizer only needs the input name for preprocess
-        def get_inputs(self):
-            return [type("I", (), {"name": "x"})()]
-
-    return TextRecognizer(PipelineConfig(), _S(), ["a"]).preprocess(crops)
+    return TextRecognizer(PipelineConfig(), _NoSession(), ["a"]).preprocess(crops)
 
 
 def _torch(net, x):
